@@ -1,0 +1,1 @@
+"""Prefect flows around the `taxi` package: orchestration only (retries, logging, artifacts)."""

@@ -1,0 +1,35 @@
+"""NYC taxi trip duration: the ML steps as plain functions (no orchestration here)."""
+
+__version__ = "0.1.0"
+
+from taxi.data import (
+    DataError,
+    ProcessedData,
+    compute_target,
+    encode_categorical_columns,
+    extract_x_y,
+    filter_outliers,
+    load_data,
+    process_inference_data,
+    process_train_data,
+)
+from taxi.model import evaluate_model, predict, train_model
+from taxi.pipeline import TrainingResult, run_inference, run_training
+
+__all__ = [
+    "DataError",
+    "ProcessedData",
+    "TrainingResult",
+    "compute_target",
+    "encode_categorical_columns",
+    "evaluate_model",
+    "extract_x_y",
+    "filter_outliers",
+    "load_data",
+    "predict",
+    "process_inference_data",
+    "process_train_data",
+    "run_inference",
+    "run_training",
+    "train_model",
+]

@@ -1,0 +1,85 @@
+"""Shared fixtures: real sample data, and real servers started once per test session.
+
+The S3 server (SeaweedFS) and the Prefect server run on free loopback ports in a temporary
+directory, so the tests never touch a user's own servers, buckets or ~/.prefect. Their
+addresses go into the environment before any test imports Prefect or boto3.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "data"
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import devstack  # noqa: E402
+
+GREEN_JAN = DATA / "green_tripdata_2021-01.parquet"
+GREEN_FEB = DATA / "green_tripdata_2021-02.parquet"
+GREEN_MAR = DATA / "green_tripdata_2021-03.parquet"
+YELLOW_JAN = DATA / "yellow_tripdata_2021-01.head28401.csv"
+YELLOW_FEB = DATA / "yellow_tripdata_2021-02.head999.csv"
+
+_WORK = Path(tempfile.mkdtemp(prefix="taxi-tests-"))
+_S3_PORT = devstack.free_port()
+_PREFECT_PORT = devstack.free_port()
+_CREDENTIALS = ("test-" + secrets.token_hex(4), secrets.token_urlsafe(24))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ.update(
+        {
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{_S3_PORT}",
+            "AWS_ACCESS_KEY_ID": _CREDENTIALS[0],
+            "AWS_SECRET_ACCESS_KEY": _CREDENTIALS[1],
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "TAXI_BUCKET": "taxi-test",
+            "PREFECT_API_URL": f"http://127.0.0.1:{_PREFECT_PORT}/api",
+            "PREFECT_HOME": str(_WORK / "prefect-client"),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_LOGGING_LEVEL": "INFO",
+        }
+    )
+    for variable in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "TAXI_SIGNING_KEY"):
+        os.environ.pop(variable, None)
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3 server over HTTP with credentials enforced; yields its endpoint URL."""
+    server = devstack.start_s3_server(_WORK / "s3", *_CREDENTIALS, s3_port=_S3_PORT)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def prefect_api():
+    """A real Prefect server (SQLite); yields its API URL."""
+    server = devstack.start_prefect_server(_WORK / "prefect-server", port=_PREFECT_PORT)
+    yield f"{server.url}/api"
+    server.stop()
+
+
+@pytest.fixture
+def store(s3_server):
+    """An ArtifactStore on a bucket of its own, so tests do not see each other's objects."""
+    from taxi.config import StoreConfig
+    from taxi.storage import ArtifactStore
+
+    store = ArtifactStore(config=StoreConfig(bucket=f"test-{secrets.token_hex(4)}"))
+    store.ensure_bucket()
+    return store
+
+
+@pytest.fixture
+def bucket_env(store, monkeypatch):
+    """Point TAXI_BUCKET at the test's own bucket for code that reads the environment."""
+    monkeypatch.setenv("TAXI_BUCKET", store.bucket)
+    return store

@@ -1,0 +1,107 @@
+"""The vectorizer and the model against the course implementation, on real green data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from sklearn.feature_extraction import DictVectorizer
+from sklearn.linear_model import LinearRegression
+
+from taxi import evaluate_model, predict, process_train_data, run_inference, run_training, train_model
+from taxi.features import OneHotVectorizer
+from taxi.model import SparseLinearRegression
+from tests.conftest import GREEN_FEB, GREEN_JAN, GREEN_MAR, YELLOW_FEB, YELLOW_JAN
+
+CATEGORICAL = ["PULocationID", "DOLocationID", "passenger_count"]
+
+
+@pytest.fixture(scope="module")
+def green():
+    train = process_train_data(str(GREEN_JAN))
+    test = process_train_data(str(GREEN_FEB), train.vectorizer)
+    return train, test
+
+
+def _course_dicts(trips: pd.DataFrame) -> list[dict]:
+    return trips[CATEGORICAL].astype(str).to_dict(orient="records")
+
+
+def test_vectorizer_builds_the_dictvectorizer_matrix(green):
+    train, test = green
+    dv = DictVectorizer()
+    expected_train = dv.fit_transform(_course_dicts(train.trips))
+    expected_test = dv.transform(_course_dicts(test.trips))
+    # Same columns, possibly in another order: align by feature name.
+    order = [list(dv.feature_names_).index(name) for name in train.vectorizer.get_feature_names_out()]
+    assert sorted(order) == list(range(len(dv.feature_names_)))
+    assert (train.X != expected_train[:, order]).nnz == 0
+    assert (test.X != expected_test[:, order]).nnz == 0
+
+
+def test_vectorizer_ignores_and_counts_unseen_values():
+    trips = pd.DataFrame({"PULocationID": [1, 2, 3], "DOLocationID": [7, 7, 8], "passenger_count": [1, -1, 1]})
+    vectorizer = OneHotVectorizer().fit(trips)
+    unseen = pd.DataFrame({"PULocationID": [2, 999], "DOLocationID": [500, 8], "passenger_count": [1, 1]})
+    X = vectorizer.transform(unseen)
+    names = list(vectorizer.get_feature_names_out())
+    assert X.toarray().tolist() == [
+        [1.0 if n in ("PULocationID=2", "passenger_count=1") else 0.0 for n in names],
+        [1.0 if n in ("DOLocationID=8", "passenger_count=1") else 0.0 for n in names],
+    ]
+    assert vectorizer.unknown_counts(unseen) == {"PULocationID": 1, "DOLocationID": 1, "passenger_count": 0}
+
+
+def test_model_reproduces_course_rmse(green):
+    train, test = green
+    model = train_model(train.X, train.y)
+    assert isinstance(model, LinearRegression)
+    assert round(evaluate_model(model, train.X, train.y), 4) == 9.7371
+    assert round(evaluate_model(model, test.X, test.y), 4) == 10.4475
+
+
+def test_model_matches_sklearn_linear_regression_exactly(green):
+    """The exact solver gives scikit-learn's (dense, exact) least-squares predictions."""
+    train, test = green
+    rows = np.random.default_rng(0).choice(train.X.shape[0], 20_000, replace=False)
+    X, y = train.X[rows], train.y[rows]
+    ours = SparseLinearRegression().fit(X, y)
+    reference = LinearRegression().fit(X.toarray(), y)
+    assert np.allclose(ours.predict(test.X), reference.predict(test.X.toarray()), atol=1e-6)
+
+
+def test_model_on_a_general_sparse_matrix():
+    """Not one-hot: falls back to the general Gram matrix and still solves least squares."""
+    rng = np.random.default_rng(1)
+    X = sp.random(500, 20, density=0.3, random_state=2, format="csr")
+    y = X @ rng.normal(size=20) + 3.0 + rng.normal(scale=0.01, size=500)
+    ours = SparseLinearRegression().fit(X, y)
+    reference = LinearRegression().fit(X.toarray(), y)
+    assert np.allclose(ours.coef_, reference.coef_, atol=1e-8)
+    assert ours.intercept_ == pytest.approx(reference.intercept_)
+
+
+def test_predict_returns_minutes_per_row(green):
+    train, test = green
+    model = train_model(train.X, train.y)
+    predicted = predict(model, test.X)
+    assert predicted.shape == (61_921,) and predicted.dtype == np.float64
+    assert 5 < predicted.mean() < 25
+
+
+def test_training_and_inference_entrypoints():
+    result = run_training(str(GREEN_JAN), str(GREEN_FEB))
+    assert (round(result.rmse_train, 4), round(result.rmse_test, 4)) == (9.7371, 10.4475)
+    predictions = run_inference(str(GREEN_MAR), result.model, result.vectorizer)
+    assert len(predictions) == 83_827
+    assert list(predictions.columns) == ["pickup_datetime", "PULocationID", "DOLocationID", "predicted_duration"]
+    raw = pd.read_parquet(GREEN_MAR)
+    assert (predictions["pickup_datetime"].to_numpy() == raw["lpep_pickup_datetime"].to_numpy()).all()
+    assert predictions["predicted_duration"].notna().all()
+
+
+def test_yellow_training_on_csv_months():
+    result = run_training(str(YELLOW_JAN), str(YELLOW_FEB))
+    assert result.train.rows_read == 28_401 and result.test.rows_read == 999
+    assert 3 < result.rmse_train < result.rmse_test < 15
