@@ -3,10 +3,16 @@
 I/O tasks (reading data, S3 reads and writes) retry with a growing delay, except when the
 failure is the input's own fault: a missing file or a tampered model fails the same way
 every time, so retrying it only delays the error.
+
+The model signing key is resolved here, inside the tasks that need it, from a Prefect Secret
+block (named by TAXI_SIGNING_KEY_BLOCK) or the TAXI_SIGNING_KEY variable, and handed to the
+`taxi` package's ArtifactStore. It is never a task or flow parameter, so it never reaches the
+Prefect API, and never logged.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -15,13 +21,62 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 import taxi
+from taxi import incoming
+from taxi.config import SIGNING_KEY_ENV, signing_key_from_env
 from taxi.data import DataError
+from taxi.incoming import Claim, IncomingFile
 from taxi.storage import ArtifactStore, IntegrityError, LoadedModel, ModelNotFoundError
 
 VERSION = taxi.__version__
-IO_RETRIES = 3
-IO_RETRY_DELAYS = [2, 10, 30]
+SIGNING_KEY_BLOCK_ENV = "TAXI_SIGNING_KEY_BLOCK"
+RETRY_DELAYS_ENV = "TAXI_IO_RETRY_DELAYS"
+# Three retries, 2 + 10 + 30 s apart. With botocore's bounds on one S3 call (taxi.storage:
+# at most ~18 s against an endpoint that never answers, ~3 s against one that refuses), a
+# dead S3 endpoint fails an I/O task in at most 4 x 18 + 42 = 114 s, and in about 55 s
+# when connections are refused.
+DEFAULT_IO_RETRY_DELAYS = [2, 10, 30]
 NOT_RETRYABLE = (DataError, IntegrityError, ModelNotFoundError, ValueError)
+
+
+def io_retry_delays() -> list[int]:
+    """Seconds between I/O task retries; TAXI_IO_RETRY_DELAYS="1,2,4" shortens them (the tests
+    do, so that fault tests finish quickly). Read once, when the tasks are defined."""
+    raw = os.environ.get(RETRY_DELAYS_ENV, "").strip()
+    if not raw:
+        return list(DEFAULT_IO_RETRY_DELAYS)
+    try:
+        delays = [int(part) for part in raw.split(",")]
+    except ValueError as error:
+        raise ValueError(f"{RETRY_DELAYS_ENV} must be comma-separated whole seconds, got {raw!r}") from error
+    if any(d < 0 for d in delays):
+        raise ValueError(f"{RETRY_DELAYS_ENV} must not be negative, got {raw!r}")
+    return delays
+
+
+IO_RETRY_DELAYS = io_retry_delays()
+IO_RETRIES = len(IO_RETRY_DELAYS)
+
+
+def signing_key() -> bytes | None:
+    """The model signing key: from the Prefect Secret block named by TAXI_SIGNING_KEY_BLOCK,
+    else from TAXI_SIGNING_KEY, else None (models are then neither signed nor checked)."""
+    block = os.environ.get(SIGNING_KEY_BLOCK_ENV, "").strip()
+    if not block:
+        return signing_key_from_env()
+    if signing_key_from_env() is not None:
+        # Two sources could disagree between training and inference; make the choice explicit.
+        raise ValueError(f"set {SIGNING_KEY_BLOCK_ENV} or {SIGNING_KEY_ENV}, not both")
+    from prefect.blocks.system import Secret
+
+    value = Secret.load(block).get()
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"the Secret block {block!r} must hold a non-empty string (the signing key)")
+    return value.encode()
+
+
+def artifact_store() -> ArtifactStore:
+    """The bucket from the environment, with the signing key if one is configured."""
+    return ArtifactStore(signing_key=signing_key())
 
 
 def retry_unless_bad_input(task: Any, task_run: Any, state: Any) -> bool:
@@ -96,27 +151,62 @@ def predict(model: Any, X: Any) -> np.ndarray:  # noqa: N803
 
 @task(name="save-model", tags=["taxi", "io", "s3"], **io_task)
 def save_model(model: Any, vectorizer: Any, metrics: dict[str, Any], details: dict[str, Any]) -> dict[str, Any]:
-    store = ArtifactStore()
+    store = artifact_store()
+    # A retry after a failure midway starts a new version: the half-written one stays
+    # without a manifest (never loadable) until delete_incomplete_versions removes it.
     manifest = store.save_model(model, vectorizer, metrics=metrics, details=details)
     logger = get_run_logger()
     for name, entry in manifest["objects"].items():
         logger.info("Wrote %s (%d bytes, sha256 %s)", store.uri(entry["key"]), entry["bytes"], entry["sha256"][:12])
-    logger.info("Published model version %s; %s now points at it", manifest["version"], store.uri(store.latest_key))
+    signed = "signed" if store.signing_key is not None else "not signed: no signing key configured"
+    logger.info("Published model version %s (%s); %s now points at it", manifest["version"], signed, store.uri(store.latest_key))
+    removed = store.delete_incomplete_versions()
+    if removed:
+        logger.info("Removed incomplete model versions left by failed training runs: %s", removed)
     return manifest
 
 
 @task(name="load-model", tags=["taxi", "io", "s3"], **io_task)
 def load_model(version: str) -> LoadedModel:
-    store = ArtifactStore()
+    store = artifact_store()
     loaded = store.load_model(version)
+    checks = "checksums and signature verified" if store.signing_key is not None else "checksums verified; no signing key configured"
     get_run_logger().info(
-        "Loaded model version %s from %s (checksums verified)", loaded.version, store.uri(store.model_key(loaded.version, ""))
+        "Loaded model version %s from %s (%s)", loaded.version, store.uri(store.model_key(loaded.version, "")), checks
     )
     return loaded
 
 
 @task(name="write-predictions", tags=["taxi", "io", "s3"], **io_task)
-def write_predictions(predictions: pd.DataFrame, source: str, version: str) -> str:
-    uri = ArtifactStore().write_predictions(predictions, source, version)
+def write_predictions(predictions: pd.DataFrame, source: str, version: str, name: str | None = None) -> str:
+    uri = artifact_store().write_predictions(predictions, source, version, name)
     get_run_logger().info("Wrote %d predictions to %s", len(predictions), uri)
     return uri
+
+
+# --- incoming files (taxi.incoming) ------------------------------------------------------
+
+
+@task(name="list-incoming", tags=["taxi", "io", "s3"], **io_task)
+def list_incoming(prefix: str) -> list[IncomingFile]:
+    return incoming.list_incoming(artifact_store(), prefix)
+
+
+@task(name="list-processed", tags=["taxi", "io", "s3"], **io_task)
+def list_processed(prefix: str) -> set[str]:
+    return incoming.processed_keys(artifact_store(), prefix)
+
+
+@task(name="claim-file", tags=["taxi", "io", "s3"], **io_task)
+def claim_file(file: IncomingFile, owner: str) -> Claim:
+    return incoming.claim(artifact_store(), file, owner)
+
+
+@task(name="release-claim", tags=["taxi", "io", "s3"], **io_task)
+def release_claim(file: IncomingFile) -> None:
+    incoming.release(artifact_store(), file)
+
+
+@task(name="record-done", tags=["taxi", "io", "s3"], **io_task)
+def record_done(file: IncomingFile, predictions_uri: str, model_version: str, run: str) -> dict[str, Any]:
+    return incoming.record_done(artifact_store(), file, predictions_uri, model_version, run)
