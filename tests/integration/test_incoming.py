@@ -11,24 +11,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from taxi import run_training
 from taxi.incoming import CLAIM_TTL, Claim, IncomingFile, claim, list_incoming, record_done, release
-from tests.conftest import GREEN_MAR, YELLOW_FEB, YELLOW_JAN
-from tests.integration import prefect_api
+from tests.conftest import GREEN_MAR, YELLOW_FEB
+from tests.integration import prefect_api as api
 
 YELLOW_MAR = YELLOW_FEB.parent / "yellow_tripdata_2021-03.head999.csv"
-
-
-@pytest.fixture(scope="module")
-def trained():
-    return run_training(str(YELLOW_JAN), str(YELLOW_FEB))
-
-
-@pytest.fixture
-def published(prefect_api, bucket_env, trained):
-    """A bucket (also TAXI_BUCKET) with a published model; yields (store, version)."""
-    manifest = bucket_env.save_model(trained.model, trained.vectorizer, metrics=trained.metrics, details={})
-    return bucket_env, manifest["version"]
 
 
 def _green_slice(rows: int = 1000) -> bytes:
@@ -70,7 +57,7 @@ def test_new_files_are_predicted_once_and_reruns_skip_them(published):
         record = json.loads(store.get(f"processed/incoming/{month}/yellow.csv.json"))
         assert record["predictions"] == store.uri(key) and record["model_version"] == version
     assert store.list_keys("claims/") == []
-    report = prefect_api.artifacts(state.state_details.flow_run_id, "taxi-incoming-inference")
+    report = api.artifacts(state.state_details.flow_run_id, "taxi-incoming-inference")
     assert len(report) == 1 and "2 predicted, 0 skipped, 0 failed" in report[0].data
 
     # A rerun predicts nothing and writes nothing.
@@ -101,11 +88,11 @@ def test_a_corrupt_file_is_reported_and_retried_without_blocking_the_others(publ
     assert _inputs(summary["failed"]) == ["incoming/bad.parquet"]
     assert not store.exists("processed/incoming/bad.parquet.json") and store.list_keys("claims/") == []
     assert store.list_keys("predictions/incoming/bad/") == []
-    report = prefect_api.artifacts(state.state_details.flow_run_id, "taxi-incoming-inference")
+    report = api.artifacts(state.state_details.flow_run_id, "taxi-incoming-inference")
     assert "`incoming/bad.parquet` | **failed** (retried next run)" in report[0].data
     # Bad input is not retried within the run: the file's load-data task ran once.
     failed = lambda runs: [t for t in runs if t.state and t.state.is_failed()]  # noqa: E731
-    [load] = failed(prefect_api.task_runs(state.state_details.flow_run_id, "load-data", until=failed))
+    [load] = failed(api.task_runs(state.state_details.flow_run_id, "load-data", until=failed))
     assert load.run_count == 1
 
     # Fixed upstream: the next run tries it again, and predicts it and only it.
@@ -140,7 +127,7 @@ def test_overlapping_runs_predict_each_file_exactly_once(published):
     for _, summary in results:
         assert sorted(predicted) == sorted(_inputs(summary["predicted"]) + _inputs(summary["skipped"]))
     writes = [
-        prefect_api.task_runs(state.state_details.flow_run_id, "write-predictions", until=lambda r, n=len(s["predicted"]): len(r) >= n)
+        api.task_runs(state.state_details.flow_run_id, "write-predictions", until=lambda r, n=len(s["predicted"]): len(r) >= n)
         for state, s in results
     ]
     assert sum(len(w) for w in writes) == len(files)
