@@ -71,7 +71,14 @@ def load_data(source: str) -> pd.DataFrame:
     schema, pickup, dropoff = _detect_schema(source, names)
     columns = [pickup, dropoff, *REQUIRED_COLUMNS, *(c for c in OPTIONAL_COLUMNS if c in names)]
     table = _read_parquet(source, raw, columns) if is_parquet else _read_csv(source, raw, columns)
-    trips = table.rename_columns([_neutral_name(c, pickup, dropoff) for c in table.column_names]).to_pandas()
+    table = table.rename_columns([_neutral_name(c, pickup, dropoff) for c in table.column_names])
+    # One array per column (no 2-D block consolidation) and the Arrow buffers released as
+    # they are converted: a month then costs about one copy of its columns, not three.
+    trips = table.to_pandas(split_blocks=True, self_destruct=True)
+    del table
+    # Arrow's allocator keeps freed blocks for reuse; hand them back so a month's raw
+    # columns do not stay resident for the rest of the run.
+    pa.default_memory_pool().release_unused()
     trips = _coerce_types(source, trips)
     if trips.empty:
         raise DataError(source, "contains no trips")
@@ -179,28 +186,25 @@ def _neutral_name(column: str, pickup: str, dropoff: str) -> str:
 
 
 def _coerce_types(source: str, trips: pd.DataFrame) -> pd.DataFrame:
-    """Datetimes must parse and numbers must be numbers; blanks become missing values."""
-    converted = {}
+    """Datetimes must parse and numbers must be numbers; blanks become missing values.
+
+    Columns already of the right kind (as in TLC parquet files) are left as they are."""
     for column in (PICKUP, DROPOFF):
         values = trips[column]
-        if pd.api.types.is_datetime64_any_dtype(values):
-            converted[column] = values
-            continue
-        parsed = pd.to_datetime(values, errors="coerce", format="mixed")
-        _check_coercion(source, column, values, parsed, "datetimes")
-        converted[column] = parsed
+        if not pd.api.types.is_datetime64_any_dtype(values):
+            parsed = pd.to_datetime(values, errors="coerce", format="mixed")
+            _check_coercion(source, column, values, parsed, "datetimes")
+            trips[column] = parsed
     for column in NUMERIC_COLUMNS:
         if column not in trips:
-            converted[column] = np.full(len(trips), np.nan)
+            trips[column] = np.full(len(trips), np.nan)
             continue
         values = trips[column]
-        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-            converted[column] = values.astype(np.float64)
-            continue
-        parsed = pd.to_numeric(values, errors="coerce")
-        _check_coercion(source, column, values, parsed, "numbers")
-        converted[column] = parsed.astype(np.float64)
-    return pd.DataFrame(converted)
+        if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+            parsed = pd.to_numeric(values, errors="coerce")
+            _check_coercion(source, column, values, parsed, "numbers")
+            trips[column] = parsed.astype(np.float64)
+    return trips[[PICKUP, DROPOFF, *NUMERIC_COLUMNS]]
 
 
 def _check_coercion(source: str, column: str, before: pd.Series, after: pd.Series, kind: str) -> None:
@@ -232,10 +236,13 @@ def encode_categorical_columns(trips: pd.DataFrame, columns: tuple[str, ...] = C
     """Category columns as integers, missing values as -1 (the course's fillna(-1).astype(int))."""
     encoded = {}
     for column in columns:
-        values = trips[column].to_numpy(dtype=np.float64, na_value=np.nan)
+        values = trips[column]
+        if pd.api.types.is_integer_dtype(values.dtype) and not values.hasnans:
+            encoded[column] = values.to_numpy(dtype=np.int64)
+            continue
+        values = values.to_numpy(dtype=np.float64, na_value=np.nan)
         # NaN and inf both mean "unknown"; truncating other floats matches astype(int).
-        codes = np.where(np.isfinite(values), values, MISSING_CATEGORY).astype(np.int64)
-        encoded[column] = codes
+        encoded[column] = np.where(np.isfinite(values), values, MISSING_CATEGORY).astype(np.int64)
     return trips.assign(**encoded)
 
 
@@ -285,11 +292,13 @@ def ensure_trips_left(kept: pd.DataFrame, rows_read: int, source: str) -> None:
 def process_train_data(source: str, vectorizer: OneHotVectorizer | None = None) -> ProcessedData:
     """Every step for data with a known outcome: load, target, outlier filter, encode, features."""
     trips = load_data(source)
-    kept = filter_outliers(compute_target(trips))
-    ensure_trips_left(kept, len(trips), source)
-    kept = encode_categorical_columns(kept)
-    X, y, vectorizer = extract_x_y(kept, vectorizer)
-    return ProcessedData(X, y, vectorizer, kept, source, len(trips))
+    rows_read = len(trips)
+    # Rebinding one name lets each intermediate frame go as soon as the next exists.
+    trips = filter_outliers(compute_target(trips))
+    ensure_trips_left(trips, rows_read, source)
+    trips = encode_categorical_columns(trips)
+    X, y, vectorizer = extract_x_y(trips, vectorizer)
+    return ProcessedData(X, y, vectorizer, trips, source, rows_read)
 
 
 def process_inference_data(source: str, vectorizer: OneHotVectorizer) -> ProcessedData:

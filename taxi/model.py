@@ -29,36 +29,57 @@ class SparseLinearRegression(LinearRegression):
         if n_rows == 0 or n_rows != y.shape[0]:
             raise ValueError(f"need as many targets as rows and at least one row, got {n_rows} rows and {y.shape[0]} targets")
 
-        x_mean = np.asarray(X.mean(axis=0)).ravel()
-        y_mean = float(y.mean())
-        gram = _gram(X) - n_rows * np.outer(x_mean, x_mean)
-        moment = X.T @ y - n_rows * x_mean * y_mean
-        # One-hot groups make the centred Gram matrix singular (each group sums to a
-        # constant): the pseudo-inverse picks the minimum-norm solution, as LSQR would.
-        eigenvalues, eigenvectors = np.linalg.eigh(gram)
-        cutoff = max(eigenvalues.max(), 0.0) * gram.shape[0] * np.finfo(np.float64).eps  # numpy.linalg.pinv's
-        kept = eigenvalues > cutoff
+        # Centred normal equations scaled by n, M = n X'X - s s' and b = n X'y - s sum(y)
+        # (s: column sums), so that for 0/1 features every entry of M is an exact integer:
+        # centring by subtracting means would leave rounding noise where the exact matrix
+        # is singular.
+        gram = _gram(X)
+        sums = np.asarray(X.sum(axis=0)).ravel()
+        if np.issubdtype(gram.dtype, np.integer) and n_rows < _EXACT_ROWS:
+            sums = sums.astype(np.int64)
+        else:
+            gram = gram.astype(np.float64)
+        scaled_gram = (n_rows * gram - np.outer(sums, sums)).astype(np.float64)
+        scaled_moment = n_rows * (X.T @ y) - sums * y.sum()
+        # One-hot groups make M singular (each group sums to a constant), and so do
+        # categories that always occur together: the pseudo-inverse picks the minimum-norm
+        # solution, which is the one LinearRegression's LSQR converges to.
+        eigenvalues, eigenvectors = np.linalg.eigh(scaled_gram)
+        kept = eigenvalues > max(eigenvalues.max(), 0.0) * _RELATIVE_CUTOFF
         basis = eigenvectors[:, kept]
-        self.coef_ = basis @ ((basis.T @ moment) / eigenvalues[kept])
-        self.intercept_ = y_mean - float(x_mean @ self.coef_)
+        self.coef_ = basis @ ((basis.T @ scaled_moment) / eigenvalues[kept])
+        self.intercept_ = float(y.mean()) - float(sums @ self.coef_) / n_rows
         self.rank_ = int(kept.sum())
         self.n_features_in_ = X.shape[1]
         return self
 
 
+# eigh resolves eigenvalues to about n_features * eps * the largest (~1e-13 of it here), so a
+# direction the data leave undetermined shows up as a tiny eigenvalue of either sign. A real
+# direction is at least as large as a category seen once, about largest / n_rows: 1e-10
+# separates the two for any month below ten billion trips.
+_RELATIVE_CUTOFF = 1e-10
+# n_rows * counts stays an exact integer in float64 below 2**53, i.e. up to ~9e7 rows.
+_EXACT_ROWS = 90_000_000
+
+
 def _gram(X: sp.csr_matrix) -> np.ndarray:
-    """X.T @ X as a dense array; counted with bincount when X is one-hot with a fixed number
-    of ones per row (every training row of OneHotVectorizer), which is several times faster."""
+    """X.T @ X as a dense array: int64 counts, counted with bincount, when X is one-hot with a
+    fixed number of ones per row (every training row of OneHotVectorizer), several times
+    faster than the sparse product; float64 otherwise."""
     n_features = X.shape[1]
     row_nnz = np.diff(X.indptr)
     per_row = int(row_nnz[0]) if row_nnz.size else 0
     if per_row and (row_nnz == per_row).all() and (X.data == 1).all():
         codes = X.indices.reshape(-1, per_row).astype(np.int64)
-        gram = np.zeros(n_features * n_features, dtype=np.float64)
+        gram = np.zeros((n_features, n_features), dtype=np.int64)
         for i in range(per_row):
-            for j in range(per_row):
-                gram += np.bincount(codes[:, i] * n_features + codes[:, j], minlength=n_features * n_features)
-        return gram.reshape(n_features, n_features)
+            gram[np.diag_indices(n_features)] += np.bincount(codes[:, i], minlength=n_features)
+            for j in range(i + 1, per_row):
+                pairs = np.bincount(codes[:, i] * n_features + codes[:, j], minlength=n_features * n_features)
+                pairs = pairs.reshape(n_features, n_features)
+                gram += pairs + pairs.T
+        return gram
     return np.asarray((X.T @ X).todense(), dtype=np.float64)
 
 

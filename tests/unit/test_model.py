@@ -105,3 +105,29 @@ def test_yellow_training_on_csv_months():
     result = run_training(str(YELLOW_JAN), str(YELLOW_FEB))
     assert result.train.rows_read == 28_401 and result.test.rows_read == 999
     assert 3 < result.rmse_train < result.rmse_test < 15
+
+
+def test_model_is_minimum_norm_when_categories_always_occur_together():
+    """Zone 5 only ever goes to zone 6 (and zone 6 only comes from 5): their columns are equal,
+    which leaves one more direction undetermined than the one-hot groups do. Predictions for
+    unseen combinations then depend on picking the minimum-norm solution, as scikit-learn does,
+    however large the month."""
+    rng = np.random.default_rng(3)
+    n = 400_000
+    trips = pd.DataFrame(
+        {
+            "PULocationID": rng.integers(10, 60, n),
+            "DOLocationID": rng.integers(10, 60, n),
+            "passenger_count": rng.integers(0, 6, n),
+        }
+    )
+    trips.loc[:99, ["PULocationID", "DOLocationID"]] = [5, 6]
+    y = 5 + trips["PULocationID"] * 0.2 + rng.normal(0, 3, n)
+    vectorizer = OneHotVectorizer().fit(trips)
+    X = vectorizer.transform(trips)
+    ours = SparseLinearRegression().fit(X, y)
+    reference = LinearRegression().fit(X.toarray(), y)
+    unseen_pairs = pd.DataFrame({"PULocationID": [5, 20, 700], "DOLocationID": [30, 6, 6], "passenger_count": [1, 2, 3]})
+    X_new = vectorizer.transform(unseen_pairs)
+    assert np.allclose(ours.predict(X_new), reference.predict(X_new.toarray()), atol=1e-6)
+    assert ours.rank_ == X.shape[1] - 4
