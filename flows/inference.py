@@ -19,6 +19,7 @@ from flows import tasks
 from flows.processing import process_inference_data_flow
 from taxi.incoming import Claim, prediction_name
 from taxi.pipeline import predictions_frame
+from taxi.storage import ArtifactStore
 
 DEFAULT_INCOMING_PREFIX = "incoming/"
 
@@ -79,7 +80,7 @@ def incoming_inference_flow(prefix: str = DEFAULT_INCOMING_PREFIX, model_version
     version = tasks.load_model(model_version).version
     files = tasks.list_incoming(prefix)
     done = tasks.list_processed(prefix)
-    store = tasks.artifact_store()
+    store = ArtifactStore()  # for URIs only; the tasks do the reading and writing
     summary: dict[str, Any] = {"model_version": version, "files": len(files), "predicted": [], "skipped": [], "failed": []}
     for file in files:
         if file.key in done:

@@ -25,7 +25,7 @@ from taxi import incoming
 from taxi.config import SIGNING_KEY_ENV, signing_key_from_env
 from taxi.data import DataError
 from taxi.incoming import Claim, IncomingFile
-from taxi.storage import ArtifactStore, IntegrityError, LoadedModel, ModelNotFoundError
+from taxi.storage import ArtifactStore, IntegrityError, LoadedModel, ModelNotFoundError, StorageError
 
 VERSION = taxi.__version__
 SIGNING_KEY_BLOCK_ENV = "TAXI_SIGNING_KEY_BLOCK"
@@ -160,9 +160,15 @@ def save_model(model: Any, vectorizer: Any, metrics: dict[str, Any], details: di
         logger.info("Wrote %s (%d bytes, sha256 %s)", store.uri(entry["key"]), entry["bytes"], entry["sha256"][:12])
     signed = "signed" if store.signing_key is not None else "not signed: no signing key configured"
     logger.info("Published model version %s (%s); %s now points at it", manifest["version"], signed, store.uri(store.latest_key))
-    removed = store.delete_incomplete_versions()
-    if removed:
-        logger.info("Removed incomplete model versions left by failed training runs: %s", removed)
+    try:
+        removed = store.delete_incomplete_versions()
+    except StorageError as error:
+        # Housekeeping only: failing here must not fail (and so retry, and so republish) a
+        # version that is already published. The next training run tries again.
+        logger.warning("Could not remove incomplete model versions: %s", error)
+    else:
+        if removed:
+            logger.info("Removed incomplete model versions left by failed training runs: %s", removed)
     return manifest
 
 
