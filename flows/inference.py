@@ -35,20 +35,36 @@ def inference_flow(input_path: str, model_version: str = "latest", output_name: 
     processed = process_inference_data_flow(input_path, loaded.vectorizer)
     unknown = loaded.vectorizer.unknown_counts(processed.trips)
     if any(unknown.values()):
-        logger.warning("Values not seen in training (predicted without their own coefficient): %s", unknown)
+        logger.warning("Values not seen in training (predicted with the model's fallback for unknowns): %s", unknown)
     predictions = predictions_frame(processed, tasks.predict(loaded.model, processed.X))
     uri = tasks.write_predictions(predictions, input_path, loaded.version, output_name)
-    create_link_artifact(
-        key="taxi-predictions",
-        link=uri,
-        link_text=uri,
-        description=(
-            f"{len(predictions):,} trips from `{input_path}` predicted with model version `{loaded.version}`; "
-            f"values unseen in training: {unknown}"
-        ),
+    create_link_artifact(key="taxi-predictions", link=uri, link_text=uri, description=f"Predictions for `{input_path}`")
+    create_markdown_artifact(
+        key="taxi-inference-report",
+        markdown=inference_report(input_path, uri, loaded.version, loaded.manifest.get("model_type", "linear"), len(predictions), unknown),
+        description=f"{len(predictions):,} trips predicted with model {loaded.version}",
     )
     logger.info("Predicted %d trips from %s with model %s -> %s", len(predictions), input_path, loaded.version, uri)
     return uri
+
+
+def inference_report(input_path: str, uri: str, version: str, model_type: str, rows: int, unknown: dict[str, int]) -> str:
+    unseen = "\n".join(f"| {column} | {count:,} |" for column, count in unknown.items())
+    return f"""# Inference run
+
+| | |
+|---|---|
+| input | `{input_path}` |
+| trips predicted | {rows:,} (every input trip, in input order) |
+| model version | `{version}` ({model_type}) |
+| predictions | `{uri}` |
+
+Values not seen in training (predicted with the model's fallback for unknowns):
+
+| column | trips |
+|---|---:|
+{unseen}
+"""
 
 
 class IncomingFilesFailed(RuntimeError):

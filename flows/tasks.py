@@ -21,6 +21,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 import taxi
+import taxi.evaluation
 from taxi import incoming
 from taxi.config import SIGNING_KEY_ENV, signing_key_from_env
 from taxi.data import DataError
@@ -131,8 +132,8 @@ def extract_x_y(trips: pd.DataFrame, vectorizer: Any = None) -> tuple[Any, np.nd
 
 
 @task(name="train-model", tags=["taxi", "ml"], **pure_task)
-def train_model(X: Any, y: np.ndarray) -> Any:  # noqa: N803
-    model = taxi.train_model(X, y)
+def train_model(X: Any, y: np.ndarray, model_type: str = "linear") -> Any:  # noqa: N803
+    model = taxi.train_model(X, y, model_type)
     get_run_logger().info("Trained %s on %d trips x %d features", type(model).__name__, X.shape[0], X.shape[1])
     return model
 
@@ -149,22 +150,60 @@ def predict(model: Any, X: Any) -> np.ndarray:  # noqa: N803
     return taxi.predict(model, X)
 
 
+@task(name="course-baseline", tags=["taxi", "ml"], **pure_task)
+def course_baseline_rmse(train_trips: pd.DataFrame, test_trips: pd.DataFrame) -> float:
+    rmse = taxi.evaluation.course_baseline_rmse(train_trips, test_trips)
+    get_run_logger().info("Course baseline (one-hot + linear regression) test RMSE: %.4f", rmse)
+    return rmse
+
+
+@task(name="evaluate-champion", tags=["taxi", "ml", "s3"], **io_task)
+def evaluate_champion(test_trips: pd.DataFrame, y: np.ndarray) -> tuple[str | None, float | None]:
+    """The current `latest` model's version and its RMSE on these trips, or (None, None)."""
+    try:
+        # With the signing key: a champion someone swapped in is refused before unpickling here too.
+        champion = artifact_store().load_model("latest")
+    except ModelNotFoundError:
+        get_run_logger().info("No published model yet: nothing to compare with")
+        return None, None
+    except IntegrityError as error:
+        # An altered or unsigned champion (e.g. published before signing was turned on) is
+        # not a model to keep: compare with nothing, so this signed model can replace it.
+        get_run_logger().warning("The current latest model cannot be trusted, not comparing with it: %s", error)
+        return None, None
+    rmse = taxi.evaluate_model(champion.model, champion.vectorizer.transform(test_trips), y)
+    get_run_logger().info("Champion %s on the same test trips: RMSE %.4f", champion.version, rmse)
+    return champion.version, rmse
+
+
 @task(name="save-model", tags=["taxi", "io", "s3"], **io_task)
-def save_model(model: Any, vectorizer: Any, metrics: dict[str, Any], details: dict[str, Any]) -> dict[str, Any]:
+def save_model(
+    model: Any,
+    vectorizer: Any,
+    metrics: dict[str, Any],
+    details: dict[str, Any],
+    promote: bool,
+    attachments: dict[str, tuple[bytes, str]],
+) -> dict[str, Any]:
     store = artifact_store()
     # A retry after a failure midway starts a new version: the half-written one stays
     # without a manifest (never loadable) until delete_incomplete_versions removes it.
-    manifest = store.save_model(model, vectorizer, metrics=metrics, details=details)
+    manifest = store.save_model(model, vectorizer, metrics=metrics, details=details, promote=promote, attachments=attachments)
     logger = get_run_logger()
-    for name, entry in manifest["objects"].items():
+    for entry in manifest["objects"].values():
         logger.info("Wrote %s (%d bytes, sha256 %s)", store.uri(entry["key"]), entry["bytes"], entry["sha256"][:12])
     signed = "signed" if store.signing_key is not None else "not signed: no signing key configured"
-    logger.info("Published model version %s (%s); %s now points at it", manifest["version"], signed, store.uri(store.latest_key))
+    if promote:
+        logger.info("Published model version %s (%s); %s now points at it", manifest["version"], signed, store.uri(store.latest_key))
+    else:
+        logger.info(
+            "Stored model version %s (%s) without promoting it; %s unchanged", manifest["version"], signed, store.uri(store.latest_key)
+        )
     try:
         removed = store.delete_incomplete_versions()
     except StorageError as error:
         # Housekeeping only: failing here must not fail (and so retry, and so republish) a
-        # version that is already published. The next training run tries again.
+        # version that is already stored. The next training run tries again.
         logger.warning("Could not remove incomplete model versions: %s", error)
     else:
         if removed:

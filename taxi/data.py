@@ -29,6 +29,9 @@ from taxi.config import (
     MISSING_CATEGORY,
     TARGET_COLUMN,
 )
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.validation import check_is_fitted
+
 from taxi.features import OneHotVectorizer
 
 # Datetime column names of each TLC schema.
@@ -246,17 +249,29 @@ def encode_categorical_columns(trips: pd.DataFrame, columns: tuple[str, ...] = C
     return trips.assign(**encoded)
 
 
-def extract_x_y(
-    trips: pd.DataFrame, vectorizer: OneHotVectorizer | None = None
-) -> tuple[Any, np.ndarray | None, OneHotVectorizer]:
+def extract_x_y(trips: pd.DataFrame, vectorizer: Any = None) -> tuple[Any, np.ndarray | None, Any]:
     """Feature matrix, target (None when the trips have none) and the vectorizer.
 
-    Without a vectorizer one is fitted on these trips (training); with one it only transforms.
+    A fitted vectorizer only transforms. An unfitted one (or None, meaning the course's
+    one-hot encoding) is fitted on these trips with `fit_transform`, which lets a vectorizer
+    whose features depend on the target encode its own training rows out of fold.
     """
     y = trips[TARGET_COLUMN].to_numpy(dtype=np.float64) if TARGET_COLUMN in trips else None
     if vectorizer is None:
-        vectorizer = OneHotVectorizer().fit(trips, y)
-    return vectorizer.transform(trips), y, vectorizer
+        vectorizer = OneHotVectorizer()
+    if _is_fitted(vectorizer):
+        return vectorizer.transform(trips), y, vectorizer
+    if y is None:
+        raise ValueError("fitting a vectorizer needs trips with a target: use process_train_data")
+    return vectorizer.fit_transform(trips, y), y, vectorizer
+
+
+def _is_fitted(estimator: Any) -> bool:
+    try:
+        check_is_fitted(estimator)
+        return True
+    except NotFittedError:
+        return False
 
 
 @dataclass
@@ -289,8 +304,10 @@ def ensure_trips_left(kept: pd.DataFrame, rows_read: int, source: str) -> None:
         )
 
 
-def process_train_data(source: str, vectorizer: OneHotVectorizer | None = None) -> ProcessedData:
-    """Every step for data with a known outcome: load, target, outlier filter, encode, features."""
+def process_train_data(source: str, vectorizer: Any = None) -> ProcessedData:
+    """Every step for data with a known outcome: load, target, outlier filter, encode, features.
+
+    With no vectorizer or an unfitted one, it is fitted here (see extract_x_y)."""
     trips = load_data(source)
     rows_read = len(trips)
     # Rebinding one name lets each intermediate frame go as soon as the next exists.
@@ -301,7 +318,7 @@ def process_train_data(source: str, vectorizer: OneHotVectorizer | None = None) 
     return ProcessedData(X, y, vectorizer, trips, source, rows_read)
 
 
-def process_inference_data(source: str, vectorizer: OneHotVectorizer) -> ProcessedData:
+def process_inference_data(source: str, vectorizer: Any) -> ProcessedData:
     """Steps for data to predict: load, encode, features. No target and no filter: every
     input trip gets a prediction, in input order."""
     trips = encode_categorical_columns(load_data(source))

@@ -13,7 +13,7 @@ import pandas as pd
 
 from taxi.config import PREDICTION_COLUMN
 from taxi.data import PICKUP, ProcessedData, process_inference_data, process_train_data
-from taxi.model import evaluate_model, predict, train_model
+from taxi.model import evaluate_model, make_vectorizer, predict, train_model
 
 
 @dataclass
@@ -30,10 +30,12 @@ class TrainingResult:
         return {"rmse_train": self.rmse_train, "rmse_test": self.rmse_test}
 
 
-def run_training(train_source: str, test_source: str) -> TrainingResult:
+def run_training(
+    train_source: str, test_source: str, model_type: str = "linear", use_trip_distance: bool = False
+) -> TrainingResult:
     """Process both months, fit on the first, report RMSE on both."""
-    train = process_train_data(train_source)
-    model = train_model(train.X, train.y)
+    train = process_train_data(train_source, make_vectorizer(model_type, use_trip_distance))
+    model = train_model(train.X, train.y, model_type)
     test = process_train_data(test_source, train.vectorizer)
     return TrainingResult(
         model=model,

@@ -5,6 +5,7 @@ Bucket layout (see the README):
     models/<version>/model.pkl          fitted model
     models/<version>/vectorizer.pkl     fitted vectorizer
     models/<version>/metrics.json       evaluation figures
+    models/<version>/evaluation.png     predicted vs actual, error by hour
     models/<version>/manifest.json      written last: a version without it is incomplete
     models/<version>/manifest.json.sig  HMAC-SHA256 of the manifest's bytes (with a signing key)
     models/latest.json                  marker naming the current version
@@ -299,16 +300,20 @@ class ArtifactStore:
         details: dict[str, Any],
         promote: bool = True,
         version: str | None = None,
+        attachments: dict[str, tuple[bytes, str]] | None = None,
     ) -> dict[str, Any]:
         """Store a new model version and, if `promote`, point `latest` at it.
 
-        Returns the manifest. `details` is recorded as is (data URIs, row counts, model type).
+        Returns the manifest. `details` is recorded as is (data URIs, row counts, model type,
+        promotion decision); `attachments` are further objects of the version, by name, as
+        (bytes, content type), e.g. an evaluation plot.
         """
         version = version or new_version_id()
         bodies = {
             MODEL_OBJECT: (pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL), "application/octet-stream"),
             VECTORIZER_OBJECT: (pickle.dumps(vectorizer, protocol=pickle.HIGHEST_PROTOCOL), "application/octet-stream"),
             METRICS_OBJECT: (json.dumps(metrics, indent=2).encode(), "application/json"),
+            **(attachments or {}),
         }
         objects = {}
         for name, (body, content_type) in bodies.items():
@@ -320,6 +325,7 @@ class ArtifactStore:
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             **details,
             "metrics": metrics,
+            "promoted": promote,
             "library_versions": library_versions(),
             "objects": objects,
         }

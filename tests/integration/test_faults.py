@@ -104,9 +104,9 @@ def test_unknown_zones_are_predicted_and_counted(published, small_model):
     predictions = pd.read_parquet(io.BytesIO(store.get(state.result().split("/", 3)[3])))
     assert len(predictions) == 999 and predictions["predicted_duration"].notna().all()
     run = state.state_details.flow_run_id
-    [link] = api.artifacts(run, "taxi-predictions")
-    assert f"values unseen in training: {expected}" in link.description
-    assert f"Values not seen in training (predicted without their own coefficient): {expected}" in api.logs(run)
+    [report] = api.artifacts(run, "taxi-inference-report")
+    assert f"| PULocationID | {expected['PULocationID']:,} |" in report.data
+    assert f"Values not seen in training (predicted with the model's fallback for unknowns): {expected}" in api.logs(run)
 
 
 def test_signing_key_from_a_secret_block_and_no_secret_in_logs_or_artifacts(prefect_api, bucket_env, monkeypatch, capfd):

@@ -51,7 +51,7 @@ def test_training_then_inference(seeded):
     manifest = json.loads(store.get(f"models/{version}/manifest.json"))
     assert manifest["train_data"] == {"uri": f"{data}/green_tripdata_2021-01.parquet", "rows_read": 76_518, "rows_used": 73_908}
     assert manifest["test_data"]["rows_used"] == 61_921
-    assert set(manifest["objects"]) == {"model.pkl", "vectorizer.pkl", "metrics.json"}
+    assert set(manifest["objects"]) == {"model.pkl", "vectorizer.pkl", "metrics.json", "evaluation.png"}
     assert store.latest_marker()["version"] == version
     test_predictions = pd.read_parquet(io.BytesIO(store.get(f"predictions/green_tripdata_2021-02/{version}.parquet")))
     assert len(test_predictions) == 61_921
@@ -59,15 +59,38 @@ def test_training_then_inference(seeded):
     report = _artifacts(state.state_details.flow_run_id, "taxi-training-report")
     assert len(report) == 1 and "9.7371" in report[0].data and "10.4475" in report[0].data
 
-    # A second training run publishes a new version and moves `latest` to it.
+    assert result["promoted"] and result["champion_version"] is None
+    assert manifest["promotion"]["promote"] and manifest["promoted"]
+    assert store.get(f"models/{version}/evaluation.png")[:4] == b"\x89PNG"
+
+    # The same model again is no better than the champion: stored, not promoted.
     again = training_flow(f"{data}/green_tripdata_2021-01.parquet", f"{data}/green_tripdata_2021-02.parquet")
-    assert again["model_version"] != version
-    assert store.latest_marker()["version"] == again["model_version"]
+    assert again["model_version"] != version and not again["promoted"]
+    assert again["champion_version"] == version and round(again["champion_rmse_test"], 4) == 10.4475
+    assert store.latest_marker()["version"] == version
+    kept = json.loads(store.get(f"models/{again['model_version']}/manifest.json"))
+    assert not kept["promoted"] and "does not beat the champion" in kept["promotion"]["reason"]
+
+    # The gradient-boosting model beats it by far and becomes `latest`.
+    state = training_flow(
+        f"{data}/green_tripdata_2021-01.parquet", f"{data}/green_tripdata_2021-02.parquet", model_type="gbm",
+        promotion_margin=0.5, return_state=True,
+    )  # fmt: skip
+    gbm = state.result()
+    assert gbm["promoted"] and gbm["rmse_test"] <= 7.0 and gbm["champion_version"] == version
+    assert round(gbm["rmse_test_course_baseline"], 4) == 10.4475
+    assert store.latest_marker()["version"] == gbm["model_version"]
+    report = _artifacts(state.state_details.flow_run_id, "taxi-training-report")[0].data
+    for expected in (
+        "**Promoted**", f"{gbm['rmse_test']:.4f}", "10.4475", f"`{version}`", "76,518", "2,610", "73,908",
+        gbm["manifest_uri"], gbm["plot_uri"], gbm["predictions_uri"],
+    ):  # fmt: skip
+        assert expected in report, expected
 
     state = inference_flow(f"{data}/green_tripdata_2021-03.parquet", return_state=True)
     assert state.is_completed()
     uri = state.result()
-    assert uri == f"s3://{store.bucket}/predictions/green_tripdata_2021-03/{again['model_version']}.parquet"
+    assert uri == f"s3://{store.bucket}/predictions/green_tripdata_2021-03/{gbm['model_version']}.parquet"
     predictions = pd.read_parquet(io.BytesIO(store.get(uri.split("/", 3)[3])))
     assert len(predictions) == 83_827
     source = pd.read_parquet(DATA / "green_tripdata_2021-03.parquet")
@@ -75,6 +98,8 @@ def test_training_then_inference(seeded):
     assert (predictions["DOLocationID"].to_numpy() == source["DOLocationID"].to_numpy()).all()
     link = _artifacts(state.state_details.flow_run_id, "taxi-predictions")
     assert len(link) == 1 and f"]({uri})" in link[0].data
+    report = _artifacts(state.state_details.flow_run_id, "taxi-inference-report")[0].data
+    assert "83,827" in report and gbm["model_version"] in report and uri in report and "PULocationID" in report
 
     # An older version can still be asked for by id.
     assert inference_flow(f"{data}/green_tripdata_2021-03.parquet", model_version=version).endswith(f"/{version}.parquet")

@@ -1,0 +1,108 @@
+"""The gradient-boosting model, the course baseline yardstick, the promotion rule, the plot."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from taxi import evaluate_model, process_train_data, run_training
+from taxi.evaluation import course_baseline_rmse, decide_promotion, evaluation_plot
+from taxi.features import TripFeatureEncoder
+from taxi.model import make_vectorizer
+from tests.conftest import GREEN_FEB, GREEN_JAN, GREEN_MAR
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["zones-and-time", "with-distance"])
+def gbm(request):
+    return request.param, run_training(str(GREEN_JAN), str(GREEN_FEB), "gbm", use_trip_distance=request.param)
+
+
+def test_gbm_beats_the_course_by_far(gbm):
+    use_distance, result = gbm
+    limit = 5.4 if use_distance else 7.0
+    assert result.rmse_test <= limit, f"gbm (distance={use_distance}) test RMSE {result.rmse_test:.4f} > {limit}"
+    assert result.test.rows_kept == 61_921
+
+
+def test_gbm_round_trips_through_pickle_and_predicts_another_month(gbm):
+    use_distance, result = gbm
+    model, vectorizer = pickle.loads(pickle.dumps((result.model, result.vectorizer)))
+    march = process_train_data(str(GREEN_MAR), vectorizer)
+    assert evaluate_model(model, march.X, march.y) <= (5.4 if use_distance else 7.0)
+    assert ("dist" in vectorizer.get_feature_names_out()) == use_distance
+
+
+def test_gbm_uses_only_request_time_inputs(gbm):
+    """Dropoff time, passenger count and (without the flag) the ride's distance must not
+    change a prediction."""
+    use_distance, result = gbm
+    trips = result.test.trips.head(500)
+    altered = trips.assign(
+        dropoff_datetime=trips["dropoff_datetime"] + pd.Timedelta(hours=3),
+        passenger_count=7,
+        duration=0.0,
+        trip_distance=trips["trip_distance"] if use_distance else trips["trip_distance"] * 5 + 1,
+    )
+    assert np.array_equal(result.model.predict(result.vectorizer.transform(trips)), result.model.predict(result.vectorizer.transform(altered)))
+
+
+def test_gbm_predicts_unknown_zones_and_counts_them(gbm):
+    _, result = gbm
+    trips = pd.DataFrame(
+        {
+            "pickup_datetime": pd.to_datetime(["2021-02-01 08:00"] * 4),
+            "PULocationID": [-1, 999, 74, 264],
+            "DOLocationID": [75, 1, 999, -1],
+            "trip_distance": [np.nan, 2.0, -5.0, 1e6],
+        }
+    )
+    predicted = result.model.predict(result.vectorizer.transform(trips))
+    assert np.isfinite(predicted).all() and ((predicted > 1) & (predicted < 60)).all()
+    assert result.vectorizer.unknown_counts(trips) == {"PULocationID": 2, "DOLocationID": 2}
+
+
+def test_target_encodings_are_cross_fitted_on_training_rows():
+    train = process_train_data(str(GREEN_JAN))  # processed trips with their durations
+    encoder = TripFeatureEncoder()
+    out_of_fold = encoder.fit_transform(train.trips, train.y)
+    in_sample = encoder.transform(train.trips)
+    column = list(encoder.get_feature_names_out()).index("te_pair")
+    assert not np.allclose(out_of_fold[:, column], in_sample[:, column])
+    assert np.array_equal(encoder.fit_transform(train.trips, train.y), out_of_fold)  # deterministic
+
+
+def test_use_trip_distance_is_for_gbm_only():
+    with pytest.raises(ValueError, match="model_type='gbm' only"):
+        make_vectorizer("linear", use_trip_distance=True)
+    with pytest.raises(ValueError, match="model_type must be one of"):
+        make_vectorizer("forest")
+
+
+def test_course_baseline_rmse_is_the_course_figure():
+    train = process_train_data(str(GREEN_JAN))
+    test = process_train_data(str(GREEN_FEB), train.vectorizer)
+    assert round(course_baseline_rmse(train.trips, test.trips), 4) == 10.4475
+
+
+def test_promotion_rule_both_ways():
+    first = decide_promotion(10.4, None, None, margin=0.1)
+    assert first.promote and "no model" in first.reason
+    better = decide_promotion(6.36, "v1", 10.4475, margin=0.1)
+    assert better.promote and better.champion_version == "v1"
+    within_margin = decide_promotion(10.40, "v1", 10.4475, margin=0.1)
+    assert not within_margin.promote and "kept v1" in within_margin.reason
+    worse = decide_promotion(11.0, "v1", 10.4475, margin=0.0)
+    assert not worse.promote
+    tie = decide_promotion(10.4475, "v1", 10.4475, margin=0.0)
+    assert not tie.promote  # equal is not better
+    with pytest.raises(ValueError):
+        decide_promotion(1.0, "v1", 2.0, margin=-1)
+
+
+def test_evaluation_plot_is_a_png():
+    train = process_train_data(str(GREEN_FEB))
+    png = evaluation_plot(train.trips, train.y, train.y + 1.0, "title")
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
