@@ -1,21 +1,35 @@
-"""The batch inference flow: load a model version, process a trip file, predict, store."""
+"""The batch inference flows.
+
+- `inference_flow`: load a model version, process one trip file, predict, store.
+- `incoming_inference_flow`: the hourly job. Predicts every file under `incoming/` that has
+  not been predicted yet, one `inference_flow` run per file, and records each file done only
+  once its predictions are stored (bookkeeping in taxi/incoming.py).
+"""
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
+from prefect.runtime import flow_run
 
 from flows import tasks
 from flows.processing import process_inference_data_flow
+from taxi.incoming import Claim, prediction_name
 from taxi.pipeline import predictions_frame
+from taxi.storage import ArtifactStore
+
+DEFAULT_INCOMING_PREFIX = "incoming/"
 
 
 @flow(name="taxi-inference", version=tasks.VERSION, log_prints=True)
-def inference_flow(input_path: str, model_version: str = "latest") -> str:
+def inference_flow(input_path: str, model_version: str = "latest", output_name: str | None = None) -> str:
     """Predict the duration of every trip in `input_path` with model `model_version` ("latest"
-    or a version id) and store the predictions as one parquet object. Returns its s3:// URI."""
+    or a version id) and store the predictions as one parquet object,
+    predictions/<output_name>/<version>.parquet (`output_name` defaults to the input's file
+    name). Returns its s3:// URI."""
     logger = get_run_logger()
     loaded = tasks.load_model(model_version)
     processed = process_inference_data_flow(input_path, loaded.vectorizer)
@@ -23,7 +37,7 @@ def inference_flow(input_path: str, model_version: str = "latest") -> str:
     if any(unknown.values()):
         logger.warning("Values not seen in training (predicted with the model's fallback for unknowns): %s", unknown)
     predictions = predictions_frame(processed, tasks.predict(loaded.model, processed.X))
-    uri = tasks.write_predictions(predictions, input_path, loaded.version)
+    uri = tasks.write_predictions(predictions, input_path, loaded.version, output_name)
     create_link_artifact(key="taxi-predictions", link=uri, link_text=uri, description=f"Predictions for `{input_path}`")
     create_markdown_artifact(
         key="taxi-inference-report",
@@ -53,12 +67,114 @@ Values not seen in training (predicted with the model's fallback for unknowns):
 """
 
 
+class IncomingFilesFailed(RuntimeError):
+    """Some incoming files could not be predicted; the others were. `summary` has the lists."""
+
+    def __init__(self, summary: dict[str, Any]):
+        self.summary = summary
+        failed = summary["failed"]
+        listed = "; ".join(f"{f['input']}: {f['error']}" for f in failed[:5])
+        more = f" (and {len(failed) - 5} more)" if len(failed) > 5 else ""
+        super().__init__(
+            f"{len(failed)} of {summary['files']} incoming file(s) failed and will be retried next run: {listed}{more}"
+        )
+
+
+@flow(name="taxi-incoming-inference", version=tasks.VERSION, log_prints=True)
+def incoming_inference_flow(prefix: str = DEFAULT_INCOMING_PREFIX, model_version: str = "latest") -> dict[str, Any]:
+    """Predict every file under `prefix` in the bucket that has no done-record yet.
+
+    Every file of one run is predicted with the same model version (`model_version` resolved
+    once, at the start). A file that fails does not stop the others; it is listed and tried
+    again by the next run, and the run ends Failed so that it shows (and alerts) as such.
+    Returns {"model_version", "files", "predicted", "skipped", "failed"}.
+    """
+    logger = get_run_logger()
+    run = str(flow_run.get_id() or "local")
+    # Loaded (and verified) once here so a bad model fails the run before any file is touched;
+    # each file's run then loads this exact version, even if `latest` moves meanwhile.
+    version = tasks.load_model(model_version).version
+    files = tasks.list_incoming(prefix)
+    done = tasks.list_processed(prefix)
+    store = ArtifactStore()  # for URIs only; the tasks do the reading and writing
+    summary: dict[str, Any] = {"model_version": version, "files": len(files), "predicted": [], "skipped": [], "failed": []}
+    for file in files:
+        if file.key in done:
+            summary["skipped"].append({"input": file.key, "reason": "already predicted"})
+            continue
+        claim = tasks.claim_file(file, run)
+        if claim is not Claim.CLAIMED:
+            reason = "already predicted" if claim is Claim.DONE else "being predicted by another run"
+            summary["skipped"].append({"input": file.key, "reason": reason})
+            continue
+        try:
+            state = inference_flow(store.uri(file.key), version, prediction_name(file.key), return_state=True)
+            if state.is_completed():
+                uri = state.result()
+                tasks.record_done(file, uri, version, run)
+                summary["predicted"].append({"input": file.key, "predictions": uri})
+            else:
+                summary["failed"].append({"input": file.key, "error": state.message or state.name})
+        except Exception as error:  # noqa: BLE001 (one file's failure must not stop the others)
+            summary["failed"].append({"input": file.key, "error": f"{type(error).__name__}: {error}"})
+        finally:
+            _release(file)
+    for entry in summary["failed"]:
+        logger.error("Could not predict %s: %s", entry["input"], entry["error"])
+    logger.info(
+        "Incoming files under %s: %d predicted, %d skipped, %d failed (model %s)",
+        store.uri(prefix), len(summary["predicted"]), len(summary["skipped"]), len(summary["failed"]), version,
+    )  # fmt: skip
+    create_markdown_artifact(
+        key="taxi-incoming-inference", markdown=_incoming_report(store.uri(prefix), summary), description=f"Model {version}"
+    )
+    if summary["failed"]:
+        raise IncomingFilesFailed(summary)
+    return summary
+
+
+def _release(file: Any) -> None:
+    """Release a claim; if that fails too, the claim expires on its own (taxi.incoming.CLAIM_TTL)."""
+    try:
+        tasks.release_claim(file)
+    except Exception as error:  # noqa: BLE001
+        get_run_logger().warning("Could not release the claim on %s (it expires by itself): %s", file.key, error)
+
+
+def _incoming_report(where: str, summary: dict[str, Any]) -> str:
+    lines = [
+        f"# Incoming files under `{where}`",
+        "",
+        f"Model version `{summary['model_version']}`: {len(summary['predicted'])} predicted, "
+        f"{len(summary['skipped'])} skipped, {len(summary['failed'])} failed.",
+        "",
+        "| file | result | details |",
+        "|---|---|---|",
+    ]
+    lines += [f"| `{p['input']}` | predicted | `{p['predictions']}` |" for p in summary["predicted"]]
+    lines += [f"| `{f['input']}` | **failed** (retried next run) | {_cell(f['error'])} |" for f in summary["failed"]]
+    lines += [f"| `{s['input']}` | skipped | {s['reason']} |" for s in summary["skipped"]]
+    return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    """One table cell: no pipes or line breaks, and not a whole traceback."""
+    flat = " ".join(str(text).split()).replace("|", "\\|")
+    return flat if len(flat) <= 300 else flat[:297] + "..."
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Run the inference flow once, outside any deployment.")
-    parser.add_argument("input_path")
+    parser = argparse.ArgumentParser(description="Run an inference flow once, outside any deployment.")
+    parser.add_argument("input_path", nargs="?", help="a trip file; omit with --incoming")
     parser.add_argument("--model-version", default="latest")
+    parser.add_argument("--incoming", metavar="PREFIX", help=f"predict every new file under PREFIX (e.g. {DEFAULT_INCOMING_PREFIX})")
     args = parser.parse_args()
-    print(inference_flow(args.input_path, args.model_version))
+    if args.incoming:
+        print(incoming_inference_flow(args.incoming, args.model_version))
+    elif args.input_path:
+        print(inference_flow(args.input_path, args.model_version))
+    else:
+        parser.error("give an input path or --incoming PREFIX")
 
 
 if __name__ == "__main__":

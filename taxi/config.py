@@ -25,6 +25,9 @@ PREDICTION_COLUMN = "predicted_duration"
 
 DEFAULT_BUCKET = "taxi"
 
+# The key that signs model manifests (HMAC-SHA256); see the README's "Reliability and security".
+SIGNING_KEY_ENV = "TAXI_SIGNING_KEY"
+
 
 def tlc_month_url(color: str, year: int, month: int) -> str:
     """URL of one TLC monthly trip file, e.g. tlc_month_url("yellow", 2021, 1)."""
@@ -48,3 +51,9 @@ class StoreConfig:
     @classmethod
     def from_env(cls) -> "StoreConfig":
         return cls(bucket=os.environ.get("TAXI_BUCKET") or DEFAULT_BUCKET)
+
+
+def signing_key_from_env() -> bytes | None:
+    """TAXI_SIGNING_KEY as bytes, or None when unset or empty (no signing)."""
+    value = os.environ.get(SIGNING_KEY_ENV, "")
+    return value.encode() if value else None

@@ -7,25 +7,28 @@ Bucket layout (see the README):
     models/<version>/metrics.json       evaluation figures
     models/<version>/evaluation.png     predicted vs actual, error by hour
     models/<version>/manifest.json      written last: a version without it is incomplete
+    models/<version>/manifest.json.sig  HMAC-SHA256 of the manifest's bytes (with a signing key)
     models/latest.json                  marker naming the current version
     predictions/<input name>/<version>.parquet
 
 A version is published in this order: every object written and read back with a matching
-sha256, then the manifest (listing each object's sha256), then the `latest` marker. A run
-that dies midway therefore never moves `latest`, and readers verify every object against
-the manifest before unpickling it.
+sha256, then the manifest (listing each object's sha256), its signature if a signing key is
+configured, then the `latest` marker. A run that dies midway therefore never moves `latest`,
+and readers verify the manifest's signature (with a key) and every object against the
+manifest before unpickling it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import io
 import json
 import pickle
 import platform
 import secrets
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from importlib import metadata
 from typing import Any
 
@@ -34,7 +37,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from taxi.config import StoreConfig
 
@@ -42,7 +45,14 @@ MODEL_OBJECT = "model.pkl"
 VECTORIZER_OBJECT = "vectorizer.pkl"
 METRICS_OBJECT = "metrics.json"
 MANIFEST_OBJECT = "manifest.json"
+SIGNATURE_OBJECT = "manifest.json.sig"
 LATEST_MARKER = "latest.json"
+SIGNATURE_ALGORITHM = "HMAC-SHA256"
+# A shorter key is more likely a placeholder than a secret; refuse it rather than sign with it.
+MIN_SIGNING_KEY_BYTES = 16
+# A version without a manifest whose newest object is older than this is an abandoned
+# training run, not one still writing (a run writes all its objects within seconds).
+INCOMPLETE_VERSION_MAX_AGE = timedelta(hours=6)
 
 _LIBRARIES = ("scikit-learn", "numpy", "scipy", "pandas", "pyarrow", "boto3")
 
@@ -59,6 +69,16 @@ class IntegrityError(StorageError):
     """An object does not match the checksum recorded for it: it was altered or truncated."""
 
 
+# Bounds on one S3 call: at most S3_MAX_ATTEMPTS tries (botocore's "standard" retry mode
+# backs off up to 2**n seconds between them), each waiting at most S3_CONNECT_TIMEOUT for a
+# connection and S3_READ_TIMEOUT for each socket read. A dead endpoint thus fails a call in
+# at most about 3 * 5 + 1 + 2 = 18 s; the flows' task retries multiply that (see flows/tasks.py
+# and the README's "Reliability and security" section for the whole-run figure).
+S3_MAX_ATTEMPTS = 3
+S3_CONNECT_TIMEOUT = 5
+S3_READ_TIMEOUT = 30
+
+
 def s3_client() -> Any:
     """A boto3 S3 client configured from the standard AWS_* environment variables.
 
@@ -69,11 +89,23 @@ def s3_client() -> Any:
         "s3",
         config=Config(
             s3={"addressing_style": "path"},
-            retries={"max_attempts": 4, "mode": "standard"},
-            connect_timeout=5,
-            read_timeout=60,
+            retries={"max_attempts": S3_MAX_ATTEMPTS, "mode": "standard"},
+            connect_timeout=S3_CONNECT_TIMEOUT,
+            read_timeout=S3_READ_TIMEOUT,
         ),
     )
+
+
+def manifest_signature(key: bytes, manifest_body: bytes) -> str:
+    """HMAC-SHA256 of the manifest's exact bytes, hex encoded."""
+    return hmac.new(key, manifest_body, hashlib.sha256).hexdigest()
+
+
+def check_signing_key(key: bytes | None) -> bytes | None:
+    """The key as given, or an error naming the problem (never the key itself)."""
+    if key is not None and len(key) < MIN_SIGNING_KEY_BYTES:
+        raise ValueError(f"the model signing key must be at least {MIN_SIGNING_KEY_BYTES} bytes long")
+    return key
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
@@ -126,10 +158,18 @@ class LoadedModel:
 
 @dataclass
 class ArtifactStore:
-    """Reads and writes this project's artifacts in one bucket."""
+    """Reads and writes this project's artifacts in one bucket.
+
+    With a `signing_key`, manifests are signed when saved and models whose manifest is not
+    signed with that key are refused when loaded. The key is kept out of the repr so that
+    logging a store never prints it."""
 
     config: StoreConfig = field(default_factory=StoreConfig.from_env)
     client: Any = field(default_factory=s3_client)
+    signing_key: bytes | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        check_signing_key(self.signing_key)
 
     @property
     def bucket(self) -> str:
@@ -160,6 +200,8 @@ class ArtifactStore:
             self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
         except ClientError as error:
             raise StorageError(f"cannot write {self.uri(key)}: {error}") from error
+        except BotoCoreError as error:
+            raise self._unreachable("write", key, error) from error
         return sha256_hex(body)
 
     def get(self, key: str) -> bytes:
@@ -171,6 +213,8 @@ class ArtifactStore:
             if _error_code(error) == "NoSuchBucket":
                 raise StorageError(f"bucket {self.bucket!r} does not exist (reading {key})") from error
             raise StorageError(f"cannot read {self.uri(key)}: {error}") from error
+        except BotoCoreError as error:
+            raise self._unreachable("read", key, error) from error
 
     def exists(self, key: str) -> bool:
         try:
@@ -180,15 +224,52 @@ class ArtifactStore:
             if _error_code(error) in ("404", "NoSuchKey", "NotFound"):
                 return False
             raise StorageError(f"cannot check {self.uri(key)}: {error}") from error
+        except BotoCoreError as error:
+            raise self._unreachable("check", key, error) from error
 
-    def list_keys(self, prefix: str) -> list[str]:
-        keys: list[str] = []
+    def _unreachable(self, action: str, key: str, error: BotoCoreError) -> StorageError:
+        """Connection-level failures (refused, timed out, cut off) after botocore's own
+        retries: name the endpoint so the run's error says where S3 was expected."""
+        return StorageError(f"cannot {action} {self.uri(key)}: S3 endpoint {self.client.meta.endpoint_url} unreachable ({error})")
+
+    def list_objects(self, prefix: str) -> list[dict[str, Any]]:
+        """Every object under `prefix` as S3 reports it (Key, Size, ETag, LastModified)."""
+        objects: list[dict[str, Any]] = []
         try:
             for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
-                keys.extend(item["Key"] for item in page.get("Contents", []))
+                objects.extend(page.get("Contents", []))
         except ClientError as error:
             raise StorageError(f"cannot list {self.uri(prefix)}: {error}") from error
-        return keys
+        except BotoCoreError as error:
+            raise self._unreachable("list", prefix, error) from error
+        return objects
+
+    def list_keys(self, prefix: str) -> list[str]:
+        return [item["Key"] for item in self.list_objects(prefix)]
+
+    def delete(self, key: str) -> None:
+        """Delete one object; deleting an absent object is not an error in S3."""
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+        except ClientError as error:
+            raise StorageError(f"cannot delete {self.uri(key)}: {error}") from error
+        except BotoCoreError as error:
+            raise self._unreachable("delete", key, error) from error
+
+    def put_if_absent(self, key: str, body: bytes, content_type: str = "application/json") -> bool:
+        """Create an object only if no object has that key (S3 conditional write,
+        If-None-Match: *). Returns False when it already exists: of two writers racing for
+        the same key exactly one wins, which is what a claim on a piece of work needs."""
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, IfNoneMatch="*")
+        except ClientError as error:
+            # 412 when the object exists; 409 when another conditional write to it is in flight.
+            if _error_code(error) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
+                return False
+            raise StorageError(f"cannot create {self.uri(key)}: {error}") from error
+        except BotoCoreError as error:
+            raise self._unreachable("create", key, error) from error
+        return True
 
     def put_verified(self, key: str, body: bytes, content_type: str = "application/octet-stream") -> str:
         """Write an object, read it back, and fail unless the bytes stored are the bytes sent."""
@@ -250,9 +331,69 @@ class ArtifactStore:
         }
         manifest_body = json.dumps(manifest, indent=2, sort_keys=False).encode()
         manifest_sha = self.put_verified(self.model_key(version, MANIFEST_OBJECT), manifest_body, "application/json")
+        if self.signing_key is not None:
+            # Signed before `latest` moves, so a reader with the key never finds latest
+            # pointing at a manifest without its signature.
+            self.put_verified(self.model_key(version, SIGNATURE_OBJECT), self._signature_body(manifest_body), "application/json")
         if promote:
             self.set_latest(version, manifest_sha)
         return manifest
+
+    def _signature_body(self, manifest_body: bytes) -> bytes:
+        assert self.signing_key is not None
+        signature = {"algorithm": SIGNATURE_ALGORITHM, "signature": manifest_signature(self.signing_key, manifest_body)}
+        return json.dumps(signature, indent=2).encode()
+
+    def verify_signature(self, version: str, manifest_body: bytes) -> None:
+        """Refuse a manifest that is not signed with this store's key (no-op without a key)."""
+        if self.signing_key is None:
+            return
+        key = self.model_key(version, SIGNATURE_OBJECT)
+        if not self.exists(key):
+            raise IntegrityError(
+                f"model version {version!r} is not signed ({self.uri(key)} does not exist) and a signing key "
+                "is configured: refusing to load it"
+            )
+        try:
+            recorded = json.loads(self.get(key))
+            signature = str(recorded["signature"])
+            algorithm = recorded.get("algorithm")
+        except (ValueError, KeyError, TypeError) as error:
+            raise IntegrityError(f"{self.uri(key)} is not a signature file: refusing to load model version {version!r}") from error
+        if algorithm != SIGNATURE_ALGORITHM:
+            raise IntegrityError(f"{self.uri(key)} uses {algorithm!r}, expected {SIGNATURE_ALGORITHM}: refusing to load it")
+        if not hmac.compare_digest(signature, manifest_signature(self.signing_key, manifest_body)):
+            raise IntegrityError(
+                f"the signature of model version {version!r} ({self.uri(key)}) does not match the configured "
+                "signing key: the manifest was altered or signed with another key; refusing to load it"
+            )
+
+    def incomplete_versions(self, older_than: timedelta = INCOMPLETE_VERSION_MAX_AGE) -> list[str]:
+        """Versions with objects but no manifest (a training run died while writing them),
+        whose newest object is older than `older_than`: younger ones may still be being
+        written by a running training. The version `latest` names is never listed."""
+        prefix = f"{self.config.models_prefix}/"
+        newest: dict[str, datetime] = {}
+        has_manifest: set[str] = set()
+        for item in self.list_objects(prefix):
+            version, _, name = item["Key"][len(prefix) :].partition("/")
+            if not name:  # models/latest.json itself
+                continue
+            newest[version] = max(newest.get(version, item["LastModified"]), item["LastModified"])
+            if name == MANIFEST_OBJECT:
+                has_manifest.add(version)
+        marker = self.latest_marker()
+        current = marker["version"] if marker else None
+        cutoff = datetime.now(timezone.utc) - older_than
+        return sorted(v for v, t in newest.items() if v not in has_manifest and v != current and t <= cutoff)
+
+    def delete_incomplete_versions(self, older_than: timedelta = INCOMPLETE_VERSION_MAX_AGE) -> list[str]:
+        """Delete what `incomplete_versions` lists; returns the versions deleted."""
+        versions = self.incomplete_versions(older_than)
+        for version in versions:
+            for key in self.list_keys(f"{self.config.models_prefix}/{version}/"):
+                self.delete(key)
+        return versions
 
     def set_latest(self, version: str, manifest_sha256: str) -> None:
         marker = {
@@ -289,6 +430,7 @@ class ArtifactStore:
         body = self.get(key)
         if expected_sha256 is not None and sha256_hex(body) != expected_sha256:
             raise IntegrityError(f"{self.uri(key)} does not match the checksum recorded in {self.uri(self.latest_key)}")
+        self.verify_signature(version, body)
         return json.loads(body)
 
     def load_model(self, version: str = "latest") -> LoadedModel:
@@ -308,10 +450,11 @@ class ArtifactStore:
 
     # --- predictions ---------------------------------------------------------------------
 
-    def predictions_key(self, source: str, version: str) -> str:
-        return f"{self.config.predictions_prefix}/{source_name(source)}/{version}.parquet"
+    def predictions_key(self, source: str, version: str, name: str | None = None) -> str:
+        """predictions/<name>/<version>.parquet; `name` defaults to the input's file name."""
+        return f"{self.config.predictions_prefix}/{name or source_name(source)}/{version}.parquet"
 
-    def write_predictions(self, predictions: pd.DataFrame, source: str, version: str) -> str:
+    def write_predictions(self, predictions: pd.DataFrame, source: str, version: str, name: str | None = None) -> str:
         """Store predictions as one parquet object; returns its s3:// URI."""
         buffer = io.BytesIO()
         table = pa.Table.from_pandas(predictions, preserve_index=False)
@@ -319,7 +462,7 @@ class ArtifactStore:
             {**(table.schema.metadata or {}), b"taxi.model_version": version.encode(), b"taxi.source": source.encode()}
         )
         pq.write_table(table, buffer)
-        key = self.predictions_key(source, version)
+        key = self.predictions_key(source, version, name)
         self.put(key, buffer.getvalue())
         return self.uri(key)
 

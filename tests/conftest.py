@@ -51,7 +51,11 @@ def pytest_configure(config: pytest.Config) -> None:
             "PREFECT_LOGGING_LEVEL": "INFO",
         }
     )
-    for variable in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "TAXI_SIGNING_KEY"):
+    # Short task retry delays (production: 2, 10, 30 s) keep the fault tests quick; set
+    # TAXI_IO_RETRY_DELAYS=2,10,30 to measure with production delays. Read by flows.tasks
+    # when it is first imported, which is after this.
+    os.environ.setdefault("TAXI_IO_RETRY_DELAYS", "1,2,4")
+    for variable in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "TAXI_SIGNING_KEY", "TAXI_SIGNING_KEY_BLOCK"):
         os.environ.pop(variable, None)
 
 

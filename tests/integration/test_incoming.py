@@ -1,0 +1,156 @@
+"""The hourly inference of files arriving under incoming/, against the real Prefect and S3 servers."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from datetime import datetime, timedelta, timezone
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from taxi.incoming import CLAIM_TTL, Claim, IncomingFile, claim, list_incoming, record_done, release
+from tests.conftest import GREEN_MAR, YELLOW_FEB
+from tests.integration import prefect_api as api
+
+YELLOW_MAR = YELLOW_FEB.parent / "yellow_tripdata_2021-03.head999.csv"
+
+
+def _green_slice(rows: int = 1000) -> bytes:
+    buffer = io.BytesIO()
+    pq.write_table(pq.read_table(GREEN_MAR).slice(0, rows), buffer)
+    return buffer.getvalue()
+
+
+def _run(prefix: str = "incoming/"):
+    from flows.inference import incoming_inference_flow
+
+    state = incoming_inference_flow(prefix, return_state=True)
+    summary = state.result(raise_on_failure=False)
+    if isinstance(summary, Exception):
+        summary = summary.summary  # IncomingFilesFailed carries the summary
+    return state, summary
+
+
+def _inputs(entries) -> list[str]:
+    return sorted(e["input"] for e in entries)
+
+
+def _objects(store) -> dict[str, str]:
+    return {item["Key"]: item["ETag"] for item in store.list_objects("")}
+
+
+def test_new_files_are_predicted_once_and_reruns_skip_them(published):
+    store, version = published
+    store.put("incoming/2021-02/yellow.csv", YELLOW_FEB.read_bytes())
+    store.put("incoming/2021-03/yellow.csv", YELLOW_MAR.read_bytes())  # same name, other folder
+
+    state, summary = _run()
+    assert state.is_completed()
+    assert _inputs(summary["predicted"]) == ["incoming/2021-02/yellow.csv", "incoming/2021-03/yellow.csv"]
+    assert summary["skipped"] == [] and summary["failed"] == [] and summary["model_version"] == version
+    for month in ("2021-02", "2021-03"):
+        key = f"predictions/incoming/{month}/yellow/{version}.parquet"
+        assert len(pd.read_parquet(io.BytesIO(store.get(key)))) == 999
+        record = json.loads(store.get(f"processed/incoming/{month}/yellow.csv.json"))
+        assert record["predictions"] == store.uri(key) and record["model_version"] == version
+    assert store.list_keys("claims/") == []
+    report = api.artifacts(state.state_details.flow_run_id, "taxi-incoming-inference")
+    assert len(report) == 1 and "2 predicted, 0 skipped, 0 failed" in report[0].data
+
+    # A rerun predicts nothing and writes nothing.
+    before = _objects(store)
+    state, summary = _run()
+    assert state.is_completed()
+    assert summary["predicted"] == [] and _inputs(summary["skipped"]) == sorted(k for k in before if k.startswith("incoming/"))
+    assert _objects(store) == before
+
+    # A new file: only it is predicted.
+    store.put("incoming/2021-04/green.parquet", _green_slice())
+    state, summary = _run()
+    assert state.is_completed()
+    assert _inputs(summary["predicted"]) == ["incoming/2021-04/green.parquet"] and len(summary["skipped"]) == 2
+    assert len(pd.read_parquet(io.BytesIO(store.get(f"predictions/incoming/2021-04/green/{version}.parquet")))) == 1000
+
+
+def test_a_corrupt_file_is_reported_and_retried_without_blocking_the_others(published):
+    store, version = published
+    store.put("incoming/good.csv", YELLOW_FEB.read_bytes())
+    store.put("incoming/bad.parquet", b"PAR1 this upload was cut off")
+
+    state, summary = _run()
+    assert state.is_failed()
+    assert "1 of 2 incoming file(s) failed" in state.message and "incoming/bad.parquet" in state.message
+    assert "not a readable parquet file" in state.message
+    assert _inputs(summary["predicted"]) == ["incoming/good.csv"]
+    assert _inputs(summary["failed"]) == ["incoming/bad.parquet"]
+    assert not store.exists("processed/incoming/bad.parquet.json") and store.list_keys("claims/") == []
+    assert store.list_keys("predictions/incoming/bad/") == []
+    report = api.artifacts(state.state_details.flow_run_id, "taxi-incoming-inference")
+    assert "`incoming/bad.parquet` | **failed** (retried next run)" in report[0].data
+    # Bad input is not retried within the run: the file's load-data task ran once.
+    failed = lambda runs: [t for t in runs if t.state and t.state.is_failed()]  # noqa: E731
+    [load] = failed(api.task_runs(state.state_details.flow_run_id, "load-data", until=failed))
+    assert load.run_count == 1
+
+    # Fixed upstream: the next run tries it again, and predicts it and only it.
+    store.put("incoming/bad.parquet", _green_slice(500))
+    state, summary = _run()
+    assert state.is_completed()
+    assert _inputs(summary["predicted"]) == ["incoming/bad.parquet"] and _inputs(summary["skipped"]) == ["incoming/good.csv"]
+    assert len(pd.read_parquet(io.BytesIO(store.get(f"predictions/incoming/bad/{version}.parquet")))) == 500
+
+
+def test_overlapping_runs_predict_each_file_exactly_once(published):
+    store, version = published
+    files = [f"incoming/part-{i}.csv" for i in range(4)]
+    for key in files:
+        store.put(key, YELLOW_FEB.read_bytes())
+    start = threading.Barrier(2)
+    results: list = []
+
+    def run() -> None:
+        start.wait()
+        results.append(_run())
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+
+    assert len(results) == 2 and all(state.is_completed() for state, _ in results)
+    predicted = [e["input"] for _, summary in results for e in summary["predicted"]]
+    assert sorted(predicted) == files  # every file, none twice
+    for _, summary in results:
+        assert sorted(predicted) == sorted(_inputs(summary["predicted"]) + _inputs(summary["skipped"]))
+    writes = [
+        api.task_runs(state.state_details.flow_run_id, "write-predictions", until=lambda r, n=len(s["predicted"]): len(r) >= n)
+        for state, s in results
+    ]
+    assert sum(len(w) for w in writes) == len(files)
+    for key in files:
+        name = key.removesuffix(".csv")
+        assert store.list_keys(f"predictions/{name}/") == [f"predictions/{name}/{version}.parquet"]
+        assert store.exists(f"processed/{key}.json")
+    assert store.list_keys("claims/") == []
+
+
+def test_claims_are_exclusive_and_expire(store):
+    """The claim protocol itself, step by step (the flow test above races it for real)."""
+    store.put("incoming/x.csv", b"x")
+    [file] = list_incoming(store, "incoming/")
+    assert file == IncomingFile("incoming/x.csv", file.etag, 1) and file.etag
+    assert claim(store, file, "run-a") is Claim.CLAIMED
+    assert claim(store, file, "run-b") is Claim.BUSY
+    # A claim whose run died is taken over once it is older than CLAIM_TTL.
+    later = datetime.now(timezone.utc) + CLAIM_TTL + timedelta(minutes=1)
+    assert claim(store, file, "run-c", now=later) is Claim.CLAIMED
+    assert json.loads(store.get("claims/incoming/x.csv.json"))["owner"] == "run-c"
+    record_done(store, file, "s3://somewhere/p.parquet", "v1", "run-c")
+    release(store, file)
+    # A run that listed before the done-record was written finds it after claiming.
+    assert claim(store, file, "run-d") is Claim.DONE
+    assert store.list_keys("claims/") == []

@@ -1,0 +1,179 @@
+"""Atomic publishing and manifest signing, against the real S3 server.
+
+A real server cannot fail on demand between two particular writes, so the one fault injected
+here is a store whose `put` fails for one chosen object; everything else is the real server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+from dataclasses import dataclass
+from datetime import timedelta
+
+import pytest
+
+from taxi import run_training
+from taxi.storage import (
+    LATEST_MARKER,
+    ArtifactStore,
+    IntegrityError,
+    ModelNotFoundError,
+    StorageError,
+)
+from tests.conftest import YELLOW_FEB, YELLOW_JAN
+
+KEY = b"k" * 32
+OTHER_KEY = b"o" * 32
+
+
+@pytest.fixture(scope="module")
+def trained():
+    return run_training(str(YELLOW_JAN), str(YELLOW_FEB))
+
+
+def _save(store: ArtifactStore, trained, **kwargs) -> dict:
+    return store.save_model(trained.model, trained.vectorizer, metrics=trained.metrics, details={"model_type": "linear"}, **kwargs)
+
+
+def _with(store: ArtifactStore, signing_key: bytes | None) -> ArtifactStore:
+    """The same bucket and client, another signing key."""
+    return ArtifactStore(config=store.config, client=store.client, signing_key=signing_key)
+
+
+@dataclass
+class FailingStore(ArtifactStore):
+    """Fails writing any key that ends with `fail_on`, as a crash or outage at that moment would."""
+
+    fail_on: str = ""
+
+    def put(self, key: str, body: bytes, content_type: str = "application/octet-stream") -> str:
+        if key.endswith(self.fail_on):
+            raise StorageError(f"injected failure writing {self.uri(key)}")
+        return super().put(key, body, content_type)
+
+
+@pytest.mark.parametrize("fail_on", ["/vectorizer.pkl", "/metrics.json", "/manifest.json", "/manifest.json.sig", LATEST_MARKER])
+def test_a_run_that_dies_midway_leaves_latest_alone(store, trained, fail_on):
+    signed = _with(store, KEY)
+    good = _save(signed, trained)["version"]
+    failing = FailingStore(config=store.config, client=store.client, signing_key=KEY, fail_on=fail_on)
+    broken = "20260101T000000Z-dead01"
+    with pytest.raises(StorageError, match="injected failure"):
+        _save(failing, trained, version=broken)
+
+    assert signed.latest_marker()["version"] == good
+    assert signed.load_model().version == good
+    written = {key.rsplit("/", 1)[1] for key in store.list_keys(f"models/{broken}/")}
+    if fail_on == LATEST_MARKER:
+        # Everything was written and verified; only the promotion failed. The version is
+        # complete and loadable by id, just not `latest`.
+        assert written == {"model.pkl", "vectorizer.pkl", "metrics.json", "manifest.json", "manifest.json.sig"}
+        assert signed.load_model(broken).version == broken
+        return
+    assert "model.pkl" in written
+    if fail_on != "/manifest.json.sig":
+        assert "manifest.json" not in written
+        with pytest.raises(ModelNotFoundError, match="never completed"):
+            signed.load_model(broken)
+        assert signed.incomplete_versions(older_than=timedelta(0)) == [broken]
+        assert signed.incomplete_versions() == []  # too recent: could be a training still writing
+        assert signed.delete_incomplete_versions(older_than=timedelta(0)) == [broken]
+        assert store.list_keys(f"models/{broken}/") == []
+        assert signed.load_model().version == good  # cleanup leaves complete versions alone
+    else:
+        # Manifest written but not its signature: a reader with the key refuses the version.
+        with pytest.raises(IntegrityError, match="is not signed"):
+            signed.load_model(broken)
+
+
+def test_concurrent_publishing_never_points_latest_at_an_incomplete_version(store, trained):
+    """Two saves at once, with a reader polling `latest` the whole time: every version the
+    reader sees loads completely, and both saves end complete."""
+    start = threading.Barrier(3)
+    versions: list[str] = []
+    errors: list[BaseException] = []
+    seen: set[str] = set()
+
+    def save() -> None:
+        try:
+            start.wait()
+            versions.append(_save(ArtifactStore(config=store.config), trained)["version"])
+        except BaseException as error:  # noqa: BLE001 (reported by the assertion below)
+            errors.append(error)
+
+    writers = [threading.Thread(target=save) for _ in range(2)]
+    for writer in writers:
+        writer.start()
+    start.wait()
+    reader = ArtifactStore(config=store.config)
+    while any(w.is_alive() for w in writers):
+        marker = reader.latest_marker()
+        if marker is not None and marker["version"] not in seen:
+            seen.add(marker["version"])
+            assert reader.load_model(marker["version"]).version == marker["version"]
+    for writer in writers:
+        writer.join()
+
+    assert errors == [] and len(set(versions)) == 2
+    assert reader.latest_marker()["version"] in versions
+    for version in versions:
+        assert reader.load_model(version).version == version
+    assert reader.incomplete_versions(older_than=timedelta(0)) == []
+
+
+# --- signing ------------------------------------------------------------------------------
+
+
+def test_signed_manifest_round_trip(store, trained):
+    signed = _with(store, KEY)
+    version = _save(signed, trained)["version"]
+    manifest_bytes = store.get(f"models/{version}/manifest.json")
+    signature = json.loads(store.get(f"models/{version}/manifest.json.sig"))
+    assert signature == {
+        "algorithm": "HMAC-SHA256",
+        "signature": hmac.new(KEY, manifest_bytes, hashlib.sha256).hexdigest(),
+    }
+    assert signed.load_model().version == version
+    assert _with(store, None).load_model().version == version  # no key: signature not checked
+    assert "k" * 32 not in repr(signed)
+
+
+def test_model_swapped_by_someone_without_the_key_is_refused(store, trained):
+    """An attacker who can write to the bucket but has no key publishes their own version
+    (complete, with consistent checksums and `latest`): a reader with the key refuses it."""
+    signed = _with(store, KEY)
+    legit = _save(signed, trained)["version"]
+    intruder = _with(store, None)
+    forged = _save(intruder, trained)["version"]
+    assert store.latest_marker()["version"] == forged
+    with pytest.raises(IntegrityError, match=f"model version '{forged}' is not signed"):
+        signed.load_model()
+
+    # Copying the legitimate signature onto the forged manifest does not help either.
+    store.put(f"models/{forged}/manifest.json.sig", store.get(f"models/{legit}/manifest.json.sig"))
+    with pytest.raises(IntegrityError, match="does not match the configured signing key"):
+        signed.load_model()
+
+    # Nor does editing a signed manifest and fixing up latest.json's checksum.
+    manifest = json.loads(store.get(f"models/{legit}/manifest.json"))
+    manifest["metrics"]["rmse_test"] = 0.1
+    body = json.dumps(manifest, indent=2).encode()
+    store.put(f"models/{legit}/manifest.json", body)
+    signed.set_latest(legit, hashlib.sha256(body).hexdigest())
+    with pytest.raises(IntegrityError, match="does not match the configured signing key"):
+        signed.load_model()
+
+
+def test_a_model_signed_with_another_key_is_refused(store, trained):
+    _save(_with(store, OTHER_KEY), trained)
+    with pytest.raises(IntegrityError, match="does not match the configured signing key"):
+        _with(store, KEY).load_model()
+
+
+def test_short_signing_keys_are_rejected(store):
+    with pytest.raises(ValueError, match="at least 16 bytes") as error:
+        _with(store, b"short-key")
+    assert "short-key" not in str(error.value)
