@@ -108,6 +108,8 @@ def test_seed_bucket_is_idempotent(s3_server):
     store = ArtifactStore(config=StoreConfig(bucket="seed-test"))
     uris = seed_bucket(DATA, store)
     assert "s3://seed-test/data/green_tripdata_2021-03.parquet" in uris
+    assert "s3://seed-test/incoming/green_tripdata_2021-03.parquet" in uris
+    assert store.list_keys("incoming/") == ["incoming/green_tripdata_2021-03.parquet"]
     assert seed_bucket(DATA, store) == uris
     assert store.get("data/green_tripdata_2021-01.parquet") == (DATA / "green_tripdata_2021-01.parquet").read_bytes()
 
