@@ -35,13 +35,15 @@ SECRET_BLOCKS = {
 
 
 def base_job_template() -> dict:
-    """prefect-docker's default template, with the secret env vars pre-filled.
+    """prefect-docker's default template, with the secret env vars as defaults.
 
-    A dict in job_configuration.env is merged with the deployment's `env` job
-    variable by the worker, so deployments can still add their own variables.
+    The worker merges the `env` variable's default into the job configuration
+    and then the deployment's own `env` on top (prefect.workers.base), so
+    deployments can add variables without dropping these. (The server only
+    accepts placeholders of declared variables in job_configuration itself.)
     """
     template = DockerWorker.get_default_base_job_template()
-    template["job_configuration"]["env"] = {
+    template["variables"]["properties"]["env"]["default"] = {
         env_name: "{{ prefect.blocks.secret.%s }}" % block_name
         for env_name, block_name in SECRET_BLOCKS.items()
     }
