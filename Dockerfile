@@ -5,15 +5,17 @@
 # own base (`--build-arg PYTHON_IMAGE=...`).
 ARG PYTHON_IMAGE=python:3.11-slim
 
+# `:-` defaults too: prefect.yaml passes an unset variable as an empty build
+# arg, which would otherwise override the ARG default with "".
 # ---- stage 1: resolve and install the pinned dependencies into a venv ----
-FROM ${PYTHON_IMAGE} AS deps
+FROM ${PYTHON_IMAGE:-python:3.11-slim} AS deps
 # Offline builds: put wheels in ./wheelhouse/ (e.g. `pip download -r
 # requirements.lock -d wheelhouse`) and pass --build-arg PIP_NO_INDEX=1.
 # Without a wheelhouse, pip installs the same pins from the package index.
 ARG PIP_NO_INDEX=0
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
-    PIP_NO_INDEX=${PIP_NO_INDEX}
+    PIP_NO_INDEX=${PIP_NO_INDEX:-0}
 RUN python3 -m venv /opt/venv
 # The glob makes the wheelhouse optional: if there is none, only the lock file
 # is copied. A directory's contents land flat in /tmp/deps.
@@ -22,7 +24,7 @@ RUN /opt/venv/bin/pip install --find-links /tmp/deps -r /tmp/deps/requirements.l
  && /opt/venv/bin/pip check
 
 # ---- stage 2: runtime image: venv + project code, no build leftovers ----
-FROM ${PYTHON_IMAGE}
+FROM ${PYTHON_IMAGE:-python:3.11-slim}
 LABEL org.opencontainers.image.title="taxi-duration" \
       org.opencontainers.image.description="Batch prediction of NYC taxi trip durations (Prefect 3 flows)"
 # A fixed, unprivileged uid; the code stays root-owned so the flows cannot

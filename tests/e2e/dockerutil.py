@@ -32,11 +32,16 @@ def docker_client_or_skip() -> docker.DockerClient:
         pytest.skip(reason)
 
 
+# Build settings that pass from the caller (e.g. CI) to the image build.
+PASS_THROUGH = ("TAXI_PIP_NO_INDEX",)
+
+
 def clean_env() -> dict[str, str]:
     """This process's environment without Prefect, S3 or project settings (the
     test session's own servers are configured there), and with the venv's
     executables first on PATH."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "AWS_", "TAXI_"))}
+    env = {k: v for k, v in os.environ.items()
+           if k in PASS_THROUGH or not k.startswith(("PREFECT_", "AWS_", "TAXI_"))}
     env["PATH"] = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
     return env
 

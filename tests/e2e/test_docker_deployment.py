@@ -6,7 +6,7 @@ and the Dockerfile users run), and a Prefect docker worker that runs the
 training and then the inference deployment as containers of that image.
 
 Needs a Docker engine (see .ci/docker.sh) and, where no registry is reachable,
-a local base image passed as PYTHON_IMAGE (plus PIP_NO_INDEX=1 and a filled
+a local base image passed as PYTHON_IMAGE (plus TAXI_PIP_NO_INDEX=1 and a filled
 ./wheelhouse for an offline build). Skipped when no engine is reachable, but
 under CI=true a missing engine is a failure.
 """
