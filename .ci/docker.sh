@@ -39,6 +39,11 @@ start_engine() {
     log "Docker engine already running"
     return
   fi
+  # A daemon that was killed (not stopped) leaves its pid file, and a new one
+  # refuses to start while it exists.
+  if [ -f /var/run/docker.pid ] && ! kill -0 "$(cat /var/run/docker.pid)" 2>/dev/null; then
+    rm -f /var/run/docker.pid
+  fi
   log "starting dockerd"
   # No systemd here: run the daemon in the background and remember its PID so
   # `down` stops exactly this process.

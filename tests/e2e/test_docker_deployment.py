@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import subprocess
 import time
 
 import boto3
@@ -22,7 +23,7 @@ import httpx
 import pytest
 
 from .dockerutil import (
-    BIN, clean_env, complete_model_versions, container_logs, deployment, flow_containers,
+    BIN, REPO, api, clean_env, complete_model_versions, container_logs, deployment, flow_containers,
     free_port, keys, run, run_deployment, start, stop, wait_for,
 )
 
@@ -92,6 +93,15 @@ def test_training_and_inference_deployments_run_as_containers(stack, docker_clie
     # Sample data into the bucket, as the compose seed one-shot does.
     run([str(BIN / "python"), "-m", "taxi.seed", "--data-dir", "data"], env, 300)
     assert "data/green_tripdata_2021-03.parquet" in keys(s3, BUCKET, "data/")
+
+    # A missing setting stops the deploy before anything is built or registered
+    # (unchecked, an unset {{ $VAR }} would be stored as "").
+    no_bucket = {k: v for k, v in env.items() if k != "TAXI_BUCKET"}
+    failed = subprocess.run([str(BIN / "prefect"), "--no-prompt", "deploy", "--all"], env=no_bucket,
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert failed.returncode != 0
+    assert "set TAXI_BUCKET" in failed.stdout + failed.stderr, failed.stdout[-3000:]
+    assert api("POST", f"{api_url}/deployments/filter", json={}) == []
 
     # The project's own prefect.yaml, build step included.
     t0 = time.monotonic()
