@@ -105,8 +105,9 @@ def test_training_and_inference_deployments_run_as_containers(stack, docker_clie
 
     # The project's own prefect.yaml, build step included.
     t0 = time.monotonic()
-    run([str(BIN / "prefect"), "--no-prompt", "deploy", "--all"], env, 1200)
+    deployed = run([str(BIN / "prefect"), "--no-prompt", "deploy", "--all"], env, 1200)
     timings["prefect deploy --all (image build)"] = time.monotonic() - t0
+    assert stack["secret_key"] not in deployed.stdout + deployed.stderr
     training = deployment(api_url, "taxi-training")
     inference = deployment(api_url, "taxi-inference")
 
@@ -158,6 +159,8 @@ def test_training_and_inference_deployments_run_as_containers(stack, docker_clie
         # Drop this run's tag but keep its untagged layers as build cache.
         docker_client.images.remove(image, noprune=True)
 
+    # The worker resolved the secret for the containers without logging it.
+    assert stack["secret_key"] not in (tmp / "worker.log").read_text()
     assert complete_model_versions(s3, BUCKET), keys(s3, BUCKET, "models/")
     assert [k for k in keys(s3, BUCKET, "predictions/") if k.endswith(".parquet")], "no predictions"
 
