@@ -8,6 +8,10 @@ Prefect Secret blocks, and the work pool's base job template refers to those
 blocks. The worker resolves the references only when it starts a flow
 container, so deployments carry nothing but non-secret settings.
 
+The model signing key, if TAXI_SIGNING_KEY is set here, is saved the same way
+as the Secret block "taxi-signing-key"; deployments then only name it
+(TAXI_SIGNING_KEY_BLOCK=taxi-signing-key) and the flows load it themselves.
+
 Usage (needs PREFECT_API_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY):
     python -m deploy.work_pool [--pool NAME]
 The pool name defaults to $TAXI_WORK_POOL or "taxi-docker". Safe to re-run.
@@ -32,6 +36,7 @@ SECRET_BLOCKS = {
     "AWS_ACCESS_KEY_ID": "taxi-aws-access-key-id",
     "AWS_SECRET_ACCESS_KEY": "taxi-aws-secret-access-key",
 }
+SIGNING_KEY_BLOCK = "taxi-signing-key"
 
 
 def base_job_template() -> dict:
@@ -56,6 +61,9 @@ async def setup(pool_name: str) -> None:
         sys.exit(f"error: set {', '.join(missing)} (the S3 credentials for flow runs)")
     for env_name, block_name in SECRET_BLOCKS.items():
         await Secret(value=os.environ[env_name]).save(block_name, overwrite=True)
+    if os.environ.get("TAXI_SIGNING_KEY"):
+        await Secret(value=os.environ["TAXI_SIGNING_KEY"]).save(SIGNING_KEY_BLOCK, overwrite=True)
+        print(f"model signing key saved in the Secret block {SIGNING_KEY_BLOCK!r}")
     async with get_client() as client:
         pool = await client.create_work_pool(
             WorkPoolCreate(

@@ -53,6 +53,8 @@ def compose_stack(docker_client, tmp_path_factory):
         **_env_file(REPO / ".env.example"),
         # The shell's values win over the env file's in compose.
         "AWS_SECRET_ACCESS_KEY": secrets.token_hex(20),
+        "TAXI_SIGNING_KEY": secrets.token_urlsafe(32),
+        "TAXI_SIGNING_KEY_BLOCK": "taxi-signing-key",
         "DOCKER_GID": str(os.stat("/var/run/docker.sock").st_gid),
         "PREFECT_HOME": str(tmp / "prefect-home"),
     }
@@ -124,6 +126,8 @@ def test_compose_stack_seeds_data_and_runs_deployments(compose_stack, docker_cli
         image = deployment(api_url, "taxi-training")["job_variables"]["image"]
         docker_client.images.remove(image, noprune=True)
 
-    assert complete_model_versions(s3, bucket), keys(s3, bucket, "models/")
+    versions = complete_model_versions(s3, bucket)
+    assert versions, keys(s3, bucket, "models/")
+    assert all(f"models/{v}/manifest.json.sig" in keys(s3, bucket, f"models/{v}/") for v in versions)
     assert [k for k in keys(s3, bucket, "predictions/") if k.endswith(".parquet")], "no predictions"
     print("\n" + "\n".join(f"  {k}: {v:.1f} s" for k, v in timings.items()))

@@ -40,6 +40,7 @@ def stack(docker_client, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("docker-e2e")
     s3_port, api_port = free_port(), free_port()
     access_key, secret_key = "e2e" + secrets.token_hex(6), secrets.token_hex(20)
+    signing_key = secrets.token_urlsafe(32)
     api_url = f"http://127.0.0.1:{api_port}/api"
     env = {
         **clean_env(),
@@ -53,6 +54,8 @@ def stack(docker_client, tmp_path_factory):
         "TAXI_BUCKET": BUCKET,
         "TAXI_WORK_POOL": POOL,
         "TAXI_IMAGE": IMAGE,
+        # The deployments name the block; the key itself goes only to the setup.
+        "TAXI_SIGNING_KEY_BLOCK": "taxi-signing-key",
         # Flow containers reach both servers on the host's loopback.
         "TAXI_FLOW_NETWORK": "host",
     }
@@ -77,7 +80,8 @@ def stack(docker_client, tmp_path_factory):
         wait_for(lambda: s3.list_buckets() is not None, 60, "SeaweedFS", weed, tmp / "weed.log")
         wait_for(lambda: httpx.get(f"{api_url}/health", timeout=5).status_code == 200,
                  120, "Prefect server", server, tmp / "server.log")
-        yield {"env": env, "tmp": tmp, "api": api_url, "s3": s3, "secret_key": secret_key}
+        yield {"env": env, "tmp": tmp, "api": api_url, "s3": s3,
+               "secrets": [secret_key, signing_key]}
     finally:
         for proc in reversed(procs):
             stop(proc)
@@ -89,7 +93,8 @@ def test_training_and_inference_deployments_run_as_containers(stack, docker_clie
     timings: dict[str, float] = {}
 
     # The work pool and its Secret blocks, as the compose one-shot makes them.
-    run([str(BIN / "python"), "-m", "deploy.work_pool"], env, 120)
+    run([str(BIN / "python"), "-m", "deploy.work_pool"],
+        {**env, "TAXI_SIGNING_KEY": stack["secrets"][1]}, 120)
     # Sample data into the bucket, as the compose seed one-shot does.
     run([str(BIN / "python"), "-m", "taxi.seed", "--data-dir", "data"], env, 300)
     assert "data/green_tripdata_2021-03.parquet" in keys(s3, BUCKET, "data/")
@@ -107,7 +112,8 @@ def test_training_and_inference_deployments_run_as_containers(stack, docker_clie
     t0 = time.monotonic()
     deployed = run([str(BIN / "prefect"), "--no-prompt", "deploy", "--all"], env, 1200)
     timings["prefect deploy --all (image build)"] = time.monotonic() - t0
-    assert stack["secret_key"] not in deployed.stdout + deployed.stderr
+    for secret in stack["secrets"]:
+        assert secret not in deployed.stdout + deployed.stderr
     training = deployment(api_url, "taxi-training")
     inference = deployment(api_url, "taxi-inference")
 
@@ -123,9 +129,10 @@ def test_training_and_inference_deployments_run_as_containers(stack, docker_clie
     assert [(s.get("cron"), s.get("timezone")) for s in training_schedules] == [("0 0 * * 0", "UTC")]
     assert [(s.get("interval"), s.get("cron")) for s in inference_schedules] == [(3600.0, None)]
 
-    # No S3 secret in the deployments: flow containers get it from Secret blocks.
+    # No secret in the deployments: flow containers get them from Secret blocks.
     for dep in (training, inference):
-        assert stack["secret_key"] not in json.dumps(dep)
+        for secret in stack["secrets"]:
+            assert secret not in json.dumps(dep)
         assert "AWS_SECRET_ACCESS_KEY" not in dep["job_variables"].get("env", {})
 
     # `env --default-signal=INT`: a background worker inherits SIGINT as
@@ -159,9 +166,13 @@ def test_training_and_inference_deployments_run_as_containers(stack, docker_clie
         # Drop this run's tag but keep its untagged layers as build cache.
         docker_client.images.remove(image, noprune=True)
 
-    # The worker resolved the secret for the containers without logging it.
-    assert stack["secret_key"] not in (tmp / "worker.log").read_text()
-    assert complete_model_versions(s3, BUCKET), keys(s3, BUCKET, "models/")
+    # The worker resolved the secrets for the containers without logging them.
+    worker_log = (tmp / "worker.log").read_text()
+    assert not [secret for secret in stack["secrets"] if secret in worker_log]
+    versions = complete_model_versions(s3, BUCKET)
+    assert versions, keys(s3, BUCKET, "models/")
+    # Signed with the key from the block the deployment names.
+    assert all(f"models/{v}/manifest.json.sig" in keys(s3, BUCKET, f"models/{v}/") for v in versions)
     assert [k for k in keys(s3, BUCKET, "predictions/") if k.endswith(".parquet")], "no predictions"
 
     timings["total"] = time.monotonic() - started
