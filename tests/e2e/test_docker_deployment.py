@@ -1,0 +1,179 @@
+"""End to end: the project's prefect.yaml deployed to a docker work pool.
+
+Real components only: a Prefect server and a SeaweedFS S3 server started here
+on 127.0.0.1, the project image built by `prefect deploy --all` (its build step
+and the Dockerfile users run), and a Prefect docker worker that runs the
+training and then the inference deployment as containers of that image.
+
+Needs a Docker engine (see .ci/docker.sh) and, where no registry is reachable,
+a local base image passed as PYTHON_IMAGE (plus TAXI_PIP_NO_INDEX=1 and a filled
+./wheelhouse for an offline build). Skipped when no engine is reachable, but
+under CI=true a missing engine is a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import time
+
+import boto3
+import httpx
+import pytest
+
+from .dockerutil import (
+    BIN, REPO, api, clean_env, complete_model_versions, container_logs, deployment, flow_containers,
+    free_port, keys, run, run_deployment, start, stop, wait_for,
+)
+
+pytestmark = pytest.mark.docker
+
+POOL = "taxi-docker-e2e"
+BUCKET = "taxi-e2e"
+IMAGE = "taxi-duration-e2e"
+
+
+@pytest.fixture(scope="module")
+def stack(docker_client, tmp_path_factory):
+    """Prefect server + SeaweedFS on loopback; yields the env for CLI calls."""
+    tmp = tmp_path_factory.mktemp("docker-e2e")
+    s3_port, api_port = free_port(), free_port()
+    access_key, secret_key = "e2e" + secrets.token_hex(6), secrets.token_hex(20)
+    signing_key = secrets.token_urlsafe(32)
+    api_url = f"http://127.0.0.1:{api_port}/api"
+    env = {
+        **clean_env(),
+        "PREFECT_HOME": str(tmp / "prefect-home"),
+        "PREFECT_API_URL": api_url,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "AWS_ACCESS_KEY_ID": access_key,
+        "AWS_SECRET_ACCESS_KEY": secret_key,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
+        "TAXI_BUCKET": BUCKET,
+        "TAXI_WORK_POOL": POOL,
+        "TAXI_IMAGE": IMAGE,
+        # The deployments name the block; the key itself goes only to the setup.
+        "TAXI_SIGNING_KEY_BLOCK": "taxi-signing-key",
+        # Flow containers reach both servers on the host's loopback.
+        "TAXI_FLOW_NETWORK": "host",
+    }
+    procs = []
+    try:
+        # Every weed port off its default, so a developer's own SeaweedFS does not clash.
+        ports = {name: free_port() for name in ("master", "volume", "filer", "admin")}
+        (tmp / "s3").mkdir()
+        weed = start(
+            [str(BIN / "weed"), "mini", f"-dir={tmp / 's3'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+             "-master.telemetry=false", f"-s3.port={s3_port}", "-webdav=false",
+             "-s3.port.iceberg=0", "-s3.port.lance=0",
+             *(f"-{name}.port={port}" for name, port in ports.items())],
+            env, tmp / "weed.log",
+        )
+        procs.append(weed)
+        server = start([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1",
+                        "--port", str(api_port)], env, tmp / "server.log")
+        procs.append(server)
+        s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], aws_access_key_id=access_key,
+                          aws_secret_access_key=secret_key, region_name="us-east-1")
+        wait_for(lambda: s3.list_buckets() is not None, 60, "SeaweedFS", weed, tmp / "weed.log")
+        wait_for(lambda: httpx.get(f"{api_url}/health", timeout=5).status_code == 200,
+                 120, "Prefect server", server, tmp / "server.log")
+        yield {"env": env, "tmp": tmp, "api": api_url, "s3": s3,
+               "secrets": [secret_key, signing_key]}
+    finally:
+        for proc in reversed(procs):
+            stop(proc)
+
+
+def test_training_and_inference_deployments_run_as_containers(stack, docker_client):
+    env, api_url, s3, tmp = stack["env"], stack["api"], stack["s3"], stack["tmp"]
+    started = time.monotonic()
+    timings: dict[str, float] = {}
+
+    # The work pool and its Secret blocks, as the compose one-shot makes them.
+    run([str(BIN / "python"), "-m", "deploy.work_pool"],
+        {**env, "TAXI_SIGNING_KEY": stack["secrets"][1]}, 120)
+    # Sample data into the bucket, as the compose seed one-shot does.
+    run([str(BIN / "python"), "-m", "taxi.seed", "--data-dir", "data"], env, 300)
+    assert "data/green_tripdata_2021-03.parquet" in keys(s3, BUCKET, "data/")
+
+    # A missing setting stops the deploy before anything is built or registered
+    # (unchecked, an unset {{ $VAR }} would be stored as "").
+    no_bucket = {k: v for k, v in env.items() if k != "TAXI_BUCKET"}
+    failed = subprocess.run([str(BIN / "prefect"), "--no-prompt", "deploy", "--all"], env=no_bucket,
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert failed.returncode != 0
+    assert "set TAXI_BUCKET" in failed.stdout + failed.stderr, failed.stdout[-3000:]
+    assert api("POST", f"{api_url}/deployments/filter", json={}) == []
+
+    # The project's own prefect.yaml, build step included.
+    t0 = time.monotonic()
+    deployed = run([str(BIN / "prefect"), "--no-prompt", "deploy", "--all"], env, 1200)
+    timings["prefect deploy --all (image build)"] = time.monotonic() - t0
+    for secret in stack["secrets"]:
+        assert secret not in deployed.stdout + deployed.stderr
+    training = deployment(api_url, "taxi-training")
+    inference = deployment(api_url, "taxi-inference")
+
+    image = training["job_variables"]["image"]
+    assert image == inference["job_variables"]["image"]
+    name, tag = image.rsplit(":", 1)
+    assert name == IMAGE and tag and tag != "latest", image
+    docker_client.images.get(image)  # built on this engine
+
+    # The schedules on the server are exactly those prefect.yaml declares.
+    training_schedules = [s["schedule"] for s in training["schedules"]]
+    inference_schedules = [s["schedule"] for s in inference["schedules"]]
+    assert [(s.get("cron"), s.get("timezone")) for s in training_schedules] == [("0 0 * * 0", "UTC")]
+    assert [(s.get("interval"), s.get("cron")) for s in inference_schedules] == [(3600.0, None)]
+
+    # No secret in the deployments: flow containers get them from Secret blocks.
+    for dep in (training, inference):
+        for secret in stack["secrets"]:
+            assert secret not in json.dumps(dep)
+        assert "AWS_SECRET_ACCESS_KEY" not in dep["job_variables"].get("env", {})
+
+    # `env --default-signal=INT`: a background worker inherits SIGINT as
+    # ignored, and the worker stops on SIGTERM by sending itself SIGINT.
+    worker = start(["env", "--default-signal=INT", str(BIN / "prefect"), "worker", "start",
+                    "--pool", POOL, "--type", "docker"],
+                   {**env, "PREFECT_WORKER_QUERY_SECONDS": "2"}, tmp / "worker.log")
+    run_ids: list[str] = []
+    try:
+        for label, dep in (("training", training), ("inference", inference)):
+            t0 = time.monotonic()
+            flow_run = run_deployment(api_url, dep["id"])
+            timings[f"{label} run, trigger to final state"] = time.monotonic() - t0
+            run_ids.append(flow_run["id"])
+            containers = flow_containers(docker_client, flow_run["id"])
+            assert flow_run["state_type"] == "COMPLETED", (
+                f"{label} run ended {flow_run['state_type']}: {flow_run['state']}\n"
+                f"--- container logs:\n{container_logs(containers)}\n"
+                f"--- worker log:\n{(tmp / 'worker.log').read_text()[-4000:]}"
+            )
+            # It really was one container of the deployed image, run as the
+            # image's unprivileged user.
+            assert len(containers) == 1, containers
+            assert containers[0].attrs["Config"]["Image"] == image
+            assert containers[0].attrs["Config"]["User"] == "app"
+    finally:
+        stop(worker)
+        for run_id in run_ids:
+            for container in flow_containers(docker_client, run_id):
+                container.remove(force=True)
+        # Drop this run's tag but keep its untagged layers as build cache.
+        docker_client.images.remove(image, noprune=True)
+
+    # The worker resolved the secrets for the containers without logging them.
+    worker_log = (tmp / "worker.log").read_text()
+    assert not [secret for secret in stack["secrets"] if secret in worker_log]
+    versions = complete_model_versions(s3, BUCKET)
+    assert versions, keys(s3, BUCKET, "models/")
+    # Signed with the key from the block the deployment names.
+    assert all(f"models/{v}/manifest.json.sig" in keys(s3, BUCKET, f"models/{v}/") for v in versions)
+    assert [k for k in keys(s3, BUCKET, "predictions/") if k.endswith(".parquet")], "no predictions"
+
+    timings["total"] = time.monotonic() - started
+    print("\n" + "\n".join(f"  {k}: {v:.1f} s" for k, v in timings.items()))
