@@ -1,5 +1,5 @@
 """End to end: `docker compose up` of the user's docker-compose.yml, then the
-walk-through of docs/deployment.md against it.
+walk-through of the README's "Running in containers" section against it.
 
 The stack's seed one-shot must have uploaded the sample data and its setup
 one-shot created the work pool; `prefect deploy --all` from the host then
@@ -14,6 +14,7 @@ fixed ports of the compose file (4200, 9000, 9001) and the committed
 
 from __future__ import annotations
 
+import io
 import os
 import secrets
 import subprocess
@@ -21,6 +22,7 @@ import time
 
 import boto3
 import httpx
+import pandas as pd
 import pytest
 
 from .dockerutil import (
@@ -129,5 +131,10 @@ def test_compose_stack_seeds_data_and_runs_deployments(compose_stack, docker_cli
     versions = complete_model_versions(s3, bucket)
     assert versions, keys(s3, bucket, "models/")
     assert all(f"models/{v}/manifest.json.sig" in keys(s3, bucket, f"models/{v}/") for v in versions)
-    assert [k for k in keys(s3, bucket, "predictions/") if k.endswith(".parquet")], "no predictions"
+    # The hourly job predicted the file the seed dropped into incoming/, once, and recorded it.
+    hourly = [k for k in keys(s3, bucket, "predictions/incoming/green_tripdata_2021-03/") if k.endswith(".parquet")]
+    assert len(hourly) == 1, keys(s3, bucket, "predictions/")
+    predicted = pd.read_parquet(io.BytesIO(s3.get_object(Bucket=bucket, Key=hourly[0])["Body"].read()))
+    assert len(predicted) == 83_827
+    assert keys(s3, bucket, "processed/incoming/") == ["processed/incoming/green_tripdata_2021-03.parquet.json"]
     print("\n" + "\n".join(f"  {k}: {v:.1f} s" for k, v in timings.items()))

@@ -13,6 +13,7 @@ under CI=true a missing engine is a failure.
 
 from __future__ import annotations
 
+import io
 import json
 import secrets
 import subprocess
@@ -20,6 +21,7 @@ import time
 
 import boto3
 import httpx
+import pandas as pd
 import pytest
 
 from .dockerutil import (
@@ -173,7 +175,12 @@ def test_training_and_inference_deployments_run_as_containers(stack, docker_clie
     assert versions, keys(s3, BUCKET, "models/")
     # Signed with the key from the block the deployment names.
     assert all(f"models/{v}/manifest.json.sig" in keys(s3, BUCKET, f"models/{v}/") for v in versions)
-    assert [k for k in keys(s3, BUCKET, "predictions/") if k.endswith(".parquet")], "no predictions"
+    # The hourly job predicted the file the seed dropped into incoming/, once, and recorded it.
+    hourly = [k for k in keys(s3, BUCKET, "predictions/incoming/green_tripdata_2021-03/") if k.endswith(".parquet")]
+    assert len(hourly) == 1, keys(s3, BUCKET, "predictions/")
+    predicted = pd.read_parquet(io.BytesIO(s3.get_object(Bucket=BUCKET, Key=hourly[0])["Body"].read()))
+    assert len(predicted) == 83_827
+    assert keys(s3, BUCKET, "processed/incoming/") == ["processed/incoming/green_tripdata_2021-03.parquet.json"]
 
     timings["total"] = time.monotonic() - started
     print("\n" + "\n".join(f"  {k}: {v:.1f} s" for k, v in timings.items()))
