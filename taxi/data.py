@@ -9,7 +9,6 @@ month to a few tens of megabytes.
 
 from __future__ import annotations
 
-import io
 import os
 import urllib.error
 import urllib.request

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import random
 import socket
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import docker
 import httpx
+import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -157,3 +159,16 @@ def complete_model_versions(s3, bucket: str) -> list[str]:
     versions = {key.split("/")[1] for key in model_keys if key.count("/") >= 2}
     return [v for v in versions
             if {f"models/{v}/{name}" for name in ("model.pkl", "vectorizer.pkl", "manifest.json")} <= model_keys]
+
+
+def assert_bucket_after_runs(s3, bucket: str) -> None:
+    """After a training and an hourly inference run: complete, signed model versions, and the
+    file the seed dropped into incoming/ predicted once (83,827 trips) and recorded as done."""
+    versions = complete_model_versions(s3, bucket)
+    assert versions, keys(s3, bucket, "models/")
+    assert all(f"models/{v}/manifest.json.sig" in keys(s3, bucket, f"models/{v}/") for v in versions)
+    hourly = [k for k in keys(s3, bucket, "predictions/incoming/green_tripdata_2021-03/") if k.endswith(".parquet")]
+    assert len(hourly) == 1, keys(s3, bucket, "predictions/")
+    predicted = pd.read_parquet(io.BytesIO(s3.get_object(Bucket=bucket, Key=hourly[0])["Body"].read()))
+    assert len(predicted) == 83_827
+    assert keys(s3, bucket, "processed/incoming/") == ["processed/incoming/green_tripdata_2021-03.parquet.json"]

@@ -14,7 +14,6 @@ fixed ports of the compose file (4200, 9000, 9001) and the committed
 
 from __future__ import annotations
 
-import io
 import os
 import secrets
 import subprocess
@@ -22,11 +21,10 @@ import time
 
 import boto3
 import httpx
-import pandas as pd
 import pytest
 
 from .dockerutil import (
-    BIN, REPO, api, clean_env, complete_model_versions, container_logs, deployment,
+    BIN, REPO, api, assert_bucket_after_runs, clean_env, container_logs, deployment,
     flow_containers, keys, port_free, run, run_deployment, wait_for,
 )
 
@@ -128,13 +126,5 @@ def test_compose_stack_seeds_data_and_runs_deployments(compose_stack, docker_cli
         image = deployment(api_url, "taxi-training")["job_variables"]["image"]
         docker_client.images.remove(image, noprune=True)
 
-    versions = complete_model_versions(s3, bucket)
-    assert versions, keys(s3, bucket, "models/")
-    assert all(f"models/{v}/manifest.json.sig" in keys(s3, bucket, f"models/{v}/") for v in versions)
-    # The hourly job predicted the file the seed dropped into incoming/, once, and recorded it.
-    hourly = [k for k in keys(s3, bucket, "predictions/incoming/green_tripdata_2021-03/") if k.endswith(".parquet")]
-    assert len(hourly) == 1, keys(s3, bucket, "predictions/")
-    predicted = pd.read_parquet(io.BytesIO(s3.get_object(Bucket=bucket, Key=hourly[0])["Body"].read()))
-    assert len(predicted) == 83_827
-    assert keys(s3, bucket, "processed/incoming/") == ["processed/incoming/green_tripdata_2021-03.parquet.json"]
+    assert_bucket_after_runs(s3, bucket)
     print("\n" + "\n".join(f"  {k}: {v:.1f} s" for k, v in timings.items()))

@@ -13,7 +13,6 @@ under CI=true a missing engine is a failure.
 
 from __future__ import annotations
 
-import io
 import json
 import secrets
 import subprocess
@@ -21,11 +20,10 @@ import time
 
 import boto3
 import httpx
-import pandas as pd
 import pytest
 
 from .dockerutil import (
-    BIN, REPO, api, clean_env, complete_model_versions, container_logs, deployment, flow_containers,
+    BIN, REPO, api, assert_bucket_after_runs, clean_env, container_logs, deployment, flow_containers,
     free_port, keys, run, run_deployment, start, stop, wait_for,
 )
 
@@ -171,16 +169,7 @@ def test_training_and_inference_deployments_run_as_containers(stack, docker_clie
     # The worker resolved the secrets for the containers without logging them.
     worker_log = (tmp / "worker.log").read_text()
     assert not [secret for secret in stack["secrets"] if secret in worker_log]
-    versions = complete_model_versions(s3, BUCKET)
-    assert versions, keys(s3, BUCKET, "models/")
-    # Signed with the key from the block the deployment names.
-    assert all(f"models/{v}/manifest.json.sig" in keys(s3, BUCKET, f"models/{v}/") for v in versions)
-    # The hourly job predicted the file the seed dropped into incoming/, once, and recorded it.
-    hourly = [k for k in keys(s3, BUCKET, "predictions/incoming/green_tripdata_2021-03/") if k.endswith(".parquet")]
-    assert len(hourly) == 1, keys(s3, BUCKET, "predictions/")
-    predicted = pd.read_parquet(io.BytesIO(s3.get_object(Bucket=BUCKET, Key=hourly[0])["Body"].read()))
-    assert len(predicted) == 83_827
-    assert keys(s3, BUCKET, "processed/incoming/") == ["processed/incoming/green_tripdata_2021-03.parquet.json"]
+    assert_bucket_after_runs(s3, BUCKET)
 
     timings["total"] = time.monotonic() - started
     print("\n" + "\n".join(f"  {k}: {v:.1f} s" for k, v in timings.items()))

@@ -9,7 +9,6 @@ from datetime import datetime, timedelta, timezone
 
 import pandas as pd
 import pyarrow.parquet as pq
-import pytest
 
 from taxi.incoming import CLAIM_TTL, Claim, IncomingFile, claim, list_incoming, record_done, release
 from tests.conftest import GREEN_MAR, YELLOW_FEB
