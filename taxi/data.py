@@ -9,6 +9,7 @@ month to a few tens of megabytes.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import urllib.error
 import urllib.request
@@ -46,6 +47,23 @@ NUMERIC_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
 HTTP_TIMEOUT_SECONDS = 60
 
 
+def _return_freed_memory_to_the_os() -> None:
+    """A month is a handful of ~10 MB column arrays that are replaced step after step. By
+    default glibc raises its mmap threshold after such frees and keeps later arrays in a heap
+    it does not shrink, and Arrow's mimalloc pool keeps what it freed: together ~70 MB of dead
+    memory per 1.4M-trip month (measured by benchmarks/benchmark.py). A fixed threshold and
+    Arrow's system pool hand freed arrays back at once. Both are process-wide, and harmless
+    for what else runs in a pipeline worker."""
+    pa.set_memory_pool(pa.system_memory_pool())
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 17)  # M_MMAP_THRESHOLD = 128 KiB, glibc's default
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        pass
+
+
+_return_freed_memory_to_the_os()
+
+
 class DataError(ValueError):
     """Input data that cannot be used; the message names the source and the problem.
 
@@ -78,9 +96,6 @@ def load_data(source: str) -> pd.DataFrame:
     # they are converted: a month then costs about one copy of its columns, not three.
     trips = table.to_pandas(split_blocks=True, self_destruct=True)
     del table
-    # Arrow's allocator keeps freed blocks for reuse; hand them back so a month's raw
-    # columns do not stay resident for the rest of the run.
-    pa.default_memory_pool().release_unused()
     trips = _coerce_types(source, trips)
     if trips.empty:
         raise DataError(source, "contains no trips")
