@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import random
 import socket
 import subprocess
 import sys
@@ -55,16 +54,6 @@ def port_free(port: int) -> bool:
         except OSError:
             return False
         return True
-
-
-def free_port() -> int:
-    """A free loopback port p whose p+10000 is free too: SeaweedFS puts each
-    service's gRPC port there, so p must also stay below 55536."""
-    for _ in range(200):
-        port = random.randrange(20000, 30000)
-        if port_free(port) and port_free(port + 10000):
-            return port
-    raise RuntimeError("no free port pair found")
 
 
 def run(cmd: list[str], env: dict, timeout: float) -> subprocess.CompletedProcess:

@@ -19,12 +19,13 @@ import subprocess
 import time
 
 import boto3
-import httpx
 import pytest
+
+import devstack
 
 from .dockerutil import (
     BIN, REPO, api, assert_bucket_after_runs, clean_env, container_logs, deployment, flow_containers,
-    free_port, keys, run, run_deployment, start, stop, wait_for,
+    keys, run, run_deployment, start, stop,
 )
 
 pytestmark = pytest.mark.docker
@@ -36,12 +37,18 @@ IMAGE = "taxi-duration-e2e"
 
 @pytest.fixture(scope="module")
 def stack(docker_client, tmp_path_factory):
-    """Prefect server + SeaweedFS on loopback; yields the env for CLI calls."""
+    """Prefect server + SeaweedFS on loopback (the test session's own helpers for both, on
+    ports of their own); yields the env for CLI calls."""
     tmp = tmp_path_factory.mktemp("docker-e2e")
-    s3_port, api_port = free_port(), free_port()
     access_key, secret_key = "e2e" + secrets.token_hex(6), secrets.token_hex(20)
     signing_key = secrets.token_urlsafe(32)
-    api_url = f"http://127.0.0.1:{api_port}/api"
+    s3_server = devstack.start_s3_server(tmp / "s3", access_key, secret_key)
+    try:
+        prefect_server = devstack.start_prefect_server(tmp / "prefect-server")
+    except BaseException:
+        s3_server.stop()
+        raise
+    api_url = f"{prefect_server.url}/api"
     env = {
         **clean_env(),
         "PREFECT_HOME": str(tmp / "prefect-home"),
@@ -50,7 +57,7 @@ def stack(docker_client, tmp_path_factory):
         "AWS_ACCESS_KEY_ID": access_key,
         "AWS_SECRET_ACCESS_KEY": secret_key,
         "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
+        "AWS_ENDPOINT_URL": s3_server.url,
         "TAXI_BUCKET": BUCKET,
         "TAXI_WORK_POOL": POOL,
         "TAXI_IMAGE": IMAGE,
@@ -59,32 +66,14 @@ def stack(docker_client, tmp_path_factory):
         # Flow containers reach both servers on the host's loopback.
         "TAXI_FLOW_NETWORK": "host",
     }
-    procs = []
+    s3 = boto3.client("s3", endpoint_url=s3_server.url, aws_access_key_id=access_key,
+                      aws_secret_access_key=secret_key, region_name="us-east-1")
     try:
-        # Every weed port off its default, so a developer's own SeaweedFS does not clash.
-        ports = {name: free_port() for name in ("master", "volume", "filer", "admin")}
-        (tmp / "s3").mkdir()
-        weed = start(
-            [str(BIN / "weed"), "mini", f"-dir={tmp / 's3'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-             "-master.telemetry=false", f"-s3.port={s3_port}", "-webdav=false",
-             "-s3.port.iceberg=0", "-s3.port.lance=0",
-             *(f"-{name}.port={port}" for name, port in ports.items())],
-            env, tmp / "weed.log",
-        )
-        procs.append(weed)
-        server = start([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1",
-                        "--port", str(api_port)], env, tmp / "server.log")
-        procs.append(server)
-        s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], aws_access_key_id=access_key,
-                          aws_secret_access_key=secret_key, region_name="us-east-1")
-        wait_for(lambda: s3.list_buckets() is not None, 60, "SeaweedFS", weed, tmp / "weed.log")
-        wait_for(lambda: httpx.get(f"{api_url}/health", timeout=5).status_code == 200,
-                 120, "Prefect server", server, tmp / "server.log")
         yield {"env": env, "tmp": tmp, "api": api_url, "s3": s3,
                "secrets": [secret_key, signing_key]}
     finally:
-        for proc in reversed(procs):
-            stop(proc)
+        prefect_server.stop()
+        s3_server.stop()
 
 
 def test_training_and_inference_deployments_run_as_containers(stack, docker_client):
