@@ -31,12 +31,23 @@ class OneHotVectorizer(TransformerMixin, BaseEstimator):
 
     def fit(self, trips: pd.DataFrame, y: object = None) -> "OneHotVectorizer":
         self._check_columns(trips)
-        self.categories_ = {col: _distinct(trips[col].to_numpy(dtype=np.int64)) for col in self.columns}
+        self._set_categories({col: _distinct(trips[col].to_numpy(dtype=np.int64)) for col in self.columns})
+        return self
+
+    def _set_categories(self, categories: dict[str, np.ndarray]) -> None:
+        self.categories_ = categories
         self.feature_names_ = np.array(
             [f"{col}={value}" for col in self.columns for value in self.categories_[col]], dtype=object
         )
         self.n_features_ = len(self.feature_names_)
-        return self
+
+    @classmethod
+    def from_categories(cls, categories: dict[str, np.ndarray], columns: Sequence[str]) -> "OneHotVectorizer":
+        """A vectorizer fitted to known categories (sorted distinct integers per column), as `fit`
+        on trips holding exactly those values would be."""
+        vectorizer = cls(columns)
+        vectorizer._set_categories({col: np.asarray(categories[col], dtype=np.int64) for col in columns})
+        return vectorizer
 
     def transform(self, trips: pd.DataFrame) -> sp.csr_matrix:
         check_is_fitted(self, "categories_")

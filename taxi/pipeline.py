@@ -9,11 +9,30 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from taxi.config import PREDICTION_COLUMN
-from taxi.data import PICKUP, ProcessedData, process_inference_data, process_train_data
-from taxi.model import evaluate_model, make_vectorizer, predict, train_model
+from taxi.config import TARGET_COLUMN
+from taxi.data import (
+    PICKUP,
+    ProcessedData,
+    compute_target,
+    encode_categorical_columns,
+    ensure_trips_left,
+    filter_outliers,
+    load_data,
+    process_inference_data,
+    process_train_data,
+)
+from taxi.model import OneHotNormalEquations, check_model_type, evaluate_model, make_vectorizer, predict, train_model
+from taxi.sampling import UniformRowSample
+
+# The gradient-boosting model trains on at most this many trips of its window, sampled
+# uniformly across the months with a fixed seed: a year of yellow trips (~16M) would need
+# ~10 GB to train on whole, and the sample's RMSE is within noise of the whole window's.
+DEFAULT_MAX_TRAIN_ROWS = 2_000_000
+SAMPLE_SEED = 0
 
 
 @dataclass
@@ -47,6 +66,108 @@ def run_training(
     )
 
 
+@dataclass(frozen=True)
+class MonthUsage:
+    """What one training month contributed."""
+
+    source: str
+    rows_read: int
+    rows_kept: int
+
+
+@dataclass
+class WindowTrainingResult:
+    """A model trained on several months, evaluated on a later one, next to the course baseline
+    (the one-hot linear model fitted on every kept trip of the same months)."""
+
+    model: Any
+    vectorizer: Any
+    test: ProcessedData
+    months: list[MonthUsage]
+    rows_trained: int  # trips the model was fitted on (a sample for "gbm" past max_train_rows)
+    rmse_train: float  # on the trips the model was fitted on
+    rmse_test: float
+    rmse_test_course_baseline: float
+
+    @property
+    def rows_kept(self) -> int:
+        return sum(month.rows_kept for month in self.months)
+
+    @property
+    def rows_read(self) -> int:
+        return sum(month.rows_read for month in self.months)
+
+    @property
+    def sampled(self) -> bool:
+        return self.rows_trained < self.rows_kept
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return {
+            "rmse_train": self.rmse_train,
+            "rmse_test": self.rmse_test,
+            "rmse_test_course_baseline": self.rmse_test_course_baseline,
+        }
+
+
+def run_window_training(
+    train_sources: list[str],
+    test_source: str,
+    model_type: str = "linear",
+    use_trip_distance: bool = False,
+    max_train_rows: int = DEFAULT_MAX_TRAIN_ROWS,
+    seed: int = SAMPLE_SEED,
+) -> WindowTrainingResult:
+    """Train on every month of `train_sources`, one month in memory at a time, and evaluate on
+    `test_source`.
+
+    The linear model folds each month into its normal equations, which gives the same fit as
+    all months together. The gradient-boosting model trains on a uniform sample of at most
+    `max_train_rows` kept trips across the months (all of them when there are fewer)."""
+    check_model_type(model_type, use_trip_distance)
+    if not train_sources:
+        raise ValueError("the training window has no months")
+    if max_train_rows < 1:
+        raise ValueError(f"max_train_rows must be at least 1, got {max_train_rows}")
+    linear = OneHotNormalEquations()
+    sample = UniformRowSample(max_train_rows, seed) if model_type == "gbm" else None
+    months = []
+    for source in train_sources:
+        trips = load_data(source)
+        rows_read = len(trips)
+        trips = filter_outliers(compute_target(trips))
+        ensure_trips_left(trips, rows_read, source)
+        trips = encode_categorical_columns(trips)
+        linear.add(trips, trips[TARGET_COLUMN].to_numpy(dtype=np.float64))
+        if sample is not None:
+            sample.add(trips)
+        months.append(MonthUsage(source, rows_read, len(trips)))
+        del trips
+    baseline, baseline_vectorizer = linear.fit()
+    if sample is None:
+        model, vectorizer, rows_trained, rmse_train = baseline, baseline_vectorizer, linear.n_rows, linear.rmse(baseline)
+    else:
+        trips = sample.rows
+        y = trips[TARGET_COLUMN].to_numpy(dtype=np.float64)
+        vectorizer = make_vectorizer(model_type, use_trip_distance)
+        X = vectorizer.fit_transform(trips, y)  # noqa: N806
+        del sample, trips
+        model = train_model(X, y, model_type)
+        rows_trained, rmse_train = y.size, evaluate_model(model, X, y)
+        del X, y
+    test = process_train_data(test_source, vectorizer)
+    return WindowTrainingResult(
+        model=model,
+        vectorizer=vectorizer,
+        test=test,
+        months=months,
+        rows_trained=rows_trained,
+        rmse_train=rmse_train,
+        rmse_test=evaluate_model(model, test.X, test.y),
+        rmse_test_course_baseline=evaluate_model(baseline, baseline_vectorizer.transform(test.trips), test.y),
+    )
+
+
 def predictions_frame(processed: ProcessedData, predicted_minutes) -> pd.DataFrame:
     """One row per processed trip, in order: when and where it starts and ends, and the prediction."""
     columns = [PICKUP, "PULocationID", "DOLocationID"]
@@ -60,4 +181,12 @@ def run_inference(source: str, model: Any, vectorizer: Any) -> pd.DataFrame:
     return predictions_frame(processed, predict(model, processed.X))
 
 
-__all__ = ["TrainingResult", "predictions_frame", "run_inference", "run_training"]
+__all__ = [
+    "MonthUsage",
+    "TrainingResult",
+    "WindowTrainingResult",
+    "predictions_frame",
+    "run_inference",
+    "run_training",
+    "run_window_training",
+]
