@@ -30,6 +30,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from taxi.settings import Settings
+
 ROOT = Path(__file__).resolve().parent.parent
 STATE_DIR = ROOT / ".local"
 PREFECT_PORT = 4200
@@ -217,7 +219,7 @@ def start(state: Path = STATE_DIR) -> None:
         "AWS_ACCESS_KEY_ID": credentials["access_key"],
         "AWS_SECRET_ACCESS_KEY": credentials["secret_key"],
         "AWS_DEFAULT_REGION": DEFAULT_REGION,
-        "TAXI_BUCKET": os.environ.get("TAXI_BUCKET", "taxi"),
+        "TAXI_BUCKET": Settings.from_env().bucket,
         "PREFECT_API_URL": f"http://127.0.0.1:{PREFECT_PORT}/api",
         "PREFECT_HOME": str(state / "prefect"),
     }

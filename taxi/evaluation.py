@@ -8,9 +8,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from taxi.data import PICKUP, extract_x_y
 from taxi.features import OneHotVectorizer
 from taxi.model import evaluate_model, train_model
+from taxi.steps import extract_x_y
+from taxi.tlc import PICKUP
 
 
 def course_baseline_rmse(train_trips: pd.DataFrame, test_trips: pd.DataFrame) -> float:
@@ -30,7 +31,7 @@ class PromotionDecision:
     champion_rmse: float | None
     margin: float
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, bool | str | float | None]:
         return asdict(self)
 
 
