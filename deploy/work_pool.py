@@ -50,7 +50,7 @@ def base_job_template() -> dict:
     """
     template = DockerWorker.get_default_base_job_template()
     template["variables"]["properties"]["env"]["default"] = {
-        env_name: "{{ prefect.blocks.secret.%s }}" % block_name
+        env_name: "{{ prefect.blocks.secret.%s }}" % block_name  # noqa: UP031 (an f-string doubles each brace)
         for env_name, block_name in SECRET_BLOCKS.items()
     }
     return template

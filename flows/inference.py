@@ -69,7 +69,7 @@ Values not seen in training (predicted with the model's fallback for unknowns):
 """
 
 
-class IncomingFilesFailed(RuntimeError):
+class IncomingFilesFailed(RuntimeError):  # noqa: N818 (a public name since 0.1)
     """Some incoming files could not be predicted; the others were. `summary` has the lists."""
 
     def __init__(self, summary: dict[str, Any]):

@@ -25,6 +25,7 @@ from prefect.states import State
 
 import taxi
 import taxi.evaluation
+import taxi.storage
 from taxi import incoming
 from taxi.features import FeatureMatrix, Vectorizer
 from taxi.incoming import Claim, IncomingFile
@@ -39,7 +40,6 @@ from taxi.storage import (
     ModelRegistry,
     ObjectStore,
     StorageError,
-    write_predictions as store_predictions,
 )
 from taxi.tlc import DataError
 
@@ -170,21 +170,21 @@ def step_runner(settings: Settings) -> StepRunner:
 
 
 @task(name="train-model", tags=["taxi", "ml"], **pure_task)
-def train_model(X: FeatureMatrix, y: np.ndarray, model_type: str = "linear") -> Model:  # noqa: N803
+def train_model(X: FeatureMatrix, y: np.ndarray, model_type: str = "linear") -> Model:
     model = taxi.train_model(X, y, model_type)
     get_run_logger().info("Trained %s on %d trips x %d features", type(model).__name__, X.shape[0], X.shape[1])
     return model
 
 
 @task(name="evaluate-model", tags=["taxi", "ml"], **pure_task)
-def evaluate_model(model: Model, X: FeatureMatrix, y: np.ndarray, dataset: str) -> float:  # noqa: N803
+def evaluate_model(model: Model, X: FeatureMatrix, y: np.ndarray, dataset: str) -> float:
     rmse = taxi.evaluate_model(model, X, y)
     get_run_logger().info("RMSE on %s: %.4f minutes (%d trips)", dataset, rmse, len(y))
     return rmse
 
 
 @task(name="predict", tags=["taxi", "ml"], **pure_task)
-def predict(model: Model, X: FeatureMatrix) -> np.ndarray:  # noqa: N803
+def predict(model: Model, X: FeatureMatrix) -> np.ndarray:
     return taxi.predict(model, X)
 
 
@@ -261,7 +261,7 @@ def load_model(version: str) -> LoadedModel:
 
 @task(name="write-predictions", tags=["taxi", "io", "s3"], **io_task)
 def write_predictions(predictions: pd.DataFrame, source: str, version: str, name: str | None = None) -> str:
-    uri = store_predictions(ObjectStore(), predictions, source, version, name)
+    uri = taxi.storage.write_predictions(ObjectStore(), predictions, source, version, name)
     get_run_logger().info("Wrote %d predictions to %s", len(predictions), uri)
     return uri
 

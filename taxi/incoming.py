@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any
 
@@ -82,7 +82,7 @@ def processed_keys(store: ObjectStore, prefix: str) -> set[str]:
 def claim(store: ObjectStore, file: IncomingFile, owner: str, now: datetime | None = None) -> Claim:
     """Try to take `file` for this run (`owner` names the run in the claim, for people reading
     the bucket)."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     key = claim_key(file.key)
     body = json.dumps({"input": file.key, "owner": owner, "claimed_at": now.isoformat(timespec="seconds")}).encode()
     if not store.put_if_absent(key, body):
@@ -126,7 +126,7 @@ def record_done(
         "predictions": predictions_uri,
         "model_version": model_version,
         "run": run,
-        "processed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "processed_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     store.put_verified(done_record_key(file.key), json.dumps(record, indent=2).encode(), "application/json")
     return record

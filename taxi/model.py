@@ -21,7 +21,7 @@ class SparseLinearRegression(LinearRegression):
     matrix), exactly and in a fraction of the time. Prediction is LinearRegression's own.
     """
 
-    def fit(self, X: FeatureMatrix, y: np.ndarray, sample_weight: np.ndarray | None = None) -> SparseLinearRegression:  # noqa: N803
+    def fit(self, X: FeatureMatrix, y: np.ndarray, sample_weight: np.ndarray | None = None) -> SparseLinearRegression:
         if sample_weight is not None:
             raise ValueError("SparseLinearRegression does not support sample weights")
         if not self.fit_intercept:
@@ -121,7 +121,7 @@ def make_vectorizer(model_type: str = "linear", use_trip_distance: bool = False)
     return TripFeatureEncoder(use_trip_distance=use_trip_distance)
 
 
-def train_model(X: FeatureMatrix, y: np.ndarray, model_type: str = "linear") -> Model:  # noqa: N803
+def train_model(X: FeatureMatrix, y: np.ndarray, model_type: str = "linear") -> Model:
     """Fit the model: the course's linear regression on one-hot features ("linear"), or
     gradient-boosted trees on the trip features ("gbm")."""
     check_model_type(model_type)
@@ -130,11 +130,11 @@ def train_model(X: FeatureMatrix, y: np.ndarray, model_type: str = "linear") -> 
     return HistGradientBoostingRegressor(**GBM_PARAMS).fit(X, y)
 
 
-def predict(model: Model, X: FeatureMatrix) -> np.ndarray:  # noqa: N803
+def predict(model: Model, X: FeatureMatrix) -> np.ndarray:
     """Predicted trip durations in minutes."""
     return np.asarray(model.predict(X), dtype=np.float64)
 
 
-def evaluate_model(model: Model, X: FeatureMatrix, y: np.ndarray) -> float:  # noqa: N803
+def evaluate_model(model: Model, X: FeatureMatrix, y: np.ndarray) -> float:
     """Root mean squared error, in minutes."""
     return float(root_mean_squared_error(y, predict(model, X)))

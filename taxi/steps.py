@@ -91,7 +91,7 @@ INFERENCE_STEPS: tuple[TripStep, ...] = (encode_categorical_columns,)
 class ProcessedData:
     """Model-ready data and what it took to get it."""
 
-    X: FeatureMatrix  # noqa: N815 (the usual name for a feature matrix)
+    X: FeatureMatrix
     y: np.ndarray | None
     vectorizer: Vectorizer
     trips: pd.DataFrame  # the rows behind X, with encoded categories

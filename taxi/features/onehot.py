@@ -29,7 +29,7 @@ class OneHotVectorizer(TransformerMixin, BaseEstimator):
     def __init__(self, columns: Sequence[str] = CATEGORICAL_COLUMNS):
         self.columns = columns
 
-    def fit(self, trips: pd.DataFrame, y: object = None) -> "OneHotVectorizer":
+    def fit(self, trips: pd.DataFrame, y: object = None) -> OneHotVectorizer:
         self._check_columns(trips)
         self.categories_ = {col: _distinct(trips[col].to_numpy(dtype=np.int64)) for col in self.columns}
         self.feature_names_ = np.array(

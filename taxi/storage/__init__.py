@@ -8,8 +8,16 @@
 Keys and URIs are formatted by taxi.layout, without a client.
 """
 
-from taxi.layout import LATEST_MARKER, MANIFEST_OBJECT, METRICS_OBJECT, MODEL_OBJECT, SIGNATURE_OBJECT, VECTORIZER_OBJECT
-from taxi.layout import parse_s3_uri, source_name
+from taxi.layout import (
+    LATEST_MARKER,
+    MANIFEST_OBJECT,
+    METRICS_OBJECT,
+    MODEL_OBJECT,
+    SIGNATURE_OBJECT,
+    VECTORIZER_OBJECT,
+    parse_s3_uri,
+    source_name,
+)
 from taxi.storage.artifacts import ArtifactStore, StoreConfig
 from taxi.storage.objects import (
     AlreadyExistsError,

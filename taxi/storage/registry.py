@@ -16,7 +16,7 @@ import pickle
 import platform
 import secrets
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from typing import Any
 
@@ -64,7 +64,7 @@ def check_signing_key(key: bytes | None) -> bytes | None:
 
 def new_version_id(now: datetime | None = None) -> str:
     """Sortable, unique version ids: UTC time of training plus a random suffix."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
@@ -79,7 +79,7 @@ def library_versions() -> dict[str, str]:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 @dataclass
@@ -194,7 +194,7 @@ class ModelRegistry:
                 has_manifest.add(version)
         marker = self.latest_marker()
         current = marker["version"] if marker else None
-        cutoff = datetime.now(timezone.utc) - older_than
+        cutoff = datetime.now(UTC) - older_than
         return sorted(v for v, t in newest.items() if v not in has_manifest and v != current and t <= cutoff)
 
     def delete_incomplete_versions(self, older_than: timedelta = INCOMPLETE_VERSION_MAX_AGE) -> list[str]:

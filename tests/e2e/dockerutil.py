@@ -26,7 +26,7 @@ def docker_client_or_skip() -> docker.DockerClient:
         client = docker.from_env(timeout=60)
         client.ping()
         return client
-    except Exception as exc:  # any failure means: no usable engine
+    except Exception as exc:  # noqa: BLE001 (any failure means: no usable engine)
         reason = f"no Docker engine reachable ({exc.__class__.__name__}: {exc})"
         if os.environ.get("CI") == "true":
             pytest.fail(f"{reason}; CI must provide one (.ci/docker.sh up)")
@@ -91,7 +91,7 @@ def wait_for(check, timeout: float, what: str, proc: subprocess.Popen | None = N
         try:
             if check():
                 return
-        except Exception:
+        except Exception:  # noqa: BLE001 (not ready yet, whatever the reason)
             pass
         time.sleep(0.5)
     raise TimeoutError(f"{what} not ready after {timeout} s:\n{tail()}")
