@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,7 +59,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_until(check, what: str, timeout: float, process: subprocess.Popen | None = None, log_path: Path | None = None) -> None:
+def wait_until(check: Callable[[], object], what: str, timeout: float, process: subprocess.Popen | None = None, log_path: Path | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:

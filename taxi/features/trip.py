@@ -31,6 +31,18 @@ def _smoothed_mean(
     return (sums + smoothing * prior) / (counts + smoothing), counts
 
 
+def _zone_codes(lookup: pd.DataFrame, column: str) -> np.ndarray:
+    """The code (1 + rank of the sorted distinct values) of `column` for each zone slot; 0
+    for unknown."""
+    values = lookup[column].astype(str)
+    codes = values.map({value: i + 1 for i, value in enumerate(sorted(values.unique()))}).to_numpy()
+    ids = lookup["LocationID"].to_numpy(dtype=np.int64)
+    valid = (ids > 0) & (ids < N_ZONE_SLOTS)
+    by_slot = np.zeros(N_ZONE_SLOTS, dtype=np.int64)
+    by_slot[ids[valid]] = codes[valid]
+    return by_slot
+
+
 @dataclass(frozen=True)
 class TripKeys:
     """Each trip's lookup keys into the fitted tables: one array per kind, one entry per trip."""
@@ -106,7 +118,10 @@ class TripFeatureEncoder(TransformerMixin, BaseEstimator):
         self.random_state = random_state
 
     def fit(self, trips: pd.DataFrame, y: np.ndarray) -> TripFeatureEncoder:
-        self._fit_zone_tables()
+        lookup = self.zone_lookup if self.zone_lookup is not None else load_zone_lookup()
+        self.borough_of_ = _zone_codes(lookup, "Borough")
+        self.service_of_ = _zone_codes(lookup, "service_zone")
+        self.n_boroughs_ = lookup["Borough"].astype(str).nunique() + 1
         self.n_train_ = len(trips)
         self.tables_ = self._fit_tables(self._keys(trips), np.asarray(y, dtype=np.float64))
         head = self._keys(trips.iloc[:1])
@@ -156,21 +171,6 @@ class TripFeatureEncoder(TransformerMixin, BaseEstimator):
         super().__setstate__(state)
 
     # --- internals ---------------------------------------------------------------------------
-
-    def _fit_zone_tables(self) -> None:
-        """Borough and service-zone code of each zone slot (0 for unknown)."""
-        lookup = self.zone_lookup if self.zone_lookup is not None else load_zone_lookup()
-        boroughs = sorted(lookup["Borough"].astype(str).unique())
-        services = sorted(lookup["service_zone"].astype(str).unique())
-        ids = lookup["LocationID"].to_numpy(dtype=np.int64)
-        valid = (ids > 0) & (ids < N_ZONE_SLOTS)
-        borough_codes = lookup["Borough"].astype(str).map({b: i + 1 for i, b in enumerate(boroughs)}).to_numpy()
-        service_codes = lookup["service_zone"].astype(str).map({s: i + 1 for i, s in enumerate(services)}).to_numpy()
-        self.borough_of_ = np.zeros(N_ZONE_SLOTS, dtype=np.int64)
-        self.service_of_ = np.zeros(N_ZONE_SLOTS, dtype=np.int64)
-        self.borough_of_[ids[valid]] = borough_codes[valid]
-        self.service_of_[ids[valid]] = service_codes[valid]
-        self.n_boroughs_ = len(boroughs) + 1
 
     def _keys(self, trips: pd.DataFrame) -> TripKeys:
         pickup = _zone_slot(trips["PULocationID"].to_numpy(dtype=np.int64))

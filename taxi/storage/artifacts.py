@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
 
 import pandas as pd
 
@@ -53,8 +52,8 @@ class ArtifactStore(ObjectStore):
 
     def save_model(
         self,
-        model: Any,
-        vectorizer: Any,
+        model: object,
+        vectorizer: object,
         *,
         metrics: Json,
         details: Json,

@@ -106,8 +106,8 @@ class ModelRegistry:
 
     def save_model(
         self,
-        model: Any,
-        vectorizer: Any,
+        model: object,
+        vectorizer: object,
         *,
         metrics: Json,
         details: Json,
@@ -117,7 +117,7 @@ class ModelRegistry:
     ) -> Json:
         """Store a new model version and, if `promote`, point `latest` at it.
 
-        Returns the manifest. `details` is recorded as is (data URIs, row counts, model type,
+        `model` and `vectorizer` are pickled. Returns the manifest. `details` is recorded as is (data URIs, row counts, model type,
         promotion decision); `attachments` are further objects of the version, by name, as
         (bytes, content type), e.g. an evaluation plot.
         """
