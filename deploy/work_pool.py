@@ -68,13 +68,10 @@ async def setup(pool_name: str, settings: Settings) -> None:
         print(f"model signing key saved in the Secret block {SIGNING_KEY_BLOCK!r}")
     async with get_client() as client:
         pool = await client.create_work_pool(
-            WorkPoolCreate(
-                name=pool_name, type="docker", base_job_template=base_job_template()
-            ),
+            WorkPoolCreate(name=pool_name, type="docker", base_job_template=base_job_template()),
             overwrite=True,
         )
-    print(f"work pool {pool.name!r} (type {pool.type}) ready; secrets in blocks "
-          + ", ".join(SECRET_BLOCKS.values()))
+    print(f"work pool {pool.name!r} (type {pool.type}) ready; secrets in blocks " + ", ".join(SECRET_BLOCKS.values()))
 
 
 def main() -> None:

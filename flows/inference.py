@@ -43,7 +43,9 @@ def inference_flow(input_path: str, model_version: str = "latest", output_name: 
     create_link_artifact(key="taxi-predictions", link=uri, link_text=uri, description=f"Predictions for `{input_path}`")
     create_markdown_artifact(
         key="taxi-inference-report",
-        markdown=inference_report(input_path, uri, loaded.version, loaded.manifest.get("model_type", "linear"), len(predictions), unknown),
+        markdown=inference_report(
+            input_path, uri, loaded.version, loaded.manifest.get("model_type", "linear"), len(predictions), unknown
+        ),
         description=f"{len(predictions):,} trips predicted with model {loaded.version}",
     )
     logger.info("Predicted %d trips from %s with model %s -> %s", len(predictions), input_path, loaded.version, uri)
@@ -131,7 +133,9 @@ def incoming_inference_flow(prefix: str = DEFAULT_INCOMING_PREFIX, model_version
         s3_uri(settings.bucket, prefix), len(summary["predicted"]), len(summary["skipped"]), len(summary["failed"]), version,
     )  # fmt: skip
     create_markdown_artifact(
-        key="taxi-incoming-inference", markdown=_incoming_report(s3_uri(settings.bucket, prefix), summary), description=f"Model {version}"
+        key="taxi-incoming-inference",
+        markdown=_incoming_report(s3_uri(settings.bucket, prefix), summary),
+        description=f"Model {version}",
     )
     if summary["failed"]:
         raise IncomingFilesFailed(summary)
@@ -172,7 +176,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Run an inference flow once, outside any deployment.")
     parser.add_argument("input_path", nargs="?", help="a trip file; omit with --incoming")
     parser.add_argument("--model-version", default="latest")
-    parser.add_argument("--incoming", metavar="PREFIX", help=f"predict every new file under PREFIX (e.g. {DEFAULT_INCOMING_PREFIX})")
+    parser.add_argument(
+        "--incoming", metavar="PREFIX", help=f"predict every new file under PREFIX (e.g. {DEFAULT_INCOMING_PREFIX})"
+    )
     args = parser.parse_args()
     if args.incoming:
         print(incoming_inference_flow(args.incoming, args.model_version))

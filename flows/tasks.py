@@ -130,7 +130,9 @@ def compute_target(trips: pd.DataFrame) -> pd.DataFrame:
 @task(name="filter-outliers", tags=["taxi"], **pure_task)
 def filter_outliers(trips: pd.DataFrame) -> pd.DataFrame:
     kept = taxi.filter_outliers(trips)
-    get_run_logger().info("Kept %d of %d trips; filtered out %d outside 1-60 minutes", len(kept), len(trips), len(trips) - len(kept))
+    get_run_logger().info(
+        "Kept %d of %d trips; filtered out %d outside 1-60 minutes", len(kept), len(trips), len(trips) - len(kept)
+    )
     return kept
 
 
@@ -140,9 +142,7 @@ def encode_categorical_columns(trips: pd.DataFrame) -> pd.DataFrame:
 
 
 @task(name="extract-x-y", tags=["taxi"], **pure_task)
-def extract_x_y(
-    trips: pd.DataFrame, vectorizer: Vectorizer | None = None
-) -> tuple[FeatureMatrix, np.ndarray | None, Vectorizer]:
+def extract_x_y(trips: pd.DataFrame, vectorizer: Vectorizer | None = None) -> tuple[FeatureMatrix, np.ndarray | None, Vectorizer]:
     return taxi.extract_x_y(trips, vectorizer)
 
 
@@ -253,7 +253,11 @@ def save_model(
 def load_model(version: str) -> LoadedModel:
     registry = model_registry()
     loaded = registry.load_model(version)
-    checks = "checksums and signature verified" if registry.signing_key is not None else "checksums verified; no signing key configured"
+    checks = (
+        "checksums and signature verified"
+        if registry.signing_key is not None
+        else "checksums verified; no signing key configured"
+    )
     where = registry.objects.uri(model_prefix(loaded.version))
     get_run_logger().info("Loaded model version %s from %s (%s)", loaded.version, where, checks)
     return loaded

@@ -83,7 +83,9 @@ def training_flow(
         "plot_uri": s3_uri(settings.bucket, model_key(version, PLOT_OBJECT)),
         "predictions_uri": predictions_uri,
     }
-    create_markdown_artifact(key="taxi-training-report", markdown=training_report(result, details), description=f"Model version {version}")
+    create_markdown_artifact(
+        key="taxi-training-report", markdown=training_report(result, details), description=f"Model version {version}"
+    )
     logger.info("Training complete: version %s, RMSE train %.4f, test %.4f", version, metrics["rmse_train"], metrics["rmse_test"])
     return result
 
@@ -98,30 +100,30 @@ def training_report(result: dict[str, Any], details: dict[str, Any]) -> str:
     )
     verdict = "**Promoted**: now `latest`." if result["promoted"] else "**Not promoted**: `latest` unchanged."
     distance = " with planned trip distance" if details["use_trip_distance"] else ""
-    return f"""# Training run: model version `{result['model_version']}`
+    return f"""# Training run: model version `{result["model_version"]}`
 
-{verdict} {result['promotion_reason']}.
+{verdict} {result["promotion_reason"]}.
 
 ## Data
 
 | | source | trips read | filtered out | kept (1-60 min) |
 |---|---|---:|---:|---:|
-| train | `{train['uri']}` | {train['rows_read']:,} | {train['rows_read'] - train['rows_used']:,} | {train['rows_used']:,} |
-| test | `{test['uri']}` | {test['rows_read']:,} | {test['rows_read'] - test['rows_used']:,} | {test['rows_used']:,} |
+| train | `{train["uri"]}` | {train["rows_read"]:,} | {train["rows_read"] - train["rows_used"]:,} | {train["rows_used"]:,} |
+| test | `{test["uri"]}` | {test["rows_read"]:,} | {test["rows_read"] - test["rows_used"]:,} | {test["rows_used"]:,} |
 
 ## RMSE (minutes)
 
 | model | version | train | test |
 |---|---|---:|---:|
-| new: {details['model_type']}{distance}, {len(details['features'])} features | `{result['model_version']}` | {result['rmse_train']:.4f} | {result['rmse_test']:.4f} |
+| new: {details["model_type"]}{distance}, {len(details["features"])} features | `{result["model_version"]}` | {result["rmse_train"]:.4f} | {result["rmse_test"]:.4f} |
 | champion (current `latest`) | {champion} |
-| course baseline (one-hot + linear) | - | - | {result['rmse_test_course_baseline']:.4f} |
+| course baseline (one-hot + linear) | - | - | {result["rmse_test_course_baseline"]:.4f} |
 
 ## Stored in S3
 
-- Manifest: `{result['manifest_uri']}`
-- Evaluation plot (predicted vs actual, error by hour): `{result['plot_uri']}`
-- Test-set predictions: `{result['predictions_uri']}`
+- Manifest: `{result["manifest_uri"]}`
+- Evaluation plot (predicted vs actual, error by hour): `{result["plot_uri"]}`
+- Test-set predictions: `{result["predictions_uri"]}`
 """
 
 

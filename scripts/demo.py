@@ -26,10 +26,10 @@ def main() -> None:
     print(
         f"""
 Done.
-  Model version:      {trained['model_version']}
-  RMSE train / test:  {trained['rmse_train']:.4f} / {trained['rmse_test']:.4f} minutes
-  Manifest:           {trained['manifest_uri']}
-  Test predictions:   {trained['predictions_uri']}
+  Model version:      {trained["model_version"]}
+  RMSE train / test:  {trained["rmse_train"]:.4f} / {trained["rmse_test"]:.4f} minutes
+  Manifest:           {trained["manifest_uri"]}
+  Test predictions:   {trained["predictions_uri"]}
   March predictions:  {predictions_uri}
   Hourly job (incoming/): {hourly_uris}
   Prefect UI:         {ui}

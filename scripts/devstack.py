@@ -59,7 +59,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_until(check: Callable[[], object], what: str, timeout: float, process: subprocess.Popen | None = None, log_path: Path | None = None) -> None:
+def wait_until(
+    check: Callable[[], object], what: str, timeout: float, process: subprocess.Popen | None = None, log_path: Path | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
@@ -207,7 +209,9 @@ def start(state: Path = STATE_DIR) -> None:
     if not (pids.get("s3") and _alive(pids["s3"])):
         if port_open(S3_PORT):
             raise SystemExit(f"port {S3_PORT} is taken by another program: stop it first")
-        s3 = start_s3_server(state / "s3", credentials["access_key"], credentials["secret_key"], S3_PORT, S3_CONSOLE_PORT, detach=True)
+        s3 = start_s3_server(
+            state / "s3", credentials["access_key"], credentials["secret_key"], S3_PORT, S3_CONSOLE_PORT, detach=True
+        )
         pids["s3"] = s3.process.pid
     if not (pids.get("prefect") and _alive(pids["prefect"])):
         if port_open(PREFECT_PORT):

@@ -46,7 +46,9 @@ def decide_promotion(
         return PromotionDecision(True, "no model is published yet", challenger_rmse, None, None, margin)
     improvement = champion_rmse - challenger_rmse
     if improvement > margin:
-        reason = f"test RMSE {challenger_rmse:.4f} beats the champion's {champion_rmse:.4f} by {improvement:.4f} > margin {margin:g}"
+        reason = (
+            f"test RMSE {challenger_rmse:.4f} beats the champion's {champion_rmse:.4f} by {improvement:.4f} > margin {margin:g}"
+        )
         return PromotionDecision(True, reason, challenger_rmse, champion_version, champion_rmse, margin)
     reason = (
         f"test RMSE {challenger_rmse:.4f} does not beat the champion's {champion_rmse:.4f} "

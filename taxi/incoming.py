@@ -115,9 +115,7 @@ def release(store: ObjectStore, file: IncomingFile) -> None:
     store.delete(claim_key(file.key))
 
 
-def record_done(
-    store: ObjectStore, file: IncomingFile, predictions_uri: str, model_version: str, run: str
-) -> dict[str, Any]:
+def record_done(store: ObjectStore, file: IncomingFile, predictions_uri: str, model_version: str, run: str) -> dict[str, Any]:
     """Write the done-record of `file`; call only once its predictions object is written."""
     record = {
         "input": store.uri(file.key),

@@ -18,9 +18,7 @@ from taxi.storage.objects import ObjectStore, sha256_hex
 DEFAULT_INCOMING = ("green_tripdata_2021-03.parquet",)
 
 
-def seed_bucket(
-    data_dir: Path, store: ObjectStore | None = None, incoming: tuple[str, ...] = DEFAULT_INCOMING
-) -> list[str]:
+def seed_bucket(data_dir: Path, store: ObjectStore | None = None, incoming: tuple[str, ...] = DEFAULT_INCOMING) -> list[str]:
     """Upload every trip file of `data_dir` to data/, and the files named in `incoming` to
     incoming/ as well; returns the s3:// URIs of the files now in the bucket. The bucket
     defaults to TAXI_BUCKET."""

@@ -54,9 +54,7 @@ def encode_categorical_columns(trips: pd.DataFrame, columns: tuple[str, ...] = C
     return trips.assign(**encoded)
 
 
-def extract_x_y(
-    trips: pd.DataFrame, vectorizer: Vectorizer | None = None
-) -> tuple[FeatureMatrix, np.ndarray | None, Vectorizer]:
+def extract_x_y(trips: pd.DataFrame, vectorizer: Vectorizer | None = None) -> tuple[FeatureMatrix, np.ndarray | None, Vectorizer]:
     """Feature matrix, target (None when the trips have none) and the vectorizer.
 
     A fitted vectorizer only transforms. An unfitted one (or None, meaning the course's

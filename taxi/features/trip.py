@@ -202,9 +202,7 @@ class TripFeatureEncoder(TransformerMixin, BaseEstimator):
         mean_distance = float(miles.mean()) if known.any() else 0.0
         pickup_prior = np.full(N_ZONE_SLOTS, mean_distance)
         pickup_distance, _ = _smoothed_mean(keys.pickup_zone[known], miles, N_ZONE_SLOTS, pickup_prior, m)
-        pair_distance, _ = _smoothed_mean(
-            keys.zone_pair[known], miles, N_ZONE_PAIRS, pickup_distance[slots // N_ZONE_SLOTS], m
-        )
+        pair_distance, _ = _smoothed_mean(keys.zone_pair[known], miles, N_ZONE_PAIRS, pickup_distance[slots // N_ZONE_SLOTS], m)
         pickup_borough, _ = _smoothed_mean(keys.pickup_borough, y, nb, np.full(nb, mean), m)
         dropoff_borough, _ = _smoothed_mean(keys.dropoff_borough, y, nb, np.full(nb, mean), m)
         borough_pair, _ = _smoothed_mean(keys.borough_pair, y, nb * nb, np.full(nb * nb, mean), m)

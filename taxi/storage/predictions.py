@@ -12,9 +12,7 @@ from taxi.layout import predictions_key
 from taxi.storage.objects import ObjectStore
 
 
-def write_predictions(
-    objects: ObjectStore, predictions: pd.DataFrame, source: str, version: str, name: str | None = None
-) -> str:
+def write_predictions(objects: ObjectStore, predictions: pd.DataFrame, source: str, version: str, name: str | None = None) -> str:
     """Store predictions as predictions/<name>/<version>.parquet (`name` defaults to the
     input's file name), recording the model version and the source in the file's metadata;
     returns its s3:// URI."""
