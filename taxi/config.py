@@ -6,7 +6,9 @@ live in the bucket: taxi/layout.py.
 
 from __future__ import annotations
 
-from taxi.settings import DEFAULT_BUCKET, SIGNING_KEY_ENV
+from dataclasses import dataclass
+
+from taxi.settings import DEFAULT_BUCKET, SIGNING_KEY_ENV, Settings
 
 # The TLC publishes one parquet file per colour and month here.
 TLC_MONTH_URL = "https://d37ci6vzurychx.cloudfront.net/trip-data/{color}_tripdata_{year:04d}-{month:02d}.parquet"
@@ -32,6 +34,8 @@ __all__ = [
     "SIGNING_KEY_ENV",
     "TARGET_COLUMN",
     "TLC_MONTH_URL",
+    "StoreConfig",
+    "signing_key_from_env",
     "tlc_month_url",
 ]
 
@@ -43,3 +47,22 @@ def tlc_month_url(color: str, year: int, month: int) -> str:
     if not 1 <= month <= 12:
         raise ValueError(f"month must be 1..12, got {month}")
     return TLC_MONTH_URL.format(color=color, year=year, month=month)
+
+
+# --- taxi 0.1's names, kept so that code written against them keeps working ---------------
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Which bucket a taxi.storage.ArtifactStore uses (the bucket layout is taxi.layout's)."""
+
+    bucket: str = DEFAULT_BUCKET
+
+    @classmethod
+    def from_env(cls) -> StoreConfig:
+        return cls(bucket=Settings.from_env().bucket)
+
+
+def signing_key_from_env() -> bytes | None:
+    """TAXI_SIGNING_KEY as bytes, or None when unset or empty: Settings.from_env().signing_key."""
+    return Settings.from_env().signing_key

@@ -77,7 +77,8 @@ def prefect_api():
 @pytest.fixture
 def store(s3_server):
     """An ArtifactStore on a bucket of its own, so tests do not see each other's objects."""
-    from taxi.storage import ArtifactStore, StoreConfig
+    from taxi.config import StoreConfig
+    from taxi.storage import ArtifactStore
 
     store = ArtifactStore(config=StoreConfig(bucket=f"test-{secrets.token_hex(4)}"))
     store.ensure_bucket()

@@ -10,18 +10,11 @@ from datetime import timedelta
 
 import pandas as pd
 
+from taxi.config import StoreConfig
 from taxi.layout import LATEST_KEY, MANIFEST_OBJECT, model_key, predictions_key
-from taxi.settings import DEFAULT_BUCKET
 from taxi.storage.objects import ObjectStore
 from taxi.storage.predictions import write_predictions
 from taxi.storage.registry import INCOMPLETE_VERSION_MAX_AGE, Json, LoadedModel, ModelRegistry
-
-
-@dataclass(frozen=True)
-class StoreConfig:
-    """Which bucket an ArtifactStore uses (the bucket layout itself is taxi.layout's)."""
-
-    bucket: str = DEFAULT_BUCKET
 
 
 @dataclass

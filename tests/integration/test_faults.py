@@ -17,8 +17,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from taxi import encode_categorical_columns, load_data
+from taxi.config import StoreConfig
 from taxi.settings import Settings
-from taxi.storage import ArtifactStore, ObjectStore, StoreConfig
+from taxi.storage import ArtifactStore, ObjectStore
 from tests.conftest import DATA, GREEN_JAN, YELLOW_FEB, YELLOW_JAN, devstack
 from tests.integration import prefect_api as api
 

@@ -12,8 +12,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from taxi import run_training
+from taxi.config import StoreConfig
 from taxi.seed import seed_bucket
-from taxi.storage import ArtifactStore, IntegrityError, ModelNotFoundError, StoreConfig, sha256_hex, source_name
+from taxi.storage import ArtifactStore, IntegrityError, ModelNotFoundError, sha256_hex, source_name
 from tests.conftest import DATA, YELLOW_FEB, YELLOW_JAN
 
 
