@@ -12,7 +12,7 @@ from sklearn.linear_model import LinearRegression
 from sklearn.metrics import root_mean_squared_error
 
 from taxi.config import CATEGORICAL_COLUMNS
-from taxi.features import OneHotVectorizer, TripFeatureEncoder
+from taxi.features import FeatureMatrix, OneHotVectorizer, TripFeatureEncoder, Vectorizer
 
 
 class SparseLinearRegression(LinearRegression):
@@ -25,7 +25,7 @@ class SparseLinearRegression(LinearRegression):
     matrix), exactly and in a fraction of the time. Prediction is LinearRegression's own.
     """
 
-    def fit(self, X, y, sample_weight=None):  # noqa: N803 (scikit-learn's argument names)
+    def fit(self, X: FeatureMatrix, y: np.ndarray, sample_weight: np.ndarray | None = None) -> SparseLinearRegression:
         if sample_weight is not None:
             raise ValueError("SparseLinearRegression does not support sample weights")
         if not self.fit_intercept:
@@ -38,8 +38,7 @@ class SparseLinearRegression(LinearRegression):
 
         gram = _gram(X)
         sums = np.asarray(X.sum(axis=0)).ravel()
-        coef, intercept, rank = solve_normal_equations(gram, sums, X.T @ y, float(y.sum()), n_rows)
-        self.coef_, self.intercept_, self.rank_ = coef, intercept, rank
+        self.coef_, self.intercept_, self.rank_ = solve_normal_equations(gram, sums, X.T @ y, float(y.sum()), n_rows)
         self.n_features_in_ = X.shape[1]
         return self
 
@@ -77,7 +76,7 @@ class OneHotNormalEquations:
             distinct, inverse = np.unique(trips[column].to_numpy(dtype=np.int64), return_inverse=True)
             codes[:, i] = np.array([self._feature(i, int(value)) for value in distinct], dtype=np.int64)[inverse]
         self._grow()
-        X = sp.csr_matrix(  # noqa: N806
+        X = sp.csr_matrix(
             (np.ones(codes.size), codes.ravel(), np.arange(0, codes.size + 1, len(self.columns))),
             shape=(len(trips), self._n_features),
         )
@@ -92,12 +91,8 @@ class OneHotNormalEquations:
         """The fitted model and its vectorizer, the same as fitting both on all batches at once."""
         if self.n_rows == 0:
             raise ValueError("no trips were added: nothing to fit")
-        categories = {
-            column: np.array(sorted(self._features[i]), dtype=np.int64) for i, column in enumerate(self.columns)
-        }
-        order = np.array(
-            [self._features[i][int(value)] for i, column in enumerate(self.columns) for value in categories[column]]
-        )
+        categories = {column: np.array(sorted(self._features[i]), dtype=np.int64) for i, column in enumerate(self.columns)}
+        order = np.array([self._features[i][int(value)] for i, column in enumerate(self.columns) for value in categories[column]])
         gram, sums, moment = self._gram[np.ix_(order, order)], self._sums[order], self._moment[order]
         model = SparseLinearRegression()
         model.coef_, model.intercept_, model.rank_ = solve_normal_equations(gram, sums, moment, self.y_sum, self.n_rows)
@@ -195,6 +190,7 @@ def _gram(X: sp.csr_matrix) -> np.ndarray:
 
 
 MODEL_TYPES = ("linear", "gbm")
+Model = SparseLinearRegression | HistGradientBoostingRegressor
 
 # Boosting settings found on green 2021-01 -> 02 (see the README's model section): many
 # shallow-ish trees on large leaves, features subsampled, no early stopping so a run is
@@ -219,7 +215,7 @@ def check_model_type(model_type: str, use_trip_distance: bool = False) -> None:
         raise ValueError("use_trip_distance applies to model_type='gbm' only (the linear model is the course's)")
 
 
-def make_vectorizer(model_type: str = "linear", use_trip_distance: bool = False):
+def make_vectorizer(model_type: str = "linear", use_trip_distance: bool = False) -> Vectorizer:
     """An unfitted vectorizer for `model_type`: the course one-hot encoding for "linear",
     the request-time trip features for "gbm"."""
     check_model_type(model_type, use_trip_distance)
@@ -228,7 +224,7 @@ def make_vectorizer(model_type: str = "linear", use_trip_distance: bool = False)
     return TripFeatureEncoder(use_trip_distance=use_trip_distance)
 
 
-def train_model(X, y: np.ndarray, model_type: str = "linear"):  # noqa: N803
+def train_model(X: FeatureMatrix, y: np.ndarray, model_type: str = "linear") -> Model:
     """Fit the model: the course's linear regression on one-hot features ("linear"), or
     gradient-boosted trees on the trip features ("gbm")."""
     check_model_type(model_type)
@@ -237,11 +233,11 @@ def train_model(X, y: np.ndarray, model_type: str = "linear"):  # noqa: N803
     return HistGradientBoostingRegressor(**GBM_PARAMS).fit(X, y)
 
 
-def predict(model, X) -> np.ndarray:  # noqa: N803
+def predict(model: Model, X: FeatureMatrix) -> np.ndarray:
     """Predicted trip durations in minutes."""
     return np.asarray(model.predict(X), dtype=np.float64)
 
 
-def evaluate_model(model, X, y: np.ndarray) -> float:  # noqa: N803
+def evaluate_model(model: Model, X: FeatureMatrix, y: np.ndarray) -> float:
     """Root mean squared error, in minutes."""
     return float(root_mean_squared_error(y, predict(model, X)))

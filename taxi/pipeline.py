@@ -1,44 +1,40 @@
 """The two entrypoints: training (process, train, evaluate) and inference (process, predict).
 
-They take and return plain Python objects and touch no storage, so they can be called from a
-notebook, a test, a benchmark or the Prefect flows' tasks alike.
+This is the one place in `taxi/` that strings the steps together. The entrypoints take and
+return plain Python objects and touch no storage, so they can be called from a notebook, a
+test, a benchmark or the Prefect flows alike. Each starts by tuning the memory allocator for
+trip months (taxi.memory).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from taxi.config import PREDICTION_COLUMN
-from taxi.config import TARGET_COLUMN
-from taxi.data import (
-    PICKUP,
+from taxi.config import DEFAULT_MAX_TRAIN_ROWS, PREDICTION_COLUMN, SAMPLE_SEED, TARGET_COLUMN
+from taxi.features import Vectorizer
+from taxi.memory import return_freed_memory_to_the_os
+from taxi.model import Model, OneHotNormalEquations, check_model_type, evaluate_model, make_vectorizer, predict, train_model
+from taxi.sampling import UniformRowSample
+from taxi.steps import (
+    TRAIN_STEPS,
     ProcessedData,
-    compute_target,
-    encode_categorical_columns,
-    ensure_trips_left,
-    filter_outliers,
-    load_data,
+    StepRunner,
+    apply_steps,
+    call_directly,
+    process,
     process_inference_data,
     process_train_data,
 )
-from taxi.model import OneHotNormalEquations, check_model_type, evaluate_model, make_vectorizer, predict, train_model
-from taxi.sampling import UniformRowSample
-
-# The gradient-boosting model trains on at most this many trips of its window, sampled
-# uniformly across the months with a fixed seed: a year of yellow trips (~16M) would need
-# ~10 GB to train on whole, and the sample's RMSE is within noise of the whole window's.
-DEFAULT_MAX_TRAIN_ROWS = 2_000_000
-SAMPLE_SEED = 0
+from taxi.tlc import PICKUP
 
 
 @dataclass
 class TrainingResult:
-    model: Any
-    vectorizer: Any
+    model: Model
+    vectorizer: Vectorizer
     train: ProcessedData
     test: ProcessedData
     rmse_train: float
@@ -53,6 +49,7 @@ def run_training(
     train_source: str, test_source: str, model_type: str = "linear", use_trip_distance: bool = False
 ) -> TrainingResult:
     """Process both months, fit on the first, report RMSE on both."""
+    return_freed_memory_to_the_os()
     train = process_train_data(train_source, make_vectorizer(model_type, use_trip_distance))
     model = train_model(train.X, train.y, model_type)
     test = process_train_data(test_source, train.vectorizer)
@@ -80,8 +77,8 @@ class WindowTrainingResult:
     """A model trained on several months, evaluated on a later one, next to the course baseline
     (the one-hot linear model fitted on every kept trip of the same months)."""
 
-    model: Any
-    vectorizer: Any
+    model: Model
+    vectorizer: Vectorizer
     test: ProcessedData
     months: list[MonthUsage]
     rows_trained: int  # trips the model was fitted on (a sample for "gbm" past max_train_rows)
@@ -117,13 +114,16 @@ def run_window_training(
     use_trip_distance: bool = False,
     max_train_rows: int = DEFAULT_MAX_TRAIN_ROWS,
     seed: int = SAMPLE_SEED,
+    run: StepRunner = call_directly,
 ) -> WindowTrainingResult:
     """Train on every month of `train_sources`, one month in memory at a time, and evaluate on
     `test_source`.
 
     The linear model folds each month into its normal equations, which gives the same fit as
     all months together. The gradient-boosting model trains on a uniform sample of at most
-    `max_train_rows` kept trips across the months (all of them when there are fewer)."""
+    `max_train_rows` kept trips across the months (all of them when there are fewer). `run` calls
+    each processing step (the flows pass one that runs it as a Prefect task)."""
+    return_freed_memory_to_the_os()
     check_model_type(model_type, use_trip_distance)
     if not train_sources:
         raise ValueError("the training window has no months")
@@ -133,11 +133,7 @@ def run_window_training(
     sample = UniformRowSample(max_train_rows, seed) if model_type == "gbm" else None
     months = []
     for source in train_sources:
-        trips = load_data(source)
-        rows_read = len(trips)
-        trips = filter_outliers(compute_target(trips))
-        ensure_trips_left(trips, rows_read, source)
-        trips = encode_categorical_columns(trips)
+        trips, rows_read = apply_steps(source, TRAIN_STEPS, run)
         linear.add(trips, trips[TARGET_COLUMN].to_numpy(dtype=np.float64))
         if sample is not None:
             sample.add(trips)
@@ -150,12 +146,12 @@ def run_window_training(
         trips = sample.rows
         y = trips[TARGET_COLUMN].to_numpy(dtype=np.float64)
         vectorizer = make_vectorizer(model_type, use_trip_distance)
-        X = vectorizer.fit_transform(trips, y)  # noqa: N806
+        X = vectorizer.fit_transform(trips, y)
         del sample, trips
         model = train_model(X, y, model_type)
         rows_trained, rmse_train = y.size, evaluate_model(model, X, y)
         del X, y
-    test = process_train_data(test_source, vectorizer)
+    test = process(test_source, vectorizer, TRAIN_STEPS, run)
     return WindowTrainingResult(
         model=model,
         vectorizer=vectorizer,
@@ -168,15 +164,16 @@ def run_window_training(
     )
 
 
-def predictions_frame(processed: ProcessedData, predicted_minutes) -> pd.DataFrame:
+def predictions_frame(processed: ProcessedData, predicted_minutes: np.ndarray) -> pd.DataFrame:
     """One row per processed trip, in order: when and where it starts and ends, and the prediction."""
     columns = [PICKUP, "PULocationID", "DOLocationID"]
     frame = processed.trips[columns].reset_index(drop=True)
     return frame.assign(**{PREDICTION_COLUMN: predicted_minutes})
 
 
-def run_inference(source: str, model: Any, vectorizer: Any) -> pd.DataFrame:
+def run_inference(source: str, model: Model, vectorizer: Vectorizer) -> pd.DataFrame:
     """Predict the duration of every trip in `source`, in input order."""
+    return_freed_memory_to_the_os()
     processed = process_inference_data(source, vectorizer)
     return predictions_frame(processed, predict(model, processed.X))
 
