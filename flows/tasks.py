@@ -14,6 +14,7 @@ task or flow parameter, so it never reaches the Prefect API, and never logged.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, date, datetime
 from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
@@ -29,7 +30,8 @@ import taxi.storage
 from taxi import incoming
 from taxi.features import FeatureMatrix, Vectorizer
 from taxi.incoming import Claim, IncomingFile
-from taxi.layout import LATEST_KEY, model_prefix
+from taxi.ingest import months_present
+from taxi.layout import LATEST_KEY, data_key, model_prefix
 from taxi.model import Model
 from taxi.settings import DEFAULT_IO_RETRY_DELAYS, SIGNING_KEY_BLOCK_ENV, SIGNING_KEY_ENV, Settings
 from taxi.steps import StepRunner
@@ -41,7 +43,9 @@ from taxi.storage import (
     ObjectStore,
     StorageError,
 )
+from taxi.months import month_name
 from taxi.tlc import DataError
+from taxi.window import WindowPlan, plan_window
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -157,8 +161,9 @@ STEP_TASKS: dict[Callable[..., Any], Task[..., Any]] = {
 
 
 def step_runner(settings: Settings) -> StepRunner:
-    """Runs each processing step as its task, loading (the I/O step) with the run's retries."""
-    tasks_by_step = {**STEP_TASKS, taxi.load_data: io_retries(settings)(load_data)}
+    """Runs each processing step (and model fitting) as its task, loading (the I/O step) with
+    the run's retries."""
+    tasks_by_step = {**STEP_TASKS, taxi.train_model: train_model, taxi.load_data: io_retries(settings)(load_data)}
 
     def run_as_task(step: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         return tasks_by_step[step](*args, **kwargs)
@@ -193,6 +198,17 @@ def course_baseline_rmse(train_trips: pd.DataFrame, test_trips: pd.DataFrame) ->
     rmse = taxi.evaluation.course_baseline_rmse(train_trips, test_trips)
     get_run_logger().info("Course baseline (one-hot + linear regression) test RMSE: %.4f", rmse)
     return rmse
+
+
+@task(name="plan-training-window", tags=["taxi", "io", "s3"], **io_task)
+def plan_training_window(color: str, as_of: date, train_months: int) -> WindowPlan:
+    """The months a window run as of `as_of` trains and tests on, from the months in the bucket."""
+    objects = ObjectStore(Settings.from_env().bucket)
+    present = months_present(objects, color)
+    get_run_logger().info("%s months in the bucket: %s", color, ", ".join(month_name(m) for m in sorted(present)) or "none")
+    return plan_window(
+        as_of, datetime.now(UTC).date(), color, present, train_months, lambda month: objects.uri(data_key(color, month))
+    )
 
 
 @task(name="evaluate-champion", tags=["taxi", "ml", "s3"], **io_task)

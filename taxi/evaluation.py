@@ -36,12 +36,19 @@ class PromotionDecision:
 
 
 def decide_promotion(
-    challenger_rmse: float, champion_version: str | None, champion_rmse: float | None, margin: float
+    challenger_rmse: float,
+    champion_version: str | None,
+    champion_rmse: float | None,
+    margin: float,
+    blocked: str | None = None,
 ) -> PromotionDecision:
     """Promote the new model only if it beats the current one by more than `margin` minutes
-    of test RMSE on the same evaluation data (or if there is no current model)."""
+    of test RMSE on the same evaluation data (or if there is no current model), and nothing
+    `blocked` it (e.g. a backfill run: the reason why not)."""
     if margin < 0:
         raise ValueError(f"the promotion margin must be >= 0 minutes, got {margin}")
+    if blocked:
+        return PromotionDecision(False, f"not promoted: {blocked}", challenger_rmse, champion_version, champion_rmse, margin)
     if champion_version is None or champion_rmse is None:
         return PromotionDecision(True, "no model is published yet", challenger_rmse, None, None, margin)
     improvement = champion_rmse - challenger_rmse

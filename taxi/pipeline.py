@@ -148,7 +148,7 @@ def run_window_training(
         vectorizer = make_vectorizer(model_type, use_trip_distance)
         X = vectorizer.fit_transform(trips, y)
         del sample, trips
-        model = train_model(X, y, model_type)
+        model = run(train_model, X, y, model_type)
         rows_trained, rmse_train = y.size, evaluate_model(model, X, y)
         del X, y
     test = process(test_source, vectorizer, TRAIN_STEPS, run)
