@@ -141,7 +141,10 @@ def main() -> None:
     parser.add_argument("--start", help="first month, YYYY-MM (default: the month after the newest one in the bucket)")
     parser.add_argument("--end", help="last month, YYYY-MM (default: the current month)")
     args = parser.parse_args()
-    print(ingest_flow(args.color, args.start, args.end))
+    summary = ingest_flow(args.color, args.start, args.end)
+    for outcome in ("ingested", "skipped", "not_available"):
+        months = ", ".join(entry["month"] for entry in summary[outcome]) or "none"
+        print(f"{outcome.replace('_', ' ')}: {months}")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ from flows.training import training_flow
 
 
 def main() -> None:
-    data = f"s3://{os.environ.get('TAXI_BUCKET', 'taxi')}/data"
+    # Where the taxi-ingest flow put the shipped green months (scripts/quickstart.sh).
+    data = f"s3://{os.environ.get('TAXI_BUCKET', 'taxi')}/data/green"
     trained = training_flow(f"{data}/green_tripdata_2021-01.parquet", f"{data}/green_tripdata_2021-02.parquet")
     predictions_uri = inference_flow(f"{data}/green_tripdata_2021-03.parquet")
     # What the hourly deployment does: predict every new file under incoming/ exactly once.
