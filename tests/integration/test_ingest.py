@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from taxi import DataError
-from taxi.download import DownloadError
+from taxi.download import DownloadError, public_url
 from taxi.ingest import data_key, ingest_month, manifest_key, months_present
 from taxi.storage import sha256_hex
 from tests.conftest import DATA, YELLOW_JAN
@@ -213,8 +213,11 @@ def test_a_broken_transfer_leaves_nothing_under_data(bucket_env, tlc, behaviour,
 
 def test_size_cap_and_input_contract_are_checked_before_anything_is_stored(bucket_env, tlc, tmp_path):
     store = bucket_env
-    with pytest.raises(DataError, match="more than the 1,000,000-byte limit"):
+    with pytest.raises(DataError, match="is 1,333,519 bytes, more than the 1,000,000-byte limit"):
         ingest_month(store, "green", (2021, 1), tlc.base_url, max_bytes=1_000_000)
+    # No size announced beforehand (a local file here): counted as it streams in.
+    with pytest.raises(DataError, match="is more than the 1,000,000-byte limit"):
+        ingest_month(store, "green", (2021, 1), str(DATA), max_bytes=1_000_000)
     # A yellow file under a green name (a mirror mix-up) is not a green month.
     pq.write_table(pacsv.read_csv(YELLOW_JAN), tmp_path / _file("2021-01"))
     with pytest.raises(DataError, match="is a yellow trip file, expected green"):
@@ -264,3 +267,10 @@ def test_bad_parameters_fail_the_run_clearly_without_repeating_them(prefect_api,
     assert expected in message
     assert "<script>" not in message and "passwd" not in message and "2021-13" not in message
     assert tlc.requests == [] and _data_keys(bucket_env) == []
+
+
+def test_recorded_source_urls_carry_no_credentials():
+    assert public_url("https://user:secret@mirror.example:8443/trip-data/f.parquet?X-Sig=abc#x") == (
+        "https://mirror.example:8443/trip-data/f.parquet"
+    )
+    assert public_url("/srv/tlc/f.parquet") == "/srv/tlc/f.parquet"
