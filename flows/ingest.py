@@ -33,7 +33,10 @@ class IngestFailed(RuntimeError):
 
 @task(name="list-data-months", tags=["taxi", "io", "s3"], **io_task)
 def list_data_months(color: str) -> list[Month]:
-    return ingest.months_present(ArtifactStore(), color)
+    store = ArtifactStore()
+    # Ingestion is what first fills a new bucket (the quickstart's, a fresh stack's).
+    store.ensure_bucket()
+    return ingest.months_present(store, color)
 
 
 @task(name="ingest-month", tags=["taxi", "io", "s3", "tlc"], **io_task)
@@ -57,7 +60,8 @@ def ingest_flow(color: str = "yellow", start: str | None = None, end: str | None
     manifest. Without `start`: the months after the newest one already in the bucket; without
     `end`: up to the current month.
 
-    Months already in the bucket are skipped (a rerun downloads nothing). Months go oldest
+    Creates the bucket if it does not exist. Months already in the bucket are skipped (a
+    rerun downloads nothing). Months go oldest
     first, and the first one that is not published yet (HTTP 403/404, or no file in a local
     source) ends the run, Completed: later months are not published either, and the next run
     continues from there. A month that fails (bad or truncated data, a download that keeps

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import secrets
 import shutil
 import threading
 import time
@@ -15,9 +16,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from taxi import DataError
+from taxi.config import StoreConfig
 from taxi.download import DownloadError, public_url
 from taxi.ingest import data_key, ingest_month, manifest_key, months_present
-from taxi.storage import sha256_hex
+from taxi.storage import ArtifactStore, sha256_hex
 from tests.conftest import DATA, YELLOW_JAN
 from tests.integration import prefect_api as api
 
@@ -225,8 +227,10 @@ def test_size_cap_and_input_contract_are_checked_before_anything_is_stored(bucke
     assert _data_keys(store) == []
 
 
-def test_a_local_directory_source_and_a_file_without_its_manifest(prefect_api, bucket_env, tmp_path, monkeypatch):
-    store = bucket_env
+def test_a_local_directory_source_and_a_file_without_its_manifest(prefect_api, s3_server, tmp_path, monkeypatch):
+    # A bucket that does not exist yet: the first ingestion creates it.
+    store = ArtifactStore(config=StoreConfig(bucket=f"fresh-{secrets.token_hex(4)}"))
+    monkeypatch.setenv("TAXI_BUCKET", store.bucket)
     for month in ("2021-01", "2021-02"):
         shutil.copy(DATA / _file(month), tmp_path / _file(month))
     monkeypatch.setenv("TAXI_TLC_BASE_URL", str(tmp_path))
@@ -236,6 +240,7 @@ def test_a_local_directory_source_and_a_file_without_its_manifest(prefect_api, b
     assert state.is_failed()
     assert "no green month is in the bucket yet" in str(state.result(raise_on_failure=False))
     assert "give start (YYYY-MM)" in str(state.result(raise_on_failure=False))
+    assert store.list_keys("") == []  # the bucket exists now, and nothing was written
 
     # A file left without its manifest (an ingestion that died midway) does not count...
     store.put(data_key(store, "green", (2021, 1)), b"half an upload")
