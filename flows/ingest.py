@@ -1,28 +1,30 @@
 """The ingestion flow: copy new TLC months into the bucket (the logic is in taxi/ingest.py).
 
-    python -m flows.ingest --color green --start 2021-01 --end 2021-03
-    python -m flows.ingest --color yellow        # the months after the newest one in the bucket
+python -m flows.ingest --color green --start 2021-01 --end 2021-03
+python -m flows.ingest --color yellow        # the months after the newest one in the bucket
 """
 
 from __future__ import annotations
 
 import argparse
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
 from flows import tasks
-from flows.inference import _cell
+from flows.reports import table_cell
 from flows.tasks import io_task
 from taxi import ingest
 from taxi.download import public_url
+from taxi.layout import s3_uri
 from taxi.months import Month, month_name, parse_month
-from taxi.storage import ArtifactStore
+from taxi.settings import Settings
+from taxi.storage import ObjectStore
 
 
-class IngestFailed(RuntimeError):
+class IngestError(RuntimeError):
     """A month could not be ingested; the months before it were. `summary` has the lists."""
 
     def __init__(self, summary: dict[str, Any]):
@@ -33,7 +35,7 @@ class IngestFailed(RuntimeError):
 
 @task(name="list-data-months", tags=["taxi", "io", "s3"], **io_task)
 def list_data_months(color: str) -> list[Month]:
-    store = ArtifactStore()
+    store = ObjectStore()
     # Ingestion is what first fills a new bucket (the quickstart's, a fresh stack's).
     store.ensure_bucket()
     return ingest.months_present(store, color)
@@ -43,8 +45,9 @@ def list_data_months(color: str) -> list[Month]:
 def ingest_month(color: str, month: str) -> ingest.MonthResult:
     # The source is read here rather than passed in, so that a mirror URL with credentials
     # in it never becomes a task parameter. Data files are not signed: no signing key needed.
-    store = ArtifactStore()
-    result = ingest.ingest_month(store, color, parse_month(month), ingest.tlc_base_url())
+    settings = Settings.from_env()
+    store = ObjectStore(bucket=settings.bucket)
+    result = ingest.ingest_month(store, color, parse_month(month), settings.tlc_base_url)
     logger = get_run_logger()
     if result.manifest is not None:
         logger.info("Ingested %s %s: %s -> %s", color, month, result.detail, store.uri(result.manifest["key"]))
@@ -71,12 +74,13 @@ def ingest_flow(color: str = "yellow", start: str | None = None, end: str | None
     """
     ingest.check_color(color)
     logger = get_run_logger()
-    store = ArtifactStore()  # for URIs only; the tasks do the reading and writing
-    present = list_data_months(color)
-    months = ingest.months_to_ingest(color, start, end, present, datetime.now(timezone.utc).date())
+    settings = Settings.from_env()
+    retrying = tasks.io_retries(settings)
+    present = retrying(list_data_months)(color)
+    months = ingest.months_to_ingest(color, start, end, present, datetime.now(UTC).date())
     summary: dict[str, Any] = {
         "color": color,
-        "source": public_url(ingest.tlc_base_url()),
+        "source": public_url(settings.tlc_base_url),
         "ingested": [],
         "skipped": [],
         "not_available": [],
@@ -89,7 +93,7 @@ def ingest_flow(color: str = "yellow", start: str | None = None, end: str | None
             summary["skipped"].append({"month": name, "reason": "already in the bucket"})
             continue
         try:
-            result = ingest_month(color, name)
+            result = retrying(ingest_month)(color, name)
         except Exception as error:  # noqa: BLE001 (reported below; the run then fails)
             summary["failed"].append({"month": name, "error": f"{type(error).__name__}: {error}"})
             summary["not_attempted"] = [month_name(m) for m in months[index + 1 :]]
@@ -102,16 +106,18 @@ def ingest_flow(color: str = "yellow", start: str | None = None, end: str | None
             break
         manifest = result.manifest
         summary["ingested"].append(
-            {"month": name, "uri": store.uri(manifest["key"]), "rows": manifest["rows"], "bytes": manifest["bytes"]}
+            {"month": name, "uri": s3_uri(settings.bucket, manifest["key"]), "rows": manifest["rows"], "bytes": manifest["bytes"]}
         )
     logger.info(
         "%s months %s: %d ingested, %d already in the bucket, %d not available yet, %d failed",
         color, _span(months), len(summary["ingested"]), len(summary["skipped"]), len(summary["not_available"]),
         len(summary["failed"]),
     )  # fmt: skip
-    create_markdown_artifact(key="taxi-ingest-report", markdown=ingest_report(summary), description=f"{color} months {_span(months)}")
+    create_markdown_artifact(
+        key="taxi-ingest-report", markdown=ingest_report(summary), description=f"{color} months {_span(months)}"
+    )
     if summary["failed"]:
-        raise IngestFailed(summary)
+        raise IngestError(summary)
     return summary
 
 
@@ -131,10 +137,12 @@ def ingest_report(summary: dict[str, Any]) -> str:
         "| month | result | details |",
         "|---|---|---|",
     ]
-    lines += [f"| {i['month']} | ingested | {i['rows']:,} trips, {i['bytes']:,} bytes: `{i['uri']}` |" for i in summary["ingested"]]
+    lines += [
+        f"| {i['month']} | ingested | {i['rows']:,} trips, {i['bytes']:,} bytes: `{i['uri']}` |" for i in summary["ingested"]
+    ]
     lines += [f"| {s['month']} | skipped | {s['reason']} |" for s in summary["skipped"]]
-    lines += [f"| {n['month']} | not available yet | {_cell(n['reason'])} |" for n in summary["not_available"]]
-    lines += [f"| {f['month']} | **failed** | {_cell(f['error'])} |" for f in summary["failed"]]
+    lines += [f"| {n['month']} | not available yet | {table_cell(n['reason'])} |" for n in summary["not_available"]]
+    lines += [f"| {f['month']} | **failed** | {table_cell(f['error'])} |" for f in summary["failed"]]
     lines += [f"| {m} | not attempted | an earlier month failed |" for m in summary["not_attempted"]]
     return "\n".join(lines) + "\n"
 

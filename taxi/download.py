@@ -26,11 +26,9 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from taxi.data import DataError
+from taxi.config import DOWNLOAD_DEADLINE_SECONDS, DOWNLOAD_MAX_BYTES
+from taxi.tlc import DataError
 
-# A TLC month of yellow trips is 20-60 MB as parquet; the largest months are a few hundred.
-DEFAULT_MAX_BYTES = 512 * 1024 * 1024
-DEFAULT_DEADLINE_SECONDS = 15 * 60
 READ_TIMEOUT_SECONDS = 30
 CHUNK_BYTES = 1024 * 1024
 NOT_PUBLISHED_STATUSES = (403, 404)
@@ -55,8 +53,8 @@ def download(
     source: str,
     destination: Path,
     *,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-    deadline_seconds: float = DEFAULT_DEADLINE_SECONDS,
+    max_bytes: int = DOWNLOAD_MAX_BYTES,
+    deadline_seconds: float = DOWNLOAD_DEADLINE_SECONDS,
 ) -> Download:
     """Copy `source` (http(s):// URL or local path) to `destination`; returns its size and
     sha256. On any failure nothing is left at `destination`."""

@@ -1,9 +1,7 @@
 """Copying the TLC's monthly trip files into the bucket, and knowing which months are there.
 
-Bucket keys, for colour `c` and month `YYYY-MM` (the file name is the TLC's own):
-
-    data/<c>/<c>_tripdata_YYYY-MM.parquet                 the month's trips, as published
-    data/<c>/<c>_tripdata_YYYY-MM.parquet.manifest.json   its data manifest, written last
+Bucket keys (taxi.layout): data/<color>/<the TLC's file name> and, written last, its data
+manifest next to it (<file name>.manifest.json).
 
 A month is in the bucket when both exist: the manifest is written only after the file is
 stored and read back intact, so a half-done ingestion never counts. Before anything is
@@ -11,36 +9,34 @@ written, the download is checked against the input contract (`taxi.load_data`, t
 checks every training and inference run applies), so nothing of a bad or truncated file
 ever appears under data/.
 
-The source is the folder of monthly files named by TAXI_TLC_BASE_URL (default: the TLC's
-public one): an https:// or http:// URL (e.g. an operator's mirror) or a local directory
-holding files of the same names. A file missing there counts as not published yet.
+The source is a folder of monthly files (TAXI_TLC_BASE_URL, default the TLC's public one:
+see taxi.settings): an https:// or http:// URL (e.g. an operator's mirror) or a local
+directory holding files of the same names. A file missing there counts as not published yet.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import tempfile
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import taxi
-from taxi.config import TLC_MONTH_URL, tlc_month_url
-from taxi.data import DataError, load_data
-from taxi.download import DEFAULT_DEADLINE_SECONDS, DEFAULT_MAX_BYTES, NotPublishedError, download, public_url
+from taxi.config import DOWNLOAD_DEADLINE_SECONDS, DOWNLOAD_MAX_BYTES
+from taxi.download import NotPublishedError, download, public_url
+from taxi.layout import DATA_MANIFEST_SUFFIX, data_color_prefix, data_key, data_manifest_key, parse_tlc_file_name, tlc_file_name
 from taxi.months import Month, month_name, month_of, month_range, parse_month, shift_month
-from taxi.storage import ArtifactStore, IntegrityError, sha256_hex
+from taxi.settings import TLC_BASE_URL_ENV
+from taxi.storage.objects import IntegrityError, ObjectStore
+from taxi.tlc import DataError, load_data
 
 COLORS = ("yellow", "green")
-TLC_BASE_URL_ENV = "TAXI_TLC_BASE_URL"
-DEFAULT_TLC_BASE_URL = TLC_MONTH_URL.rsplit("/", 1)[0]
-MANIFEST_SUFFIX = ".manifest.json"
 # The TLC's trip records start in January 2009 (yellow); nothing older can be asked for.
 FIRST_TLC_MONTH: Month = (2009, 1)
-_TLC_FILE_NAME = re.compile(r"(yellow|green)_tripdata_(\d{4})-(\d{2})\.parquet")
+PARQUET_CONTENT_TYPE = "application/vnd.apache.parquet"
 
 
 def check_color(color: object) -> str:
@@ -50,27 +46,9 @@ def check_color(color: object) -> str:
     return str(color)
 
 
-def tlc_base_url() -> str:
-    """The folder of monthly files ingestion copies from (TAXI_TLC_BASE_URL)."""
-    return os.environ.get(TLC_BASE_URL_ENV, "").strip() or DEFAULT_TLC_BASE_URL
-
-
-def tlc_file_name(color: str, month: Month) -> str:
-    """The TLC's name of one monthly file, e.g. green_tripdata_2021-01.parquet."""
-    return tlc_month_url(check_color(color), *month).rsplit("/", 1)[1]
-
-
-def parse_tlc_file_name(name: str) -> tuple[str, Month] | None:
-    """(colour, month) of a TLC monthly file name; None for any other name."""
-    found = _TLC_FILE_NAME.fullmatch(name)
-    if found is None or not 1 <= int(found.group(3)) <= 12:
-        return None
-    return found.group(1), (int(found.group(2)), int(found.group(3)))
-
-
 def month_source(base_url: str, color: str, month: Month) -> str:
     """Where one month's file is: an URL under an http(s) base, else a path in a directory."""
-    name = tlc_file_name(color, month)
+    name = tlc_file_name(check_color(color), month)
     if base_url.startswith(("http://", "https://")):
         return f"{base_url.rstrip('/')}/{name}"
     if "://" in base_url:
@@ -78,22 +56,14 @@ def month_source(base_url: str, color: str, month: Month) -> str:
     return os.path.join(base_url, name)
 
 
-def data_key(store: ArtifactStore, color: str, month: Month) -> str:
-    return f"{store.config.data_prefix}/{color}/{tlc_file_name(color, month)}"
-
-
-def manifest_key(store: ArtifactStore, color: str, month: Month) -> str:
-    return data_key(store, color, month) + MANIFEST_SUFFIX
-
-
-def months_present(store: ArtifactStore, color: str) -> list[Month]:
+def months_present(store: ObjectStore, color: str) -> list[Month]:
     """The months of `color` in the bucket (file and manifest both there), oldest first."""
-    prefix = f"{store.config.data_prefix}/{check_color(color)}/"
+    prefix = data_color_prefix(check_color(color))
     files, manifests = set(), set()
     for key in store.list_keys(prefix):
         name = key[len(prefix) :]
-        is_manifest = name.endswith(MANIFEST_SUFFIX)
-        parsed = parse_tlc_file_name(name.removesuffix(MANIFEST_SUFFIX) if is_manifest else name)
+        is_manifest = name.endswith(DATA_MANIFEST_SUFFIX)
+        parsed = parse_tlc_file_name(name.removesuffix(DATA_MANIFEST_SUFFIX) if is_manifest else name)
         if parsed is not None and parsed[0] == color:
             (manifests if is_manifest else files).add(parsed[1])
     return sorted(files & manifests)
@@ -107,7 +77,7 @@ def months_to_ingest(
     Without `start`: the months after the newest one in the bucket (`present`), which must
     then hold at least one. Without `end`: up to the current month (UTC)."""
     check_color(color)
-    current = month_of(today or datetime.now(timezone.utc).date())
+    current = month_of(today or datetime.now(UTC).date())
     last = parse_month(end, "end") if end is not None else current
     if last > current:
         raise ValueError(f"end must not be after the current month ({month_name(current)})")
@@ -137,13 +107,13 @@ class MonthResult:
 
 
 def ingest_month(
-    store: ArtifactStore,
+    store: ObjectStore,
     color: str,
     month: Month,
     base_url: str,
     *,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-    deadline_seconds: float = DEFAULT_DEADLINE_SECONDS,
+    max_bytes: int = DOWNLOAD_MAX_BYTES,
+    deadline_seconds: float = DOWNLOAD_DEADLINE_SECONDS,
 ) -> MonthResult:
     """Copy one month from `base_url` into the bucket: download to a temporary file, check it
     against the input contract, store it, read it back, then write its manifest.
@@ -153,21 +123,23 @@ def ingest_month(
     left under data/ for this month."""
     source = month_source(base_url, color, month)
     shown = public_url(source)
-    key, manifest_at = data_key(store, color, month), manifest_key(store, color, month)
+    key, manifest_at = data_key(color, month), data_manifest_key(color, month)
     with tempfile.TemporaryDirectory(prefix="taxi-ingest-") as scratch:
         # The TLC's file name keeps the suffix load_data reads the format from.
         try:
-            fetched = download(source, Path(scratch) / tlc_file_name(color, month), max_bytes=max_bytes, deadline_seconds=deadline_seconds)
+            fetched = download(
+                source, Path(scratch) / tlc_file_name(color, month), max_bytes=max_bytes, deadline_seconds=deadline_seconds
+            )
         except NotPublishedError as error:
             return MonthResult(month_name(month), "not available", str(error))
         rows, schema = _check_contract(fetched.path, shown, color)
         # A manifest left from an earlier copy must not vouch for the file being replaced.
         store.delete(manifest_at)
-        store.put(key, fetched.path.read_bytes(), "application/vnd.apache.parquet")
-    stored = sha256_hex(store.get(key))
-    if stored != fetched.sha256:
-        store.delete(key)
-        raise IntegrityError(f"{store.uri(key)} read back with sha256 {stored}, downloaded {fetched.sha256}: removed it")
+        try:
+            store.put_file_verified(key, fetched.path, fetched.sha256, PARQUET_CONTENT_TYPE)
+        except IntegrityError:
+            store.delete(key)  # not the month downloaded: it must not be taken for one
+            raise
     manifest = {
         "color": color,
         "month": month_name(month),
@@ -177,7 +149,7 @@ def ingest_month(
         "sha256": fetched.sha256,
         "rows": rows,
         "schema": schema,
-        "ingested_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "ingested_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "package_version": taxi.__version__,
     }
     store.put_verified(manifest_at, json.dumps(manifest, indent=2).encode(), "application/json")

@@ -24,7 +24,7 @@ def parse_month(text: object, what: str = "month") -> Month:
 
 
 def month_name(month: Month) -> str:
-    """"YYYY-MM"."""
+    """ "YYYY-MM"."""
     return f"{month[0]:04d}-{month[1]:02d}"
 
 

@@ -17,19 +17,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from taxi.ingest import data_key, ingest_month, months_present, parse_tlc_file_name
-from taxi.storage import ArtifactStore, sha256_hex
+from taxi.ingest import ingest_month, months_present
+from taxi.layout import INCOMING_PREFIX, data_key, incoming_key, parse_tlc_file_name
+from taxi.storage.objects import ObjectStore, sha256_hex
 
-INCOMING_PREFIX = "incoming/"
 DEFAULT_INCOMING = ("green_tripdata_2021-03.parquet",)
 
 
-def seed_bucket(
-    data_dir: Path, store: ArtifactStore | None = None, incoming: tuple[str, ...] = DEFAULT_INCOMING
-) -> list[str]:
+def seed_bucket(data_dir: Path, store: ObjectStore | None = None, incoming: tuple[str, ...] = DEFAULT_INCOMING) -> list[str]:
     """Ingest every TLC monthly file of `data_dir` into data/<color>/, and put the files named
-    in `incoming` under incoming/ as well; returns the s3:// URIs of the files now in the bucket."""
-    store = store or ArtifactStore()
+    in `incoming` under incoming/ as well; returns the s3:// URIs of the files now in the
+    bucket. The bucket defaults to TAXI_BUCKET."""
+    store = store or ObjectStore()
     names = sorted(p.name for p in Path(data_dir).iterdir() if p.is_file())
     months = sorted(parsed for name in names if (parsed := parse_tlc_file_name(name)) is not None)
     if not months:
@@ -45,15 +44,15 @@ def seed_bucket(
             result = ingest_month(store, color, month, str(data_dir))
             if result.manifest is None:  # the file went away since it was listed
                 raise FileNotFoundError(result.detail)
-        uris.append(store.uri(data_key(store, color, month)))
+        uris.append(store.uri(data_key(color, month)))
     for name in incoming:
-        key = f"{INCOMING_PREFIX}{name}"
+        key = incoming_key(name)
         _put_unless_identical(store, key, (Path(data_dir) / name).read_bytes())
         uris.append(store.uri(key))
     return uris
 
 
-def _put_unless_identical(store: ArtifactStore, key: str, body: bytes) -> None:
+def _put_unless_identical(store: ObjectStore, key: str, body: bytes) -> None:
     if store.exists(key) and sha256_hex(store.get(key)) == sha256_hex(body):
         return
     store.put(key, body)

@@ -42,8 +42,7 @@ def training_window(as_of: date, months_present: Iterable[Month], train_months: 
     earlier = [m for m in present if m < current]
     if not earlier:
         raise WindowError(
-            f"no month in the bucket before {month_name(current)} (as_of {as_of:%Y-%m-%d}) to test on: "
-            "ingest the months first"
+            f"no month in the bucket before {month_name(current)} (as_of {as_of:%Y-%m-%d}) to test on: ingest the months first"
         )
     test = max(earlier)
     train = tuple(shift_month(test, -n) for n in range(train_months, 0, -1))

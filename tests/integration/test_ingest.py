@@ -9,17 +9,16 @@ import secrets
 import shutil
 import threading
 import time
-from pathlib import Path
 
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
 from taxi import DataError
-from taxi.config import StoreConfig
 from taxi.download import DownloadError, public_url
-from taxi.ingest import data_key, ingest_month, manifest_key, months_present
-from taxi.storage import ArtifactStore, sha256_hex
+from taxi.ingest import ingest_month, months_present
+from taxi.layout import data_key, data_manifest_key
+from taxi.storage import IntegrityError, ObjectStore, sha256_hex
 from tests.conftest import DATA, YELLOW_JAN
 from tests.integration import prefect_api as api
 
@@ -33,7 +32,7 @@ class TlcHandler(http.server.BaseHTTPRequestHandler):
 
     server: TlcStandIn
 
-    def do_GET(self) -> None:  # noqa: N802 (the http.server API)
+    def do_GET(self) -> None:
         name = self.path.removeprefix(PREFIX)
         self.server.requests.append(name)
         behaviour = self.server.behaviour.get(name)
@@ -68,7 +67,7 @@ class TlcHandler(http.server.BaseHTTPRequestHandler):
             return
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 
@@ -100,7 +99,7 @@ def _run(color: str = "green", start: str | None = None, end: str | None = None)
     state = ingest_flow(color, start, end, return_state=True)
     summary = state.result(raise_on_failure=False)
     if isinstance(summary, Exception) and hasattr(summary, "summary"):
-        summary = summary.summary  # IngestFailed carries the summary
+        summary = summary.summary  # IngestError carries the summary
     return state, summary
 
 
@@ -180,7 +179,10 @@ def test_a_truncated_file_is_refused_and_nothing_of_it_lands(prefect_api, bucket
     # Bad input is not retried (the same bytes would fail the same way), and March, after
     # the gap, is not ingested: the next run starts again at February.
     assert tlc.requests.count(_file("2021-02")) == 1 and _file("2021-03") not in tlc.requests
-    assert _data_keys(store) == ["data/green/green_tripdata_2021-01.parquet", "data/green/green_tripdata_2021-01.parquet.manifest.json"]
+    assert _data_keys(store) == [
+        "data/green/green_tripdata_2021-01.parquet",
+        "data/green/green_tripdata_2021-01.parquet.manifest.json",
+    ]
     assert "green 2021-02 could not be ingested" in str(state.message) or "green 2021-02 could not be ingested" in repr(
         state.result(raise_on_failure=False)
     )
@@ -229,7 +231,7 @@ def test_size_cap_and_input_contract_are_checked_before_anything_is_stored(bucke
 
 def test_a_local_directory_source_and_a_file_without_its_manifest(prefect_api, s3_server, tmp_path, monkeypatch):
     # A bucket that does not exist yet: the first ingestion creates it.
-    store = ArtifactStore(config=StoreConfig(bucket=f"fresh-{secrets.token_hex(4)}"))
+    store = ObjectStore(bucket=f"fresh-{secrets.token_hex(4)}")
     monkeypatch.setenv("TAXI_BUCKET", store.bucket)
     for month in ("2021-01", "2021-02"):
         shutil.copy(DATA / _file(month), tmp_path / _file(month))
@@ -243,15 +245,15 @@ def test_a_local_directory_source_and_a_file_without_its_manifest(prefect_api, s
     assert store.list_keys("") == []  # the bucket exists now, and nothing was written
 
     # A file left without its manifest (an ingestion that died midway) does not count...
-    store.put(data_key(store, "green", (2021, 1)), b"half an upload")
+    store.put(data_key("green", (2021, 1)), b"half an upload")
     assert months_present(store, "green") == []
     # ...and is replaced. A file missing from the directory is a month not published yet.
     state, summary = _run("green", "2021-01", "2021-03")
     assert state.is_completed()
     assert _months(summary["ingested"]) == ["2021-01", "2021-02"] and _months(summary["not_available"]) == ["2021-03"]
     assert "no such file" in summary["not_available"][0]["reason"]
-    assert store.get(data_key(store, "green", (2021, 1))) == (DATA / _file("2021-01")).read_bytes()
-    assert json.loads(store.get(manifest_key(store, "green", (2021, 1))))["source"] == str(tmp_path / _file("2021-01"))
+    assert store.get(data_key("green", (2021, 1))) == (DATA / _file("2021-01")).read_bytes()
+    assert json.loads(store.get(data_manifest_key("green", (2021, 1))))["source"] == str(tmp_path / _file("2021-01"))
 
 
 @pytest.mark.parametrize(
@@ -272,6 +274,16 @@ def test_bad_parameters_fail_the_run_clearly_without_repeating_them(prefect_api,
     assert expected in message
     assert "<script>" not in message and "passwd" not in message and "2021-13" not in message
     assert tlc.requests == [] and _data_keys(bucket_env) == []
+
+
+def test_a_month_stored_wrong_is_removed_and_gets_no_manifest(bucket_env, monkeypatch):
+    # A store that keeps other bytes than it was sent cannot be had on demand from a real
+    # server: the read-back's hash stands in for it.
+    store = bucket_env
+    monkeypatch.setattr(ObjectStore, "stored_sha256", lambda self, key: "0" * 64)
+    with pytest.raises(IntegrityError, match="read back with sha256 0000"):
+        ingest_month(store, "green", (2021, 1), str(DATA))
+    assert _data_keys(store) == []
 
 
 def test_recorded_source_urls_carry_no_credentials():

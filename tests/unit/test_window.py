@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import pytest
 
@@ -31,13 +31,15 @@ def test_the_newest_month_before_as_of_is_the_test_month_even_long_after_it():
     # Nothing newer ingested yet: a run in June still tests on March, the newest month there is.
     assert training_window(date(2021, 6, 30), SHIPPED).test == (2021, 3)
     # A datetime is a date; its month decides, not its time of day.
-    assert training_window(datetime(2021, 3, 1, 0, 0, tzinfo=timezone.utc), SHIPPED).test == (2021, 2)
+    assert training_window(datetime(2021, 3, 1, 0, 0, tzinfo=UTC), SHIPPED).test == (2021, 2)
 
 
 def test_missing_training_months_are_named():
     with pytest.raises(WindowError, match="training months missing from the bucket: 2020-12, 2021-01"):
         training_window(date(2021, 3, 15), [(2021, 2), (2021, 3)], train_months=2)
-    with pytest.raises(WindowError, match=r"missing from the bucket: 2020-10, 2020-11, 2020-12 \(as_of 2021-02-01: test month 2021-01"):
+    with pytest.raises(
+        WindowError, match=r"missing from the bucket: 2020-10, 2020-11, 2020-12 \(as_of 2021-02-01: test month 2021-01"
+    ):
         training_window(date(2021, 2, 1), SHIPPED, train_months=3)
 
 
