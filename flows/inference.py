@@ -17,6 +17,7 @@ from prefect.runtime import flow_run
 
 from flows import tasks
 from flows.processing import process_inference_data_flow
+from flows.reports import table_cell
 from taxi.incoming import Claim, IncomingFile
 from taxi.layout import INCOMING_PREFIX, prediction_name, s3_uri
 from taxi.pipeline import predictions_frame
@@ -161,15 +162,9 @@ def _incoming_report(where: str, summary: dict[str, Any]) -> str:
         "|---|---|---|",
     ]
     lines += [f"| `{p['input']}` | predicted | `{p['predictions']}` |" for p in summary["predicted"]]
-    lines += [f"| `{f['input']}` | **failed** (retried next run) | {_cell(f['error'])} |" for f in summary["failed"]]
+    lines += [f"| `{f['input']}` | **failed** (retried next run) | {table_cell(f['error'])} |" for f in summary["failed"]]
     lines += [f"| `{s['input']}` | skipped | {s['reason']} |" for s in summary["skipped"]]
     return "\n".join(lines) + "\n"
-
-
-def _cell(text: str) -> str:
-    """One table cell: no pipes or line breaks, and not a whole traceback."""
-    flat = " ".join(str(text).split()).replace("|", "\\|")
-    return flat if len(flat) <= 300 else flat[:297] + "..."
 
 
 def main() -> None:

@@ -14,11 +14,12 @@ from taxi.settings import Settings
 def main() -> None:
     settings = Settings.from_env()
 
-    def data(name: str) -> str:
-        return s3_uri(settings.bucket, data_key(name))
+    def data(month: int) -> str:
+        """Where ingestion put a shipped green month of 2021 (scripts/quickstart.sh)."""
+        return s3_uri(settings.bucket, data_key("green", (2021, month)))
 
-    trained = training_flow(data("green_tripdata_2021-01.parquet"), data("green_tripdata_2021-02.parquet"))
-    predictions_uri = inference_flow(data("green_tripdata_2021-03.parquet"))
+    trained = training_flow(data(1), data(2))
+    predictions_uri = inference_flow(data(3))
     # What the hourly deployment does: predict every new file under incoming/ exactly once.
     hourly = incoming_inference_flow(INCOMING_PREFIX)
     hourly_uris = ", ".join(p["predictions"] for p in hourly["predicted"]) or "nothing new"

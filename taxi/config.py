@@ -8,10 +8,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from taxi.settings import DEFAULT_BUCKET, SIGNING_KEY_ENV, Settings
+from taxi.layout import TLC_FILE_NAME
+from taxi.settings import DEFAULT_BUCKET, DEFAULT_TLC_BASE_URL, SIGNING_KEY_ENV, Settings
 
 # The TLC publishes one parquet file per colour and month here.
-TLC_MONTH_URL = "https://d37ci6vzurychx.cloudfront.net/trip-data/{color}_tripdata_{year:04d}-{month:02d}.parquet"
+TLC_MONTH_URL = f"{DEFAULT_TLC_BASE_URL}/{TLC_FILE_NAME}"
+
+# Copying one month in (taxi.download): a TLC month of yellow trips is 20-60 MB as parquet,
+# the largest a few hundred; more than this is not a month. The deadline bounds the whole
+# transfer, however slowly the server sends.
+DOWNLOAD_MAX_BYTES = 512 * 1024 * 1024
+DOWNLOAD_DEADLINE_SECONDS = 15 * 60
 
 # Course notebook features: the three columns are categories, missing values become -1.
 CATEGORICAL_COLUMNS: tuple[str, ...] = ("PULocationID", "DOLocationID", "passenger_count")
@@ -27,6 +34,8 @@ PREDICTION_COLUMN = "predicted_duration"
 __all__ = [
     "CATEGORICAL_COLUMNS",
     "DEFAULT_BUCKET",
+    "DOWNLOAD_DEADLINE_SECONDS",
+    "DOWNLOAD_MAX_BYTES",
     "MAX_DURATION_MINUTES",
     "MIN_DURATION_MINUTES",
     "MISSING_CATEGORY",

@@ -1,6 +1,10 @@
 """Where everything lives in the bucket: every prefix, object name and key, defined once.
 
-    data/<file>                             trip files uploaded by taxi.seed
+    data/<color>/<color>_tripdata_YYYY-MM.parquet
+                                            one TLC month, as published (taxi.ingest)
+    data/<color>/<color>_tripdata_YYYY-MM.parquet.manifest.json
+                                            its data manifest, written last: a month
+                                            without it is not in the bucket
     incoming/<path>                         files for the hourly inference job to predict
     claims/incoming/<path>.json             "a run is predicting this file now" (taxi.incoming)
     processed/incoming/<path>.json          "this file is done", names its predictions
@@ -18,6 +22,8 @@ Pure functions and constants: formatting a key or a URI needs no client and no b
 """
 
 from __future__ import annotations
+
+import re
 
 DATA_PREFIX = "data/"
 INCOMING_PREFIX = "incoming/"
@@ -40,6 +46,11 @@ PARQUET_SUFFIXES: tuple[str, ...] = (".parquet", ".pq")
 CSV_SUFFIXES: tuple[str, ...] = (".csv.gz", ".csv")
 DATA_SUFFIXES: tuple[str, ...] = PARQUET_SUFFIXES + CSV_SUFFIXES
 RECORD_SUFFIX = ".json"  # claims and done-records
+DATA_MANIFEST_SUFFIX = ".manifest.json"
+
+# The TLC's name of one monthly file; the bucket keeps it (and the TLC's site serves it).
+TLC_FILE_NAME = "{color}_tripdata_{year:04d}-{month:02d}.parquet"
+_TLC_FILE_NAME = re.compile(r"(yellow|green)_tripdata_(\d{4})-(\d{2})\.parquet")
 
 
 def s3_uri(bucket: str, key: str) -> str:
@@ -63,11 +74,36 @@ def without_data_suffix(name: str) -> str:
     return name
 
 
-# --- trip files ----------------------------------------------------------------------------
+# --- TLC months (taxi.ingest) --------------------------------------------------------------
 
 
-def data_key(file_name: str) -> str:
-    return DATA_PREFIX + file_name
+def tlc_file_name(color: str, month: tuple[int, int]) -> str:
+    """E.g. green_tripdata_2021-01.parquet."""
+    return TLC_FILE_NAME.format(color=color, year=month[0], month=month[1])
+
+
+def parse_tlc_file_name(name: str) -> tuple[str, tuple[int, int]] | None:
+    """(colour, (year, month)) of a TLC monthly file name; None for any other name."""
+    found = _TLC_FILE_NAME.fullmatch(name)
+    if found is None or not 1 <= int(found.group(3)) <= 12:
+        return None
+    return found.group(1), (int(found.group(2)), int(found.group(3)))
+
+
+def data_color_prefix(color: str) -> str:
+    return f"{DATA_PREFIX}{color}/"
+
+
+def data_key(color: str, month: tuple[int, int]) -> str:
+    """data/<color>/<the TLC's file name of that month>."""
+    return data_color_prefix(color) + tlc_file_name(color, month)
+
+
+def data_manifest_key(color: str, month: tuple[int, int]) -> str:
+    return data_key(color, month) + DATA_MANIFEST_SUFFIX
+
+
+# --- incoming files ------------------------------------------------------------------------
 
 
 def incoming_key(file_name: str) -> str:

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 
 DEFAULT_BUCKET = "taxi"
 DEFAULT_WORK_POOL = "taxi-docker"
+# The TLC's public folder of monthly trip files.
+DEFAULT_TLC_BASE_URL = "https://d37ci6vzurychx.cloudfront.net/trip-data"
 # Three retries, 2 + 10 + 30 s apart: with botocore's bounds on one S3 call
 # (taxi.storage.objects: at most ~18 s against an endpoint that never answers, ~3 s against
 # one that refuses), a dead S3 endpoint fails an I/O task in at most 4 x 18 + 42 = 114 s,
@@ -31,6 +33,7 @@ SIGNING_KEY_ENV = "TAXI_SIGNING_KEY"
 SIGNING_KEY_BLOCK_ENV = "TAXI_SIGNING_KEY_BLOCK"
 IO_RETRY_DELAYS_ENV = "TAXI_IO_RETRY_DELAYS"
 WORK_POOL_ENV = "TAXI_WORK_POOL"
+TLC_BASE_URL_ENV = "TAXI_TLC_BASE_URL"
 BOTO3_VARIABLES: tuple[str, ...] = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
 
 
@@ -49,6 +52,10 @@ class Settings:
     io_retry_delays: tuple[int, ...] = DEFAULT_IO_RETRY_DELAYS
     # TAXI_WORK_POOL: the docker work pool deploy.work_pool creates.
     work_pool: str = DEFAULT_WORK_POOL
+    # TAXI_TLC_BASE_URL: the folder of monthly TLC files the ingest flow copies from, an
+    # http(s):// URL (the TLC's site, a mirror) or a local directory of files of the same
+    # names. Kept out of the repr: a mirror's URL may carry credentials.
+    tlc_base_url: str = field(default=DEFAULT_TLC_BASE_URL, repr=False)
     # AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY: read here only by deploy.work_pool, which
     # stores them in Secret blocks for flow containers (boto3 reads them on its own).
     aws_access_key_id: str | None = field(default=None, repr=False)
@@ -75,6 +82,7 @@ class Settings:
             signing_key_block=value(SIGNING_KEY_BLOCK_ENV),
             io_retry_delays=parse_retry_delays(value(IO_RETRY_DELAYS_ENV)),
             work_pool=value(WORK_POOL_ENV) or DEFAULT_WORK_POOL,
+            tlc_base_url=value(TLC_BASE_URL_ENV) or DEFAULT_TLC_BASE_URL,
             aws_access_key_id=value("AWS_ACCESS_KEY_ID"),
             aws_secret_access_key=value("AWS_SECRET_ACCESS_KEY"),
             prefect_api_url=value("PREFECT_API_URL"),

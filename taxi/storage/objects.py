@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import TypedDict
 
 import boto3
@@ -29,6 +30,8 @@ from taxi.settings import Settings
 S3_MAX_ATTEMPTS = 3
 S3_CONNECT_TIMEOUT = 5
 S3_READ_TIMEOUT = 30
+# Objects are read back for checking in pieces of this size, never whole.
+READ_BACK_CHUNK_BYTES = 1024 * 1024
 
 # S3 error codes, by what they mean for the caller.
 _NOT_FOUND = ("NoSuchKey", "NoSuchBucket", "404", "NotFound")
@@ -120,10 +123,29 @@ class ObjectStore:
     def put_verified(self, key: str, body: bytes, content_type: str = "application/octet-stream") -> str:
         """Write an object, read it back, and fail unless the bytes stored are the bytes sent."""
         expected = self.put(key, body, content_type)
-        stored = sha256_hex(self.get(key))
+        self._check_stored(key, expected)
+        return expected
+
+    def put_file_verified(self, key: str, path: Path, sha256: str, content_type: str = "application/octet-stream") -> None:
+        """put_verified for a file too large to hold in memory twice: the upload streams from
+        the file, and the read-back is hashed in chunks. `sha256` is the file's, computed by
+        the caller as it wrote the file; IntegrityError unless the stored object has it."""
+        with open(path, "rb") as body, self._errors("write", self.uri(key)):
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
+        self._check_stored(key, sha256)
+
+    def stored_sha256(self, key: str) -> str:
+        """The sha256 of an object's bytes, read in chunks."""
+        digest = hashlib.sha256()
+        with self._errors("read", self.uri(key)):
+            for chunk in self.client.get_object(Bucket=self.bucket, Key=key)["Body"].iter_chunks(READ_BACK_CHUNK_BYTES):
+                digest.update(chunk)
+        return digest.hexdigest()
+
+    def _check_stored(self, key: str, expected: str) -> None:
+        stored = self.stored_sha256(key)
         if stored != expected:
             raise IntegrityError(f"{self.uri(key)} read back with sha256 {stored}, wrote {expected}")
-        return expected
 
     def put_if_absent(self, key: str, body: bytes, content_type: str = "application/json") -> bool:
         """Create an object only if no object has that key (S3 conditional write,

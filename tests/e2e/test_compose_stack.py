@@ -118,7 +118,8 @@ def test_compose_stack_seeds_data_and_runs_deployments(compose_stack, docker_cli
     )
     data = keys(s3, bucket, "data/")
     for month in ("01", "02", "03"):
-        assert f"data/green_tripdata_2021-{month}.parquet" in data, data
+        assert f"data/green/green_tripdata_2021-{month}.parquet" in data, data
+        assert f"data/green/green_tripdata_2021-{month}.parquet.manifest.json" in data, data
     # The UI and API are served on :4200; the pool exists with a worker polling it.
     assert httpx.get("http://127.0.0.1:4200/", timeout=10).status_code == 200
     pool = env["TAXI_WORK_POOL"]

@@ -96,7 +96,7 @@ def test_training_and_inference_deployments_run_as_containers(stack, docker_clie
     run([str(BIN / "python"), "-m", "deploy.work_pool"], {**env, "TAXI_SIGNING_KEY": stack["secrets"][1]}, 120)
     # Sample data into the bucket, as the compose seed one-shot does.
     run([str(BIN / "python"), "-m", "taxi.seed", "--data-dir", "data"], env, 300)
-    assert "data/green_tripdata_2021-03.parquet" in keys(s3, BUCKET, "data/")
+    assert "data/green/green_tripdata_2021-03.parquet.manifest.json" in keys(s3, BUCKET, "data/")
 
     # A missing setting stops the deploy before anything is built or registered
     # (unchecked, an unset {{ $VAR }} would be stored as "").

@@ -72,6 +72,16 @@ def test_settings_from_a_mapping_keep_secrets_out_of_their_repr():
     assert Settings.from_env({}) == Settings()
 
 
+def test_tlc_source_is_read_from_the_environment_and_kept_out_of_the_repr():
+    assert Settings.from_env({}).tlc_base_url == "https://d37ci6vzurychx.cloudfront.net/trip-data"
+    assert Settings.from_env({"TAXI_TLC_BASE_URL": " "}).tlc_base_url == "https://d37ci6vzurychx.cloudfront.net/trip-data"
+    mirror = "https://user:mirror-secret@mirror.example/trip-data"
+    settings = Settings.from_env({"TAXI_TLC_BASE_URL": f" {mirror} "})
+    assert settings.tlc_base_url == mirror
+    assert "mirror-secret" not in repr(settings)
+    assert Settings.from_env({"TAXI_TLC_BASE_URL": "/srv/tlc"}).tlc_base_url == "/srv/tlc"
+
+
 def test_only_the_settings_module_reads_the_environment():
     root = Path(__file__).resolve().parents[2]
     readers = [
