@@ -33,6 +33,7 @@ from taxi.incoming import Claim, IncomingFile
 from taxi.ingest import months_present
 from taxi.layout import LATEST_KEY, data_key, model_prefix
 from taxi.model import Model
+from taxi.months import month_name
 from taxi.settings import DEFAULT_IO_RETRY_DELAYS, SIGNING_KEY_BLOCK_ENV, SIGNING_KEY_ENV, Settings
 from taxi.steps import StepRunner
 from taxi.storage import (
@@ -43,7 +44,6 @@ from taxi.storage import (
     ObjectStore,
     StorageError,
 )
-from taxi.months import month_name
 from taxi.tlc import DataError
 from taxi.window import WindowPlan, plan_window
 

@@ -18,9 +18,8 @@ from taxi.layout import MANIFEST_OBJECT, PLOT_OBJECT, model_key, s3_uri
 from taxi.model import check_model_type
 from taxi.months import month_name
 from taxi.pipeline import predictions_frame, run_window_training
-from taxi.window import WindowPlan
 from taxi.settings import Settings
-
+from taxi.window import WindowPlan
 
 ModelType = Literal["linear", "gbm"]
 Color = Literal["yellow", "green"]
