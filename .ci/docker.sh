@@ -67,7 +67,13 @@ make_base_image() {
   # Stands in for python:3.11-slim (which cannot be pulled here): Debian's
   # python3 with venv, built from Debian packages and imported as an image.
   log "building base image $BASE_IMAGE with mmdebstrap"
+  # Like the slim images: no recommended packages, no docs, man pages or
+  # translations (172 MB instead of 217 MB; python:3.11-slim is ~130 MB).
   mmdebstrap --quiet --variant=minbase --include=python3,python3-venv,ca-certificates \
+    --aptopt='APT::Install-Recommends "false"' \
+    --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+    --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
+    --dpkgopt='path-exclude=/usr/share/info/*' \
     bookworm - "$DEBIAN_MIRROR" | docker import - "$BASE_IMAGE" >/dev/null
   log "base image $BASE_IMAGE built"
 }
