@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Install the pinned CI checkers (requirements-tools.txt) into their own venv,
+# .venv-tools, so that they never change the project's pinned packages.
+# Prints nothing when they are already installed; idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+PYTHON=${PYTHON:-python3}
+TOOLS=.venv-tools
+want=$(sha256sum scripts/ci/requirements-tools.txt | cut -d' ' -f1)
+if [ "$(cat "$TOOLS/.installed" 2>/dev/null)" != "$want" ]; then
+    [ -x "$TOOLS/bin/python" ] || "$PYTHON" -m venv "$TOOLS"
+    "$TOOLS/bin/python" -m pip install --quiet --disable-pip-version-check -r scripts/ci/requirements-tools.txt
+    echo "$want" > "$TOOLS/.installed"
+fi
