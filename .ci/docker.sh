@@ -124,7 +124,8 @@ up() {
   install_compose
   # The committed example must keep the compose file valid.
   docker compose --env-file .env.example config --quiet
-  log "docker compose config: valid with .env.example"
+  docker compose --env-file .env.example -f docker-compose.yml -f deploy/seaweedfs/compose.override.yml config --quiet
+  log "docker compose config: valid with .env.example, alone and with the SeaweedFS override"
   echo "export PYTHON_IMAGE=$BASE_IMAGE TAXI_PIP_NO_INDEX=1"
 }
 

@@ -25,7 +25,7 @@ import devstack
 
 from .dockerutil import (
     BIN, REPO, api, assert_bucket_after_runs, clean_env, container_logs, deployment, flow_containers,
-    keys, run, run_deployment, start, stop,
+    image_size_line, keys, run, run_deployment, start, stop,
 )
 
 pytestmark = pytest.mark.docker
@@ -58,6 +58,8 @@ def stack(docker_client, tmp_path_factory):
         "AWS_SECRET_ACCESS_KEY": secret_key,
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_ENDPOINT_URL": s3_server.url,
+        # Flow containers on the host network reach it at the same address.
+        "TAXI_FLOW_S3_ENDPOINT": s3_server.url,
         "TAXI_BUCKET": BUCKET,
         "TAXI_WORK_POOL": POOL,
         "TAXI_IMAGE": IMAGE,
@@ -111,6 +113,7 @@ def test_training_and_inference_deployments_run_as_containers(stack, docker_clie
     name, tag = image.rsplit(":", 1)
     assert name == IMAGE and tag and tag != "latest", image
     docker_client.images.get(image)  # built on this engine
+    size_line = image_size_line(docker_client, image)
 
     # The schedules on the server are exactly those prefect.yaml declares.
     training_schedules = [s["schedule"] for s in training["schedules"]]
@@ -161,4 +164,5 @@ def test_training_and_inference_deployments_run_as_containers(stack, docker_clie
     assert_bucket_after_runs(s3, BUCKET)
 
     timings["total"] = time.monotonic() - started
-    print("\n" + "\n".join(f"  {k}: {v:.1f} s" for k, v in timings.items()))
+    print("\n" + size_line)
+    print("\n".join(f"  {k}: {v:.1f} s" for k, v in timings.items()))
