@@ -54,7 +54,7 @@ def engine_problem() -> str | None:
             client.ping()
         finally:
             client.close()
-    except Exception as exc:  # any failure to reach the engine is reported the same way
+    except Exception as exc:  # noqa: BLE001 (any failure to reach the engine is reported the same way)
         return f"the Docker engine does not answer ({exc.__class__.__name__}: {exc})"
     return None
 

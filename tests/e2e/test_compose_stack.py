@@ -27,8 +27,22 @@ import httpx
 import pytest
 
 from .dockerutil import (
-    BIN, REPO, api, assert_bucket_after_runs, breakdown_table, clean_env, container_logs, deployment,
-    flow_containers, image_size_line, keys, port_free, run, run_breakdown, run_deployment, wait_for,
+    BIN,
+    REPO,
+    api,
+    assert_bucket_after_runs,
+    breakdown_table,
+    clean_env,
+    container_logs,
+    deployment,
+    flow_containers,
+    image_size_line,
+    keys,
+    port_free,
+    run,
+    run_breakdown,
+    run_deployment,
+    wait_for,
 )
 
 pytestmark = pytest.mark.docker
@@ -66,17 +80,17 @@ def compose_stack(docker_client, tmp_path_factory):
         t0 = time.monotonic()
         result = subprocess.run([*compose, "up", "-d", "--build", "--pull", "never", "--wait",
                                  "--wait-timeout", "600"], env=env, cwd=REPO,
-                                capture_output=True, text=True, timeout=900)
+                                capture_output=True, text=True, timeout=900, check=False)
         up_seconds = time.monotonic() - t0
         if result.returncode != 0:
             logs = subprocess.run([*compose, "logs", "--tail", "50"], env=env, cwd=REPO,
-                                  capture_output=True, text=True).stdout
+                                  capture_output=True, text=True, check=False).stdout
             pytest.fail(f"compose up failed:\n{result.stderr[-4000:]}\n--- logs:\n{logs[-6000:]}")
         yield {"env": env, "env_path": env_path, "example": example, "compose": compose,
                "override": override, "up_seconds": up_seconds, "tmp": tmp}
     finally:
         subprocess.run([*compose, "down", "--volumes", "--remove-orphans", "--timeout", "20"],
-                       env=env, cwd=REPO, capture_output=True, timeout=300)
+                       env=env, cwd=REPO, capture_output=True, timeout=300, check=False)
 
 
 def test_make_env_writes_generated_secrets_and_the_socket_group(compose_stack):
@@ -92,7 +106,7 @@ def test_make_env_writes_generated_secrets_and_the_socket_group(compose_stack):
     assert values["TAXI_FLOW_S3_ENDPOINT"] == "http://minio:9000"
     # Never overwrites an existing file.
     again = subprocess.run(["bash", "scripts/make-env.sh", str(compose_stack["env_path"])],
-                           cwd=REPO, capture_output=True, text=True, timeout=60)
+                           cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
     assert again.returncode != 0 and "exists" in again.stderr
     assert _env_file(compose_stack["env_path"]) == values
 
@@ -122,7 +136,7 @@ def test_worker_with_the_wrong_docker_group_stops_and_names_the_right_one(compos
     gid = os.stat("/var/run/docker.sock").st_gid
     wrong = {**env, "DOCKER_GID": str(gid + 4242)}
     result = subprocess.run([*compose, "run", "--rm", "--no-deps", "worker"], env=wrong, cwd=REPO,
-                            capture_output=True, text=True, timeout=120)
+                            capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 78, (result.returncode, result.stdout[-2000:], result.stderr[-2000:])
     assert f"set DOCKER_GID={gid} in .env" in result.stdout + result.stderr
 
