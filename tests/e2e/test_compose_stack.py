@@ -1,21 +1,24 @@
-"""End to end: `docker compose up` of the user's docker-compose.yml, then the
-walk-through of the README's "Running in containers" section against it.
+"""End to end: the user's first day with docker-compose.yml, and CI's deploy path against it.
 
-The stack's seed one-shot must have uploaded the sample data and its setup
-one-shot created the work pool; `prefect deploy --all` from the host then
-deploys to it, and the stack's own worker runs a training and an inference
-flow run as containers on the compose network.
+`bash scripts/make-env.sh` writes the env file (generated secrets, the socket's group), then
+`docker compose up` of this docker-compose.yml: the seed one-shot must have uploaded the sample
+data, the setup one-shot created the work pool, and the stack-info one-shot printed where to
+look. The image is then built, tagged and deployed with the scripts the GitHub workflow calls
+(scripts/ci/image-ref.sh, build-image.sh, deploy-image.sh with prefect-prebuilt.yaml: no build
+at deploy time), and the stack's own worker runs three training and three inference runs as
+containers on the compose network; the test prints the image size and, per phase, where the
+time from trigger to Completed went (median of 3). A flow run on the host, in a shell that
+sourced the env file, must reach the same S3 server and Prefect API.
 
-Where MinIO's image cannot be pulled (CI), set TAXI_COMPOSE_OVERRIDE to
-.ci/compose.override.yml: it swaps only that image for SeaweedFS. Uses the
-fixed ports of the compose file (4200, 9000, 9001) and the committed
-.env.example, with a fresh random secret key.
+Where MinIO's image cannot be pulled (CI here), set TAXI_COMPOSE_OVERRIDE to
+deploy/seaweedfs/compose.override.yml, the documented SeaweedFS override. Uses the fixed ports
+of the compose file (4200, 9000, 9001).
 """
 
 from __future__ import annotations
 
 import os
-import secrets
+import stat
 import subprocess
 import time
 
@@ -28,13 +31,16 @@ from .dockerutil import (
     REPO,
     api,
     assert_bucket_after_runs,
+    breakdown_table,
     clean_env,
     container_logs,
     deployment,
     flow_containers,
+    image_size_line,
     keys,
     port_free,
     run,
+    run_breakdown,
     run_deployment,
     wait_for,
 )
@@ -42,6 +48,8 @@ from .dockerutil import (
 pytestmark = pytest.mark.docker
 
 PROJECT = "taxi-e2e-compose"
+SEAWEEDFS_OVERRIDE = "deploy/seaweedfs/compose.override.yml"
+RUNS = 3  # per deployment, for the medians
 
 
 def _env_file(path) -> dict[str, str]:
@@ -59,20 +67,15 @@ def compose_stack(docker_client, tmp_path_factory):
     busy = [port for port in (4200, 9000, 9001) if not port_free(port)]
     assert not busy, f"ports {busy} are taken: the compose stack publishes them"
     tmp = tmp_path_factory.mktemp("compose-e2e")
-    env = {
-        **clean_env(),
-        **_env_file(REPO / ".env.example"),
-        # The shell's values win over the env file's in compose.
-        "AWS_SECRET_ACCESS_KEY": secrets.token_hex(20),
-        "TAXI_SIGNING_KEY": secrets.token_urlsafe(32),
-        "TAXI_SIGNING_KEY_BLOCK": "taxi-signing-key",
-        "DOCKER_GID": str(os.stat("/var/run/docker.sock").st_gid),
-        "PREFECT_HOME": str(tmp / "prefect-home"),
-    }
-    files = ["-f", "docker-compose.yml"]
-    if os.environ.get("TAXI_COMPOSE_OVERRIDE"):
-        files += ["-f", os.environ["TAXI_COMPOSE_OVERRIDE"]]
-    compose = ["docker", "compose", "-p", PROJECT, "--env-file", ".env.example", *files]
+    env_path = tmp / "stack.env"
+    made = run(["bash", "scripts/make-env.sh", str(env_path)], clean_env(), 60)
+    assert "wrote" in made.stdout
+    values = _env_file(env_path)
+    example = _env_file(REPO / ".env.example")
+    env = {**clean_env(), **values, "PREFECT_HOME": str(tmp / "prefect-home")}
+    override = os.environ.get("TAXI_COMPOSE_OVERRIDE", "")
+    files = ["-f", "docker-compose.yml", *(["-f", override] if override else [])]
+    compose = ["docker", "compose", "-p", PROJECT, "--env-file", str(env_path), *files]
     try:
         t0 = time.monotonic()
         result = subprocess.run(
@@ -82,12 +85,23 @@ def compose_stack(docker_client, tmp_path_factory):
             capture_output=True,
             text=True,
             timeout=900,
+            check=False,
         )
         up_seconds = time.monotonic() - t0
         if result.returncode != 0:
-            logs = subprocess.run([*compose, "logs", "--tail", "50"], env=env, cwd=REPO, capture_output=True, text=True).stdout
+            logs = subprocess.run(
+                [*compose, "logs", "--tail", "50"], env=env, cwd=REPO, capture_output=True, text=True, check=False
+            ).stdout
             pytest.fail(f"compose up failed:\n{result.stderr[-4000:]}\n--- logs:\n{logs[-6000:]}")
-        yield {"env": env, "compose": compose, "up_seconds": up_seconds}
+        yield {
+            "env": env,
+            "env_path": env_path,
+            "example": example,
+            "compose": compose,
+            "override": override,
+            "up_seconds": up_seconds,
+            "tmp": tmp,
+        }
     finally:
         subprocess.run(
             [*compose, "down", "--volumes", "--remove-orphans", "--timeout", "20"],
@@ -95,20 +109,75 @@ def compose_stack(docker_client, tmp_path_factory):
             cwd=REPO,
             capture_output=True,
             timeout=300,
+            check=False,
         )
 
 
-def test_compose_stack_seeds_data_and_runs_deployments(compose_stack, docker_client):
-    env, compose = compose_stack["env"], compose_stack["compose"]
-    api_url = env["PREFECT_API_URL"]
-    bucket = env["TAXI_BUCKET"]
-    timings = {"docker compose up --wait": compose_stack["up_seconds"]}
+def test_make_env_writes_generated_secrets_and_the_socket_group(compose_stack):
+    values, example = _env_file(compose_stack["env_path"]), compose_stack["example"]
+    assert stat.S_IMODE(compose_stack["env_path"].stat().st_mode) == 0o600
+    assert len(values["AWS_SECRET_ACCESS_KEY"]) == 40
+    assert values["AWS_SECRET_ACCESS_KEY"] != example["AWS_SECRET_ACCESS_KEY"]
+    assert len(values["TAXI_SETUP_SIGNING_KEY"]) >= 43
+    assert values["TAXI_SIGNING_KEY_BLOCK"] == "taxi-signing-key"
+    assert values["DOCKER_GID"] == str(os.stat("/var/run/docker.sock").st_gid)
+    # The host's endpoint and the containers' are separate settings.
+    assert values["AWS_ENDPOINT_URL"] == "http://localhost:9000"
+    assert values["TAXI_FLOW_S3_ENDPOINT"] == "http://minio:9000"
+    # Never overwrites an existing file.
+    again = subprocess.run(
+        ["bash", "scripts/make-env.sh", str(compose_stack["env_path"])],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert again.returncode != 0 and "exists" in again.stderr
+    assert _env_file(compose_stack["env_path"]) == values
 
-    # The one-shots finished successfully.
-    for service in ("seed", "prefect-setup"):
+
+def test_stack_prints_where_to_look_and_serves_it(compose_stack):
+    env, compose = compose_stack["env"], compose_stack["compose"]
+    for service in ("seed", "prefect-setup", "stack-info"):
         ps = run([*compose, "ps", "--all", "--format", "{{.Service}} {{.State}} {{.ExitCode}}", service], env, 60)
         assert ps.stdout.split() == [service, "exited", "0"], ps.stdout
-    # The seed uploaded the sample data (read through the published S3 port).
+    info = run([*compose, "logs", "--no-log-prefix", "stack-info"], env, 60).stdout
+    assert "Prefect UI:  http://localhost:4200" in info, info
+    assert "S3 API:      http://localhost:9000" in info, info
+    assert "http://localhost:9001" in info, info
+    assert httpx.get("http://127.0.0.1:4200/", timeout=10).status_code == 200
+    console = httpx.get("http://127.0.0.1:9001/", timeout=10)
+    if compose_stack["override"] == SEAWEEDFS_OVERRIDE:
+        # SeaweedFS's admin UI, behind the S3 credentials as a login.
+        assert "SeaweedFS admin UI" in info
+        assert console.status_code == 307 and console.headers["location"].endswith("/login")
+    else:
+        assert "MinIO console" in info
+        assert console.status_code == 200
+
+
+def test_worker_with_the_wrong_docker_group_stops_and_names_the_right_one(compose_stack):
+    env, compose = compose_stack["env"], compose_stack["compose"]
+    gid = os.stat("/var/run/docker.sock").st_gid
+    wrong = {**env, "DOCKER_GID": str(gid + 4242)}
+    result = subprocess.run(
+        [*compose, "run", "--rm", "--no-deps", "worker"],
+        env=wrong,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 78, (result.returncode, result.stdout[-2000:], result.stderr[-2000:])
+    assert f"set DOCKER_GID={gid} in .env" in result.stdout + result.stderr
+
+
+def test_ci_scripts_deploy_to_the_stack_and_its_worker_runs_them(compose_stack, docker_client):
+    env, compose, tmp = compose_stack["env"], compose_stack["compose"], compose_stack["tmp"]
+    api_url, bucket = env["PREFECT_API_URL"], env["TAXI_BUCKET"]
+    timings = {"docker compose up --wait": compose_stack["up_seconds"]}
     s3 = boto3.client(
         "s3",
         endpoint_url="http://127.0.0.1:9000",
@@ -120,8 +189,6 @@ def test_compose_stack_seeds_data_and_runs_deployments(compose_stack, docker_cli
     for month in ("01", "02", "03"):
         assert f"data/green/green_tripdata_2021-{month}.parquet" in data, data
         assert f"data/green/green_tripdata_2021-{month}.parquet.manifest.json" in data, data
-    # The UI and API are served on :4200; the pool exists with a worker polling it.
-    assert httpx.get("http://127.0.0.1:4200/", timeout=10).status_code == 200
     pool = env["TAXI_WORK_POOL"]
     wait_for(
         lambda: any(w["status"] == "ONLINE" for w in api("POST", f"{api_url}/work_pools/{pool}/workers/filter", json={})),
@@ -129,29 +196,75 @@ def test_compose_stack_seeds_data_and_runs_deployments(compose_stack, docker_cli
         "an online worker in the pool",
     )
 
-    # The documented deploy, from the host, with the values of .env.
+    # The workflow's steps: tag, build, deploy the built image without building again.
+    ci_env = {**env, "TAXI_IMAGE": "taxi-duration-e2e"}
+    for name in ("PYTHON_IMAGE", "TAXI_PIP_NO_INDEX"):
+        if os.environ.get(name):
+            ci_env[name] = os.environ[name]
+    image = run(["bash", "scripts/ci/image-ref.sh"], ci_env, 30).stdout.strip()
+    assert image.startswith("taxi-duration-e2e:") and len(image.rsplit(":", 1)[1]) == 40, image
     t0 = time.monotonic()
-    run([str(BIN / "prefect"), "--no-prompt", "deploy", "--all"], env, 1200)
-    timings["prefect deploy --all"] = time.monotonic() - t0
+    run(["bash", "scripts/ci/build-image.sh", image], ci_env, 1200)
+    timings["build-image.sh (warm cache)"] = time.monotonic() - t0
+    images_before = {i.id for i in docker_client.images.list()}
+    t0 = time.monotonic()
+    deployed = run(["bash", "scripts/ci/deploy-image.sh", image], ci_env, 600)
+    timings["deploy-image.sh"] = time.monotonic() - t0
+    assert {i.id for i in docker_client.images.list()} == images_before, "the deploy built an image"
+    assert env["AWS_SECRET_ACCESS_KEY"] not in deployed.stdout + deployed.stderr
+    training, inference = deployment(api_url, "taxi-training"), deployment(api_url, "taxi-inference")
+    for dep in (training, inference):
+        assert dep["job_variables"]["image"] == image
+        assert dep["job_variables"]["env"]["AWS_ENDPOINT_URL"] == "http://minio:9000"
+
+    # Inference runs 2 and 3 get a fresh file each under their own prefix, so that every
+    # inference run predicts one sample file (run 1 predicts the one the seed put in incoming/).
+    sample = s3.get_object(Bucket=bucket, Key="incoming/green_tripdata_2021-03.parquet")["Body"].read()
+    plan = [("training", training, None)] * RUNS + [("inference", inference, None)]
+    for i in range(2, RUNS + 1):
+        s3.put_object(Bucket=bucket, Key=f"incoming-run{i}/green_tripdata_2021-03.parquet", Body=sample)
+        plan.append(("inference", inference, {"prefix": f"incoming-run{i}/"}))
+    breakdowns: dict[str, list] = {"training": [], "inference": []}
     run_ids = []
     try:
-        for name in ("taxi-training", "taxi-inference"):
-            dep = deployment(api_url, name)
-            t0 = time.monotonic()
-            flow_run = run_deployment(api_url, dep["id"])
-            timings[f"{name} run, trigger to final state"] = time.monotonic() - t0
+        for label, dep, parameters in plan:
+            flow_run = run_deployment(api_url, dep["id"], parameters)
             run_ids.append(flow_run["id"])
             assert flow_run["state_type"] == "COMPLETED", (
-                f"{name} ended {flow_run['state_type']}: {flow_run['state']}\n"
+                f"{label} ended {flow_run['state_type']}: {flow_run['state']}\n"
                 f"--- container logs:\n{container_logs(flow_containers(docker_client, flow_run['id']))}\n"
                 f"--- worker logs:\n{run([*compose, 'logs', '--tail', '60', 'worker'], env, 60).stdout}"
             )
+            breakdowns[label].append(run_breakdown(api_url, docker_client, flow_run))
+            assert len(flow_containers(docker_client, flow_run["id"])) == 1
     finally:
         for run_id in run_ids:
             for container in flow_containers(docker_client, run_id):
                 container.remove(force=True)
-        image = deployment(api_url, "taxi-training")["job_variables"]["image"]
-        docker_client.images.remove(image, noprune=True)
+
+    # The host side of the env file: a shell that sourced it reaches S3 on localhost and the
+    # stack's Prefect API, and a local run loads the signing key from the stack's block.
+    host_run = run(
+        [
+            "bash",
+            "-c",
+            'set -a; . "$1"; set +a; exec "$2" -m flows.inference "$3"',
+            "_",
+            str(compose_stack["env_path"]),
+            str(BIN / "python"),
+            f"s3://{bucket}/data/green/green_tripdata_2021-03.parquet",
+        ],
+        {**clean_env(), "PREFECT_HOME": str(tmp / "host-prefect-home")},
+        600,
+    )
+    assert f"s3://{bucket}/predictions/" in host_run.stdout + host_run.stderr, host_run.stdout[-2000:]
 
     assert_bucket_after_runs(s3, bucket)
-    print("\n" + "\n".join(f"  {k}: {v:.1f} s" for k, v in timings.items()))
+    for i in range(2, RUNS + 1):
+        done = keys(s3, bucket, f"processed/incoming-run{i}/")
+        assert done == [f"processed/incoming-run{i}/green_tripdata_2021-03.parquet.json"], done
+    print("\n" + image_size_line(docker_client, image))
+    print("\n".join(f"  {k}: {v:.1f} s" for k, v in timings.items()))
+    for label, runs in breakdowns.items():
+        print(breakdown_table(label, runs))
+    docker_client.images.remove(image, noprune=True)

@@ -32,6 +32,7 @@ from .dockerutil import (
     container_logs,
     deployment,
     flow_containers,
+    image_size_line,
     keys,
     run,
     run_deployment,
@@ -69,6 +70,8 @@ def stack(docker_client, tmp_path_factory):
         "AWS_SECRET_ACCESS_KEY": secret_key,
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_ENDPOINT_URL": s3_server.url,
+        # Flow containers on the host network reach it at the same address.
+        "TAXI_FLOW_S3_ENDPOINT": s3_server.url,
         "TAXI_BUCKET": BUCKET,
         "TAXI_WORK_POOL": POOL,
         "TAXI_IMAGE": IMAGE,
@@ -76,6 +79,8 @@ def stack(docker_client, tmp_path_factory):
         "TAXI_SIGNING_KEY_BLOCK": "taxi-signing-key",
         # Flow containers reach both servers on the host's loopback.
         "TAXI_FLOW_NETWORK": "host",
+        # The ingest deployment copies the months shipped in the image, not the TLC's site.
+        "TAXI_TLC_BASE_URL": "/opt/taxi/data",
     }
     s3 = boto3.client(
         "s3", endpoint_url=s3_server.url, aws_access_key_id=access_key, aws_secret_access_key=secret_key, region_name="us-east-1"
@@ -94,9 +99,9 @@ def test_training_and_inference_deployments_run_as_containers(stack, docker_clie
 
     # The work pool and its Secret blocks, as the compose one-shot makes them.
     run([str(BIN / "python"), "-m", "deploy.work_pool"], {**env, "TAXI_SIGNING_KEY": stack["secrets"][1]}, 120)
-    # Sample data into the bucket, as the compose seed one-shot does.
-    run([str(BIN / "python"), "-m", "taxi.seed", "--data-dir", "data"], env, 300)
-    assert "data/green/green_tripdata_2021-03.parquet.manifest.json" in keys(s3, BUCKET, "data/")
+    # The hourly job's first file; the months themselves come in through the ingest deployment.
+    s3.create_bucket(Bucket=BUCKET)
+    s3.upload_file(str(REPO / "data" / "green_tripdata_2021-03.parquet"), BUCKET, "incoming/green_tripdata_2021-03.parquet")
 
     # A missing setting stops the deploy before anything is built or registered
     # (unchecked, an unset {{ $VAR }} would be stored as "").
@@ -119,23 +124,28 @@ def test_training_and_inference_deployments_run_as_containers(stack, docker_clie
     timings["prefect deploy --all (image build)"] = time.monotonic() - t0
     for secret in stack["secrets"]:
         assert secret not in deployed.stdout + deployed.stderr
+    ingest = deployment(api_url, "taxi-ingest")
     training = deployment(api_url, "taxi-training")
     inference = deployment(api_url, "taxi-inference")
+    # The training deployment uses the moving window: no fixed files.
+    assert "train_path" not in training["parameters"] and training["parameters"]["color"] == "green"
 
     image = training["job_variables"]["image"]
     assert image == inference["job_variables"]["image"]
     name, tag = image.rsplit(":", 1)
     assert name == IMAGE and tag and tag != "latest", image
     docker_client.images.get(image)  # built on this engine
+    size_line = image_size_line(docker_client, image)
 
     # The schedules on the server are exactly those prefect.yaml declares.
     training_schedules = [s["schedule"] for s in training["schedules"]]
     inference_schedules = [s["schedule"] for s in inference["schedules"]]
     assert [(s.get("cron"), s.get("timezone")) for s in training_schedules] == [("0 0 * * 0", "UTC")]
     assert [(s.get("interval"), s.get("cron")) for s in inference_schedules] == [(3600.0, None)]
+    assert [s["schedule"].get("cron") for s in ingest["schedules"]] == ["0 6 * * *"]
 
     # No secret in the deployments: flow containers get them from Secret blocks.
-    for dep in (training, inference):
+    for dep in (ingest, training, inference):
         for secret in stack["secrets"]:
             assert secret not in json.dumps(dep)
         assert "AWS_SECRET_ACCESS_KEY" not in dep["job_variables"].get("env", {})
@@ -149,9 +159,16 @@ def test_training_and_inference_deployments_run_as_containers(stack, docker_clie
     )
     run_ids: list[str] = []
     try:
-        for label, dep in (("training", training), ("inference", inference)):
+        # Ingest the shipped months (the image's data/ stands in for the TLC site), then train on
+        # the window as of the run's date (test on the newest month, train on the one before it).
+        runs = (
+            ("ingest", ingest, {"start": "2021-01", "end": "2021-03"}),
+            ("training", training, None),
+            ("inference", inference, None),
+        )
+        for label, dep, parameters in runs:
             t0 = time.monotonic()
-            flow_run = run_deployment(api_url, dep["id"])
+            flow_run = run_deployment(api_url, dep["id"], parameters)
             timings[f"{label} run, trigger to final state"] = time.monotonic() - t0
             run_ids.append(flow_run["id"])
             containers = flow_containers(docker_client, flow_run["id"])
@@ -177,6 +194,13 @@ def test_training_and_inference_deployments_run_as_containers(stack, docker_clie
     worker_log = (tmp / "worker.log").read_text()
     assert not [secret for secret in stack["secrets"] if secret in worker_log]
     assert_bucket_after_runs(s3, BUCKET)
+    data = keys(s3, BUCKET, "data/green/")
+    for month in ("01", "02", "03"):
+        assert f"data/green/green_tripdata_2021-{month}.parquet.manifest.json" in data, data
+    latest = json.loads(s3.get_object(Bucket=BUCKET, Key="models/latest.json")["Body"].read())
+    manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=f"models/{latest['version']}/manifest.json")["Body"].read())
+    assert (manifest["window"]["train_months"], manifest["window"]["test_month"]) == (["2021-02"], "2021-03")
 
     timings["total"] = time.monotonic() - started
-    print("\n" + "\n".join(f"  {k}: {v:.1f} s" for k, v in timings.items()))
+    print("\n" + size_line)
+    print("\n".join(f"  {k}: {v:.1f} s" for k, v in timings.items()))

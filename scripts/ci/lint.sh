@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Lint: ruff's checks and its formatter in check mode, with the settings of
+# pyproject.toml. Exits non-zero on any finding; changes no file.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+bash scripts/ci/tools.sh
+.venv-tools/bin/ruff --version
+.venv-tools/bin/ruff check .
+.venv-tools/bin/ruff format --check .

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Write .env for the compose stack from .env.example, with generated secrets:
+#   bash scripts/make-env.sh [PATH]       (default: .env; never overwrites)
+# - AWS_SECRET_ACCESS_KEY: 40 random hex characters (MinIO's root password / S3 secret);
+# - TAXI_SETUP_SIGNING_KEY: a random model signing key, saved by the setup
+#   one-shot as the Secret block taxi-signing-key (TAXI_SIGNING_KEY_BLOCK);
+# - DOCKER_GID: the group of the Docker socket (DOCKER_HOST's, else /var/run/docker.sock).
+# The file is created readable by you only. Everything else is .env.example's.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+out=${1:-.env}
+if [ -e "$out" ]; then
+    echo "error: $out exists; not overwriting it (delete it first to start over)" >&2
+    exit 1
+fi
+secret() { python3 -c "import secrets, sys; print(secrets.token_hex(int(sys.argv[1])))" "$1"; }
+
+socket=/var/run/docker.sock
+case "${DOCKER_HOST:-}" in unix://*) socket=${DOCKER_HOST#unix://} ;; esac
+if [ -S "$socket" ]; then
+    docker_gid=$(stat -c %g "$socket")
+else
+    docker_gid=
+    echo "warning: no Docker socket at $socket: set DOCKER_GID in $out by hand" \
+         "(the group id of the socket the worker mounts)" >&2
+fi
+
+umask 077
+tmp=$(mktemp "$out.XXXXXX")
+trap 'rm -f "$tmp"' EXIT
+# Replace the values of these keys, keep every other line (and the comments).
+python3 - .env.example "$tmp" "$(secret 20)" "$(secret 32)" "$docker_gid" <<'PY'
+import sys
+from pathlib import Path
+
+example, target, s3_secret, signing_key, docker_gid = sys.argv[1:]
+values = {
+    "AWS_SECRET_ACCESS_KEY": s3_secret,
+    "TAXI_SETUP_SIGNING_KEY": signing_key,
+    "TAXI_SIGNING_KEY_BLOCK": "taxi-signing-key",
+    "DOCKER_GID": docker_gid,
+}
+lines, seen = [], set()
+for line in Path(example).read_text().splitlines():
+    key = line.split("=", 1)[0]
+    if "=" in line and not line.startswith("#") and key in values:
+        line = f"{key}={values[key]}"
+        seen.add(key)
+    lines.append(line)
+missing = set(values) - seen
+if missing:
+    sys.exit(f"error: .env.example lacks {', '.join(sorted(missing))}")
+Path(target).write_text("\n".join(lines) + "\n")
+PY
+mv "$tmp" "$out"
+trap - EXIT
+echo "wrote $out (secrets generated; DOCKER_GID=${docker_gid:-unset})"
+echo "next: docker compose up       (first run builds the image: a few minutes)"

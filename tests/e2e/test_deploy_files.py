@@ -1,0 +1,76 @@
+"""The two deploy files stay in step (no Docker needed).
+
+prefect.yaml builds the image and deploys it (from a laptop); prefect-prebuilt.yaml deploys
+an image CI has already built and pushed. Both must register the same deployments, with the
+same pull steps and job variables except the image, and each must check, before anything is
+registered, every required `{{ $VAR }}` it uses (an unset one would silently become "").
+"""
+
+from __future__ import annotations
+
+import re
+
+import yaml
+
+from .dockerutil import REPO
+
+# {{ $VAR }}s that may be unset: optional build args, the optional fixed tag of a laptop
+# build, and the optional name of the signing key's block.
+OPTIONAL = {"PYTHON_IMAGE", "TAXI_PIP_NO_INDEX", "TAXI_IMAGE_TAG", "TAXI_SIGNING_KEY_BLOCK"}
+
+
+def _load(name: str) -> dict:
+    return yaml.safe_load((REPO / name).read_text())
+
+
+def _without_image(config: dict) -> list[dict]:
+    # Built anew: the deployments share one work_pool mapping (a YAML anchor).
+    return [
+        {
+            **dep,
+            "work_pool": {
+                **dep["work_pool"],
+                "job_variables": {k: v for k, v in dep["work_pool"]["job_variables"].items() if k != "image"},
+            },
+        }
+        for dep in config["deployments"]
+    ]
+
+
+def _checked_vars(config: dict) -> set[str]:
+    check = next(
+        step["prefect.deployments.steps.run_shell_script"]
+        for step in config["build"]
+        if step.get("prefect.deployments.steps.run_shell_script", {}).get("id") == "check-env"
+    )
+    return set(re.findall(r"\$\{(\w+):\?", check["script"]))
+
+
+def _used_vars(config: dict) -> set[str]:
+    # From the parsed file, so that comments do not count.
+    return set(re.findall(r"\{\{\s*\$(\w+)\s*\}\}", yaml.safe_dump(config)))
+
+
+def test_prebuilt_file_deploys_the_same_deployments_without_a_build():
+    laptop, prebuilt = _load("prefect.yaml"), _load("prefect-prebuilt.yaml")
+    assert _without_image(prebuilt) == _without_image(laptop)
+    assert prebuilt["pull"] == laptop["pull"]
+    assert prebuilt["name"] == laptop["name"]
+    assert prebuilt["prefect-version"] == laptop["prefect-version"]
+    # No build or push of an image: only the variable check.
+    steps = [next(iter(step)) for step in prebuilt["build"]]
+    assert steps == ["prefect.deployments.steps.run_shell_script"]
+    assert not prebuilt.get("push")
+    assert "build_docker_image" in (REPO / "prefect.yaml").read_text()
+    images = {dep["work_pool"]["job_variables"]["image"] for dep in prebuilt["deployments"]}
+    assert images == {"{{ $TAXI_IMAGE }}:{{ $TAXI_IMAGE_TAG }}"}
+
+
+def test_each_deploy_file_checks_every_required_variable_it_uses():
+    for name in ("prefect.yaml", "prefect-prebuilt.yaml"):
+        config = _load(name)
+        required = _used_vars(config) - OPTIONAL
+        assert required, name
+        assert required <= _checked_vars(config), (name, required - _checked_vars(config))
+    # The prebuilt file has no default tag to fall back on: the tag is required there.
+    assert "TAXI_IMAGE_TAG" in _checked_vars(_load("prefect-prebuilt.yaml"))
