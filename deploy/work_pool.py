@@ -29,6 +29,8 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
 from prefect_docker.worker import DockerWorker
 
+from deploy.automations import setup_automations
+
 DEFAULT_POOL = "taxi-docker"
 
 # Environment variable in the flow container -> Secret block holding its value.
@@ -82,6 +84,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     asyncio.run(setup(args.pool))
+    asyncio.run(setup_automations())  # alerts: deploy/automations.yaml, webhook from TAXI_ALERT_WEBHOOK_URL
 
 
 if __name__ == "__main__":

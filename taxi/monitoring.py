@@ -379,3 +379,36 @@ def _threshold(record: Mapping[str, Any], name: str) -> float | None:
 def _short_label(record: Mapping[str, Any]) -> str:
     name = str(record.get("input", "")).rstrip("/").rsplit("/", 1)[-1]
     return name if len(name) <= 40 else "..." + name[-37:]
+
+
+# --- the drift event -------------------------------------------------------------------------
+
+DRIFT_EVENT = "taxi.drift.detected"
+
+
+def drift_event(record: Mapping[str, Any], record_uri: str | None = None) -> dict[str, Any]:
+    """Keyword arguments for Prefect's `emit_event` announcing a batch with drift: the
+    batch (its input and model version) is the resource, the model version a related
+    resource, and the payload names the statistics over their threshold. The deploy
+    automation `taxi-drift-detected` (deploy/automations.yaml) matches this event."""
+    if not record.get("drift_detected"):
+        raise ValueError(f"{record.get('input')!r}: no drift detected, so no drift event")
+    input_, version = str(record["input"]), str(record["model_version"])
+    return {
+        "event": DRIFT_EVENT,
+        "resource": {
+            "prefect.resource.id": f"taxi.batch.{input_}",
+            "prefect.resource.name": input_,
+            "taxi.input": input_,
+            "taxi.model-version": version,
+        },
+        "related": [
+            {"prefect.resource.id": f"taxi.model-version.{version}", "prefect.resource.role": "model-version", "prefect.resource.name": version}
+        ],
+        "payload": {
+            "drifted": drifted_statistics(record),
+            "rows": record["rows"],
+            "realized_rmse": record.get("realized_rmse"),
+            "record": record_uri,
+        },
+    }
