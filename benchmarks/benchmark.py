@@ -176,7 +176,9 @@ def main() -> None:
     print(f"{'':28}{'seconds':>10}{'peak MB':>10}{'rows/s':>14}{'RMSE train':>12}{'RMSE test':>11}")
     for name, figures in (("course baseline (train)", baseline), ("project training", train), ("project inference", inference)):
         rmse = f"{figures['rmse_train']:>12.4f}{figures['rmse_test']:>11.4f}" if "rmse_test" in figures else ""
-        print(f"{name:28}{figures['seconds']:>10.2f}{figures['peak_mb']:>10.0f}{figures['rows'] / figures['seconds']:>14,.0f}{rmse}")
+        print(
+            f"{name:28}{figures['seconds']:>10.2f}{figures['peak_mb']:>10.0f}{figures['rows'] / figures['seconds']:>14,.0f}{rmse}"
+        )
     print()
     print(f"training: {speedup:.1f}x faster than the baseline, peak memory {memory_ratio:.2f}x the baseline's")
     print(f"inference: {rows_per_s:,.0f} trips per second ({inference['rows']:,} trips in {inference['seconds']:.2f} s)")

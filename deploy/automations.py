@@ -20,7 +20,6 @@ Needs PREFECT_API_URL; the notification target comes from TAXI_ALERT_WEBHOOK_URL
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,8 +30,10 @@ from prefect.blocks.notifications import CustomWebhookNotificationBlock
 from prefect.client.orchestration import get_client
 from prefect.exceptions import ObjectNotFound
 
+from taxi.settings import ALERT_WEBHOOK_URL_ENV, Settings
+
 AUTOMATIONS_FILE = Path(__file__).with_name("automations.yaml")
-WEBHOOK_URL_ENV = "TAXI_ALERT_WEBHOOK_URL"
+WEBHOOK_URL_ENV = ALERT_WEBHOOK_URL_ENV
 # The name of the block's secret value holding the URL (a template placeholder in `url`).
 _URL_SECRET = "webhook_url"
 
@@ -70,7 +71,7 @@ async def save_notification_block(block_name: str, webhook_url: str) -> Any:
     """Create or overwrite the Custom Webhook block; returns its block document id."""
     block = CustomWebhookNotificationBlock(
         name=block_name,
-        url="{{%s}}" % _URL_SECRET,
+        url="{{" + _URL_SECRET + "}}",  # a Jinja placeholder for the secret value
         json_data={"subject": "{{subject}}", "body": "{{body}}"},
         secrets={_URL_SECRET: check_webhook_url(webhook_url)},
     )
@@ -122,8 +123,8 @@ async def setup_automations(webhook_url: str | None = None, path: Path = AUTOMAT
     and create or update the automations of `path`. Returns them ([] when no notification
     target is configured at all)."""
     block_name, declared = load_automations_file(path)
-    webhook_url = webhook_url if webhook_url is not None else os.environ.get(WEBHOOK_URL_ENV, "")
-    if webhook_url.strip():
+    webhook_url = webhook_url if webhook_url is not None else Settings.from_env().alert_webhook_url
+    if webhook_url and webhook_url.strip():
         block_id = await save_notification_block(block_name, webhook_url)
     else:
         block_id = await _existing_block_id(block_name)

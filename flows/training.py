@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -11,11 +12,10 @@ from prefect.artifacts import create_markdown_artifact
 from flows import tasks
 from flows.processing import process_train_data_flow
 from taxi.evaluation import decide_promotion, evaluation_plot
+from taxi.layout import MANIFEST_OBJECT, PLOT_OBJECT, REFERENCE_OBJECT, model_key, s3_uri
 from taxi.model import check_model_type, make_vectorizer
 from taxi.pipeline import predictions_frame
-from taxi.storage import ArtifactStore
-
-PLOT_OBJECT = "evaluation.png"
+from taxi.settings import Settings
 
 
 @flow(name="taxi-training", version=tasks.VERSION, log_prints=True)
@@ -38,6 +38,8 @@ def training_flow(
     """
     check_model_type(model_type, use_trip_distance)
     logger = get_run_logger()
+    settings = Settings.from_env()
+    retrying = tasks.io_retries(settings)
     train = process_train_data_flow(train_path, make_vectorizer(model_type, use_trip_distance))
     model = tasks.train_model(train.X, train.y, model_type)
     test = process_train_data_flow(test_path, train.vectorizer)
@@ -48,7 +50,7 @@ def training_flow(
     metrics["rmse_test_course_baseline"] = (
         metrics["rmse_test"] if model_type == "linear" else tasks.course_baseline_rmse(train.trips, test.trips)
     )
-    champion_version, champion_rmse = tasks.evaluate_champion(test.trips, test.y)
+    champion_version, champion_rmse = retrying(tasks.evaluate_champion)(test.trips, test.y)
     decision = decide_promotion(metrics["rmse_test"], champion_version, champion_rmse, promotion_margin)
     logger.info("Promotion decision: %s (%s)", "promote" if decision.promote else "keep the champion", decision.reason)
 
@@ -62,13 +64,18 @@ def training_flow(
         "test_data": {"uri": test_path, "rows_read": test.rows_read, "rows_used": test.rows_kept},
         "promotion": decision.as_dict(),
     }
-    manifest = tasks.save_model(
-        model, train.vectorizer, metrics, details, decision.promote, {PLOT_OBJECT: (plot, "image/png")}
-    )
-    version = manifest["version"]
-    predictions_uri = tasks.write_predictions(predictions_frame(test, test_predictions), test_path, version)
+    attachments = {PLOT_OBJECT: (plot, "image/png")}
 
-    store = ArtifactStore()
+    # Monitoring reference (taxi.monitoring): the processed training trips and the model's
+    # predictions on them, stored in the version like its other objects (manifest, sha256,
+    # signature); each inference batch is compared with it.
+    reference = tasks.reference_statistics(train.trips, tasks.predict(model, train.X), use_trip_distance)
+    attachments[REFERENCE_OBJECT] = (json.dumps(reference).encode(), "application/json")
+
+    manifest = retrying(tasks.save_model)(model, train.vectorizer, metrics, details, decision.promote, attachments)
+    version = manifest["version"]
+    predictions_uri = retrying(tasks.write_predictions)(predictions_frame(test, test_predictions), test_path, version)
+
     result = {
         "model_version": version,
         "model_type": model_type,
@@ -79,11 +86,13 @@ def training_flow(
         **metrics,
         "train_rows": train.rows_kept,
         "test_rows": test.rows_kept,
-        "manifest_uri": store.manifest_uri(version),
-        "plot_uri": store.uri(store.model_key(version, PLOT_OBJECT)),
+        "manifest_uri": s3_uri(settings.bucket, model_key(version, MANIFEST_OBJECT)),
+        "plot_uri": s3_uri(settings.bucket, model_key(version, PLOT_OBJECT)),
         "predictions_uri": predictions_uri,
     }
-    create_markdown_artifact(key="taxi-training-report", markdown=training_report(result, details), description=f"Model version {version}")
+    create_markdown_artifact(
+        key="taxi-training-report", markdown=training_report(result, details), description=f"Model version {version}"
+    )
     logger.info("Training complete: version %s, RMSE train %.4f, test %.4f", version, metrics["rmse_train"], metrics["rmse_test"])
     return result
 
@@ -98,30 +107,30 @@ def training_report(result: dict[str, Any], details: dict[str, Any]) -> str:
     )
     verdict = "**Promoted**: now `latest`." if result["promoted"] else "**Not promoted**: `latest` unchanged."
     distance = " with planned trip distance" if details["use_trip_distance"] else ""
-    return f"""# Training run: model version `{result['model_version']}`
+    return f"""# Training run: model version `{result["model_version"]}`
 
-{verdict} {result['promotion_reason']}.
+{verdict} {result["promotion_reason"]}.
 
 ## Data
 
 | | source | trips read | filtered out | kept (1-60 min) |
 |---|---|---:|---:|---:|
-| train | `{train['uri']}` | {train['rows_read']:,} | {train['rows_read'] - train['rows_used']:,} | {train['rows_used']:,} |
-| test | `{test['uri']}` | {test['rows_read']:,} | {test['rows_read'] - test['rows_used']:,} | {test['rows_used']:,} |
+| train | `{train["uri"]}` | {train["rows_read"]:,} | {train["rows_read"] - train["rows_used"]:,} | {train["rows_used"]:,} |
+| test | `{test["uri"]}` | {test["rows_read"]:,} | {test["rows_read"] - test["rows_used"]:,} | {test["rows_used"]:,} |
 
 ## RMSE (minutes)
 
 | model | version | train | test |
 |---|---|---:|---:|
-| new: {details['model_type']}{distance}, {len(details['features'])} features | `{result['model_version']}` | {result['rmse_train']:.4f} | {result['rmse_test']:.4f} |
+| new: {details["model_type"]}{distance}, {len(details["features"])} features | `{result["model_version"]}` | {result["rmse_train"]:.4f} | {result["rmse_test"]:.4f} |
 | champion (current `latest`) | {champion} |
-| course baseline (one-hot + linear) | - | - | {result['rmse_test_course_baseline']:.4f} |
+| course baseline (one-hot + linear) | - | - | {result["rmse_test_course_baseline"]:.4f} |
 
 ## Stored in S3
 
-- Manifest: `{result['manifest_uri']}`
-- Evaluation plot (predicted vs actual, error by hour): `{result['plot_uri']}`
-- Test-set predictions: `{result['predictions_uri']}`
+- Manifest: `{result["manifest_uri"]}`
+- Evaluation plot (predicted vs actual, error by hour): `{result["plot_uri"]}`
+- Test-set predictions: `{result["predictions_uri"]}`
 """
 
 

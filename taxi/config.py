@@ -1,13 +1,14 @@
-"""Settings shared by the pipeline: feature definitions and where artifacts live.
+"""Constants of the pipeline: feature columns, duration bounds, the TLC's file URLs.
 
-Everything that varies between machines comes from the environment, read once by
-`StoreConfig.from_env()`; everything else is a constant here so there is one place to look.
+What varies between machines comes from the environment: see taxi/settings.py. Where things
+live in the bucket: taxi/layout.py.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
+
+from taxi.settings import DEFAULT_BUCKET, SIGNING_KEY_ENV, Settings
 
 # The TLC publishes one parquet file per colour and month here.
 TLC_MONTH_URL = "https://d37ci6vzurychx.cloudfront.net/trip-data/{color}_tripdata_{year:04d}-{month:02d}.parquet"
@@ -23,10 +24,20 @@ MAX_DURATION_MINUTES = 60.0
 TARGET_COLUMN = "duration"
 PREDICTION_COLUMN = "predicted_duration"
 
-DEFAULT_BUCKET = "taxi"
-
-# The key that signs model manifests (HMAC-SHA256); see the README's "Reliability and security".
-SIGNING_KEY_ENV = "TAXI_SIGNING_KEY"
+__all__ = [
+    "CATEGORICAL_COLUMNS",
+    "DEFAULT_BUCKET",
+    "MAX_DURATION_MINUTES",
+    "MIN_DURATION_MINUTES",
+    "MISSING_CATEGORY",
+    "PREDICTION_COLUMN",
+    "SIGNING_KEY_ENV",
+    "TARGET_COLUMN",
+    "TLC_MONTH_URL",
+    "StoreConfig",
+    "signing_key_from_env",
+    "tlc_month_url",
+]
 
 
 def tlc_month_url(color: str, year: int, month: int) -> str:
@@ -38,22 +49,20 @@ def tlc_month_url(color: str, year: int, month: int) -> str:
     return TLC_MONTH_URL.format(color=color, year=year, month=month)
 
 
+# --- taxi 0.1's names, kept so that code written against them keeps working ---------------
+
+
 @dataclass(frozen=True)
 class StoreConfig:
-    """Where artifacts go. The endpoint and credentials themselves are boto3's business:
-    it reads AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_DEFAULT_REGION."""
+    """Which bucket a taxi.storage.ArtifactStore uses (the bucket layout is taxi.layout's)."""
 
     bucket: str = DEFAULT_BUCKET
-    models_prefix: str = "models"
-    predictions_prefix: str = "predictions"
-    data_prefix: str = "data"
 
     @classmethod
-    def from_env(cls) -> "StoreConfig":
-        return cls(bucket=os.environ.get("TAXI_BUCKET") or DEFAULT_BUCKET)
+    def from_env(cls) -> StoreConfig:
+        return cls(bucket=Settings.from_env().bucket)
 
 
 def signing_key_from_env() -> bytes | None:
-    """TAXI_SIGNING_KEY as bytes, or None when unset or empty (no signing)."""
-    value = os.environ.get(SIGNING_KEY_ENV, "")
-    return value.encode() if value else None
+    """TAXI_SIGNING_KEY as bytes, or None when unset or empty: Settings.from_env().signing_key."""
+    return Settings.from_env().signing_key

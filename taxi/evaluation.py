@@ -8,9 +8,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from taxi.data import PICKUP, extract_x_y
 from taxi.features import OneHotVectorizer
 from taxi.model import evaluate_model, train_model
+from taxi.steps import extract_x_y
+from taxi.tlc import PICKUP
 
 
 def course_baseline_rmse(train_trips: pd.DataFrame, test_trips: pd.DataFrame) -> float:
@@ -30,7 +31,7 @@ class PromotionDecision:
     champion_rmse: float | None
     margin: float
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, bool | str | float | None]:
         return asdict(self)
 
 
@@ -45,7 +46,9 @@ def decide_promotion(
         return PromotionDecision(True, "no model is published yet", challenger_rmse, None, None, margin)
     improvement = champion_rmse - challenger_rmse
     if improvement > margin:
-        reason = f"test RMSE {challenger_rmse:.4f} beats the champion's {champion_rmse:.4f} by {improvement:.4f} > margin {margin:g}"
+        reason = (
+            f"test RMSE {challenger_rmse:.4f} beats the champion's {champion_rmse:.4f} by {improvement:.4f} > margin {margin:g}"
+        )
         return PromotionDecision(True, reason, challenger_rmse, champion_version, champion_rmse, margin)
     reason = (
         f"test RMSE {challenger_rmse:.4f} does not beat the champion's {champion_rmse:.4f} "

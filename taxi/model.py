@@ -8,7 +8,7 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import LinearRegression
 from sklearn.metrics import root_mean_squared_error
 
-from taxi.features import OneHotVectorizer, TripFeatureEncoder
+from taxi.features import FeatureMatrix, OneHotVectorizer, TripFeatureEncoder, Vectorizer
 
 
 class SparseLinearRegression(LinearRegression):
@@ -21,7 +21,7 @@ class SparseLinearRegression(LinearRegression):
     matrix), exactly and in a fraction of the time. Prediction is LinearRegression's own.
     """
 
-    def fit(self, X, y, sample_weight=None):  # noqa: N803 (scikit-learn's argument names)
+    def fit(self, X: FeatureMatrix, y: np.ndarray, sample_weight: np.ndarray | None = None) -> SparseLinearRegression:
         if sample_weight is not None:
             raise ValueError("SparseLinearRegression does not support sample weights")
         if not self.fit_intercept:
@@ -87,6 +87,7 @@ def _gram(X: sp.csr_matrix) -> np.ndarray:
 
 
 MODEL_TYPES = ("linear", "gbm")
+Model = SparseLinearRegression | HistGradientBoostingRegressor
 
 # Boosting settings found on green 2021-01 -> 02 (see the README's model section): many
 # shallow-ish trees on large leaves, features subsampled, no early stopping so a run is
@@ -111,7 +112,7 @@ def check_model_type(model_type: str, use_trip_distance: bool = False) -> None:
         raise ValueError("use_trip_distance applies to model_type='gbm' only (the linear model is the course's)")
 
 
-def make_vectorizer(model_type: str = "linear", use_trip_distance: bool = False):
+def make_vectorizer(model_type: str = "linear", use_trip_distance: bool = False) -> Vectorizer:
     """An unfitted vectorizer for `model_type`: the course one-hot encoding for "linear",
     the request-time trip features for "gbm"."""
     check_model_type(model_type, use_trip_distance)
@@ -120,7 +121,7 @@ def make_vectorizer(model_type: str = "linear", use_trip_distance: bool = False)
     return TripFeatureEncoder(use_trip_distance=use_trip_distance)
 
 
-def train_model(X, y: np.ndarray, model_type: str = "linear"):  # noqa: N803
+def train_model(X: FeatureMatrix, y: np.ndarray, model_type: str = "linear") -> Model:
     """Fit the model: the course's linear regression on one-hot features ("linear"), or
     gradient-boosted trees on the trip features ("gbm")."""
     check_model_type(model_type)
@@ -129,11 +130,11 @@ def train_model(X, y: np.ndarray, model_type: str = "linear"):  # noqa: N803
     return HistGradientBoostingRegressor(**GBM_PARAMS).fit(X, y)
 
 
-def predict(model, X) -> np.ndarray:  # noqa: N803
+def predict(model: Model, X: FeatureMatrix) -> np.ndarray:
     """Predicted trip durations in minutes."""
     return np.asarray(model.predict(X), dtype=np.float64)
 
 
-def evaluate_model(model, X, y: np.ndarray) -> float:  # noqa: N803
+def evaluate_model(model: Model, X: FeatureMatrix, y: np.ndarray) -> float:
     """Root mean squared error, in minutes."""
     return float(root_mean_squared_error(y, predict(model, X)))

@@ -67,7 +67,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -76,7 +76,9 @@ from scipy.spatial.distance import jensenshannon
 from sklearn.metrics import root_mean_squared_error
 
 from taxi.config import MAX_DURATION_MINUTES, MIN_DURATION_MINUTES, TARGET_COLUMN
-from taxi.data import PICKUP, compute_target, encode_categorical_columns, filter_outliers
+from taxi.settings import ALL_STATISTICS
+from taxi.steps import compute_target, encode_categorical_columns, filter_outliers
+from taxi.tlc import PICKUP
 from taxi.zones import load_zone_lookup
 
 REFERENCE_FORMAT = 1
@@ -92,6 +94,11 @@ MAX_CATEGORIES = 300
 # Numeric values: this many bins between the reference's quantiles, plus one for missing.
 NUMERIC_BINS = 20
 MISSING = "missing"
+# The monitoring plot shows this many batch records at most, the newest: one hourly file a
+# run gives about four days of history, and the plot stays readable and fast to redraw.
+PLOT_RECORDS = 100
+# A record's `drift_statistics` for a model version stored without reference statistics.
+NO_REFERENCE = "unavailable: the model version has no reference statistics (published before monitoring)"
 
 CATEGORICAL_FEATURES = (
     "pickup_hour",
@@ -167,24 +174,49 @@ def _histogram(values: np.ndarray, edges: Sequence[float]) -> list[int]:
 
 
 def batch_record(
-    reference: Mapping[str, Any],
+    reference: Mapping[str, Any] | None,
     trips_raw: pd.DataFrame,
     predictions: np.ndarray,
-    input: str,  # noqa: A002 (the record's field name)
+    input: str,
     model_version: str,
     thresholds: Mapping[str, float] | None = None,
     created_at: datetime | None = None,
 ) -> dict[str, Any]:
     """Monitoring record of one inference batch: `trips_raw` are every trip of the input as
-    loaded (taxi.data.load_data, before any filter) and `predictions` the model's minutes for
-    each of them, in order. `thresholds` overrides DEFAULT_THRESHOLDS per statistic name
-    (unknown names are an error). JSON-serialisable; see the module docstring for the
-    statistic, thresholds and noise."""
-    limits = _thresholds(thresholds)
+    loaded (taxi.tlc.load_data, before any filter) and `predictions` the model's minutes for
+    each of them, in order. `thresholds` overrides DEFAULT_THRESHOLDS (see
+    `drift_thresholds`). JSON-serialisable; see the module docstring for the statistic,
+    thresholds and noise.
+
+    `reference` None (a model version published before reference statistics were stored):
+    the record has the rows and the realized RMSE but no drift statistics, says so in
+    `drift_statistics`, and `drift_detected` is False."""
+    limits = drift_thresholds(thresholds)
     predictions = _aligned(predictions, trips_raw, "predictions")
-    if reference.get("format") != REFERENCE_FORMAT:
+    if reference is not None and reference.get("format") != REFERENCE_FORMAT:
         raise ValueError(f"reference statistics of format {reference.get('format')!r}, expected {REFERENCE_FORMAT}")
     trips = trips_raw.reset_index(drop=True)
+    realized = _realized_positions(trips)
+    actual = compute_target(trips.iloc[realized])[TARGET_COLUMN].to_numpy(dtype=np.float64)
+    realized_rmse = float(root_mean_squared_error(actual, predictions[realized])) if realized.size else None
+    record: dict[str, Any] = {
+        "input": input,
+        "model_version": model_version,
+        "rows": len(trips),
+        "unknown_zone_rows": None,
+        "drift_statistics": "computed",
+        "features": {},
+        "prediction_drift": None,
+        "target_drift": None,
+        "drift_detected": False,
+        "realized_rmse": realized_rmse,
+        "realized_rows": int(realized.size),
+        "created_at": (created_at or datetime.now(UTC)).isoformat(),
+    }
+    if reference is None:
+        record["drift_statistics"] = NO_REFERENCE
+        return record
+
     values = _monitored_values(trips)
     features: dict[str, Any] = {}
     for name, summary in reference["features"].items():
@@ -194,43 +226,70 @@ def batch_record(
             features[name] = _compare_numeric(summary, trips[name].to_numpy(dtype=np.float64), limits[name])
     seen_zones = [set(reference["features"][name]["counts"]) for name in ZONE_FEATURES]
     unknown_zone = ~values["pickup_zone"].isin(seen_zones[0]) | ~values["dropoff_zone"].isin(seen_zones[1])
-
-    realized = _realized_positions(trips)
-    if realized.size:
-        actual = compute_target(trips.iloc[realized])[TARGET_COLUMN].to_numpy(dtype=np.float64)
-        realized_rmse: float | None = float(root_mean_squared_error(actual, predictions[realized]))
-        target_drift = _compare_numeric(reference["target"], actual, limits["target"])
-    else:
-        realized_rmse, target_drift = None, None
+    target_drift = _compare_numeric(reference["target"], actual, limits["target"]) if realized.size else None
     prediction_drift = _compare_numeric(reference["predictions"], predictions, limits["predictions"])
     statistics = [*features.values(), prediction_drift, *([target_drift] if target_drift else [])]
-    return {
-        "input": input,
-        "model_version": model_version,
-        "rows": len(trips),
-        "unknown_zone_rows": int(unknown_zone.sum()),
-        "features": features,
-        "prediction_drift": prediction_drift,
-        "target_drift": target_drift,
-        "drift_detected": any(s["drift"] for s in statistics),
-        "realized_rmse": realized_rmse,
-        "realized_rows": int(realized.size),
-        "created_at": (created_at or datetime.now(timezone.utc)).isoformat(),
-    }
+    record.update(
+        unknown_zone_rows=int(unknown_zone.sum()),
+        features=features,
+        prediction_drift=prediction_drift,
+        target_drift=target_drift,
+        drift_detected=any(s["drift"] for s in statistics),
+    )
+    return record
+
+
+def record_table(record: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A batch record as the rows of a table (a Prefect table artifact): the batch's figures,
+    then one row per drift statistic with its value, threshold and verdict."""
+    rows: list[dict[str, Any]] = [
+        {"item": name, "value": record[name], "threshold": "", "drift": ""}
+        for name in (
+            "input",
+            "model_version",
+            "rows",
+            "unknown_zone_rows",
+            "realized_rmse",
+            "realized_rows",
+            "drift_statistics",
+            "drift_detected",
+        )
+    ]
+    for name, statistic in statistics_by_name(record).items():
+        if statistic:
+            rows.append(
+                {
+                    "item": f"{name} ({statistic['statistic']})",
+                    "value": statistic["value"],
+                    "threshold": statistic["threshold"],
+                    "drift": statistic["drift"],
+                }
+            )
+    return rows
 
 
 def drifted_statistics(record: Mapping[str, Any]) -> list[str]:
     """Names of the statistics over their threshold in a batch record ("predictions" and
     "target" for the prediction and target drift)."""
-    named = {**record["features"], "predictions": record["prediction_drift"], "target": record.get("target_drift")}
-    return [name for name, statistic in named.items() if statistic and statistic["drift"]]
+    return [name for name, statistic in statistics_by_name(record).items() if statistic and statistic["drift"]]
 
 
-def _thresholds(overrides: Mapping[str, float] | None) -> dict[str, float]:
+def statistics_by_name(record: Mapping[str, Any]) -> dict[str, Mapping[str, Any] | None]:
+    """Every drift statistic of a batch record by its threshold name (None: not computed)."""
+    return {**record["features"], "predictions": record.get("prediction_drift"), "target": record.get("target_drift")}
+
+
+def drift_thresholds(overrides: Mapping[str, float] | None = None) -> dict[str, float]:
+    """The threshold of every statistic: DEFAULT_THRESHOLDS, then `overrides` (as
+    Settings.drift_thresholds holds them: "default" sets every statistic, other names one
+    each). Unknown names and values outside (0, 1] are errors naming the statistic."""
+    overrides = dict(overrides or {})
     limits = dict(DEFAULT_THRESHOLDS)
-    for name, value in (overrides or {}).items():
+    if ALL_STATISTICS in overrides:
+        limits = dict.fromkeys(limits, overrides.pop(ALL_STATISTICS))
+    for name, value in {**limits, **overrides}.items():
         if name not in limits:
-            raise ValueError(f"unknown drift statistic {name!r} in thresholds; known: {sorted(limits)}")
+            raise ValueError(f"unknown drift statistic {name!r} in thresholds; known: {sorted(limits)} or {ALL_STATISTICS!r}")
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value <= 1:
             raise ValueError(f"the threshold of {name!r} must be a number in (0, 1] (a Jensen-Shannon distance), got {value!r}")
         limits[name] = float(value)
@@ -306,7 +365,7 @@ def _as_keys(series: pd.Series) -> pd.Series:
 
 def _borough_of_zone() -> dict[int, str]:
     lookup = load_zone_lookup()
-    return dict(zip(lookup["LocationID"].astype(int), lookup["Borough"].astype(str)))
+    return dict(zip(lookup["LocationID"].astype(int), lookup["Borough"].astype(str), strict=True))
 
 
 def _aligned(predictions: np.ndarray, trips: pd.DataFrame, what: str) -> np.ndarray:
@@ -358,11 +417,7 @@ def monitoring_plot(records: Sequence[Mapping[str, Any]]) -> bytes:
 
 
 def _named_statistic(record: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
-    if name == "predictions":
-        return record.get("prediction_drift")
-    if name == "target":
-        return record.get("target_drift")
-    return record["features"].get(name)
+    return statistics_by_name(record).get(name)
 
 
 def _statistic_value(record: Mapping[str, Any], name: str) -> float:
@@ -403,7 +458,11 @@ def drift_event(record: Mapping[str, Any], record_uri: str | None = None) -> dic
             "taxi.model-version": version,
         },
         "related": [
-            {"prefect.resource.id": f"taxi.model-version.{version}", "prefect.resource.role": "model-version", "prefect.resource.name": version}
+            {
+                "prefect.resource.id": f"taxi.model-version.{version}",
+                "prefect.resource.role": "model-version",
+                "prefect.resource.name": version,
+            }
         ],
         "payload": {
             "drifted": drifted_statistics(record),

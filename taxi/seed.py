@@ -12,22 +12,20 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from taxi.storage import ArtifactStore, sha256_hex
+from taxi.layout import DATA_SUFFIXES, INCOMING_PREFIX, data_key, incoming_key
+from taxi.storage.objects import ObjectStore, sha256_hex
 
-UPLOADED_SUFFIXES = (".parquet", ".csv")
-INCOMING_PREFIX = "incoming/"
 DEFAULT_INCOMING = ("green_tripdata_2021-03.parquet",)
 
 
-def seed_bucket(
-    data_dir: Path, store: ArtifactStore | None = None, incoming: tuple[str, ...] = DEFAULT_INCOMING
-) -> list[str]:
+def seed_bucket(data_dir: Path, store: ObjectStore | None = None, incoming: tuple[str, ...] = DEFAULT_INCOMING) -> list[str]:
     """Upload every trip file of `data_dir` to data/, and the files named in `incoming` to
-    incoming/ as well; returns the s3:// URIs of the files now in the bucket."""
-    store = store or ArtifactStore()
-    files = sorted(p for p in Path(data_dir).iterdir() if p.is_file() and p.name.endswith(UPLOADED_SUFFIXES))
+    incoming/ as well; returns the s3:// URIs of the files now in the bucket. The bucket
+    defaults to TAXI_BUCKET."""
+    store = store or ObjectStore()
+    files = sorted(p for p in Path(data_dir).iterdir() if p.is_file() and p.name.endswith(DATA_SUFFIXES))
     if not files:
-        raise FileNotFoundError(f"no .parquet or .csv files in {data_dir}")
+        raise FileNotFoundError(f"no trip files ({', '.join(DATA_SUFFIXES)}) in {data_dir}")
     missing = sorted(set(incoming) - {p.name for p in files})
     if missing:
         raise FileNotFoundError(f"{missing} not in {data_dir}: nothing to put under {INCOMING_PREFIX}")
@@ -35,14 +33,14 @@ def seed_bucket(
     uris = []
     for path in files:
         body = path.read_bytes()
-        keys = [f"{store.config.data_prefix}/{path.name}"] + ([f"{INCOMING_PREFIX}{path.name}"] if path.name in incoming else [])
+        keys = [data_key(path.name)] + ([incoming_key(path.name)] if path.name in incoming else [])
         for key in keys:
             _put_unless_identical(store, key, body)
             uris.append(store.uri(key))
     return uris
 
 
-def _put_unless_identical(store: ArtifactStore, key: str, body: bytes) -> None:
+def _put_unless_identical(store: ObjectStore, key: str, body: bytes) -> None:
     if store.exists(key) and sha256_hex(store.get(key)) == sha256_hex(body):
         return
     store.put(key, body)

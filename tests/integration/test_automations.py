@@ -41,7 +41,7 @@ class Receiver:
         received = self.received
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 received.append({"path": self.path, **json.loads(body or b"{}")})
                 self.send_response(200)
@@ -113,7 +113,9 @@ def failing_flow() -> None:
 async def _run_of_deployment(deployment_name: str):
     async with get_client() as client:
         flow_id = await client.create_flow(failing_flow)
-        deployment_id = await client.create_deployment(flow_id, deployment_name, entrypoint="tests/integration/test_automations.py:failing_flow")
+        deployment_id = await client.create_deployment(
+            flow_id, deployment_name, entrypoint="tests/integration/test_automations.py:failing_flow"
+        )
         return await client.create_flow_run_from_deployment(deployment_id)
 
 
@@ -163,7 +165,9 @@ def test_a_drift_event_notifies_with_the_input_and_model_version(alerts, receive
     # A model trained on yellow trips, run on a green month: the zone mix is another city's.
     reference = reference_statistics(small_model.train.trips, predict(small_model.model, small_model.train.X))
     processed = process_inference_data(str(GREEN_FEB), small_model.vectorizer)
-    record = batch_record(reference, load_data(str(GREEN_FEB)), predict(small_model.model, processed.X), str(GREEN_FEB), "v-alert-test")
+    record = batch_record(
+        reference, load_data(str(GREEN_FEB)), predict(small_model.model, processed.X), str(GREEN_FEB), "v-alert-test"
+    )
     assert record["drift_detected"]
 
     emit_event(**drift_event(record, record_uri="s3://taxi-test/monitoring/example.json"))
@@ -186,7 +190,9 @@ def test_bad_settings_are_reported_without_echoing_the_url(tmp_path):
 
 def test_no_webhook_and_no_block_sets_up_nothing(prefect_api, monkeypatch, tmp_path, capsys):
     declared = tmp_path / "automations.yaml"
-    declared.write_text("notification_block: taxi-alerts-unset\nautomations:\n  - name: taxi-never-created\n    trigger: {expect: [x]}\n")
+    declared.write_text(
+        "notification_block: taxi-alerts-unset\nautomations:\n  - name: taxi-never-created\n    trigger: {expect: [x]}\n"
+    )
     monkeypatch.delenv("TAXI_ALERT_WEBHOOK_URL", raising=False)
     assert asyncio.run(setup_automations(path=declared)) == []
     assert "TAXI_ALERT_WEBHOOK_URL" in capsys.readouterr().out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -126,7 +126,7 @@ def test_overlapping_runs_predict_each_file_exactly_once(published):
     for _, summary in results:
         assert sorted(predicted) == sorted(_inputs(summary["predicted"]) + _inputs(summary["skipped"]))
     writes = [
-        api.task_runs(state.state_details.flow_run_id, "write-predictions", until=lambda r, n=len(s["predicted"]): len(r) >= n)
+        api.task_runs(state.state_details.flow_run_id, "write-predictions", until=lambda r, n=len(s["predicted"]): len(r) >= n)  # noqa: B008
         for state, s in results
     ]
     assert sum(len(w) for w in writes) == len(files)
@@ -145,7 +145,7 @@ def test_claims_are_exclusive_and_expire(store):
     assert claim(store, file, "run-a") is Claim.CLAIMED
     assert claim(store, file, "run-b") is Claim.BUSY
     # A claim whose run died is taken over once it is older than CLAIM_TTL.
-    later = datetime.now(timezone.utc) + CLAIM_TTL + timedelta(minutes=1)
+    later = datetime.now(UTC) + CLAIM_TTL + timedelta(minutes=1)
     assert claim(store, file, "run-c", now=later) is Claim.CLAIMED
     assert json.loads(store.get("claims/incoming/x.csv.json"))["owner"] == "run-c"
     record_done(store, file, "s3://somewhere/p.parquet", "v1", "run-c")

@@ -35,7 +35,9 @@ def trained():
 
 
 def _save(store: ArtifactStore, trained, **kwargs) -> dict:
-    return store.save_model(trained.model, trained.vectorizer, metrics=trained.metrics, details={"model_type": "linear"}, **kwargs)
+    return store.save_model(
+        trained.model, trained.vectorizer, metrics=trained.metrics, details={"model_type": "linear"}, **kwargs
+    )
 
 
 def _with(store: ArtifactStore, signing_key: bytes | None) -> ArtifactStore:

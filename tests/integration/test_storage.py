@@ -42,7 +42,7 @@ def test_save_model_writes_objects_manifest_and_moves_latest(store, trained):
     assert keys == {f"models/{version}/{n}" for n in ("model.pkl", "vectorizer.pkl", "metrics.json", "manifest.json")}
     stored = json.loads(store.get(f"models/{version}/manifest.json"))
     assert stored == manifest
-    for name, entry in manifest["objects"].items():
+    for entry in manifest["objects"].values():
         assert sha256_hex(store.get(entry["key"])) == entry["sha256"]
     assert manifest["metrics"] == trained.metrics
     assert {"scikit-learn", "pandas", "numpy", "python"} <= set(manifest["library_versions"])

@@ -46,7 +46,9 @@ def test_gbm_uses_only_request_time_inputs(gbm):
         duration=0.0,
         trip_distance=trips["trip_distance"] if use_distance else trips["trip_distance"] * 5 + 1,
     )
-    assert np.array_equal(result.model.predict(result.vectorizer.transform(trips)), result.model.predict(result.vectorizer.transform(altered)))
+    assert np.array_equal(
+        result.model.predict(result.vectorizer.transform(trips)), result.model.predict(result.vectorizer.transform(altered))
+    )
 
 
 def test_gbm_predicts_unknown_zones_and_counts_them(gbm):
