@@ -408,7 +408,8 @@ def monitoring_plot(records: Sequence[Mapping[str, Any]]) -> bytes:
         drift.scatter(flagged, [0] * len(flagged), marker="^", color="red", zorder=3, label="drift detected")
     drift.set(ylabel="Jensen-Shannon distance", title="Drift against the model's training trips")
     drift.set_xticks(positions, labels, rotation=30, ha="right", fontsize=8)
-    drift.legend(fontsize=7, ncol=2, loc="upper left")
+    if drift.get_legend_handles_labels()[0]:  # records without drift statistics plot none
+        drift.legend(fontsize=7, ncol=2, loc="upper left")
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
