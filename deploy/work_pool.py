@@ -28,6 +28,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
 from prefect_docker.worker import DockerWorker
 
+from deploy.automations import setup_automations
 from taxi.settings import DEFAULT_WORK_POOL, Settings
 
 DEFAULT_POOL = DEFAULT_WORK_POOL
@@ -80,6 +81,8 @@ def main() -> None:
     parser.add_argument("--pool", default=settings.work_pool)
     args = parser.parse_args()
     asyncio.run(setup(args.pool, settings))
+    # Alerts: deploy/automations.yaml, notifying the webhook of TAXI_ALERT_WEBHOOK_URL.
+    asyncio.run(setup_automations(settings.alert_webhook_url))
 
 
 if __name__ == "__main__":

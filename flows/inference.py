@@ -9,21 +9,26 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
 
 from prefect import Task, flow, get_run_logger
-from prefect.artifacts import create_link_artifact, create_markdown_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.events import emit_event
 from prefect.runtime import flow_run
 
 from flows import tasks
 from flows.processing import process_inference_data_flow
 from flows.reports import table_cell
+from taxi import monitoring
 from taxi.incoming import Claim, IncomingFile
-from taxi.layout import INCOMING_PREFIX, prediction_name, s3_uri
+from taxi.layout import INCOMING_PREFIX, SET_ASIDE_PREFIX, prediction_name, s3_uri
 from taxi.pipeline import predictions_frame
 from taxi.settings import Settings
 
 DEFAULT_INCOMING_PREFIX = INCOMING_PREFIX
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 @flow(name="taxi-inference", version=tasks.VERSION, log_prints=True)
@@ -33,14 +38,21 @@ def inference_flow(input_path: str, model_version: str = "latest", output_name: 
     predictions/<output_name>/<version>.parquet (`output_name` defaults to the input's file
     name). Returns its s3:// URI."""
     logger = get_run_logger()
-    retrying = tasks.io_retries(Settings.from_env())
+    settings = Settings.from_env()
+    thresholds = monitoring.drift_thresholds(settings.drift_thresholds)  # a bad setting fails before any work
+    retrying = tasks.io_retries(settings)
     loaded = retrying(tasks.load_model)(model_version)
     processed = process_inference_data_flow(input_path, loaded.vectorizer)
     unknown = loaded.vectorizer.unknown_counts(processed.trips)
     if any(unknown.values()):
         logger.warning("Values not seen in training (predicted with the model's fallback for unknowns): %s", unknown)
-    predictions = predictions_frame(processed, tasks.predict(loaded.model, processed.X))
+    predicted_minutes = tasks.predict(loaded.model, processed.X)
+    predictions = predictions_frame(processed, predicted_minutes)
     uri = retrying(tasks.write_predictions)(predictions, input_path, loaded.version, output_name)
+    # Inference keeps every trip in input order, so processed.trips is the input as loaded
+    # (categories encoded, which the monitoring encodes the same way).
+    record = tasks.monitor_batch(loaded.reference, processed.trips, predicted_minutes, input_path, loaded.version, thresholds)
+    publish_monitoring_record(record, uri, retrying)
     create_link_artifact(key="taxi-predictions", link=uri, link_text=uri, description=f"Predictions for `{input_path}`")
     create_markdown_artifact(
         key="taxi-inference-report",
@@ -51,6 +63,29 @@ def inference_flow(input_path: str, model_version: str = "latest", output_name: 
     )
     logger.info("Predicted %d trips from %s with model %s -> %s", len(predictions), input_path, loaded.version, uri)
     return uri
+
+
+def publish_monitoring_record(record: dict[str, Any], predictions_uri: str, retrying: Callable[[Task[P, R]], Task[P, R]]) -> str:
+    """Store the batch's monitoring record next to its predictions, show it as a table
+    artifact, and emit taxi.drift.detected when a statistic is over its threshold."""
+    logger = get_run_logger()
+    record_uri = retrying(tasks.write_monitoring_record)(record, predictions_uri)
+    verdict = "drift detected" if record["drift_detected"] else "no drift"
+    if record["drift_statistics"] != "computed":
+        verdict = "no drift statistics (model version without reference statistics)"
+        logger.warning(
+            "Model version %s has no reference statistics: no drift statistics for this batch", record["model_version"]
+        )
+    create_table_artifact(
+        key="taxi-monitoring",
+        table=monitoring.record_table(record),
+        description=f"Monitoring of `{record['input']}`: {verdict}; realized RMSE {record['realized_rmse']}; record `{record_uri}`",
+    )
+    if record["drift_detected"]:
+        logger.warning("Drift detected in %s: %s", record["input"], ", ".join(monitoring.drifted_statistics(record)))
+        emit_event(**monitoring.drift_event(record, record_uri))
+    logger.info("Monitoring record %s: %s, realized RMSE %s", record_uri, verdict, record["realized_rmse"])
+    return record_uri
 
 
 def inference_report(input_path: str, uri: str, version: str, model_type: str, rows: int, unknown: dict[str, int]) -> str:
@@ -80,9 +115,13 @@ class IncomingFilesFailed(RuntimeError):  # noqa: N818 (a public name since 0.1)
         failed = summary["failed"]
         listed = "; ".join(f"{f['input']}: {f['error']}" for f in failed[:5])
         more = f" (and {len(failed) - 5} more)" if len(failed) > 5 else ""
-        super().__init__(
-            f"{len(failed)} of {summary['files']} incoming file(s) failed and will be retried next run: {listed}{more}"
+        aside = len(summary.get("set_aside", []))
+        retried = (
+            f"{len(failed) - aside} will be retried next run, {aside} set aside under {SET_ASIDE_PREFIX}"
+            if aside
+            else "will be retried next run"
         )
+        super().__init__(f"{len(failed)} of {summary['files']} incoming file(s) failed and {retried}: {listed}{more}")
 
 
 @flow(name="taxi-incoming-inference", version=tasks.VERSION, log_prints=True)
@@ -105,7 +144,16 @@ def incoming_inference_flow(prefix: str = DEFAULT_INCOMING_PREFIX, model_version
     done = retrying(tasks.list_processed)(prefix)
     claim_file, record_done = retrying(tasks.claim_file), retrying(tasks.record_done)
     release_claim = retrying(tasks.release_claim)
-    summary: dict[str, Any] = {"model_version": version, "files": len(files), "predicted": [], "skipped": [], "failed": []}
+    record_failure, set_aside = retrying(tasks.record_failure), retrying(tasks.set_aside)
+    summary: dict[str, Any] = {
+        "model_version": version,
+        "files": len(files),
+        "predicted": [],
+        "skipped": [],
+        "failed": [],
+        "set_aside": [],
+        "monitoring_plot": None,
+    }
     for file in files:
         if file.key in done:
             summary["skipped"].append({"input": file.key, "reason": "already predicted"})
@@ -115,20 +163,28 @@ def incoming_inference_flow(prefix: str = DEFAULT_INCOMING_PREFIX, model_version
             reason = "already predicted" if claim is Claim.DONE else "being predicted by another run"
             summary["skipped"].append({"input": file.key, "reason": reason})
             continue
+        error: str | None = None
         try:
             state = inference_flow(s3_uri(settings.bucket, file.key), version, prediction_name(file.key), return_state=True)
             if state.is_completed():
                 uri = state.result()
                 record_done(file, uri, version, run)
                 summary["predicted"].append({"input": file.key, "predictions": uri})
+                _forget_failures(file)
             else:
-                summary["failed"].append({"input": file.key, "error": state.message or state.name})
-        except Exception as error:  # noqa: BLE001 (one file's failure must not stop the others)
-            summary["failed"].append({"input": file.key, "error": f"{type(error).__name__}: {error}"})
+                error = state.message or state.name
+        except Exception as exception:  # noqa: BLE001 (one file's failure must not stop the others)
+            error = f"{type(exception).__name__}: {exception}"
+        try:
+            if error is not None:
+                summary["failed"].append(_failed(file, error, run, settings.set_aside_after_failures, record_failure, set_aside))
         finally:
             _release(release_claim, file)
+    summary["set_aside"] = [{"input": f["input"], "moved_to": f["set_aside"]} for f in summary["failed"] if f["set_aside"]]
     for entry in summary["failed"]:
         logger.error("Could not predict %s: %s", entry["input"], entry["error"])
+    if summary["predicted"]:  # new monitoring records: redraw the plot (nothing new, nothing to redraw)
+        summary["monitoring_plot"] = _refresh_monitoring_plot(retrying)
     logger.info(
         "Incoming files under %s: %d predicted, %d skipped, %d failed (model %s)",
         s3_uri(settings.bucket, prefix), len(summary["predicted"]), len(summary["skipped"]), len(summary["failed"]), version,
@@ -141,6 +197,55 @@ def incoming_inference_flow(prefix: str = DEFAULT_INCOMING_PREFIX, model_version
     if summary["failed"]:
         raise IncomingFilesFailed(summary)
     return summary
+
+
+def _failed(
+    file: IncomingFile,
+    error: str,
+    run: str,
+    set_aside_after: int,
+    record_failure: Task[[IncomingFile, str, str], int],
+    set_aside: Task[[IncomingFile], str],
+) -> dict[str, Any]:
+    """Count a failed run on `file`; on the `set_aside_after`-th, move it under failed/ so that
+    later runs no longer try it (and no longer fail on it). Returns its summary entry:
+    input, error, failures (runs failed so far) and set_aside (where it was moved, or None)."""
+    entry: dict[str, Any] = {"input": file.key, "error": error, "failures": None, "set_aside": None}
+    try:
+        entry["failures"] = record_failure(file, error, run)
+        if entry["failures"] >= set_aside_after:
+            entry["set_aside"] = set_aside(file)
+    except Exception as bookkeeping:  # noqa: BLE001 (the file stays and is retried next run)
+        get_run_logger().warning("Could not count or set aside the failure of %s: %s", file.key, bookkeeping)
+    return entry
+
+
+def _forget_failures(file: IncomingFile) -> None:
+    """A file that succeeds after failing starts its count again if it ever fails later."""
+    try:
+        tasks.clear_failures(file)
+    except Exception as error:  # noqa: BLE001 (bookkeeping only: the file is predicted)
+        get_run_logger().warning("Could not clear the failure count of %s: %s", file.key, error)
+
+
+def _refresh_monitoring_plot(retrying: Callable[[Task[P, R]], Task[P, R]]) -> dict[str, Any] | None:
+    """Redraw the plot of the newest monitoring records and link it; a failure here is only
+    logged (the files are predicted and recorded)."""
+    try:
+        drawn = retrying(tasks.refresh_monitoring_plot)()
+    except Exception as error:  # noqa: BLE001
+        get_run_logger().warning("Could not refresh the monitoring plot: %s", error)
+        return None
+    if drawn is None:
+        return None
+    uri, records = drawn
+    create_link_artifact(
+        key="taxi-monitoring-plot",
+        link=uri,
+        link_text=uri,
+        description=f"Realized RMSE and drift over the newest {records} monitored batches",
+    )
+    return {"uri": uri, "records": records}
 
 
 def _release(release_claim: Task[[IncomingFile], None], file: IncomingFile) -> None:
@@ -156,15 +261,30 @@ def _incoming_report(where: str, summary: dict[str, Any]) -> str:
         f"# Incoming files under `{where}`",
         "",
         f"Model version `{summary['model_version']}`: {len(summary['predicted'])} predicted, "
-        f"{len(summary['skipped'])} skipped, {len(summary['failed'])} failed.",
+        f"{len(summary['skipped'])} skipped, {len(summary['failed'])} failed, {len(summary['set_aside'])} set aside.",
+        "",
+        _plot_line(summary["monitoring_plot"]),
         "",
         "| file | result | details |",
         "|---|---|---|",
     ]
     lines += [f"| `{p['input']}` | predicted | `{p['predictions']}` |" for p in summary["predicted"]]
-    lines += [f"| `{f['input']}` | **failed** (retried next run) | {table_cell(f['error'])} |" for f in summary["failed"]]
+    lines += [f"| `{f['input']}` | {_failure_outcome(f)} | {table_cell(f['error'])} |" for f in summary["failed"]]
     lines += [f"| `{s['input']}` | skipped | {s['reason']} |" for s in summary["skipped"]]
     return "\n".join(lines) + "\n"
+
+
+def _plot_line(plot: dict[str, Any] | None) -> str:
+    if plot is None:
+        return "Monitoring plot: not redrawn by this run (no new monitoring records)."
+    return f"Monitoring plot (realized RMSE and drift, newest {plot['records']} batches): [{plot['uri']}]({plot['uri']})"
+
+
+def _failure_outcome(failed: dict[str, Any]) -> str:
+    if failed.get("set_aside"):
+        return f"**set aside** as `{failed['set_aside']}` after {failed['failures']} failed runs; not retried until moved back"
+    runs = f"; failed runs so far: {failed['failures']}" if failed.get("failures") else ""
+    return f"**failed** (retried next run{runs})"
 
 
 def main() -> None:

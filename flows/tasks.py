@@ -13,6 +13,7 @@ task or flow parameter, so it never reaches the Prefect API, and never logged.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any, ParamSpec, TypeVar
@@ -27,11 +28,20 @@ from prefect.states import State
 import taxi
 import taxi.evaluation
 import taxi.storage
-from taxi import incoming
+from taxi import incoming, monitoring
 from taxi.features import FeatureMatrix, Vectorizer
 from taxi.incoming import Claim, IncomingFile
 from taxi.ingest import months_present
-from taxi.layout import LATEST_KEY, data_key, model_prefix
+from taxi.layout import (
+    LATEST_KEY,
+    MONITORING_PLOT_KEY,
+    MONITORING_PREFIX,
+    data_key,
+    is_monitoring_record,
+    model_prefix,
+    monitoring_record_key,
+    parse_s3_uri,
+)
 from taxi.model import Model
 from taxi.months import month_name
 from taxi.settings import DEFAULT_IO_RETRY_DELAYS, SIGNING_KEY_BLOCK_ENV, SIGNING_KEY_ENV, Settings
@@ -41,6 +51,7 @@ from taxi.storage import (
     LoadedModel,
     ModelNotFoundError,
     ModelRegistry,
+    NotFoundError,
     ObjectStore,
     StorageError,
 )
@@ -312,3 +323,68 @@ def release_claim(file: IncomingFile) -> None:
 @task(name="record-done", tags=["taxi", "io", "s3"], **io_task)
 def record_done(file: IncomingFile, predictions_uri: str, model_version: str, run: str) -> dict[str, Any]:
     return incoming.record_done(ObjectStore(), file, predictions_uri, model_version, run)
+
+
+@task(name="record-failure", tags=["taxi", "io", "s3"], **io_task)
+def record_failure(file: IncomingFile, error: str, run: str) -> int:
+    return incoming.record_failure(ObjectStore(), file, error, run)
+
+
+@task(name="clear-failures", tags=["taxi", "io", "s3"], **io_task)
+def clear_failures(file: IncomingFile) -> None:
+    incoming.clear_failures(ObjectStore(), file)
+
+
+@task(name="set-aside", tags=["taxi", "io", "s3"], **io_task)
+def set_aside(file: IncomingFile) -> str:
+    objects = ObjectStore()
+    target = incoming.set_aside(objects, file)
+    get_run_logger().warning("Set %s aside as %s: it failed too many runs", objects.uri(file.key), objects.uri(target))
+    return objects.uri(target)
+
+
+# --- monitoring (taxi.monitoring) ----------------------------------------------------------
+
+
+@task(name="reference-statistics", tags=["taxi", "ml"], **pure_task)
+def reference_statistics(train_trips: pd.DataFrame, predictions: np.ndarray, use_trip_distance: bool) -> dict[str, Any]:
+    return monitoring.reference_statistics(train_trips, predictions, include_trip_distance=use_trip_distance)
+
+
+@task(name="monitor-batch", tags=["taxi", "ml"], **pure_task)
+def monitor_batch(
+    reference: dict[str, Any] | None,
+    trips: pd.DataFrame,
+    predictions: np.ndarray,
+    source: str,
+    version: str,
+    thresholds: dict[str, float],
+) -> dict[str, Any]:
+    return monitoring.batch_record(reference, trips, predictions, source, version, thresholds)
+
+
+@task(name="write-monitoring-record", tags=["taxi", "io", "s3"], **io_task)
+def write_monitoring_record(record: dict[str, Any], predictions_uri: str) -> str:
+    objects = ObjectStore()
+    key = monitoring_record_key(parse_s3_uri(predictions_uri)[1])
+    objects.put_verified(key, json.dumps(record, indent=2).encode(), "application/json")
+    return objects.uri(key)
+
+
+@task(name="refresh-monitoring-plot", tags=["taxi", "io", "s3"], **io_task)
+def refresh_monitoring_plot(newest: int = monitoring.PLOT_RECORDS) -> tuple[str, int] | None:
+    """Redraw the monitoring plot from the `newest` batch records (by time written); returns
+    its URI and how many records it shows, or None while there are no records."""
+    objects = ObjectStore()
+    listed = [item for item in objects.list_objects(MONITORING_PREFIX) if is_monitoring_record(item["Key"])]
+    listed = sorted(listed, key=lambda item: (item["LastModified"], item["Key"]))[-newest:]
+    records = []
+    for item in listed:
+        try:
+            records.append(json.loads(objects.get(item["Key"])))
+        except (NotFoundError, ValueError) as error:  # removed meanwhile, or not a record: leave it out
+            get_run_logger().warning("Left %s out of the monitoring plot: %s", objects.uri(item["Key"]), error)
+    if not records:
+        return None
+    objects.put_verified(MONITORING_PLOT_KEY, monitoring.monitoring_plot(records), "image/png")
+    return objects.uri(MONITORING_PLOT_KEY), len(records)

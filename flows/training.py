@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from dataclasses import asdict
 from datetime import UTC, date, datetime
 from typing import Any, Literal
@@ -14,7 +15,7 @@ from prefect.artifacts import create_markdown_artifact
 from flows import tasks
 from taxi.config import DEFAULT_MAX_TRAIN_ROWS
 from taxi.evaluation import decide_promotion, evaluation_plot
-from taxi.layout import MANIFEST_OBJECT, PLOT_OBJECT, model_key, s3_uri
+from taxi.layout import MANIFEST_OBJECT, PLOT_OBJECT, REFERENCE_OBJECT, model_key, s3_uri
 from taxi.model import check_model_type
 from taxi.months import month_name
 from taxi.pipeline import predictions_frame, run_window_training
@@ -115,9 +116,16 @@ def training_flow(
         },
         "promotion": decision.as_dict(),
     }
-    manifest = retrying(tasks.save_model)(
-        trained.model, trained.vectorizer, metrics, details, decision.promote, {PLOT_OBJECT: (plot, "image/png")}
-    )
+    attachments = {PLOT_OBJECT: (plot, "image/png")}
+    # Monitoring reference (taxi.monitoring): a uniform sample of the window's training trips and
+    # the model's predictions on them, stored in the version like its other objects (manifest,
+    # sha256, signature); each inference batch is compared with it.
+    reference_trips = trained.reference_trips
+    reference_predictions = tasks.predict(trained.model, trained.vectorizer.transform(reference_trips))
+    reference = tasks.reference_statistics(reference_trips, reference_predictions, use_trip_distance)
+    attachments[REFERENCE_OBJECT] = (json.dumps(reference).encode(), "application/json")
+
+    manifest = retrying(tasks.save_model)(trained.model, trained.vectorizer, metrics, details, decision.promote, attachments)
     version = manifest["version"]
     predictions_uri = retrying(tasks.write_predictions)(predictions_frame(test, test_predictions), plan.test_source, version)
 

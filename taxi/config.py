@@ -82,3 +82,6 @@ def signing_key_from_env() -> bytes | None:
 # (~16M) would need several GB to train on whole.
 DEFAULT_MAX_TRAIN_ROWS = 2_000_000
 SAMPLE_SEED = 0
+# Trips behind a model version's monitoring reference (histograms; taxi.monitoring): a uniform
+# sample of the training window, whole for windows smaller than this.
+REFERENCE_ROWS = 500_000

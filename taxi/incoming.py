@@ -11,9 +11,20 @@ make that hold across reruns, overlapping runs and failures:
     processed/incoming/<path>.json         "this file is done": written only after its
                                            predictions object exists; names that object
 
+    failures/incoming/<path>.json          how many runs failed on this file so far, and
+                                           the last error; deleted once the file succeeds
+                                           or is set aside
+    failed/incoming/<path>                 a file set aside after `set_aside_after` failed
+                                           runs (Settings.set_aside_after_failures, default
+                                           3): never listed again until a person moves it
+                                           back under incoming/
+
 A run skips files with a done-record, claims the others one by one and predicts the ones it
 claimed. A file that fails gets no done-record and its claim is released, so the next run
-tries it again. A claim left behind by a run that was killed expires after CLAIM_TTL.
+tries it again, until it has failed in `set_aside_after` runs: then it is moved (copied,
+the copy verified, then deleted) under failed/, so that a file that can never be predicted
+is reported once instead of failing every hourly run. A claim left behind by a run that was
+killed expires after CLAIM_TTL.
 
 Plain Python on an ObjectStore, no Prefect: flows/inference.py wires these into a flow.
 """
@@ -26,8 +37,19 @@ from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any
 
-from taxi.layout import claim_key, done_record_input, done_record_key, done_records_prefix, prediction_name
-from taxi.storage.objects import ObjectStore, StorageError
+from taxi.layout import (
+    claim_key,
+    done_record_input,
+    done_record_key,
+    done_records_prefix,
+    failure_count_key,
+    prediction_name,
+    set_aside_key,
+)
+from taxi.storage.objects import NotFoundError, ObjectStore, StorageError
+
+# The error kept in a failure record: enough to say what went wrong, not a whole traceback.
+MAX_ERROR_CHARS = 500
 
 # Longer than any single file's inference (seconds to a few minutes) by a wide margin: a claim
 # older than this belongs to a run that died without releasing it.
@@ -43,8 +65,11 @@ __all__ = [
     "list_incoming",
     "prediction_name",
     "processed_keys",
+    "clear_failures",
     "record_done",
+    "record_failure",
     "release",
+    "set_aside",
 ]
 
 
@@ -128,3 +153,43 @@ def record_done(store: ObjectStore, file: IncomingFile, predictions_uri: str, mo
     }
     store.put_verified(done_record_key(file.key), json.dumps(record, indent=2).encode(), "application/json")
     return record
+
+
+def record_failure(store: ObjectStore, file: IncomingFile, error: str, run: str, now: datetime | None = None) -> int:
+    """Count one more failed run on `file` (its failure record) and return the count so far.
+
+    Only the run holding the file's claim calls this, so read-then-write does not race."""
+    key = failure_count_key(file.key)
+    try:
+        previous = json.loads(store.get(key))
+        failures = int(previous["failures"])
+    except NotFoundError:
+        failures = 0
+    except (ValueError, KeyError, TypeError):
+        failures = 0  # an unreadable record (edited by hand?) starts the count again
+    record = {
+        "input": store.uri(file.key),
+        "input_etag": file.etag,
+        "failures": failures + 1,
+        "last_error": str(error)[:MAX_ERROR_CHARS],
+        "last_run": run,
+        "last_failed_at": (now or datetime.now(UTC)).isoformat(timespec="seconds"),
+    }
+    store.put_verified(key, json.dumps(record, indent=2).encode(), "application/json")
+    return failures + 1
+
+
+def clear_failures(store: ObjectStore, file: IncomingFile) -> None:
+    """Forget the failures of `file` (it succeeded, or was set aside)."""
+    store.delete(failure_count_key(file.key))
+
+
+def set_aside(store: ObjectStore, file: IncomingFile) -> str:
+    """Move `file` under failed/ (taxi.layout.set_aside_key): copy, read the copy back and
+    check its bytes, then delete the original and its failure record. Returns the
+    new key. If any step fails the original is still in place."""
+    target = set_aside_key(file.key)
+    store.put_verified(target, store.get(file.key))  # reads the copy back: same bytes or an error
+    store.delete(file.key)
+    clear_failures(store, file)
+    return target

@@ -8,15 +8,23 @@
     incoming/<path>                         files for the hourly inference job to predict
     claims/incoming/<path>.json             "a run is predicting this file now" (taxi.incoming)
     processed/incoming/<path>.json          "this file is done", names its predictions
+    failures/incoming/<path>.json           failed runs of a file so far (taxi.incoming)
+    failed/incoming/<path>                  files set aside after repeated failures; moved
+                                            back under incoming/ by a person to retry them
     models/<version>/model.pkl              fitted model
     models/<version>/vectorizer.pkl         fitted vectorizer
     models/<version>/metrics.json           evaluation figures
     models/<version>/evaluation.png         predicted vs actual, error by hour
+    models/<version>/reference.json         reference statistics of the training trips
     models/<version>/manifest.json          written last: a version without it is incomplete
     models/<version>/manifest.json.sig      HMAC-SHA256 of the manifest's bytes (with a key)
     models/latest.json                      marker naming the current version
     predictions/<name>/<version>.parquet    <name>: the input's file name, or for incoming
                                             files their whole key, without the data suffix
+    monitoring/predictions/<name>/<version>.json
+                                            monitoring record of those predictions: the
+                                            predictions key under monitoring/, .json
+    monitoring/plots/monitoring.png         realized RMSE and drift over the newest records
 
 Pure functions and constants: formatting a key or a URI needs no client and no bucket access.
 """
@@ -31,11 +39,17 @@ CLAIMS_PREFIX = "claims/"
 PROCESSED_PREFIX = "processed/"
 MODELS_PREFIX = "models/"
 PREDICTIONS_PREFIX = "predictions/"
+MONITORING_PREFIX = "monitoring/"
+MONITORING_PLOTS_PREFIX = MONITORING_PREFIX + "plots/"
+MONITORING_PLOT_KEY = MONITORING_PLOTS_PREFIX + "monitoring.png"
+FAILURES_PREFIX = "failures/"
+SET_ASIDE_PREFIX = "failed/"
 
 MODEL_OBJECT = "model.pkl"
 VECTORIZER_OBJECT = "vectorizer.pkl"
 METRICS_OBJECT = "metrics.json"
 PLOT_OBJECT = "evaluation.png"
+REFERENCE_OBJECT = "reference.json"
 MANIFEST_OBJECT = "manifest.json"
 SIGNATURE_OBJECT = "manifest.json.sig"
 LATEST_MARKER = "latest.json"
@@ -142,6 +156,20 @@ def predictions_key(source: str, version: str, name: str | None = None) -> str:
     return f"{PREDICTIONS_PREFIX}{name or source_name(source)}/{version}.parquet"
 
 
+# --- monitoring (taxi.monitoring) -----------------------------------------------------------
+
+
+def monitoring_record_key(predictions_key: str) -> str:
+    """monitoring/<predictions key without .parquet>.json: one record per predictions object."""
+    name = predictions_key.removesuffix(".parquet")
+    return MONITORING_PREFIX + name + RECORD_SUFFIX
+
+
+def is_monitoring_record(key: str) -> bool:
+    """A batch record under monitoring/ (not a plot or anything else kept under a sub-prefix)."""
+    return key.startswith(MONITORING_PREFIX + PREDICTIONS_PREFIX) and key.endswith(RECORD_SUFFIX)
+
+
 # --- the hourly job's bookkeeping (taxi.incoming) ------------------------------------------
 
 
@@ -163,3 +191,12 @@ def done_record_input(key: str) -> str | None:
     if not (key.startswith(PROCESSED_PREFIX) and key.endswith(RECORD_SUFFIX)):
         return None
     return key[len(PROCESSED_PREFIX) : -len(RECORD_SUFFIX)]
+
+
+def failure_count_key(input_key: str) -> str:
+    return FAILURES_PREFIX + input_key + RECORD_SUFFIX
+
+
+def set_aside_key(input_key: str) -> str:
+    """Where a file that kept failing is moved: failed/<its key>."""
+    return SET_ASIDE_PREFIX + input_key

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from taxi.config import DEFAULT_MAX_TRAIN_ROWS, PREDICTION_COLUMN, SAMPLE_SEED, TARGET_COLUMN
+from taxi.config import DEFAULT_MAX_TRAIN_ROWS, PREDICTION_COLUMN, REFERENCE_ROWS, SAMPLE_SEED, TARGET_COLUMN
 from taxi.features import Vectorizer
 from taxi.memory import return_freed_memory_to_the_os
 from taxi.model import Model, OneHotNormalEquations, check_model_type, evaluate_model, make_vectorizer, predict, train_model
@@ -85,6 +85,9 @@ class WindowTrainingResult:
     rmse_train: float  # on the trips the model was fitted on
     rmse_test: float
     rmse_test_course_baseline: float
+    # A uniform sample of the window's kept trips (at most REFERENCE_ROWS), for the monitoring
+    # reference: a histogram needs no more, and the months themselves are not kept.
+    reference_trips: pd.DataFrame
 
     @property
     def rows_kept(self) -> int:
@@ -131,12 +134,14 @@ def run_window_training(
         raise ValueError(f"max_train_rows must be at least 1, got {max_train_rows}")
     linear = OneHotNormalEquations()
     sample = UniformRowSample(max_train_rows, seed) if model_type == "gbm" else None
+    reference = UniformRowSample(REFERENCE_ROWS, seed)
     months = []
     for source in train_sources:
         trips, rows_read = apply_steps(source, TRAIN_STEPS, run)
         linear.add(trips, trips[TARGET_COLUMN].to_numpy(dtype=np.float64))
         if sample is not None:
             sample.add(trips)
+        reference.add(trips)
         months.append(MonthUsage(source, rows_read, len(trips)))
         del trips
     baseline, baseline_vectorizer = linear.fit()
@@ -161,6 +166,7 @@ def run_window_training(
         rmse_train=rmse_train,
         rmse_test=evaluate_model(model, test.X, test.y),
         rmse_test_course_baseline=evaluate_model(baseline, baseline_vectorizer.transform(test.trips), test.y),
+        reference_trips=reference.rows,
     )
 
 

@@ -14,6 +14,7 @@ Variables read by other programs, not by this project's code:
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,6 +35,13 @@ SIGNING_KEY_BLOCK_ENV = "TAXI_SIGNING_KEY_BLOCK"
 IO_RETRY_DELAYS_ENV = "TAXI_IO_RETRY_DELAYS"
 WORK_POOL_ENV = "TAXI_WORK_POOL"
 TLC_BASE_URL_ENV = "TAXI_TLC_BASE_URL"
+ALERT_WEBHOOK_URL_ENV = "TAXI_ALERT_WEBHOOK_URL"
+DRIFT_THRESHOLDS_ENV = "TAXI_DRIFT_THRESHOLDS"
+SET_ASIDE_AFTER_FAILURES_ENV = "TAXI_SET_ASIDE_AFTER_FAILURES"
+# The hourly job sets a file aside after this many failed runs (taxi.incoming).
+DEFAULT_SET_ASIDE_AFTER_FAILURES = 3
+# The name in TAXI_DRIFT_THRESHOLDS that sets every statistic's threshold at once.
+ALL_STATISTICS = "default"
 BOTO3_VARIABLES: tuple[str, ...] = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
 
 
@@ -60,6 +68,14 @@ class Settings:
     # stores them in Secret blocks for flow containers (boto3 reads them on its own).
     aws_access_key_id: str | None = field(default=None, repr=False)
     aws_secret_access_key: str | None = field(default=None, repr=False)
+    # TAXI_ALERT_WEBHOOK_URL: where the alerting automations post (deploy.automations stores
+    # it in a notification block); a secret, since such URLs often carry a token.
+    alert_webhook_url: str | None = field(default=None, repr=False)
+    # TAXI_DRIFT_THRESHOLDS: drift thresholds by statistic name, "pickup_zone=0.15,default=0.12",
+    # or one number for all; names are checked against taxi.monitoring's when a run starts.
+    drift_thresholds: Mapping[str, float] = field(default_factory=dict)
+    # TAXI_SET_ASIDE_AFTER_FAILURES: failed hourly runs after which an incoming file is set aside.
+    set_aside_after_failures: int = DEFAULT_SET_ASIDE_AFTER_FAILURES
     # PREFECT_API_URL: Prefect's own setting; read here only to print the UI's address.
     prefect_api_url: str | None = None
 
@@ -86,6 +102,9 @@ class Settings:
             aws_access_key_id=value("AWS_ACCESS_KEY_ID"),
             aws_secret_access_key=value("AWS_SECRET_ACCESS_KEY"),
             prefect_api_url=value("PREFECT_API_URL"),
+            alert_webhook_url=value(ALERT_WEBHOOK_URL_ENV),
+            drift_thresholds=parse_drift_thresholds(value(DRIFT_THRESHOLDS_ENV)),
+            set_aside_after_failures=parse_set_aside_after(value(SET_ASIDE_AFTER_FAILURES_ENV)),
         )
 
 
@@ -100,3 +119,40 @@ def parse_retry_delays(raw: str | None) -> tuple[int, ...]:
     if any(d < 0 for d in delays):
         raise ValueError(f"{IO_RETRY_DELAYS_ENV} must not be negative, got {raw!r}")
     return delays
+
+
+def parse_drift_thresholds(raw: str | None) -> dict[str, float]:
+    """{"pickup_zone": 0.15, "default": 0.12} from "pickup_zone=0.15,default=0.12"; a lone
+    number is the threshold of every statistic ({"default": value}); {} when unset. Each
+    value is a Jensen-Shannon distance, in (0, 1]."""
+    if raw is None:
+        return {}
+    if "=" not in raw:
+        raw = f"{ALL_STATISTICS}={raw}"
+    thresholds: dict[str, float] = {}
+    for part in raw.split(","):
+        name, _, text = (piece.strip() for piece in part.partition("="))
+        try:
+            number = float(text)
+        except ValueError:
+            number = math.nan
+        if not name or not 0 < number <= 1:
+            raise ValueError(
+                f"{DRIFT_THRESHOLDS_ENV} must be NAME=VALUE pairs separated by commas (or one value), "
+                f"each value a number in (0, 1]; got {part.strip()!r}"
+            )
+        thresholds[name] = number
+    return thresholds
+
+
+def parse_set_aside_after(raw: str | None) -> int:
+    """A whole number of failed runs, at least 1; the default when unset."""
+    if raw is None:
+        return DEFAULT_SET_ASIDE_AFTER_FAILURES
+    try:
+        count = int(raw)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise ValueError(f"{SET_ASIDE_AFTER_FAILURES_ENV} must be a whole number of failed runs, at least 1; got {raw!r}")
+    return count

@@ -26,6 +26,7 @@ from taxi.layout import (
     METRICS_OBJECT,
     MODEL_OBJECT,
     MODELS_PREFIX,
+    REFERENCE_OBJECT,
     SIGNATURE_OBJECT,
     VECTORIZER_OBJECT,
     model_key,
@@ -88,6 +89,9 @@ class LoadedModel:
     model: Any  # whatever was pickled: storage knows nothing of model types
     vectorizer: Any
     manifest: Json
+    # Reference statistics of the training trips (taxi.monitoring); None for versions
+    # published before they were stored.
+    reference: Json | None = None
 
 
 @dataclass
@@ -249,13 +253,19 @@ class ModelRegistry:
         """Load a model version, verifying every object against its manifest before unpickling."""
         concrete, manifest_sha = self.resolve_version(version)
         manifest = self.load_manifest(concrete, manifest_sha)
-        loaded = {}
-        for name in (MODEL_OBJECT, VECTORIZER_OBJECT):
-            entry = manifest["objects"][name]
-            body = self.objects.get(entry["key"])
-            if sha256_hex(body) != entry["sha256"]:
-                raise IntegrityError(
-                    f"{self.objects.uri(entry['key'])} does not match the sha256 in its manifest: refusing to load it"
-                )
-            loaded[name] = pickle.loads(body)  # only after the checksum matched
-        return LoadedModel(concrete, loaded[MODEL_OBJECT], loaded[VECTORIZER_OBJECT], manifest)
+        model, vectorizer = (pickle.loads(self.verified_object(manifest, name)) for name in (MODEL_OBJECT, VECTORIZER_OBJECT))
+        reference = (
+            json.loads(self.verified_object(manifest, REFERENCE_OBJECT)) if REFERENCE_OBJECT in manifest["objects"] else None
+        )
+        return LoadedModel(concrete, model, vectorizer, manifest, reference)
+
+    def verified_object(self, manifest: Json, name: str) -> bytes:
+        """The bytes of object `name` of a (verified) manifest's version, refused unless
+        they match the sha256 the manifest lists; unpickle or parse only after this."""
+        entry = manifest["objects"][name]
+        body = self.objects.get(entry["key"])
+        if sha256_hex(body) != entry["sha256"]:
+            raise IntegrityError(
+                f"{self.objects.uri(entry['key'])} does not match the sha256 in its manifest: refusing to load it"
+            )
+        return body

@@ -114,3 +114,26 @@ def flow_runs(flow_run_id: UUID) -> list[Any]:
             return await client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=family)))
 
     return asyncio.run(read())
+
+
+def events(
+    name: str, resource_id: str, until: Callable[[list[dict[str, Any]]], bool] = bool, timeout: float = 60
+) -> list[dict[str, Any]]:
+    """Events called `name` about the resource `resource_id`, as the server stored them.
+
+    Events are sent in the background and stored asynchronously: poll until `until(found)`
+    holds or `timeout` passes, and return the last read either way."""
+    EventsWorker.drain_all(timeout=30, at_exit=False)
+    query = {"filter": {"event": {"name": [name]}, "resource": {"id": [resource_id]}}, "limit": 50}
+
+    async def read() -> list[dict[str, Any]]:
+        async with get_client() as client:
+            response = await client.request("POST", "/events/filter", json=query)
+        return response.json()["events"]
+
+    deadline = time.monotonic() + timeout
+    while True:
+        found = asyncio.run(read())
+        if until(found) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)

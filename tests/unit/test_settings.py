@@ -105,3 +105,29 @@ def test_importing_taxi_and_the_flows_leaves_the_allocator_alone():
     if before == "system":
         pytest.skip("this pyarrow's default pool is already the system pool: nothing to tell apart")
     assert after == "system"
+
+
+def test_monitoring_settings(monkeypatch):
+    from taxi.monitoring import DEFAULT_THRESHOLD, drift_thresholds
+
+    assert Settings.from_env({}).drift_thresholds == {} and Settings.from_env({}).set_aside_after_failures == 3
+    one = Settings.from_env({"TAXI_DRIFT_THRESHOLDS": "0.2"}).drift_thresholds
+    assert one == {"default": 0.2} and set(drift_thresholds(one).values()) == {0.2}
+    named = Settings.from_env({"TAXI_DRIFT_THRESHOLDS": " pickup_zone = 0.15 , default=0.12"}).drift_thresholds
+    limits = drift_thresholds(named)
+    assert limits["pickup_zone"] == 0.15 and limits["pickup_hour"] == 0.12
+    assert drift_thresholds({"pickup_zone": 0.3})["pickup_hour"] == DEFAULT_THRESHOLD
+    for bad in ("high", "pickup_zone=0", "pickup_zone=1.5", "=0.1", "pickup_zone=0.1,"):
+        with pytest.raises(ValueError, match="TAXI_DRIFT_THRESHOLDS"):
+            Settings.from_env({"TAXI_DRIFT_THRESHOLDS": bad})
+    with pytest.raises(ValueError, match="unknown drift statistic 'pickup_zon'"):
+        drift_thresholds(Settings.from_env({"TAXI_DRIFT_THRESHOLDS": "pickup_zon=0.2"}).drift_thresholds)
+
+    assert Settings.from_env({"TAXI_SET_ASIDE_AFTER_FAILURES": "5"}).set_aside_after_failures == 5
+    for bad in ("0", "-1", "three"):
+        with pytest.raises(ValueError, match="TAXI_SET_ASIDE_AFTER_FAILURES"):
+            Settings.from_env({"TAXI_SET_ASIDE_AFTER_FAILURES": bad})
+
+    url = "https://hooks.example.com/services/T000/B000/secret-token"
+    settings = Settings.from_env({"TAXI_ALERT_WEBHOOK_URL": url})
+    assert settings.alert_webhook_url == url and "secret-token" not in repr(settings)

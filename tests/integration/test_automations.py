@@ -1,0 +1,199 @@
+"""Alerts as code on a real Prefect server: the automations of deploy/automations.yaml fire
+and their webhook reaches a local HTTP receiver.
+
+Runs of a taxi deployment are made the way a worker makes them (a flow run created from the
+deployment, then executed by Prefect's flow engine in this process), so the state-change
+events are the server's own. The drift event is the one the inference flow emits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from prefect import flow
+from prefect.automations import Automation
+from prefect.client.orchestration import get_client
+from prefect.events import emit_event
+from prefect.events.worker import EventsWorker
+from prefect.flow_engine import run_flow
+from prefect.states import Crashed
+
+from deploy.automations import AlertSetupError, check_webhook_url, load_automations_file, setup_automations
+from taxi import load_data, predict, process_inference_data
+from taxi.monitoring import batch_record, drift_event, reference_statistics
+from tests.conftest import GREEN_FEB
+
+WAIT_SECONDS = 90  # the server's trigger and action services work in the background
+
+
+class Receiver:
+    """A local webhook target that records the JSON bodies posted to it."""
+
+    def __init__(self) -> None:
+        self.received: list[dict] = []
+        received = self.received
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                received.append({"path": self.path, **json.loads(body or b"{}")})
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:  # keep the test output quiet
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.token = secrets.token_hex(8)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook?token={self.token}"
+
+    def wait_for(self, text: str, timeout: float = WAIT_SECONDS) -> dict:
+        """The first notification whose subject or body contains `text` (bounded wait)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for message in list(self.received):
+                if text in message.get("subject", "") + message.get("body", ""):
+                    return message
+            time.sleep(0.25)
+        raise AssertionError(f"no notification mentioning {text!r} within {timeout} s; got {self.received}")
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    receiver = Receiver()
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture
+def alerts(prefect_api, receiver) -> Iterator[list[Automation]]:
+    """The automations set up twice (the second run must update, not duplicate); removed
+    afterwards so the session's other tests run without them."""
+    _, declared = load_automations_file()
+    # A first setup pointing nowhere, plus a stray copy of one automation: the second setup
+    # must re-point the block and leave one automation of each name.
+    asyncio.run(setup_automations("http://127.0.0.1:9/nowhere"))
+    stray = Automation.model_validate({**declared[1], "actions": []})
+    asyncio.run(stray.acreate())
+    applied = asyncio.run(setup_automations(receiver.url))
+    yield applied
+    asyncio.run(_delete_automations([spec["name"] for spec in declared]))
+
+
+async def _delete_automations(names: list[str]) -> None:
+    async with get_client() as client:
+        for name in names:
+            for automation in await client.read_automations_by_name(name=name):
+                await client.delete_automation(automation.id)
+
+
+async def _automations_named(prefix: str) -> list:
+    async with get_client() as client:
+        return [a for a in await client.read_automations() if a.name.startswith(prefix)]
+
+
+@flow(name="taxi-alert-test-flow")
+def failing_flow() -> None:
+    raise RuntimeError("injected failure for the alert test")
+
+
+async def _run_of_deployment(deployment_name: str):
+    async with get_client() as client:
+        flow_id = await client.create_flow(failing_flow)
+        deployment_id = await client.create_deployment(
+            flow_id, deployment_name, entrypoint="tests/integration/test_automations.py:failing_flow"
+        )
+        return await client.create_flow_run_from_deployment(deployment_id)
+
+
+def test_setup_leaves_exactly_the_declared_automations_and_keeps_the_url_secret(alerts, receiver):
+    automations = asyncio.run(_automations_named("taxi-"))
+    assert sorted(a.name for a in automations) == ["taxi-drift-detected", "taxi-flow-run-failed"]
+    assert all(len(a.actions) == 1 and a.actions[0].type == "send-notification" for a in automations)
+    assert {str(a.id) for a in automations} == {str(a.id) for a in alerts}
+
+    async def stored_block() -> str:
+        async with get_client() as client:
+            block = await client.read_block_document_by_name("taxi-alerts", "custom-webhook", include_secrets=False)
+        return json.dumps(block.data, default=str)
+
+    stored = asyncio.run(stored_block())
+    assert receiver.token not in stored and "127.0.0.1" not in stored
+    assert receiver.token not in json.dumps([a.model_dump(mode="json") for a in automations])
+
+
+def test_a_failed_or_crashed_taxi_deployment_run_notifies_and_other_deployments_do_not(alerts, receiver):
+    suffix = secrets.token_hex(3)
+    other = asyncio.run(_run_of_deployment(f"other-{suffix}"))
+    failed = asyncio.run(_run_of_deployment(f"taxi-alert-test-{suffix}"))
+    crashed = asyncio.run(_run_of_deployment(f"taxi-alert-crash-{suffix}"))
+
+    for run in (other, failed):
+        state = run_flow(failing_flow, flow_run=run, return_type="state")
+        assert state.is_failed()
+
+    async def crash() -> None:  # what a worker reports when the infrastructure dies
+        async with get_client() as client:
+            await client.set_flow_run_state(crashed.id, Crashed(message="container exited with code 137"), force=True)
+
+    asyncio.run(crash())
+
+    failure = receiver.wait_for(failed.name)
+    assert f"taxi-alert-test-{suffix}" in failure["subject"] and "Failed" in failure["subject"]
+    assert "injected failure" in failure["body"]
+    assert failure["path"].endswith(f"token={receiver.token}")
+    crash_alert = receiver.wait_for(crashed.name)
+    assert "Crashed" in crash_alert["subject"] and "code 137" in crash_alert["body"]
+    # The other deployment's run failed first; had it matched, its notification would be here.
+    assert not [m for m in receiver.received if other.name in m["subject"] + m["body"]]
+
+
+def test_a_drift_event_notifies_with_the_input_and_model_version(alerts, receiver, small_model, tmp_path):
+    # A model trained on yellow trips, run on a green month: the zone mix is another city's.
+    reference = reference_statistics(small_model.train.trips, predict(small_model.model, small_model.train.X))
+    processed = process_inference_data(str(GREEN_FEB), small_model.vectorizer)
+    record = batch_record(
+        reference, load_data(str(GREEN_FEB)), predict(small_model.model, processed.X), str(GREEN_FEB), "v-alert-test"
+    )
+    assert record["drift_detected"]
+
+    emit_event(**drift_event(record, record_uri="s3://taxi-test/monitoring/example.json"))
+    EventsWorker.drain_all(timeout=30, at_exit=False)
+
+    message = receiver.wait_for("v-alert-test")
+    assert str(GREEN_FEB) in message["subject"] and "pickup_zone" in message["body"]
+    assert "s3://taxi-test/monitoring/example.json" in message["body"]
+
+
+def test_bad_settings_are_reported_without_echoing_the_url(tmp_path):
+    with pytest.raises(AlertSetupError, match="TAXI_ALERT_WEBHOOK_URL must be") as raised:
+        check_webhook_url("ftp://secret-token@example.com/hook")
+    assert "secret-token" not in str(raised.value)
+    broken = tmp_path / "automations.yaml"
+    broken.write_text("notification_block: x\nautomations:\n  - name: a\n  - name: a\n")
+    with pytest.raises(AlertSetupError, match="unique"):
+        load_automations_file(broken)
+
+
+def test_no_webhook_and_no_block_sets_up_nothing(prefect_api, monkeypatch, tmp_path, capsys):
+    declared = tmp_path / "automations.yaml"
+    declared.write_text(
+        "notification_block: taxi-alerts-unset\nautomations:\n  - name: taxi-never-created\n    trigger: {expect: [x]}\n"
+    )
+    monkeypatch.delenv("TAXI_ALERT_WEBHOOK_URL", raising=False)
+    assert asyncio.run(setup_automations(path=declared)) == []
+    assert "TAXI_ALERT_WEBHOOK_URL" in capsys.readouterr().out
+    assert asyncio.run(_automations_named("taxi-never-created")) == []
