@@ -51,7 +51,7 @@ def test_training_then_inference(seeded):
     manifest = json.loads(store.get(f"models/{version}/manifest.json"))
     assert manifest["train_data"] == {"uri": f"{data}/green_tripdata_2021-01.parquet", "rows_read": 76_518, "rows_used": 73_908}
     assert manifest["test_data"]["rows_used"] == 61_921
-    assert set(manifest["objects"]) == {"model.pkl", "vectorizer.pkl", "metrics.json", "evaluation.png"}
+    assert set(manifest["objects"]) == {"model.pkl", "vectorizer.pkl", "metrics.json", "evaluation.png", "reference.json"}
     assert store.latest_marker()["version"] == version
     test_predictions = pd.read_parquet(io.BytesIO(store.get(f"predictions/green_tripdata_2021-02/{version}.parquet")))
     assert len(test_predictions) == 61_921
