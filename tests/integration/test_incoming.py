@@ -88,7 +88,7 @@ def test_a_corrupt_file_is_reported_and_retried_without_blocking_the_others(publ
     assert not store.exists("processed/incoming/bad.parquet.json") and store.list_keys("claims/") == []
     assert store.list_keys("predictions/incoming/bad/") == []
     report = api.artifacts(state.state_details.flow_run_id, "taxi-incoming-inference")
-    assert "`incoming/bad.parquet` | **failed** (retried next run)" in report[0].data
+    assert "`incoming/bad.parquet` | **failed** (retried next run; failed runs so far: 1)" in report[0].data
     # Bad input is not retried within the run: the file's load-data task ran once.
     failed = lambda runs: [t for t in runs if t.state and t.state.is_failed()]  # noqa: E731
     [load] = failed(api.task_runs(state.state_details.flow_run_id, "load-data", until=failed))
