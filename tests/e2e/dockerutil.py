@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import socket
@@ -163,6 +164,12 @@ def assert_bucket_after_runs(s3, bucket: str) -> None:
     predicted = pd.read_parquet(io.BytesIO(s3.get_object(Bucket=bucket, Key=hourly[0])["Body"].read()))
     assert len(predicted) == 83_827
     assert keys(s3, bucket, "processed/incoming/") == ["processed/incoming/green_tripdata_2021-03.parquet.json"]
+    # Its monitoring record, next to the predictions it describes (docs/monitoring.md).
+    record_key = "monitoring/" + hourly[0].removesuffix(".parquet") + ".json"
+    record = json.loads(s3.get_object(Bucket=bucket, Key=record_key)["Body"].read())
+    assert record["rows"] == 83_827 and record["input"].endswith("incoming/green_tripdata_2021-03.parquet"), record
+    assert record["realized_rmse"] is not None and isinstance(record["drift_detected"], bool), record
+    assert "monitoring/plots/monitoring.png" in keys(s3, bucket, "monitoring/plots/")
 
 
 def _instant(value: str) -> float:

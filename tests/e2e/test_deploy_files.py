@@ -15,8 +15,16 @@ import yaml
 from .dockerutil import REPO
 
 # {{ $VAR }}s that may be unset: optional build args, the optional fixed tag of a laptop
-# build, and the optional name of the signing key's block.
-OPTIONAL = {"PYTHON_IMAGE", "TAXI_PIP_NO_INDEX", "TAXI_IMAGE_TAG", "TAXI_SIGNING_KEY_BLOCK"}
+# build, the optional name of the signing key's block, the ingestion source (unset: the TLC's
+# site) and the drift thresholds (unset: the defaults).
+OPTIONAL = {
+    "PYTHON_IMAGE",
+    "TAXI_PIP_NO_INDEX",
+    "TAXI_IMAGE_TAG",
+    "TAXI_SIGNING_KEY_BLOCK",
+    "TAXI_TLC_BASE_URL",
+    "TAXI_DRIFT_THRESHOLDS",
+}
 
 
 def _load(name: str) -> dict:
@@ -57,9 +65,9 @@ def test_prebuilt_file_deploys_the_same_deployments_without_a_build():
     assert prebuilt["pull"] == laptop["pull"]
     assert prebuilt["name"] == laptop["name"]
     assert prebuilt["prefect-version"] == laptop["prefect-version"]
-    # No build or push of an image: only the variable check.
-    steps = [next(iter(step)) for step in prebuilt["build"]]
-    assert steps == ["prefect.deployments.steps.run_shell_script"]
+    # No build or push of an image: only the shell steps that check the variables.
+    steps = {next(iter(step)) for step in prebuilt["build"]}
+    assert steps == {"prefect.deployments.steps.run_shell_script"}
     assert not prebuilt.get("push")
     assert "build_docker_image" in (REPO / "prefect.yaml").read_text()
     images = {dep["work_pool"]["job_variables"]["image"] for dep in prebuilt["deployments"]}
