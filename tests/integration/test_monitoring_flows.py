@@ -100,8 +100,8 @@ def test_a_file_that_keeps_failing_is_set_aside_once_and_the_plot_is_refreshed(p
         summary = state.result(raise_on_failure=False)
         return state, getattr(summary, "summary", summary)
 
-    state, summary = run()
-    assert state.is_failed() and [f["failures"] for f in summary["failed"]] == [1] and summary["set_aside"] == []
+    state, summary = run()  # the first failed run: counted, listed, no alert (the run is Completed)
+    assert state.is_completed() and [f["failures"] for f in summary["failed"]] == [1] and summary["set_aside"] == []
     assert json.loads(store.get("failures/incoming/bad.parquet.json"))["failures"] == 1
     assert store.exists("incoming/bad.parquet")
     # The good file's record is in the plot, which the run's artifacts link.
@@ -112,7 +112,7 @@ def test_a_file_that_keeps_failing_is_set_aside_once_and_the_plot_is_refreshed(p
     [report] = api.artifacts(state.state_details.flow_run_id, "taxi-incoming-inference")
     assert "newest 1 batches" in report.data and "failed runs so far: 1" in report.data
 
-    state, summary = run()  # the second failed run: set aside
+    state, summary = run()  # the second failed run: set aside, and the one Failed run (one alert)
     assert state.is_failed() and "1 set aside under failed/" in state.message
     assert summary["set_aside"] == [{"input": "incoming/bad.parquet", "moved_to": store.uri("failed/incoming/bad.parquet")}]
     assert store.get("failed/incoming/bad.parquet") == bad and not store.exists("incoming/bad.parquet")
@@ -126,4 +126,4 @@ def test_a_file_that_keeps_failing_is_set_aside_once_and_the_plot_is_refreshed(p
     # Moved back by a person: tried again, with a fresh count.
     store.put("incoming/bad.parquet", store.get("failed/incoming/bad.parquet"))
     state, summary = run()
-    assert state.is_failed() and [f["failures"] for f in summary["failed"]] == [1]
+    assert state.is_completed() and [f["failures"] for f in summary["failed"]] == [1]
