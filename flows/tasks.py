@@ -26,7 +26,7 @@ from taxi import incoming
 from taxi.config import SIGNING_KEY_ENV, signing_key_from_env
 from taxi.data import DataError
 from taxi.incoming import Claim, IncomingFile
-from taxi.storage import ArtifactStore, IntegrityError, LoadedModel, ModelNotFoundError, StorageError
+from taxi.storage import ArtifactStore, IntegrityError, LoadedModel, ModelNotFoundError, StorageError, UnsupportedModelError
 
 VERSION = taxi.__version__
 SIGNING_KEY_BLOCK_ENV = "TAXI_SIGNING_KEY_BLOCK"
@@ -36,7 +36,7 @@ RETRY_DELAYS_ENV = "TAXI_IO_RETRY_DELAYS"
 # dead S3 endpoint fails an I/O task in at most 4 x 18 + 42 = 114 s, and in about 55 s
 # when connections are refused.
 DEFAULT_IO_RETRY_DELAYS = [2, 10, 30]
-NOT_RETRYABLE = (DataError, IntegrityError, ModelNotFoundError, ValueError)
+NOT_RETRYABLE = (DataError, IntegrityError, ModelNotFoundError, UnsupportedModelError, ValueError)
 
 
 def io_retry_delays() -> list[int]:
@@ -170,6 +170,11 @@ def evaluate_champion(test_trips: pd.DataFrame, y: np.ndarray) -> tuple[str | No
         # An altered or unsigned champion (e.g. published before signing was turned on) is
         # not a model to keep: compare with nothing, so this signed model can replace it.
         get_run_logger().warning("The current latest model cannot be trusted, not comparing with it: %s", error)
+        return None, None
+    except UnsupportedModelError as error:
+        # A champion in a retired format (e.g. a gbm saved before XGBoost) cannot be scored:
+        # compare with nothing, so this run's model can replace it.
+        get_run_logger().warning("The current latest model cannot be loaded, not comparing with it: %s", error)
         return None, None
     rmse = taxi.evaluate_model(champion.model, champion.vectorizer.transform(test_trips), y)
     get_run_logger().info("Champion %s on the same test trips: RMSE %.4f", champion.version, rmse)

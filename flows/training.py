@@ -11,6 +11,7 @@ from prefect.artifacts import create_markdown_artifact
 from flows import tasks
 from flows.processing import process_train_data_flow
 from taxi.evaluation import decide_promotion, evaluation_plot
+from taxi.gbm import model_format
 from taxi.model import check_model_type, make_vectorizer
 from taxi.pipeline import predictions_frame
 from taxi.storage import ArtifactStore
@@ -56,6 +57,7 @@ def training_flow(
     plot = evaluation_plot(test.trips, test.y, test_predictions, f"{model_type} model, test data {test_path}")
     details = {
         "model_type": model_type,
+        "model_format": model_format(model_type),
         "use_trip_distance": use_trip_distance,
         "features": [str(name) for name in train.vectorizer.get_feature_names_out()],
         "train_data": {"uri": train_path, "rows_read": train.rows_read, "rows_used": train.rows_kept},

@@ -54,7 +54,7 @@ MIN_SIGNING_KEY_BYTES = 16
 # training run, not one still writing (a run writes all its objects within seconds).
 INCOMPLETE_VERSION_MAX_AGE = timedelta(hours=6)
 
-_LIBRARIES = ("scikit-learn", "numpy", "scipy", "pandas", "pyarrow", "boto3")
+_LIBRARIES = ("scikit-learn", "xgboost-cpu", "numpy", "scipy", "pandas", "pyarrow", "boto3")
 
 
 class StorageError(RuntimeError):
@@ -67,6 +67,10 @@ class ModelNotFoundError(StorageError):
 
 class IntegrityError(StorageError):
     """An object does not match the checksum recorded for it: it was altered or truncated."""
+
+
+class UnsupportedModelError(StorageError):
+    """A model version saved in a format this code cannot load; it has to be retrained."""
 
 
 # Bounds on one S3 call: at most S3_MAX_ATTEMPTS tries (botocore's "standard" retry mode
@@ -437,6 +441,12 @@ class ArtifactStore:
         """Load a model version, verifying every object against its manifest before unpickling."""
         concrete, manifest_sha = self.resolve_version(version)
         manifest = self.load_manifest(concrete, manifest_sha)
+        from taxi.gbm import check_model_format  # the model package's rule; imported late: it loads XGBoost
+
+        try:
+            check_model_format(concrete, manifest)  # before unpickling an object of a retired class
+        except ValueError as error:
+            raise UnsupportedModelError(str(error)) from error
         objects = {}
         for name in (MODEL_OBJECT, VECTORIZER_OBJECT):
             entry = manifest["objects"][name]
