@@ -125,9 +125,7 @@ def run_inference(test_file: str, model_path: str) -> dict:
 def measure(kind: str, *args: str, script: str = __file__) -> dict:
     """Run one measurement in a fresh interpreter (`script --measure kind args...`) and return
     the JSON it prints last."""
-    output = subprocess.run(
-        [sys.executable, script, "--measure", kind, *args], check=True, capture_output=True, text=True
-    ).stdout
+    output = subprocess.run([sys.executable, script, "--measure", kind, *args], check=True, capture_output=True, text=True).stdout
     return json.loads(output.strip().splitlines()[-1])
 
 
@@ -177,7 +175,9 @@ def main() -> None:
     print(f"{'':28}{'seconds':>10}{'peak MB':>10}{'rows/s':>14}{'RMSE train':>12}{'RMSE test':>11}")
     for name, figures in (("course baseline (train)", baseline), ("project training", train), ("project inference", inference)):
         rmse = f"{figures['rmse_train']:>12.4f}{figures['rmse_test']:>11.4f}" if "rmse_test" in figures else ""
-        print(f"{name:28}{figures['seconds']:>10.2f}{figures['peak_mb']:>10.0f}{figures['rows'] / figures['seconds']:>14,.0f}{rmse}")
+        print(
+            f"{name:28}{figures['seconds']:>10.2f}{figures['peak_mb']:>10.0f}{figures['rows'] / figures['seconds']:>14,.0f}{rmse}"
+        )
     print()
     print(f"training: {speedup:.1f}x faster than the baseline, peak memory {memory_ratio:.2f}x the baseline's")
     print(f"inference: {rows_per_s:,.0f} trips per second ({inference['rows']:,} trips in {inference['seconds']:.2f} s)")

@@ -41,7 +41,13 @@ def train(config: str, train_file: str, test_file: str) -> tuple:
 
     if config == "new":
         result = taxi.run_training(train_file, test_file, model_type="gbm")
-        return result.model, result.vectorizer, result.rmse_train, result.rmse_test, result.train.rows_kept + result.test.rows_kept
+        return (
+            result.model,
+            result.vectorizer,
+            result.rmse_train,
+            result.rmse_test,
+            result.train.rows_kept + result.test.rows_kept,
+        )
     from gbm_baseline import TripFeatureEncoder, train_baseline_model
 
     train_data = taxi.process_train_data(train_file, TripFeatureEncoder())
@@ -104,7 +110,9 @@ def main() -> None:
             figures[config]["quality"] = measure("quality", config, script=__file__)
 
     print()
-    print(f"{'':10}{'train s':>9}{'train MB':>10}{'RMSE month':>12}{'infer s':>9}{'infer MB':>10}{'trips/s':>12}{'green 02':>10}{'green 03':>10}")
+    print(
+        f"{'':10}{'train s':>9}{'train MB':>10}{'RMSE month':>12}{'infer s':>9}{'infer MB':>10}{'trips/s':>12}{'green 02':>10}{'green 03':>10}"
+    )
     for config in CONFIGS:
         t, i, q = figures[config]["train"], figures[config]["inference"], figures[config]["quality"]
         print(f"{config:10}{t['seconds']:>9.2f}{t['peak_mb']:>10.0f}{t['rmse_test']:>12.4f}{i['seconds']:>9.2f}{i['peak_mb']:>10.0f}"

@@ -27,7 +27,7 @@ GBM_PARAMS = dict(
 )
 
 
-def train_baseline_model(X, y: np.ndarray) -> HistGradientBoostingRegressor:  # noqa: N803
+def train_baseline_model(X, y: np.ndarray) -> HistGradientBoostingRegressor:
     return HistGradientBoostingRegressor(**GBM_PARAMS).fit(X, y)
 
 
@@ -43,7 +43,9 @@ def _zone_slot(ids: np.ndarray) -> np.ndarray:
     return np.where((ids > 0) & (ids < N_ZONE_SLOTS), ids, 0)
 
 
-def _smoothed_mean(keys: np.ndarray, values: np.ndarray, n_keys: int, prior: np.ndarray, smoothing: float) -> tuple[np.ndarray, np.ndarray]:
+def _smoothed_mean(
+    keys: np.ndarray, values: np.ndarray, n_keys: int, prior: np.ndarray, smoothing: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-key mean of `values` shrunk towards a per-key prior: (sum + m prior) / (n + m); and the counts."""
     sums = np.bincount(keys, weights=values, minlength=n_keys)
     counts = np.bincount(keys, minlength=n_keys).astype(np.float64)
@@ -83,7 +85,7 @@ class TripFeatureEncoder(TransformerMixin, BaseEstimator):
         self.max_distance = max_distance
         self.random_state = random_state
 
-    def fit(self, trips: pd.DataFrame, y: np.ndarray) -> "TripFeatureEncoder":
+    def fit(self, trips: pd.DataFrame, y: np.ndarray) -> TripFeatureEncoder:
         self._fit_zone_tables()
         self.n_train_ = len(trips)
         base = self._base(trips)
@@ -140,15 +142,23 @@ class TripFeatureEncoder(TransformerMixin, BaseEstimator):
         valid = (ids > 0) & (ids < N_ZONE_SLOTS)
         self.borough_of_ = np.zeros(N_ZONE_SLOTS, dtype=np.int64)
         self.service_of_ = np.zeros(N_ZONE_SLOTS, dtype=np.int64)
-        self.borough_of_[ids[valid]] = lookup["Borough"].astype(str).map({b: i + 1 for i, b in enumerate(boroughs)}).to_numpy()[valid]
-        self.service_of_[ids[valid]] = lookup["service_zone"].astype(str).map({s: i + 1 for i, s in enumerate(services)}).to_numpy()[valid]
+        self.borough_of_[ids[valid]] = (
+            lookup["Borough"].astype(str).map({b: i + 1 for i, b in enumerate(boroughs)}).to_numpy()[valid]
+        )
+        self.service_of_[ids[valid]] = (
+            lookup["service_zone"].astype(str).map({s: i + 1 for i, s in enumerate(services)}).to_numpy()[valid]
+        )
         self.n_boroughs_ = len(boroughs) + 1
 
     def _base(self, trips: pd.DataFrame) -> dict[str, np.ndarray]:
         pickup = _zone_slot(trips["PULocationID"].to_numpy(dtype=np.int64))
         dropoff = _zone_slot(trips["DOLocationID"].to_numpy(dtype=np.int64))
         pickup_borough, dropoff_borough = self.borough_of_[pickup], self.borough_of_[dropoff]
-        distance = trips["trip_distance"].to_numpy(dtype=np.float64, na_value=np.nan) if "trip_distance" in trips else np.full(len(trips), np.nan)
+        distance = (
+            trips["trip_distance"].to_numpy(dtype=np.float64, na_value=np.nan)
+            if "trip_distance" in trips
+            else np.full(len(trips), np.nan)
+        )
         distance = np.where((distance > 0) & (distance <= self.max_distance), distance, np.nan)
         return {
             "pu": pickup,
@@ -172,8 +182,12 @@ class TripFeatureEncoder(TransformerMixin, BaseEstimator):
         # sample it would leak a rare pair's own ride distance.
         known = ~np.isnan(base["dist"])
         mean_distance = float(base["dist"][known].mean()) if known.any() else 0.0
-        pickup_distance, _ = _smoothed_mean(base["pu"][known], base["dist"][known], N_ZONE_SLOTS, np.full(N_ZONE_SLOTS, mean_distance), m)
-        tables["pair_dist"], _ = _smoothed_mean(base["pair"][known], base["dist"][known], n_pairs, pickup_distance[slots // N_ZONE_SLOTS], m)
+        pickup_distance, _ = _smoothed_mean(
+            base["pu"][known], base["dist"][known], N_ZONE_SLOTS, np.full(N_ZONE_SLOTS, mean_distance), m
+        )
+        tables["pair_dist"], _ = _smoothed_mean(
+            base["pair"][known], base["dist"][known], n_pairs, pickup_distance[slots // N_ZONE_SLOTS], m
+        )
         pickup_borough, _ = _smoothed_mean(base["pb"], y, nb, np.full(nb, mean), m)
         dropoff_borough, _ = _smoothed_mean(base["db"], y, nb, np.full(nb, mean), m)
         tables["bpair"], _ = _smoothed_mean(base["bpair"], y, nb * nb, np.full(nb * nb, mean), m)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 
 from prefect.blocks.system import Secret
@@ -29,7 +28,9 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
 from prefect_docker.worker import DockerWorker
 
-DEFAULT_POOL = "taxi-docker"
+from taxi.settings import DEFAULT_WORK_POOL, Settings
+
+DEFAULT_POOL = DEFAULT_WORK_POOL
 
 # Environment variable in the flow container -> Secret block holding its value.
 SECRET_BLOCKS = {
@@ -49,39 +50,36 @@ def base_job_template() -> dict:
     """
     template = DockerWorker.get_default_base_job_template()
     template["variables"]["properties"]["env"]["default"] = {
-        env_name: "{{ prefect.blocks.secret.%s }}" % block_name
+        env_name: "{{ prefect.blocks.secret.%s }}" % block_name  # noqa: UP031 (an f-string doubles each brace)
         for env_name, block_name in SECRET_BLOCKS.items()
     }
     return template
 
 
-async def setup(pool_name: str) -> None:
-    missing = [name for name in SECRET_BLOCKS if not os.environ.get(name)]
+async def setup(pool_name: str, settings: Settings) -> None:
+    secrets = {"AWS_ACCESS_KEY_ID": settings.aws_access_key_id, "AWS_SECRET_ACCESS_KEY": settings.aws_secret_access_key}
+    missing = [name for name, value in secrets.items() if not value]
     if missing:
         sys.exit(f"error: set {', '.join(missing)} (the S3 credentials for flow runs)")
     for env_name, block_name in SECRET_BLOCKS.items():
-        await Secret(value=os.environ[env_name]).save(block_name, overwrite=True)
-    if os.environ.get("TAXI_SIGNING_KEY"):
-        await Secret(value=os.environ["TAXI_SIGNING_KEY"]).save(SIGNING_KEY_BLOCK, overwrite=True)
+        await Secret(value=secrets[env_name]).save(block_name, overwrite=True)
+    if settings.signing_key is not None:
+        await Secret(value=settings.signing_key.decode()).save(SIGNING_KEY_BLOCK, overwrite=True)
         print(f"model signing key saved in the Secret block {SIGNING_KEY_BLOCK!r}")
     async with get_client() as client:
         pool = await client.create_work_pool(
-            WorkPoolCreate(
-                name=pool_name, type="docker", base_job_template=base_job_template()
-            ),
+            WorkPoolCreate(name=pool_name, type="docker", base_job_template=base_job_template()),
             overwrite=True,
         )
-    print(f"work pool {pool.name!r} (type {pool.type}) ready; secrets in blocks "
-          + ", ".join(SECRET_BLOCKS.values()))
+    print(f"work pool {pool.name!r} (type {pool.type}) ready; secrets in blocks " + ", ".join(SECRET_BLOCKS.values()))
 
 
 def main() -> None:
+    settings = Settings.from_env()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--pool", default=os.environ.get("TAXI_WORK_POOL") or DEFAULT_POOL
-    )
+    parser.add_argument("--pool", default=settings.work_pool)
     args = parser.parse_args()
-    asyncio.run(setup(args.pool))
+    asyncio.run(setup(args.pool, settings))
 
 
 if __name__ == "__main__":

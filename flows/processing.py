@@ -1,31 +1,29 @@
-"""Data processing flows: the same steps as `taxi.process_train_data` and
-`taxi.process_inference_data`, one task each so every step shows in the Prefect UI."""
+"""Data processing flows: `taxi.process_train_data` and `taxi.process_inference_data` with
+each step as a task, so every step shows in the Prefect UI. The steps and their order are
+taxi.steps'; these flows only say how to run a step."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from prefect import flow
 
 from flows import tasks
-from taxi.data import ProcessedData, ensure_trips_left
+from taxi import steps
+from taxi.features import Vectorizer
+from taxi.memory import return_freed_memory_to_the_os
+from taxi.settings import Settings
+from taxi.steps import ProcessedData
 
 
 @flow(name="process-train-data", version=tasks.VERSION, validate_parameters=False)
-def process_train_data_flow(source: str, vectorizer: Any = None) -> ProcessedData:
+def process_train_data_flow(source: str, vectorizer: Vectorizer | None = None) -> ProcessedData:
     """Load, compute the target, drop outliers, encode, and build features (fitting the
     vectorizer when none is given)."""
-    trips = tasks.load_data(source)
-    kept = tasks.filter_outliers(tasks.compute_target(trips))
-    ensure_trips_left(kept, len(trips), source)
-    encoded = tasks.encode_categorical_columns(kept)
-    X, y, vectorizer = tasks.extract_x_y(encoded, vectorizer)
-    return ProcessedData(X, y, vectorizer, encoded, source, len(trips))
+    return_freed_memory_to_the_os()
+    return steps.process(source, vectorizer, steps.TRAIN_STEPS, tasks.step_runner(Settings.from_env()))
 
 
 @flow(name="process-inference-data", version=tasks.VERSION, validate_parameters=False)
-def process_inference_data_flow(source: str, vectorizer: Any) -> ProcessedData:
+def process_inference_data_flow(source: str, vectorizer: Vectorizer) -> ProcessedData:
     """Load, encode and build features with a fitted vectorizer; no target, no filtering."""
-    trips = tasks.encode_categorical_columns(tasks.load_data(source))
-    X, _, vectorizer = tasks.extract_x_y(trips, vectorizer)
-    return ProcessedData(X, None, vectorizer, trips, source, len(trips))
+    return_freed_memory_to_the_os()
+    return steps.process(source, vectorizer, steps.INFERENCE_STEPS, tasks.step_runner(Settings.from_env()))

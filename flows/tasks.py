@@ -2,85 +2,99 @@
 
 I/O tasks (reading data, S3 reads and writes) retry with a growing delay, except when the
 failure is the input's own fault: a missing file or a tampered model fails the same way
-every time, so retrying it only delays the error.
+every time, so retrying it only delays the error. The delays are the run's
+(TAXI_IO_RETRY_DELAYS, read when a flow starts): flows call I/O tasks through `io_retries`.
 
-The model signing key is resolved here, inside the tasks that need it, from a Prefect Secret
-block (named by TAXI_SIGNING_KEY_BLOCK) or the TAXI_SIGNING_KEY variable, and handed to the
-`taxi` package's ArtifactStore. It is never a task or flow parameter, so it never reaches the
-Prefect API, and never logged.
+The settings (taxi.settings) are read inside each task that needs them. The model signing
+key is resolved the same way, from a Prefect Secret block (named by TAXI_SIGNING_KEY_BLOCK)
+or the TAXI_SIGNING_KEY variable, and handed to taxi.storage's ModelRegistry. It is never a
+task or flow parameter, so it never reaches the Prefect API, and never logged.
 """
 
 from __future__ import annotations
 
-import os
-from typing import Any
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 import pandas as pd
-from prefect import get_run_logger, task
+from prefect import Task, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import TaskRun
+from prefect.states import State
 
 import taxi
 import taxi.evaluation
+import taxi.storage
 from taxi import incoming
-from taxi.config import SIGNING_KEY_ENV, signing_key_from_env
-from taxi.data import DataError
+from taxi.features import FeatureMatrix, Vectorizer
 from taxi.incoming import Claim, IncomingFile
-from taxi.storage import ArtifactStore, IntegrityError, LoadedModel, ModelNotFoundError, StorageError, UnsupportedModelError
+from taxi.ingest import months_present
+from taxi.layout import LATEST_KEY, data_key, model_prefix
+from taxi.model import Model
+from taxi.months import month_name
+from taxi.settings import DEFAULT_IO_RETRY_DELAYS, SIGNING_KEY_BLOCK_ENV, SIGNING_KEY_ENV, Settings
+from taxi.steps import StepRunner
+from taxi.storage import (
+    IntegrityError,
+    LoadedModel,
+    ModelNotFoundError,
+    ModelRegistry,
+    ObjectStore,
+    StorageError,
+    UnsupportedModelError,
+)
+from taxi.tlc import DataError
+from taxi.window import WindowPlan, plan_window
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 VERSION = taxi.__version__
-SIGNING_KEY_BLOCK_ENV = "TAXI_SIGNING_KEY_BLOCK"
-RETRY_DELAYS_ENV = "TAXI_IO_RETRY_DELAYS"
-# Three retries, 2 + 10 + 30 s apart. With botocore's bounds on one S3 call (taxi.storage:
-# at most ~18 s against an endpoint that never answers, ~3 s against one that refuses), a
-# dead S3 endpoint fails an I/O task in at most 4 x 18 + 42 = 114 s, and in about 55 s
-# when connections are refused.
-DEFAULT_IO_RETRY_DELAYS = [2, 10, 30]
 NOT_RETRYABLE = (DataError, IntegrityError, ModelNotFoundError, UnsupportedModelError, ValueError)
 
 
 def io_retry_delays() -> list[int]:
-    """Seconds between I/O task retries; TAXI_IO_RETRY_DELAYS="1,2,4" shortens them (the tests
-    do, so that fault tests finish quickly). Read once, when the tasks are defined."""
-    raw = os.environ.get(RETRY_DELAYS_ENV, "").strip()
-    if not raw:
-        return list(DEFAULT_IO_RETRY_DELAYS)
-    try:
-        delays = [int(part) for part in raw.split(",")]
-    except ValueError as error:
-        raise ValueError(f"{RETRY_DELAYS_ENV} must be comma-separated whole seconds, got {raw!r}") from error
-    if any(d < 0 for d in delays):
-        raise ValueError(f"{RETRY_DELAYS_ENV} must not be negative, got {raw!r}")
-    return delays
+    """Seconds between I/O task retries, from TAXI_IO_RETRY_DELAYS (e.g. "1,2,4"; the tests
+    shorten them so that fault tests finish quickly), read now."""
+    return list(Settings.from_env().io_retry_delays)
 
 
-IO_RETRY_DELAYS = io_retry_delays()
-IO_RETRIES = len(IO_RETRY_DELAYS)
+def io_retries(settings: Settings) -> Callable[[Task[P, R]], Task[P, R]]:
+    """Gives an I/O task the retry delays of `settings` (taken when a run starts)."""
+    delays = list(settings.io_retry_delays)
+
+    def with_run_retries(io: Task[P, R]) -> Task[P, R]:
+        return io.with_options(retries=len(delays), retry_delay_seconds=delays)
+
+    return with_run_retries
 
 
-def signing_key() -> bytes | None:
+def signing_key(settings: Settings | None = None) -> bytes | None:
     """The model signing key: from the Prefect Secret block named by TAXI_SIGNING_KEY_BLOCK,
     else from TAXI_SIGNING_KEY, else None (models are then neither signed nor checked)."""
-    block = os.environ.get(SIGNING_KEY_BLOCK_ENV, "").strip()
-    if not block:
-        return signing_key_from_env()
-    if signing_key_from_env() is not None:
+    settings = settings or Settings.from_env()
+    if settings.signing_key_block is None:
+        return settings.signing_key
+    if settings.signing_key is not None:
         # Two sources could disagree between training and inference; make the choice explicit.
         raise ValueError(f"set {SIGNING_KEY_BLOCK_ENV} or {SIGNING_KEY_ENV}, not both")
     from prefect.blocks.system import Secret
 
-    value = Secret.load(block).get()
+    value = Secret.load(settings.signing_key_block).get()
     if not isinstance(value, str) or not value:
-        raise ValueError(f"the Secret block {block!r} must hold a non-empty string (the signing key)")
+        raise ValueError(f"the Secret block {settings.signing_key_block!r} must hold a non-empty string (the signing key)")
     return value.encode()
 
 
-def artifact_store() -> ArtifactStore:
-    """The bucket from the environment, with the signing key if one is configured."""
-    return ArtifactStore(signing_key=signing_key())
+def model_registry() -> ModelRegistry:
+    """The registry in TAXI_BUCKET, with the signing key if one is configured."""
+    settings = Settings.from_env()
+    return ModelRegistry(ObjectStore(bucket=settings.bucket), signing_key=signing_key(settings))
 
 
-def retry_unless_bad_input(task: Any, task_run: Any, state: Any) -> bool:
+def retry_unless_bad_input(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
     """Prefect retry condition: retry transient failures, not bad input."""
     try:
         state.result()
@@ -93,13 +107,17 @@ def retry_unless_bad_input(task: Any, task_run: Any, state: Any) -> bool:
 
 # DataFrames and matrices are passed in memory: hashing them for a cache key is wasted work.
 pure_task = dict(cache_policy=NO_CACHE, version=VERSION)
+# Called outside a flow (or not through io_retries), an I/O task retries with the defaults.
 io_task = dict(
     cache_policy=NO_CACHE,
     version=VERSION,
-    retries=IO_RETRIES,
-    retry_delay_seconds=IO_RETRY_DELAYS,
+    retries=len(DEFAULT_IO_RETRY_DELAYS),
+    retry_delay_seconds=list(DEFAULT_IO_RETRY_DELAYS),
     retry_condition_fn=retry_unless_bad_input,
 )
+
+
+# --- the processing steps (taxi.steps) ---------------------------------------------------
 
 
 @task(name="load-data", tags=["taxi", "io"], **io_task)
@@ -117,7 +135,9 @@ def compute_target(trips: pd.DataFrame) -> pd.DataFrame:
 @task(name="filter-outliers", tags=["taxi"], **pure_task)
 def filter_outliers(trips: pd.DataFrame) -> pd.DataFrame:
     kept = taxi.filter_outliers(trips)
-    get_run_logger().info("Kept %d of %d trips; filtered out %d outside 1-60 minutes", len(kept), len(trips), len(trips) - len(kept))
+    get_run_logger().info(
+        "Kept %d of %d trips; filtered out %d outside 1-60 minutes", len(kept), len(trips), len(trips) - len(kept)
+    )
     return kept
 
 
@@ -127,26 +147,50 @@ def encode_categorical_columns(trips: pd.DataFrame) -> pd.DataFrame:
 
 
 @task(name="extract-x-y", tags=["taxi"], **pure_task)
-def extract_x_y(trips: pd.DataFrame, vectorizer: Any = None) -> tuple[Any, np.ndarray | None, Any]:
+def extract_x_y(trips: pd.DataFrame, vectorizer: Vectorizer | None = None) -> tuple[FeatureMatrix, np.ndarray | None, Vectorizer]:
     return taxi.extract_x_y(trips, vectorizer)
 
 
+# The task of each step; the order of the steps is taxi.steps'.
+STEP_TASKS: dict[Callable[..., Any], Task[..., Any]] = {
+    taxi.load_data: load_data,
+    taxi.compute_target: compute_target,
+    taxi.filter_outliers: filter_outliers,
+    taxi.encode_categorical_columns: encode_categorical_columns,
+    taxi.extract_x_y: extract_x_y,
+}
+
+
+def step_runner(settings: Settings) -> StepRunner:
+    """Runs each processing step (and model fitting) as its task, loading (the I/O step) with
+    the run's retries."""
+    tasks_by_step = {**STEP_TASKS, taxi.train_model: train_model, taxi.load_data: io_retries(settings)(load_data)}
+
+    def run_as_task(step: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        return tasks_by_step[step](*args, **kwargs)
+
+    return run_as_task
+
+
+# --- models --------------------------------------------------------------------------------
+
+
 @task(name="train-model", tags=["taxi", "ml"], **pure_task)
-def train_model(X: Any, y: np.ndarray, model_type: str = "linear") -> Any:  # noqa: N803
+def train_model(X: FeatureMatrix, y: np.ndarray, model_type: str = "linear") -> Model:
     model = taxi.train_model(X, y, model_type)
     get_run_logger().info("Trained %s on %d trips x %d features", type(model).__name__, X.shape[0], X.shape[1])
     return model
 
 
 @task(name="evaluate-model", tags=["taxi", "ml"], **pure_task)
-def evaluate_model(model: Any, X: Any, y: np.ndarray, dataset: str) -> float:  # noqa: N803
+def evaluate_model(model: Model, X: FeatureMatrix, y: np.ndarray, dataset: str) -> float:
     rmse = taxi.evaluate_model(model, X, y)
     get_run_logger().info("RMSE on %s: %.4f minutes (%d trips)", dataset, rmse, len(y))
     return rmse
 
 
 @task(name="predict", tags=["taxi", "ml"], **pure_task)
-def predict(model: Any, X: Any) -> np.ndarray:  # noqa: N803
+def predict(model: Model, X: FeatureMatrix) -> np.ndarray:
     return taxi.predict(model, X)
 
 
@@ -157,12 +201,23 @@ def course_baseline_rmse(train_trips: pd.DataFrame, test_trips: pd.DataFrame) ->
     return rmse
 
 
+@task(name="plan-training-window", tags=["taxi", "io", "s3"], **io_task)
+def plan_training_window(color: str, as_of: date, train_months: int) -> WindowPlan:
+    """The months a window run as of `as_of` trains and tests on, from the months in the bucket."""
+    objects = ObjectStore(Settings.from_env().bucket)
+    present = months_present(objects, color)
+    get_run_logger().info("%s months in the bucket: %s", color, ", ".join(month_name(m) for m in sorted(present)) or "none")
+    return plan_window(
+        as_of, datetime.now(UTC).date(), color, present, train_months, lambda month: objects.uri(data_key(color, month))
+    )
+
+
 @task(name="evaluate-champion", tags=["taxi", "ml", "s3"], **io_task)
 def evaluate_champion(test_trips: pd.DataFrame, y: np.ndarray) -> tuple[str | None, float | None]:
     """The current `latest` model's version and its RMSE on these trips, or (None, None)."""
     try:
         # With the signing key: a champion someone swapped in is refused before unpickling here too.
-        champion = artifact_store().load_model("latest")
+        champion = model_registry().load_model("latest")
     except ModelNotFoundError:
         get_run_logger().info("No published model yet: nothing to compare with")
         return None, None
@@ -183,29 +238,29 @@ def evaluate_champion(test_trips: pd.DataFrame, y: np.ndarray) -> tuple[str | No
 
 @task(name="save-model", tags=["taxi", "io", "s3"], **io_task)
 def save_model(
-    model: Any,
-    vectorizer: Any,
-    metrics: dict[str, Any],
+    model: Model,
+    vectorizer: Vectorizer,
+    metrics: dict[str, float],
     details: dict[str, Any],
     promote: bool,
     attachments: dict[str, tuple[bytes, str]],
 ) -> dict[str, Any]:
-    store = artifact_store()
+    registry = model_registry()
+    objects = registry.objects
     # A retry after a failure midway starts a new version: the half-written one stays
     # without a manifest (never loadable) until delete_incomplete_versions removes it.
-    manifest = store.save_model(model, vectorizer, metrics=metrics, details=details, promote=promote, attachments=attachments)
+    manifest = registry.save_model(model, vectorizer, metrics=metrics, details=details, promote=promote, attachments=attachments)
     logger = get_run_logger()
     for entry in manifest["objects"].values():
-        logger.info("Wrote %s (%d bytes, sha256 %s)", store.uri(entry["key"]), entry["bytes"], entry["sha256"][:12])
-    signed = "signed" if store.signing_key is not None else "not signed: no signing key configured"
+        logger.info("Wrote %s (%d bytes, sha256 %s)", objects.uri(entry["key"]), entry["bytes"], entry["sha256"][:12])
+    signed = "signed" if registry.signing_key is not None else "not signed: no signing key configured"
+    latest = objects.uri(LATEST_KEY)
     if promote:
-        logger.info("Published model version %s (%s); %s now points at it", manifest["version"], signed, store.uri(store.latest_key))
+        logger.info("Published model version %s (%s); %s now points at it", manifest["version"], signed, latest)
     else:
-        logger.info(
-            "Stored model version %s (%s) without promoting it; %s unchanged", manifest["version"], signed, store.uri(store.latest_key)
-        )
+        logger.info("Stored model version %s (%s) without promoting it; %s unchanged", manifest["version"], signed, latest)
     try:
-        removed = store.delete_incomplete_versions()
+        removed = registry.delete_incomplete_versions()
     except StorageError as error:
         # Housekeeping only: failing here must not fail (and so retry, and so republish) a
         # version that is already stored. The next training run tries again.
@@ -218,18 +273,21 @@ def save_model(
 
 @task(name="load-model", tags=["taxi", "io", "s3"], **io_task)
 def load_model(version: str) -> LoadedModel:
-    store = artifact_store()
-    loaded = store.load_model(version)
-    checks = "checksums and signature verified" if store.signing_key is not None else "checksums verified; no signing key configured"
-    get_run_logger().info(
-        "Loaded model version %s from %s (%s)", loaded.version, store.uri(store.model_key(loaded.version, "")), checks
+    registry = model_registry()
+    loaded = registry.load_model(version)
+    checks = (
+        "checksums and signature verified"
+        if registry.signing_key is not None
+        else "checksums verified; no signing key configured"
     )
+    where = registry.objects.uri(model_prefix(loaded.version))
+    get_run_logger().info("Loaded model version %s from %s (%s)", loaded.version, where, checks)
     return loaded
 
 
 @task(name="write-predictions", tags=["taxi", "io", "s3"], **io_task)
 def write_predictions(predictions: pd.DataFrame, source: str, version: str, name: str | None = None) -> str:
-    uri = artifact_store().write_predictions(predictions, source, version, name)
+    uri = taxi.storage.write_predictions(ObjectStore(), predictions, source, version, name)
     get_run_logger().info("Wrote %d predictions to %s", len(predictions), uri)
     return uri
 
@@ -239,24 +297,24 @@ def write_predictions(predictions: pd.DataFrame, source: str, version: str, name
 
 @task(name="list-incoming", tags=["taxi", "io", "s3"], **io_task)
 def list_incoming(prefix: str) -> list[IncomingFile]:
-    return incoming.list_incoming(artifact_store(), prefix)
+    return incoming.list_incoming(ObjectStore(), prefix)
 
 
 @task(name="list-processed", tags=["taxi", "io", "s3"], **io_task)
 def list_processed(prefix: str) -> set[str]:
-    return incoming.processed_keys(artifact_store(), prefix)
+    return incoming.processed_keys(ObjectStore(), prefix)
 
 
 @task(name="claim-file", tags=["taxi", "io", "s3"], **io_task)
 def claim_file(file: IncomingFile, owner: str) -> Claim:
-    return incoming.claim(artifact_store(), file, owner)
+    return incoming.claim(ObjectStore(), file, owner)
 
 
 @task(name="release-claim", tags=["taxi", "io", "s3"], **io_task)
 def release_claim(file: IncomingFile) -> None:
-    incoming.release(artifact_store(), file)
+    incoming.release(ObjectStore(), file)
 
 
 @task(name="record-done", tags=["taxi", "io", "s3"], **io_task)
 def record_done(file: IncomingFile, predictions_uri: str, model_version: str, run: str) -> dict[str, Any]:
-    return incoming.record_done(artifact_store(), file, predictions_uri, model_version, run)
+    return incoming.record_done(ObjectStore(), file, predictions_uri, model_version, run)

@@ -3,74 +3,125 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from dataclasses import asdict
+from datetime import UTC, date, datetime
+from typing import Any, Literal
 
+import prefect.runtime.flow_run
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from flows import tasks
-from flows.processing import process_train_data_flow
+from taxi.config import DEFAULT_MAX_TRAIN_ROWS, MODEL_FORMATS
 from taxi.evaluation import decide_promotion, evaluation_plot
-from taxi.gbm import model_format
-from taxi.model import check_model_type, make_vectorizer
-from taxi.pipeline import predictions_frame
-from taxi.storage import ArtifactStore
+from taxi.layout import MANIFEST_OBJECT, PLOT_OBJECT, model_key, s3_uri
+from taxi.model import check_model_type
+from taxi.months import month_name
+from taxi.pipeline import predictions_frame, run_window_training
+from taxi.settings import Settings
+from taxi.window import WindowPlan
 
-PLOT_OBJECT = "evaluation.png"
+ModelType = Literal["linear", "gbm"]
+Color = Literal["yellow", "green"]
 
 
 @flow(name="taxi-training", version=tasks.VERSION, log_prints=True)
 def training_flow(
-    train_path: str,
-    test_path: str,
-    model_type: str = "linear",
+    train_path: str | None = None,
+    test_path: str | None = None,
+    model_type: ModelType = "linear",
     use_trip_distance: bool = False,
     promotion_margin: float = 0.0,
+    color: Color = "yellow",
+    as_of: date | None = None,
+    train_months: int = 1,
+    max_train_rows: int = DEFAULT_MAX_TRAIN_ROWS,
+    promote: bool | None = None,
 ) -> dict[str, Any]:
-    """Train a trip-duration model on `train_path` and evaluate it on `test_path`, next to
-    the current `latest` model (the champion) and the course baseline. Store it as a new
-    version in S3 and make it `latest` only if it beats the champion's test RMSE by more
-    than `promotion_margin` minutes. Store its predictions for the test trips.
+    """Train a trip-duration model, evaluate it next to the current `latest` model (the
+    champion) and the course baseline, store it as a new version and its test predictions.
 
-    model_type: "linear" (the course model) or "gbm" (gradient boosting on request-time
-    features). use_trip_distance: let "gbm" use the planned trip distance (off by default:
-    it is only known when a route planner gives it). Paths may be local files, s3:// URIs or
-    https:// URLs of TLC trip files. Returns metrics, the version, the decision and URIs.
+    Args:
+        train_path: A TLC trip file to train on (local path, s3:// URI or https:// URL).
+            Given with test_path, it replaces the moving window.
+        test_path: The TLC trip file to evaluate on, with train_path.
+        model_type: "linear" (the course model) or "gbm" (gradient boosting on
+            request-time features).
+        use_trip_distance: Let "gbm" use the planned trip distance (off by default: it is
+            only known when a route planner gives it).
+        promotion_margin: Minutes of test RMSE by which the new model must beat the
+            champion to become `latest`.
+        color: Which TLC months of the bucket (data/<color>/) the moving window uses.
+        as_of: The date the window is computed for (default: the run's scheduled start,
+            or today): tests on the newest month in the bucket before this date's month,
+            trains on the train_months months before that one.
+        train_months: How many months the window trains on.
+        max_train_rows: The "gbm" model trains on a uniform sample of at most this many
+            trips of the window.
+        promote: None (default): promote if the new model beats the champion, except a
+            window that is not the newest one (a backfill); True: promote if it beats the
+            champion, even a backfill; False: never promote.
+
+    Returns metrics, the version, the months used, the promotion decision and URIs.
     """
     check_model_type(model_type, use_trip_distance)
+    if train_months < 1 or max_train_rows < 1:
+        raise ValueError("train_months and max_train_rows must be at least 1")
     logger = get_run_logger()
-    train = process_train_data_flow(train_path, make_vectorizer(model_type, use_trip_distance))
-    model = tasks.train_model(train.X, train.y, model_type)
-    test = process_train_data_flow(test_path, train.vectorizer)
-    metrics = {
-        "rmse_train": tasks.evaluate_model(model, train.X, train.y, "train"),
-        "rmse_test": tasks.evaluate_model(model, test.X, test.y, "test"),
-    }
-    metrics["rmse_test_course_baseline"] = (
-        metrics["rmse_test"] if model_type == "linear" else tasks.course_baseline_rmse(train.trips, test.trips)
+    settings = Settings.from_env()
+    retrying = tasks.io_retries(settings)
+    if train_path or test_path:
+        if not (train_path and test_path):
+            raise ValueError("give both train_path and test_path, or neither (the window then comes from as_of)")
+        plan = WindowPlan.explicit(train_path, test_path)
+    else:
+        plan = retrying(tasks.plan_training_window)(color, as_of or scheduled_date(), train_months)
+    logger.info("Training data: %s", plan.describe())
+
+    trained = run_window_training(
+        list(plan.train_sources), plan.test_source, model_type, use_trip_distance, max_train_rows,
+        run=tasks.step_runner(settings),
+    )  # fmt: skip
+    test = trained.test
+    metrics = trained.metrics
+    logger.info(
+        "RMSE train %.4f (%d trips), test %.4f, course baseline %.4f",
+        metrics["rmse_train"], trained.rows_trained, metrics["rmse_test"], metrics["rmse_test_course_baseline"],
+    )  # fmt: skip
+    champion_version, champion_rmse = retrying(tasks.evaluate_champion)(test.trips, test.y)
+    decision = decide_promotion(
+        metrics["rmse_test"], champion_version, champion_rmse, promotion_margin, blocked=plan.promotion_blocked(promote)
     )
-    champion_version, champion_rmse = tasks.evaluate_champion(test.trips, test.y)
-    decision = decide_promotion(metrics["rmse_test"], champion_version, champion_rmse, promotion_margin)
     logger.info("Promotion decision: %s (%s)", "promote" if decision.promote else "keep the champion", decision.reason)
 
-    test_predictions = tasks.predict(model, test.X)
-    plot = evaluation_plot(test.trips, test.y, test_predictions, f"{model_type} model, test data {test_path}")
+    test_predictions = tasks.predict(trained.model, test.X)
+    plot = evaluation_plot(test.trips, test.y, test_predictions, f"{model_type} model, test data {plan.test_source}")
     details = {
         "model_type": model_type,
-        "model_format": model_format(model_type),
+        "model_format": MODEL_FORMATS[model_type],
         "use_trip_distance": use_trip_distance,
-        "features": [str(name) for name in train.vectorizer.get_feature_names_out()],
-        "train_data": {"uri": train_path, "rows_read": train.rows_read, "rows_used": train.rows_kept},
-        "test_data": {"uri": test_path, "rows_read": test.rows_read, "rows_used": test.rows_kept},
+        "features": [str(name) for name in trained.vectorizer.get_feature_names_out()],
+        "train_data": {
+            "uri": plan.train_sources[0] if len(plan.train_sources) == 1 else list(plan.train_sources),
+            "rows_read": trained.rows_read,
+            "rows_used": trained.rows_kept,
+        },
+        "test_data": {"uri": plan.test_source, "rows_read": test.rows_read, "rows_used": test.rows_kept},
+        "window": plan.as_dict(),
+        "training_sample": {
+            "rows_trained": trained.rows_trained,
+            "sampled": trained.sampled,
+            "max_train_rows": max_train_rows if model_type == "gbm" else None,
+            "months": [asdict(month) for month in trained.months],
+        },
         "promotion": decision.as_dict(),
     }
-    manifest = tasks.save_model(
-        model, train.vectorizer, metrics, details, decision.promote, {PLOT_OBJECT: (plot, "image/png")}
+    manifest = retrying(tasks.save_model)(
+        trained.model, trained.vectorizer, metrics, details, decision.promote, {PLOT_OBJECT: (plot, "image/png")}
     )
     version = manifest["version"]
-    predictions_uri = tasks.write_predictions(predictions_frame(test, test_predictions), test_path, version)
+    predictions_uri = retrying(tasks.write_predictions)(predictions_frame(test, test_predictions), plan.test_source, version)
 
-    store = ArtifactStore()
     result = {
         "model_version": version,
         "model_type": model_type,
@@ -79,20 +130,45 @@ def training_flow(
         "champion_version": champion_version,
         "champion_rmse_test": champion_rmse,
         **metrics,
-        "train_rows": train.rows_kept,
+        "train_months": [month_name(m) for m in plan.train_months],
+        "test_month": month_name(plan.test_month) if plan.test_month else None,
+        "train_rows": trained.rows_kept,
+        "trained_rows": trained.rows_trained,
         "test_rows": test.rows_kept,
-        "manifest_uri": store.manifest_uri(version),
-        "plot_uri": store.uri(store.model_key(version, PLOT_OBJECT)),
+        "manifest_uri": s3_uri(settings.bucket, model_key(version, MANIFEST_OBJECT)),
+        "plot_uri": s3_uri(settings.bucket, model_key(version, PLOT_OBJECT)),
         "predictions_uri": predictions_uri,
     }
-    create_markdown_artifact(key="taxi-training-report", markdown=training_report(result, details), description=f"Model version {version}")
+    create_markdown_artifact(
+        key="taxi-training-report", markdown=training_report(result, details), description=f"Model version {version}"
+    )
     logger.info("Training complete: version %s, RMSE train %.4f, test %.4f", version, metrics["rmse_train"], metrics["rmse_test"])
     return result
 
 
+def scheduled_date() -> date:
+    """The run's scheduled start (UTC) as a date: a scheduled run replayed later still trains
+    on the window of its own date. Today when there is no run context."""
+    scheduled = prefect.runtime.flow_run.scheduled_start_time
+    return scheduled.astimezone(UTC).date() if scheduled is not None else datetime.now(UTC).date()
+
+
 def training_report(result: dict[str, Any], details: dict[str, Any]) -> str:
     """The run's markdown artifact: what was used, how it scored, what was decided, where it is."""
-    train, test = details["train_data"], details["test_data"]
+    test, sample = details["test_data"], details["training_sample"]
+    train_rows = "\n".join(
+        f"| train | `{m['source']}` | {m['rows_read']:,} | {m['rows_read'] - m['rows_kept']:,} | {m['rows_kept']:,} |"
+        for m in sample["months"]
+    )
+    window = details["window"]
+    window_line = (
+        f"Window as of {window['as_of']} ({window['color']}): trained on {', '.join(window['train_months'])}, "
+        f"tested on {window['test_month']}{' (a backfill)' if window['backfill'] else ''}."
+        if window
+        else "Files given by the caller (no moving window)."
+    )
+    if sample["sampled"]:
+        window_line += f" The model trained on a uniform sample of {sample['rows_trained']:,} of the kept trips."
     champion = (
         f"`{result['champion_version']}` | - | {result['champion_rmse_test']:.4f}"
         if result["champion_version"]
@@ -100,42 +176,58 @@ def training_report(result: dict[str, Any], details: dict[str, Any]) -> str:
     )
     verdict = "**Promoted**: now `latest`." if result["promoted"] else "**Not promoted**: `latest` unchanged."
     distance = " with planned trip distance" if details["use_trip_distance"] else ""
-    return f"""# Training run: model version `{result['model_version']}`
+    return f"""# Training run: model version `{result["model_version"]}`
 
-{verdict} {result['promotion_reason']}.
+{verdict} {result["promotion_reason"]}.
 
 ## Data
 
+{window_line}
+
 | | source | trips read | filtered out | kept (1-60 min) |
 |---|---|---:|---:|---:|
-| train | `{train['uri']}` | {train['rows_read']:,} | {train['rows_read'] - train['rows_used']:,} | {train['rows_used']:,} |
-| test | `{test['uri']}` | {test['rows_read']:,} | {test['rows_read'] - test['rows_used']:,} | {test['rows_used']:,} |
+{train_rows}
+| test | `{test["uri"]}` | {test["rows_read"]:,} | {test["rows_read"] - test["rows_used"]:,} | {test["rows_used"]:,} |
 
 ## RMSE (minutes)
 
 | model | version | train | test |
 |---|---|---:|---:|
-| new: {details['model_type']}{distance}, {len(details['features'])} features | `{result['model_version']}` | {result['rmse_train']:.4f} | {result['rmse_test']:.4f} |
+| new: {details["model_type"]}{distance}, {len(details["features"])} features | `{result["model_version"]}` | {result["rmse_train"]:.4f} | {result["rmse_test"]:.4f} |
 | champion (current `latest`) | {champion} |
-| course baseline (one-hot + linear) | - | - | {result['rmse_test_course_baseline']:.4f} |
+| course baseline (one-hot + linear) | - | - | {result["rmse_test_course_baseline"]:.4f} |
 
 ## Stored in S3
 
-- Manifest: `{result['manifest_uri']}`
-- Evaluation plot (predicted vs actual, error by hour): `{result['plot_uri']}`
-- Test-set predictions: `{result['predictions_uri']}`
+- Manifest: `{result["manifest_uri"]}`
+- Evaluation plot (predicted vs actual, error by hour): `{result["plot_uri"]}`
+- Test-set predictions: `{result["predictions_uri"]}`
 """
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Run the training flow once, outside any deployment.")
-    parser.add_argument("train_path")
-    parser.add_argument("test_path")
+    parser = argparse.ArgumentParser(
+        description="Run the training flow once, outside any deployment: on two files, or on the moving window."
+    )
+    parser.add_argument("train_path", nargs="?", help="file to train on (omit both files to use the window)")
+    parser.add_argument("test_path", nargs="?", help="file to test on")
     parser.add_argument("--model-type", default="linear", choices=["linear", "gbm"])
     parser.add_argument("--use-trip-distance", action="store_true")
     parser.add_argument("--promotion-margin", type=float, default=0.0)
+    parser.add_argument("--color", default="yellow", choices=["yellow", "green"])
+    parser.add_argument("--as-of", type=date.fromisoformat, help="window date, YYYY-MM-DD (default: today)")
+    parser.add_argument("--train-months", type=int, default=1)
+    parser.add_argument("--max-train-rows", type=int, default=DEFAULT_MAX_TRAIN_ROWS)
+    promote = parser.add_mutually_exclusive_group()
+    promote.add_argument("--promote", dest="promote", action="store_const", const=True, help="promote even a backfill")
+    promote.add_argument("--no-promote", dest="promote", action="store_const", const=False, help="never promote")
     args = parser.parse_args()
-    print(training_flow(args.train_path, args.test_path, args.model_type, args.use_trip_distance, args.promotion_margin))
+    print(
+        training_flow(
+            args.train_path, args.test_path, args.model_type, args.use_trip_distance, args.promotion_margin,
+            args.color, args.as_of, args.train_months, args.max_train_rows, args.promote,
+        )
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -27,8 +27,11 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from taxi.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE_DIR = ROOT / ".local"
@@ -56,7 +59,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_until(check, what: str, timeout: float, process: subprocess.Popen | None = None, log_path: Path | None = None) -> None:
+def wait_until(
+    check: Callable[[], object], what: str, timeout: float, process: subprocess.Popen | None = None, log_path: Path | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
@@ -204,7 +209,9 @@ def start(state: Path = STATE_DIR) -> None:
     if not (pids.get("s3") and _alive(pids["s3"])):
         if port_open(S3_PORT):
             raise SystemExit(f"port {S3_PORT} is taken by another program: stop it first")
-        s3 = start_s3_server(state / "s3", credentials["access_key"], credentials["secret_key"], S3_PORT, S3_CONSOLE_PORT, detach=True)
+        s3 = start_s3_server(
+            state / "s3", credentials["access_key"], credentials["secret_key"], S3_PORT, S3_CONSOLE_PORT, detach=True
+        )
         pids["s3"] = s3.process.pid
     if not (pids.get("prefect") and _alive(pids["prefect"])):
         if port_open(PREFECT_PORT):
@@ -217,7 +224,7 @@ def start(state: Path = STATE_DIR) -> None:
         "AWS_ACCESS_KEY_ID": credentials["access_key"],
         "AWS_SECRET_ACCESS_KEY": credentials["secret_key"],
         "AWS_DEFAULT_REGION": DEFAULT_REGION,
-        "TAXI_BUCKET": os.environ.get("TAXI_BUCKET", "taxi"),
+        "TAXI_BUCKET": Settings.from_env().bucket,
         "PREFECT_API_URL": f"http://127.0.0.1:{PREFECT_PORT}/api",
         "PREFECT_HOME": str(state / "prefect"),
     }

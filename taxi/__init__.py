@@ -2,19 +2,18 @@
 
 __version__ = "0.1.0"
 
-from taxi.data import (
-    DataError,
+from taxi.model import evaluate_model, predict, train_model
+from taxi.pipeline import TrainingResult, run_inference, run_training
+from taxi.steps import (
     ProcessedData,
     compute_target,
     encode_categorical_columns,
     extract_x_y,
     filter_outliers,
-    load_data,
     process_inference_data,
     process_train_data,
 )
-from taxi.model import evaluate_model, predict, train_model
-from taxi.pipeline import TrainingResult, run_inference, run_training
+from taxi.tlc import DataError, load_data
 
 __all__ = [
     "DataError",

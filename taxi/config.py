@@ -1,16 +1,24 @@
-"""Settings shared by the pipeline: feature definitions and where artifacts live.
+"""Constants of the pipeline: feature columns, duration bounds, the TLC's file URLs.
 
-Everything that varies between machines comes from the environment, read once by
-`StoreConfig.from_env()`; everything else is a constant here so there is one place to look.
+What varies between machines comes from the environment: see taxi/settings.py. Where things
+live in the bucket: taxi/layout.py.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
+from taxi.layout import TLC_FILE_NAME
+from taxi.settings import DEFAULT_BUCKET, DEFAULT_TLC_BASE_URL, SIGNING_KEY_ENV, Settings
+
 # The TLC publishes one parquet file per colour and month here.
-TLC_MONTH_URL = "https://d37ci6vzurychx.cloudfront.net/trip-data/{color}_tripdata_{year:04d}-{month:02d}.parquet"
+TLC_MONTH_URL = f"{DEFAULT_TLC_BASE_URL}/{TLC_FILE_NAME}"
+
+# Copying one month in (taxi.download): a TLC month of yellow trips is 20-60 MB as parquet,
+# the largest a few hundred; more than this is not a month. The deadline bounds the whole
+# transfer, however slowly the server sends.
+DOWNLOAD_MAX_BYTES = 512 * 1024 * 1024
+DOWNLOAD_DEADLINE_SECONDS = 15 * 60
 
 # Course notebook features: the three columns are categories, missing values become -1.
 CATEGORICAL_COLUMNS: tuple[str, ...] = ("PULocationID", "DOLocationID", "passenger_count")
@@ -23,10 +31,32 @@ MAX_DURATION_MINUTES = 60.0
 TARGET_COLUMN = "duration"
 PREDICTION_COLUMN = "predicted_duration"
 
-DEFAULT_BUCKET = "taxi"
+# The format of each model type's saved model, recorded in every new version's manifest
+# ("model_format"), and the formats this code loads (None: a version saved before the tag
+# existed). The registry checks the tag before unpickling anything: a gbm version saved
+# before XGBoost (a pickled HistGradientBoostingRegressor, no tag) fails with a message
+# that says to retrain it; untagged linear versions load as before.
+MODEL_FORMATS: dict[str, str] = {"linear": "linear-1", "gbm": "xgboost-ubj-1"}
+LOADABLE_MODEL_FORMATS: dict[str, tuple[str | None, ...]] = {"linear": ("linear-1", None), "gbm": ("xgboost-ubj-1",)}
 
-# The key that signs model manifests (HMAC-SHA256); see the README's "Reliability and security".
-SIGNING_KEY_ENV = "TAXI_SIGNING_KEY"
+__all__ = [
+    "CATEGORICAL_COLUMNS",
+    "DEFAULT_BUCKET",
+    "DOWNLOAD_DEADLINE_SECONDS",
+    "DOWNLOAD_MAX_BYTES",
+    "LOADABLE_MODEL_FORMATS",
+    "MAX_DURATION_MINUTES",
+    "MIN_DURATION_MINUTES",
+    "MODEL_FORMATS",
+    "MISSING_CATEGORY",
+    "PREDICTION_COLUMN",
+    "SIGNING_KEY_ENV",
+    "TARGET_COLUMN",
+    "TLC_MONTH_URL",
+    "StoreConfig",
+    "signing_key_from_env",
+    "tlc_month_url",
+]
 
 
 def tlc_month_url(color: str, year: int, month: int) -> str:
@@ -38,22 +68,27 @@ def tlc_month_url(color: str, year: int, month: int) -> str:
     return TLC_MONTH_URL.format(color=color, year=year, month=month)
 
 
+# --- taxi 0.1's names, kept so that code written against them keeps working ---------------
+
+
 @dataclass(frozen=True)
 class StoreConfig:
-    """Where artifacts go. The endpoint and credentials themselves are boto3's business:
-    it reads AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_DEFAULT_REGION."""
+    """Which bucket a taxi.storage.ArtifactStore uses (the bucket layout is taxi.layout's)."""
 
     bucket: str = DEFAULT_BUCKET
-    models_prefix: str = "models"
-    predictions_prefix: str = "predictions"
-    data_prefix: str = "data"
 
     @classmethod
-    def from_env(cls) -> "StoreConfig":
-        return cls(bucket=os.environ.get("TAXI_BUCKET") or DEFAULT_BUCKET)
+    def from_env(cls) -> StoreConfig:
+        return cls(bucket=Settings.from_env().bucket)
 
 
 def signing_key_from_env() -> bytes | None:
-    """TAXI_SIGNING_KEY as bytes, or None when unset or empty (no signing)."""
-    value = os.environ.get(SIGNING_KEY_ENV, "")
-    return value.encode() if value else None
+    """TAXI_SIGNING_KEY as bytes, or None when unset or empty: Settings.from_env().signing_key."""
+    return Settings.from_env().signing_key
+
+
+# The gradient-boosting model trains on at most this many trips of its window, sampled
+# uniformly across the months with a fixed seed (taxi.sampling): a year of yellow trips
+# (~16M) would need several GB to train on whole.
+DEFAULT_MAX_TRAIN_ROWS = 2_000_000
+SAMPLE_SEED = 0

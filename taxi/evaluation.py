@@ -8,9 +8,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from taxi.data import PICKUP, extract_x_y
 from taxi.features import OneHotVectorizer
 from taxi.model import evaluate_model, train_model
+from taxi.steps import extract_x_y
+from taxi.tlc import PICKUP
 
 
 def course_baseline_rmse(train_trips: pd.DataFrame, test_trips: pd.DataFrame) -> float:
@@ -30,22 +31,31 @@ class PromotionDecision:
     champion_rmse: float | None
     margin: float
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, bool | str | float | None]:
         return asdict(self)
 
 
 def decide_promotion(
-    challenger_rmse: float, champion_version: str | None, champion_rmse: float | None, margin: float
+    challenger_rmse: float,
+    champion_version: str | None,
+    champion_rmse: float | None,
+    margin: float,
+    blocked: str | None = None,
 ) -> PromotionDecision:
     """Promote the new model only if it beats the current one by more than `margin` minutes
-    of test RMSE on the same evaluation data (or if there is no current model)."""
+    of test RMSE on the same evaluation data (or if there is no current model), and nothing
+    `blocked` it (e.g. a backfill run: the reason why not)."""
     if margin < 0:
         raise ValueError(f"the promotion margin must be >= 0 minutes, got {margin}")
+    if blocked:
+        return PromotionDecision(False, f"not promoted: {blocked}", challenger_rmse, champion_version, champion_rmse, margin)
     if champion_version is None or champion_rmse is None:
         return PromotionDecision(True, "no model is published yet", challenger_rmse, None, None, margin)
     improvement = champion_rmse - challenger_rmse
     if improvement > margin:
-        reason = f"test RMSE {challenger_rmse:.4f} beats the champion's {champion_rmse:.4f} by {improvement:.4f} > margin {margin:g}"
+        reason = (
+            f"test RMSE {challenger_rmse:.4f} beats the champion's {champion_rmse:.4f} by {improvement:.4f} > margin {margin:g}"
+        )
         return PromotionDecision(True, reason, challenger_rmse, champion_version, champion_rmse, margin)
     reason = (
         f"test RMSE {challenger_rmse:.4f} does not beat the champion's {champion_rmse:.4f} "

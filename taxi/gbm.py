@@ -1,7 +1,7 @@
 """The gradient-boosting model ("gbm"): XGBoost trees on the trip features, and its saved format.
 
-Why XGBoost (measured on green 2021-01 -> 02/03 and on a 1.4M-trip month, see the README's
-performance section): scikit-learn's HistGradientBoostingRegressor needed 600 trees and
+Why XGBoost (measured on green 2021-01 -> 02/03 and on a 1.4M-trip month, see
+docs/performance.md): scikit-learn's HistGradientBoostingRegressor needed 600 trees and
 predicted about 65,000 trips/s; LightGBM with the same trees predicted no faster (about
 half XGBoost's speed per tree). XGBoost's depth-wise trees reach a better test RMSE with 300
 trees of depth 8 than either with 600, and its predictor evaluates them several times faster.
@@ -18,9 +18,11 @@ from typing import Any
 import numpy as np
 import xgboost as xgb
 
-# The model format written in each version's manifest ("model_format"). Versions of the gbm
-# model saved before it (HistGradientBoostingRegressor, no format field) cannot be loaded.
-GBM_FORMAT = "xgboost-ubj-1"
+from taxi.config import MODEL_FORMATS
+
+# The format of a pickled GbmRegressor, also recorded in each gbm version's manifest (the
+# registry refuses other formats before unpickling: taxi.storage.registry.check_model_format).
+GBM_FORMAT = MODEL_FORMATS["gbm"]
 
 GBM_PARAMS: dict[str, Any] = dict(
     objective="reg:squarederror",
@@ -34,9 +36,12 @@ GBM_PARAMS: dict[str, Any] = dict(
     seed=0,
 )
 GBM_TREES = 300
-# The trees are fitted on at most this many trips of the training month (a fixed-seed
-# uniform sample); the target encodings still use every trip. A 74k-trip green month is used
-# whole; on a 1.4M-trip month this cuts fitting from about 90 s to about 20 s on two cores.
+# The trees are fitted on at most this many of the trips they are given (a fixed-seed
+# uniform sample); the target encodings still use every trip given. A 74k-trip green month is
+# used whole; on a 1.4M-trip month this cuts fitting from about 90 s to about 20 s on two
+# cores. Two samples apply in the training flow: taxi.pipeline.run_window_training first
+# draws at most max_train_rows trips of the whole window (taxi.sampling, default 2,000,000),
+# which the encoder is fitted on; the trees then fit on at most MAX_FIT_ROWS of those.
 MAX_FIT_ROWS = 300_000
 
 
@@ -49,12 +54,14 @@ class GbmRegressor:
         self.params = dict(GBM_PARAMS if params is None else params)
         self.booster_: xgb.Booster | None = None
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> "GbmRegressor":  # noqa: N803
+    def fit(self, X: np.ndarray, y: np.ndarray) -> GbmRegressor:
         X, y = np.asarray(X, dtype=np.float32), np.asarray(y, dtype=np.float32)
         if X.ndim != 2 or len(X) != len(y) or len(y) == 0:
             raise ValueError(f"need a 2-D feature matrix with one row per target, got {X.shape} and {y.shape}")
         if len(y) > self.max_fit_rows:
-            rows = np.sort(np.random.default_rng(int(self.params.get("seed", 0))).choice(len(y), self.max_fit_rows, replace=False))
+            rows = np.sort(
+                np.random.default_rng(int(self.params.get("seed", 0))).choice(len(y), self.max_fit_rows, replace=False)
+            )
             X, y = X[rows], y[rows]
         self.n_fit_rows_ = len(y)
         data = xgb.QuantileDMatrix(X, y, max_bin=int(self.params.get("max_bin", 256)))
@@ -62,7 +69,7 @@ class GbmRegressor:
         self.n_features_in_ = X.shape[1]
         return self
 
-    def predict(self, X: np.ndarray) -> np.ndarray:  # noqa: N803
+    def predict(self, X: np.ndarray) -> np.ndarray:
         if self.booster_ is None:
             raise ValueError("GbmRegressor is not fitted yet: call fit first")
         X = np.asarray(X, dtype=np.float32)
@@ -85,22 +92,3 @@ class GbmRegressor:
         self.booster_ = None
         if model is not None:
             self.booster_ = xgb.Booster(model_file=bytearray(model))
-
-
-def model_format(model_type: str) -> str:
-    """The format tag recorded in a new version's manifest."""
-    return GBM_FORMAT if model_type == "gbm" else f"{model_type}-1"
-
-
-def check_model_format(version: str, manifest: dict[str, Any]) -> None:
-    """Refuse, before unpickling, a gbm version saved in a format this code cannot read."""
-    if manifest.get("model_type") != "gbm":
-        return  # the linear model's format has not changed (versions without a tag load)
-    saved = manifest.get("model_format")
-    if saved != GBM_FORMAT:
-        saved_as = f"format {saved!r}" if saved else "the format before XGBoost (scikit-learn's HistGradientBoostingRegressor)"
-        raise ValueError(
-            f"model version {version!r} is a gbm model saved in {saved_as}, which this version of the code "
-            f"cannot load (it reads {GBM_FORMAT!r}): retrain it with the training flow (model_type='gbm') "
-            "and use the new version"
-        )

@@ -1,7 +1,7 @@
 """Bookkeeping for the hourly inference of files that arrive under an `incoming/` prefix.
 
-Each input file is predicted once. Three kinds of object in the bucket make that hold across
-reruns, overlapping runs and failures:
+Each input file is predicted once. Three kinds of object in the bucket (keys: taxi.layout)
+make that hold across reruns, overlapping runs and failures:
 
     incoming/<path>                        input files, dropped there by whoever produces them
     claims/incoming/<path>.json            "a run is predicting this file now": created with an
@@ -15,25 +15,37 @@ A run skips files with a done-record, claims the others one by one and predicts 
 claimed. A file that fails gets no done-record and its claim is released, so the next run
 tries it again. A claim left behind by a run that was killed expires after CLAIM_TTL.
 
-Plain Python on an ArtifactStore, no Prefect: flows/inference.py wires these into a flow.
+Plain Python on an ObjectStore, no Prefect: flows/inference.py wires these into a flow.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any
 
-from taxi.storage import ArtifactStore, StorageError
+from taxi.layout import claim_key, done_record_input, done_record_key, done_records_prefix, prediction_name
+from taxi.storage.objects import ObjectStore, StorageError
 
-PROCESSED_PREFIX = "processed"
-CLAIMS_PREFIX = "claims"
 # Longer than any single file's inference (seconds to a few minutes) by a wide margin: a claim
 # older than this belongs to a run that died without releasing it.
 CLAIM_TTL = timedelta(hours=2)
-DATA_SUFFIXES = (".parquet", ".pq", ".csv.gz", ".csv")
+
+__all__ = [
+    "CLAIM_TTL",
+    "Claim",
+    "IncomingFile",
+    "claim",
+    "claim_key",
+    "done_record_key",
+    "list_incoming",
+    "prediction_name",
+    "processed_keys",
+    "record_done",
+    "release",
+]
 
 
 @dataclass(frozen=True)
@@ -49,7 +61,7 @@ class Claim(Enum):
     BUSY = "busy"  # another run is predicting it right now
 
 
-def list_incoming(store: ArtifactStore, prefix: str) -> list[IncomingFile]:
+def list_incoming(store: ObjectStore, prefix: str) -> list[IncomingFile]:
     """Input files under `prefix`, sorted by key ("folder" placeholder objects left out)."""
     return sorted(
         (
@@ -61,33 +73,16 @@ def list_incoming(store: ArtifactStore, prefix: str) -> list[IncomingFile]:
     )
 
 
-def done_record_key(input_key: str) -> str:
-    return f"{PROCESSED_PREFIX}/{input_key}.json"
-
-
-def claim_key(input_key: str) -> str:
-    return f"{CLAIMS_PREFIX}/{input_key}.json"
-
-
-def processed_keys(store: ArtifactStore, prefix: str) -> set[str]:
+def processed_keys(store: ObjectStore, prefix: str) -> set[str]:
     """Input keys under `prefix` that have a done-record (one listing, not one request per file)."""
-    start = f"{PROCESSED_PREFIX}/"
-    return {key[len(start) : -len(".json")] for key in store.list_keys(f"{start}{prefix}") if key.endswith(".json")}
+    inputs = (done_record_input(key) for key in store.list_keys(done_records_prefix(prefix)))
+    return {key for key in inputs if key is not None}
 
 
-def prediction_name(input_key: str) -> str:
-    """Where a file's predictions go, under predictions/: its whole key without the data
-    suffix, so that incoming/a/x.parquet and incoming/b/x.parquet do not collide."""
-    for suffix in DATA_SUFFIXES:
-        if input_key.endswith(suffix):
-            return input_key[: -len(suffix)]
-    return input_key
-
-
-def claim(store: ArtifactStore, file: IncomingFile, owner: str, now: datetime | None = None) -> Claim:
+def claim(store: ObjectStore, file: IncomingFile, owner: str, now: datetime | None = None) -> Claim:
     """Try to take `file` for this run (`owner` names the run in the claim, for people reading
     the bucket)."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     key = claim_key(file.key)
     body = json.dumps({"input": file.key, "owner": owner, "claimed_at": now.isoformat(timespec="seconds")}).encode()
     if not store.put_if_absent(key, body):
@@ -106,7 +101,7 @@ def claim(store: ArtifactStore, file: IncomingFile, owner: str, now: datetime | 
     return Claim.CLAIMED
 
 
-def _claim_is_stale(store: ArtifactStore, key: str, now: datetime) -> bool:
+def _claim_is_stale(store: ObjectStore, key: str, now: datetime) -> bool:
     try:
         claimed_at = datetime.fromisoformat(json.loads(store.get(key))["claimed_at"])
     except StorageError:
@@ -116,13 +111,11 @@ def _claim_is_stale(store: ArtifactStore, key: str, now: datetime) -> bool:
     return now - claimed_at > CLAIM_TTL
 
 
-def release(store: ArtifactStore, file: IncomingFile) -> None:
+def release(store: ObjectStore, file: IncomingFile) -> None:
     store.delete(claim_key(file.key))
 
 
-def record_done(
-    store: ArtifactStore, file: IncomingFile, predictions_uri: str, model_version: str, run: str
-) -> dict[str, Any]:
+def record_done(store: ObjectStore, file: IncomingFile, predictions_uri: str, model_version: str, run: str) -> dict[str, Any]:
     """Write the done-record of `file`; call only once its predictions object is written."""
     record = {
         "input": store.uri(file.key),
@@ -131,7 +124,7 @@ def record_done(
         "predictions": predictions_uri,
         "model_version": model_version,
         "run": run,
-        "processed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "processed_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     store.put_verified(done_record_key(file.key), json.dumps(record, indent=2).encode(), "application/json")
     return record

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 from sklearn.linear_model import LinearRegression
 from sklearn.metrics import root_mean_squared_error
 
-from taxi.features import OneHotVectorizer, TripFeatureEncoder
+from taxi.config import CATEGORICAL_COLUMNS
+from taxi.features import FeatureMatrix, OneHotVectorizer, TripFeatureEncoder, Vectorizer
 from taxi.gbm import GbmRegressor
 
 
@@ -21,7 +25,7 @@ class SparseLinearRegression(LinearRegression):
     matrix), exactly and in a fraction of the time. Prediction is LinearRegression's own.
     """
 
-    def fit(self, X, y, sample_weight=None):  # noqa: N803 (scikit-learn's argument names)
+    def fit(self, X: FeatureMatrix, y: np.ndarray, sample_weight: np.ndarray | None = None) -> SparseLinearRegression:
         if sample_weight is not None:
             raise ValueError("SparseLinearRegression does not support sample weights")
         if not self.fit_intercept:
@@ -32,29 +36,128 @@ class SparseLinearRegression(LinearRegression):
         if n_rows == 0 or n_rows != y.shape[0]:
             raise ValueError(f"need as many targets as rows and at least one row, got {n_rows} rows and {y.shape[0]} targets")
 
-        # Centred normal equations scaled by n, M = n X'X - s s' and b = n X'y - s sum(y)
-        # (s: column sums), so that for 0/1 features every entry of M is an exact integer:
-        # centring by subtracting means would leave rounding noise where the exact matrix
-        # is singular.
         gram = _gram(X)
         sums = np.asarray(X.sum(axis=0)).ravel()
-        if np.issubdtype(gram.dtype, np.integer) and n_rows < _EXACT_ROWS:
-            sums = sums.astype(np.int64)
-        else:
-            gram = gram.astype(np.float64)
-        scaled_gram = (n_rows * gram - np.outer(sums, sums)).astype(np.float64)
-        scaled_moment = n_rows * (X.T @ y) - sums * y.sum()
-        # One-hot groups make M singular (each group sums to a constant), and so do
-        # categories that always occur together: the pseudo-inverse picks the minimum-norm
-        # solution, which is the one LinearRegression's LSQR converges to.
-        eigenvalues, eigenvectors = np.linalg.eigh(scaled_gram)
-        kept = eigenvalues > max(eigenvalues.max(), 0.0) * _RELATIVE_CUTOFF
-        basis = eigenvectors[:, kept]
-        self.coef_ = basis @ ((basis.T @ scaled_moment) / eigenvalues[kept])
-        self.intercept_ = float(y.mean()) - float(sums @ self.coef_) / n_rows
-        self.rank_ = int(kept.sum())
+        self.coef_, self.intercept_, self.rank_ = solve_normal_equations(gram, sums, X.T @ y, float(y.sum()), n_rows)
         self.n_features_in_ = X.shape[1]
         return self
+
+
+class OneHotNormalEquations:
+    """The course's one-hot linear regression fitted month by month in bounded memory.
+
+    Each `add` folds a batch of processed trips into the sufficient statistics of least
+    squares (X'X, column sums, X'y, sum(y), sum(y^2), rows), indexing categories in the order
+    they are first seen; `fit` reorders them as a fit on all batches together would
+    (OneHotVectorizer's sorted categories) and solves. Memory is one batch plus a
+    features-by-features matrix, whatever the number of batches.
+    """
+
+    def __init__(self, columns: Sequence[str] = CATEGORICAL_COLUMNS):
+        self.columns = tuple(columns)
+        self._features: list[dict[int, int]] = [{} for _ in self.columns]
+        self._n_features = 0
+        self._gram = np.zeros((0, 0), dtype=np.int64)
+        self._sums = np.zeros(0, dtype=np.int64)
+        self._moment = np.zeros(0, dtype=np.float64)
+        self.n_rows = 0
+        self.y_sum = 0.0
+        self.y_squared_sum = 0.0
+
+    def add(self, trips: pd.DataFrame, y: np.ndarray) -> None:
+        """Fold in processed trips (categories already encoded as integers) and their targets."""
+        y = np.asarray(y, dtype=np.float64)
+        if len(trips) != y.shape[0]:
+            raise ValueError(f"need as many targets as rows, got {len(trips)} rows and {y.shape[0]} targets")
+        if y.size == 0:
+            return
+        codes = np.empty((len(trips), len(self.columns)), dtype=np.int64)
+        for i, column in enumerate(self.columns):
+            distinct, inverse = np.unique(trips[column].to_numpy(dtype=np.int64), return_inverse=True)
+            codes[:, i] = np.array([self._feature(i, int(value)) for value in distinct], dtype=np.int64)[inverse]
+        self._grow()
+        X = sp.csr_matrix(
+            (np.ones(codes.size), codes.ravel(), np.arange(0, codes.size + 1, len(self.columns))),
+            shape=(len(trips), self._n_features),
+        )
+        self._gram += _gram(X).astype(np.int64)
+        self._sums += np.bincount(codes.ravel(), minlength=self._n_features)
+        self._moment += X.T @ y
+        self.n_rows += y.size
+        self.y_sum += float(y.sum())
+        self.y_squared_sum += float(y @ y)
+
+    def fit(self) -> tuple[SparseLinearRegression, OneHotVectorizer]:
+        """The fitted model and its vectorizer, the same as fitting both on all batches at once."""
+        if self.n_rows == 0:
+            raise ValueError("no trips were added: nothing to fit")
+        categories = {column: np.array(sorted(self._features[i]), dtype=np.int64) for i, column in enumerate(self.columns)}
+        order = np.array([self._features[i][int(value)] for i, column in enumerate(self.columns) for value in categories[column]])
+        gram, sums, moment = self._gram[np.ix_(order, order)], self._sums[order], self._moment[order]
+        model = SparseLinearRegression()
+        model.coef_, model.intercept_, model.rank_ = solve_normal_equations(gram, sums, moment, self.y_sum, self.n_rows)
+        model.n_features_in_ = len(order)
+        self._fitted = (model, gram, sums, moment)
+        return model, OneHotVectorizer.from_categories(categories, self.columns)
+
+    def rmse(self, model: SparseLinearRegression) -> float:
+        """RMSE of `model` (from `fit`) on every trip added, from the sufficient statistics alone."""
+        fitted, gram, sums, moment = self._fitted
+        if fitted is not model:
+            raise ValueError("rmse needs the model returned by this accumulator's fit")
+        w, b, n = model.coef_, model.intercept_, self.n_rows
+        squared_error = (
+            self.y_squared_sum
+            - 2 * b * self.y_sum
+            - 2 * float(w @ moment)
+            + n * b * b
+            + 2 * b * float(w @ sums)
+            + float(w @ (gram.astype(np.float64) @ w))
+        )
+        return float(np.sqrt(max(squared_error, 0.0) / n))
+
+    def _feature(self, column_index: int, value: int) -> int:
+        features = self._features[column_index]
+        if value not in features:
+            features[value] = self._n_features
+            self._n_features += 1
+        return features[value]
+
+    def _grow(self) -> None:
+        n, old = self._n_features, self._sums.size
+        if n == old:
+            return
+        gram = np.zeros((n, n), dtype=np.int64)
+        gram[:old, :old] = self._gram
+        self._gram = gram
+        self._sums = np.concatenate([self._sums, np.zeros(n - old, dtype=np.int64)])
+        self._moment = np.concatenate([self._moment, np.zeros(n - old)])
+
+
+def solve_normal_equations(
+    gram: np.ndarray, sums: np.ndarray, moment: np.ndarray, y_sum: float, n_rows: int
+) -> tuple[np.ndarray, float, int]:
+    """Minimum-norm least-squares coefficients, intercept and rank from the sufficient statistics
+    X'X (`gram`), the column sums, X'y (`moment`), sum(y) and the number of rows."""
+    # Centred normal equations scaled by n, M = n X'X - s s' and b = n X'y - s sum(y)
+    # (s: column sums), so that for 0/1 features every entry of M is an exact integer:
+    # centring by subtracting means would leave rounding noise where the exact matrix
+    # is singular.
+    if np.issubdtype(gram.dtype, np.integer) and n_rows < _EXACT_ROWS:
+        sums = np.asarray(sums).astype(np.int64)
+    else:
+        gram = gram.astype(np.float64)
+    scaled_gram = (n_rows * gram - np.outer(sums, sums)).astype(np.float64)
+    scaled_moment = n_rows * np.asarray(moment, dtype=np.float64) - sums * y_sum
+    # One-hot groups make M singular (each group sums to a constant), and so do
+    # categories that always occur together: the pseudo-inverse picks the minimum-norm
+    # solution, which is the one LinearRegression's LSQR converges to.
+    eigenvalues, eigenvectors = np.linalg.eigh(scaled_gram)
+    kept = eigenvalues > max(eigenvalues.max(initial=0.0), 0.0) * _RELATIVE_CUTOFF
+    basis = eigenvectors[:, kept]
+    coef = basis @ ((basis.T @ scaled_moment) / eigenvalues[kept])
+    intercept = y_sum / n_rows - float(sums @ coef) / n_rows
+    return coef, intercept, int(kept.sum())
 
 
 # eigh resolves eigenvalues to about n_features * eps * the largest (~1e-13 of it here), so a
@@ -87,6 +190,8 @@ def _gram(X: sp.csr_matrix) -> np.ndarray:
 
 
 MODEL_TYPES = ("linear", "gbm")
+Model = SparseLinearRegression | GbmRegressor
+
 
 def check_model_type(model_type: str, use_trip_distance: bool = False) -> None:
     if model_type not in MODEL_TYPES:
@@ -95,7 +200,7 @@ def check_model_type(model_type: str, use_trip_distance: bool = False) -> None:
         raise ValueError("use_trip_distance applies to model_type='gbm' only (the linear model is the course's)")
 
 
-def make_vectorizer(model_type: str = "linear", use_trip_distance: bool = False):
+def make_vectorizer(model_type: str = "linear", use_trip_distance: bool = False) -> Vectorizer:
     """An unfitted vectorizer for `model_type`: the course one-hot encoding for "linear",
     the request-time trip features for "gbm"."""
     check_model_type(model_type, use_trip_distance)
@@ -104,7 +209,7 @@ def make_vectorizer(model_type: str = "linear", use_trip_distance: bool = False)
     return TripFeatureEncoder(use_trip_distance=use_trip_distance)
 
 
-def train_model(X, y: np.ndarray, model_type: str = "linear"):  # noqa: N803
+def train_model(X: FeatureMatrix, y: np.ndarray, model_type: str = "linear") -> Model:
     """Fit the model: the course's linear regression on one-hot features ("linear"), or
     gradient-boosted trees on the trip features ("gbm")."""
     check_model_type(model_type)
@@ -113,11 +218,11 @@ def train_model(X, y: np.ndarray, model_type: str = "linear"):  # noqa: N803
     return GbmRegressor().fit(X, y)
 
 
-def predict(model, X) -> np.ndarray:  # noqa: N803
+def predict(model: Model, X: FeatureMatrix) -> np.ndarray:
     """Predicted trip durations in minutes."""
     return np.asarray(model.predict(X), dtype=np.float64)
 
 
-def evaluate_model(model, X, y: np.ndarray) -> float:  # noqa: N803
+def evaluate_model(model: Model, X: FeatureMatrix, y: np.ndarray) -> float:
     """Root mean squared error, in minutes."""
     return float(root_mean_squared_error(y, predict(model, X)))

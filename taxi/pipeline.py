@@ -1,25 +1,40 @@
 """The two entrypoints: training (process, train, evaluate) and inference (process, predict).
 
-They take and return plain Python objects and touch no storage, so they can be called from a
-notebook, a test, a benchmark or the Prefect flows' tasks alike.
+This is the one place in `taxi/` that strings the steps together. The entrypoints take and
+return plain Python objects and touch no storage, so they can be called from a notebook, a
+test, a benchmark or the Prefect flows alike. Each starts by tuning the memory allocator for
+trip months (taxi.memory).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from taxi.config import PREDICTION_COLUMN
-from taxi.data import PICKUP, ProcessedData, process_inference_data, process_train_data
-from taxi.model import evaluate_model, make_vectorizer, predict, train_model
+from taxi.config import DEFAULT_MAX_TRAIN_ROWS, PREDICTION_COLUMN, SAMPLE_SEED, TARGET_COLUMN
+from taxi.features import Vectorizer
+from taxi.memory import return_freed_memory_to_the_os
+from taxi.model import Model, OneHotNormalEquations, check_model_type, evaluate_model, make_vectorizer, predict, train_model
+from taxi.sampling import UniformRowSample
+from taxi.steps import (
+    TRAIN_STEPS,
+    ProcessedData,
+    StepRunner,
+    apply_steps,
+    call_directly,
+    process,
+    process_inference_data,
+    process_train_data,
+)
+from taxi.tlc import PICKUP
 
 
 @dataclass
 class TrainingResult:
-    model: Any
-    vectorizer: Any
+    model: Model
+    vectorizer: Vectorizer
     train: ProcessedData
     test: ProcessedData
     rmse_train: float
@@ -34,6 +49,7 @@ def run_training(
     train_source: str, test_source: str, model_type: str = "linear", use_trip_distance: bool = False
 ) -> TrainingResult:
     """Process both months, fit on the first, report RMSE on both."""
+    return_freed_memory_to_the_os()
     train = process_train_data(train_source, make_vectorizer(model_type, use_trip_distance))
     model = train_model(train.X, train.y, model_type)
     test = process_train_data(test_source, train.vectorizer)
@@ -47,17 +63,127 @@ def run_training(
     )
 
 
-def predictions_frame(processed: ProcessedData, predicted_minutes) -> pd.DataFrame:
+@dataclass(frozen=True)
+class MonthUsage:
+    """What one training month contributed."""
+
+    source: str
+    rows_read: int
+    rows_kept: int
+
+
+@dataclass
+class WindowTrainingResult:
+    """A model trained on several months, evaluated on a later one, next to the course baseline
+    (the one-hot linear model fitted on every kept trip of the same months)."""
+
+    model: Model
+    vectorizer: Vectorizer
+    test: ProcessedData
+    months: list[MonthUsage]
+    rows_trained: int  # trips the model was fitted on (a sample for "gbm" past max_train_rows)
+    rmse_train: float  # on the trips the model was fitted on
+    rmse_test: float
+    rmse_test_course_baseline: float
+
+    @property
+    def rows_kept(self) -> int:
+        return sum(month.rows_kept for month in self.months)
+
+    @property
+    def rows_read(self) -> int:
+        return sum(month.rows_read for month in self.months)
+
+    @property
+    def sampled(self) -> bool:
+        return self.rows_trained < self.rows_kept
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return {
+            "rmse_train": self.rmse_train,
+            "rmse_test": self.rmse_test,
+            "rmse_test_course_baseline": self.rmse_test_course_baseline,
+        }
+
+
+def run_window_training(
+    train_sources: list[str],
+    test_source: str,
+    model_type: str = "linear",
+    use_trip_distance: bool = False,
+    max_train_rows: int = DEFAULT_MAX_TRAIN_ROWS,
+    seed: int = SAMPLE_SEED,
+    run: StepRunner = call_directly,
+) -> WindowTrainingResult:
+    """Train on every month of `train_sources`, one month in memory at a time, and evaluate on
+    `test_source`.
+
+    The linear model folds each month into its normal equations, which gives the same fit as
+    all months together. The gradient-boosting model trains on a uniform sample of at most
+    `max_train_rows` kept trips across the months (all of them when there are fewer). `run` calls
+    each processing step (the flows pass one that runs it as a Prefect task)."""
+    return_freed_memory_to_the_os()
+    check_model_type(model_type, use_trip_distance)
+    if not train_sources:
+        raise ValueError("the training window has no months")
+    if max_train_rows < 1:
+        raise ValueError(f"max_train_rows must be at least 1, got {max_train_rows}")
+    linear = OneHotNormalEquations()
+    sample = UniformRowSample(max_train_rows, seed) if model_type == "gbm" else None
+    months = []
+    for source in train_sources:
+        trips, rows_read = apply_steps(source, TRAIN_STEPS, run)
+        linear.add(trips, trips[TARGET_COLUMN].to_numpy(dtype=np.float64))
+        if sample is not None:
+            sample.add(trips)
+        months.append(MonthUsage(source, rows_read, len(trips)))
+        del trips
+    baseline, baseline_vectorizer = linear.fit()
+    if sample is None:
+        model, vectorizer, rows_trained, rmse_train = baseline, baseline_vectorizer, linear.n_rows, linear.rmse(baseline)
+    else:
+        trips = sample.rows
+        y = trips[TARGET_COLUMN].to_numpy(dtype=np.float64)
+        vectorizer = make_vectorizer(model_type, use_trip_distance)
+        X = vectorizer.fit_transform(trips, y)
+        del sample, trips
+        model = run(train_model, X, y, model_type)
+        rows_trained, rmse_train = y.size, evaluate_model(model, X, y)
+        del X, y
+    test = process(test_source, vectorizer, TRAIN_STEPS, run)
+    return WindowTrainingResult(
+        model=model,
+        vectorizer=vectorizer,
+        test=test,
+        months=months,
+        rows_trained=rows_trained,
+        rmse_train=rmse_train,
+        rmse_test=evaluate_model(model, test.X, test.y),
+        rmse_test_course_baseline=evaluate_model(baseline, baseline_vectorizer.transform(test.trips), test.y),
+    )
+
+
+def predictions_frame(processed: ProcessedData, predicted_minutes: np.ndarray) -> pd.DataFrame:
     """One row per processed trip, in order: when and where it starts and ends, and the prediction."""
     columns = [PICKUP, "PULocationID", "DOLocationID"]
     frame = processed.trips[columns].reset_index(drop=True)
     return frame.assign(**{PREDICTION_COLUMN: predicted_minutes})
 
 
-def run_inference(source: str, model: Any, vectorizer: Any) -> pd.DataFrame:
+def run_inference(source: str, model: Model, vectorizer: Vectorizer) -> pd.DataFrame:
     """Predict the duration of every trip in `source`, in input order."""
+    return_freed_memory_to_the_os()
     processed = process_inference_data(source, vectorizer)
     return predictions_frame(processed, predict(model, processed.X))
 
 
-__all__ = ["TrainingResult", "predictions_frame", "run_inference", "run_training"]
+__all__ = [
+    "MonthUsage",
+    "TrainingResult",
+    "WindowTrainingResult",
+    "predictions_frame",
+    "run_inference",
+    "run_training",
+    "run_window_training",
+]

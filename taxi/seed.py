@@ -1,10 +1,15 @@
-"""Create the bucket, upload trip files to its data/ prefix, and drop a first file into
-incoming/ for the hourly inference job to find.
+"""Create the bucket, ingest the TLC monthly files of a directory into its data/ prefix, and
+drop a first file into incoming/ for the hourly inference job to find.
 
     python -m taxi.seed --data-dir data [--incoming green_tripdata_2021-03.parquet]
 
-Idempotent: objects already present with the same content are left alone, so re-seeding
-does not make the hourly job predict a file again.
+The months go in exactly as the taxi-ingest flow copies them (taxi.ingest, with the
+directory as the source): data/<color>/<TLC file name> with its data manifest. Only files
+named as the TLC names them (<color>_tripdata_YYYY-MM.parquet) are months; other files
+(the yellow CSV excerpts) are not uploaded.
+
+Idempotent: months already in the bucket and incoming/ objects with the same content are
+left alone, so re-seeding does not make the hourly job predict a file again.
 """
 
 from __future__ import annotations
@@ -12,37 +17,42 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from taxi.storage import ArtifactStore, sha256_hex
+from taxi.ingest import ingest_month, months_present
+from taxi.layout import INCOMING_PREFIX, data_key, incoming_key, parse_tlc_file_name
+from taxi.storage.objects import ObjectStore, sha256_hex
 
-UPLOADED_SUFFIXES = (".parquet", ".csv")
-INCOMING_PREFIX = "incoming/"
 DEFAULT_INCOMING = ("green_tripdata_2021-03.parquet",)
 
 
-def seed_bucket(
-    data_dir: Path, store: ArtifactStore | None = None, incoming: tuple[str, ...] = DEFAULT_INCOMING
-) -> list[str]:
-    """Upload every trip file of `data_dir` to data/, and the files named in `incoming` to
-    incoming/ as well; returns the s3:// URIs of the files now in the bucket."""
-    store = store or ArtifactStore()
-    files = sorted(p for p in Path(data_dir).iterdir() if p.is_file() and p.name.endswith(UPLOADED_SUFFIXES))
-    if not files:
-        raise FileNotFoundError(f"no .parquet or .csv files in {data_dir}")
-    missing = sorted(set(incoming) - {p.name for p in files})
+def seed_bucket(data_dir: Path, store: ObjectStore | None = None, incoming: tuple[str, ...] = DEFAULT_INCOMING) -> list[str]:
+    """Ingest every TLC monthly file of `data_dir` into data/<color>/, and put the files named
+    in `incoming` under incoming/ as well; returns the s3:// URIs of the files now in the
+    bucket. The bucket defaults to TAXI_BUCKET."""
+    store = store or ObjectStore()
+    names = sorted(p.name for p in Path(data_dir).iterdir() if p.is_file())
+    months = sorted(parsed for name in names if (parsed := parse_tlc_file_name(name)) is not None)
+    if not months:
+        raise FileNotFoundError(f"no TLC monthly files (<color>_tripdata_YYYY-MM.parquet) in {data_dir}")
+    missing = sorted(set(incoming) - set(names))
     if missing:
         raise FileNotFoundError(f"{missing} not in {data_dir}: nothing to put under {INCOMING_PREFIX}")
     store.ensure_bucket()
+    present = {color: months_present(store, color) for color in {color for color, _ in months}}
     uris = []
-    for path in files:
-        body = path.read_bytes()
-        keys = [f"{store.config.data_prefix}/{path.name}"] + ([f"{INCOMING_PREFIX}{path.name}"] if path.name in incoming else [])
-        for key in keys:
-            _put_unless_identical(store, key, body)
-            uris.append(store.uri(key))
+    for color, month in months:
+        if month not in present[color]:
+            result = ingest_month(store, color, month, str(data_dir))
+            if result.manifest is None:  # the file went away since it was listed
+                raise FileNotFoundError(result.detail)
+        uris.append(store.uri(data_key(color, month)))
+    for name in incoming:
+        key = incoming_key(name)
+        _put_unless_identical(store, key, (Path(data_dir) / name).read_bytes())
+        uris.append(store.uri(key))
     return uris
 
 
-def _put_unless_identical(store: ArtifactStore, key: str, body: bytes) -> None:
+def _put_unless_identical(store: ObjectStore, key: str, body: bytes) -> None:
     if store.exists(key) and sha256_hex(store.get(key)) == sha256_hex(body):
         return
     store.put(key, body)

@@ -52,8 +52,7 @@ def pytest_configure(config: pytest.Config) -> None:
         }
     )
     # Short task retry delays (production: 2, 10, 30 s) keep the fault tests quick; set
-    # TAXI_IO_RETRY_DELAYS=2,10,30 to measure with production delays. Read by flows.tasks
-    # when it is first imported, which is after this.
+    # TAXI_IO_RETRY_DELAYS=2,10,30 to measure with production delays.
     os.environ.setdefault("TAXI_IO_RETRY_DELAYS", "1,2,4")
     for variable in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "TAXI_SIGNING_KEY", "TAXI_SIGNING_KEY_BLOCK"):
         os.environ.pop(variable, None)

@@ -26,7 +26,7 @@ def docker_client_or_skip() -> docker.DockerClient:
         client = docker.from_env(timeout=60)
         client.ping()
         return client
-    except Exception as exc:  # any failure means: no usable engine
+    except Exception as exc:  # noqa: BLE001 (any failure means: no usable engine)
         reason = f"no Docker engine reachable ({exc.__class__.__name__}: {exc})"
         if os.environ.get("CI") == "true":
             pytest.fail(f"{reason}; CI must provide one (.ci/docker.sh up)")
@@ -41,8 +41,7 @@ def clean_env() -> dict[str, str]:
     """This process's environment without Prefect, S3 or project settings (the
     test session's own servers are configured there), and with the venv's
     executables first on PATH."""
-    env = {k: v for k, v in os.environ.items()
-           if k in PASS_THROUGH or not k.startswith(("PREFECT_", "AWS_", "TAXI_"))}
+    env = {k: v for k, v in os.environ.items() if k in PASS_THROUGH or not k.startswith(("PREFECT_", "AWS_", "TAXI_"))}
     env["PATH"] = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
     return env
 
@@ -67,8 +66,7 @@ def run(cmd: list[str], env: dict, timeout: float) -> subprocess.CompletedProces
 def start(cmd: list[str], env: dict, log: Path) -> subprocess.Popen:
     # Own session: a Ctrl-C in pytest's terminal does not reach it directly.
     with log.open("wb") as out:
-        return subprocess.Popen(cmd, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        return subprocess.Popen(cmd, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def stop(proc: subprocess.Popen, timeout: float = 30) -> None:
@@ -81,8 +79,7 @@ def stop(proc: subprocess.Popen, timeout: float = 30) -> None:
             proc.wait()
 
 
-def wait_for(check, timeout: float, what: str, proc: subprocess.Popen | None = None,
-             log: Path | None = None) -> None:
+def wait_for(check, timeout: float, what: str, proc: subprocess.Popen | None = None, log: Path | None = None) -> None:
     tail = lambda: log.read_text()[-3000:] if log else ""  # noqa: E731
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -91,7 +88,7 @@ def wait_for(check, timeout: float, what: str, proc: subprocess.Popen | None = N
         try:
             if check():
                 return
-        except Exception:
+        except Exception:  # noqa: BLE001 (not ready yet, whatever the reason)
             pass
         time.sleep(0.5)
     raise TimeoutError(f"{what} not ready after {timeout} s:\n{tail()}")
@@ -146,8 +143,9 @@ def complete_model_versions(s3, bucket: str) -> list[str]:
     """Model versions with model, vectorizer and manifest all in the bucket."""
     model_keys = set(keys(s3, bucket, "models/"))
     versions = {key.split("/")[1] for key in model_keys if key.count("/") >= 2}
-    return [v for v in versions
-            if {f"models/{v}/{name}" for name in ("model.pkl", "vectorizer.pkl", "manifest.json")} <= model_keys]
+    return [
+        v for v in versions if {f"models/{v}/{name}" for name in ("model.pkl", "vectorizer.pkl", "manifest.json")} <= model_keys
+    ]
 
 
 def assert_bucket_after_runs(s3, bucket: str) -> None:

@@ -24,8 +24,19 @@ import httpx
 import pytest
 
 from .dockerutil import (
-    BIN, REPO, api, assert_bucket_after_runs, clean_env, container_logs, deployment,
-    flow_containers, keys, port_free, run, run_deployment, wait_for,
+    BIN,
+    REPO,
+    api,
+    assert_bucket_after_runs,
+    clean_env,
+    container_logs,
+    deployment,
+    flow_containers,
+    keys,
+    port_free,
+    run,
+    run_deployment,
+    wait_for,
 )
 
 pytestmark = pytest.mark.docker
@@ -64,18 +75,27 @@ def compose_stack(docker_client, tmp_path_factory):
     compose = ["docker", "compose", "-p", PROJECT, "--env-file", ".env.example", *files]
     try:
         t0 = time.monotonic()
-        result = subprocess.run([*compose, "up", "-d", "--build", "--pull", "never", "--wait",
-                                 "--wait-timeout", "600"], env=env, cwd=REPO,
-                                capture_output=True, text=True, timeout=900)
+        result = subprocess.run(
+            [*compose, "up", "-d", "--build", "--pull", "never", "--wait", "--wait-timeout", "600"],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         up_seconds = time.monotonic() - t0
         if result.returncode != 0:
-            logs = subprocess.run([*compose, "logs", "--tail", "50"], env=env, cwd=REPO,
-                                  capture_output=True, text=True).stdout
+            logs = subprocess.run([*compose, "logs", "--tail", "50"], env=env, cwd=REPO, capture_output=True, text=True).stdout
             pytest.fail(f"compose up failed:\n{result.stderr[-4000:]}\n--- logs:\n{logs[-6000:]}")
         yield {"env": env, "compose": compose, "up_seconds": up_seconds}
     finally:
-        subprocess.run([*compose, "down", "--volumes", "--remove-orphans", "--timeout", "20"],
-                       env=env, cwd=REPO, capture_output=True, timeout=300)
+        subprocess.run(
+            [*compose, "down", "--volumes", "--remove-orphans", "--timeout", "20"],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            timeout=300,
+        )
 
 
 def test_compose_stack_seeds_data_and_runs_deployments(compose_stack, docker_client):
@@ -89,18 +109,25 @@ def test_compose_stack_seeds_data_and_runs_deployments(compose_stack, docker_cli
         ps = run([*compose, "ps", "--all", "--format", "{{.Service}} {{.State}} {{.ExitCode}}", service], env, 60)
         assert ps.stdout.split() == [service, "exited", "0"], ps.stdout
     # The seed uploaded the sample data (read through the published S3 port).
-    s3 = boto3.client("s3", endpoint_url="http://127.0.0.1:9000", region_name=env["AWS_DEFAULT_REGION"],
-                      aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-                      aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
+    s3 = boto3.client(
+        "s3",
+        endpoint_url="http://127.0.0.1:9000",
+        region_name=env["AWS_DEFAULT_REGION"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
     data = keys(s3, bucket, "data/")
     for month in ("01", "02", "03"):
-        assert f"data/green_tripdata_2021-{month}.parquet" in data, data
+        assert f"data/green/green_tripdata_2021-{month}.parquet" in data, data
+        assert f"data/green/green_tripdata_2021-{month}.parquet.manifest.json" in data, data
     # The UI and API are served on :4200; the pool exists with a worker polling it.
     assert httpx.get("http://127.0.0.1:4200/", timeout=10).status_code == 200
     pool = env["TAXI_WORK_POOL"]
-    wait_for(lambda: any(w["status"] == "ONLINE" for w in
-                         api("POST", f"{api_url}/work_pools/{pool}/workers/filter", json={})),
-             60, "an online worker in the pool")
+    wait_for(
+        lambda: any(w["status"] == "ONLINE" for w in api("POST", f"{api_url}/work_pools/{pool}/workers/filter", json={})),
+        60,
+        "an online worker in the pool",
+    )
 
     # The documented deploy, from the host, with the values of .env.
     t0 = time.monotonic()

@@ -24,8 +24,19 @@ import pytest
 import devstack
 
 from .dockerutil import (
-    BIN, REPO, api, assert_bucket_after_runs, clean_env, container_logs, deployment, flow_containers,
-    keys, run, run_deployment, start, stop,
+    BIN,
+    REPO,
+    api,
+    assert_bucket_after_runs,
+    clean_env,
+    container_logs,
+    deployment,
+    flow_containers,
+    keys,
+    run,
+    run_deployment,
+    start,
+    stop,
 )
 
 pytestmark = pytest.mark.docker
@@ -66,11 +77,11 @@ def stack(docker_client, tmp_path_factory):
         # Flow containers reach both servers on the host's loopback.
         "TAXI_FLOW_NETWORK": "host",
     }
-    s3 = boto3.client("s3", endpoint_url=s3_server.url, aws_access_key_id=access_key,
-                      aws_secret_access_key=secret_key, region_name="us-east-1")
+    s3 = boto3.client(
+        "s3", endpoint_url=s3_server.url, aws_access_key_id=access_key, aws_secret_access_key=secret_key, region_name="us-east-1"
+    )
     try:
-        yield {"env": env, "tmp": tmp, "api": api_url, "s3": s3,
-               "secrets": [secret_key, signing_key]}
+        yield {"env": env, "tmp": tmp, "api": api_url, "s3": s3, "secrets": [secret_key, signing_key]}
     finally:
         prefect_server.stop()
         s3_server.stop()
@@ -82,17 +93,22 @@ def test_training_and_inference_deployments_run_as_containers(stack, docker_clie
     timings: dict[str, float] = {}
 
     # The work pool and its Secret blocks, as the compose one-shot makes them.
-    run([str(BIN / "python"), "-m", "deploy.work_pool"],
-        {**env, "TAXI_SIGNING_KEY": stack["secrets"][1]}, 120)
+    run([str(BIN / "python"), "-m", "deploy.work_pool"], {**env, "TAXI_SIGNING_KEY": stack["secrets"][1]}, 120)
     # Sample data into the bucket, as the compose seed one-shot does.
     run([str(BIN / "python"), "-m", "taxi.seed", "--data-dir", "data"], env, 300)
-    assert "data/green_tripdata_2021-03.parquet" in keys(s3, BUCKET, "data/")
+    assert "data/green/green_tripdata_2021-03.parquet.manifest.json" in keys(s3, BUCKET, "data/")
 
     # A missing setting stops the deploy before anything is built or registered
     # (unchecked, an unset {{ $VAR }} would be stored as "").
     no_bucket = {k: v for k, v in env.items() if k != "TAXI_BUCKET"}
-    failed = subprocess.run([str(BIN / "prefect"), "--no-prompt", "deploy", "--all"], env=no_bucket,
-                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    failed = subprocess.run(
+        [str(BIN / "prefect"), "--no-prompt", "deploy", "--all"],
+        env=no_bucket,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert failed.returncode != 0
     assert "set TAXI_BUCKET" in failed.stdout + failed.stderr, failed.stdout[-3000:]
     assert api("POST", f"{api_url}/deployments/filter", json={}) == []
@@ -126,9 +142,11 @@ def test_training_and_inference_deployments_run_as_containers(stack, docker_clie
 
     # `env --default-signal=INT`: a background worker inherits SIGINT as
     # ignored, and the worker stops on SIGTERM by sending itself SIGINT.
-    worker = start(["env", "--default-signal=INT", str(BIN / "prefect"), "worker", "start",
-                    "--pool", POOL, "--type", "docker"],
-                   {**env, "PREFECT_WORKER_QUERY_SECONDS": "2"}, tmp / "worker.log")
+    worker = start(
+        ["env", "--default-signal=INT", str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--type", "docker"],
+        {**env, "PREFECT_WORKER_QUERY_SECONDS": "2"},
+        tmp / "worker.log",
+    )
     run_ids: list[str] = []
     try:
         for label, dep in (("training", training), ("inference", inference)):

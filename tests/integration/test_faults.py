@@ -18,7 +18,8 @@ import pytest
 
 from taxi import encode_categorical_columns, load_data
 from taxi.config import StoreConfig
-from taxi.storage import ArtifactStore
+from taxi.settings import Settings
+from taxi.storage import ArtifactStore, ObjectStore
 from tests.conftest import DATA, GREEN_JAN, YELLOW_FEB, YELLOW_JAN, devstack
 from tests.integration import prefect_api as api
 
@@ -159,20 +160,20 @@ def test_signing_key_from_a_secret_block_and_no_secret_in_logs_or_artifacts(pref
 
 
 def test_a_dead_s3_endpoint_fails_the_run_in_bounded_time(prefect_api, monkeypatch):
-    from flows import tasks
     from flows.inference import inference_flow
 
     dead = f"http://127.0.0.1:{devstack.free_port()}"  # nothing listens there
     monkeypatch.setenv("AWS_ENDPOINT_URL", dead)
+    retry_delays = Settings.from_env().io_retry_delays
     started = time.monotonic()
     state = inference_flow(str(YELLOW_FEB), return_state=True)
     elapsed = time.monotonic() - started
-    print(f"dead S3 endpoint failed the run after {elapsed:.1f} s (retry delays {tasks.IO_RETRY_DELAYS})")
+    print(f"dead S3 endpoint failed the run after {elapsed:.1f} s (retry delays {list(retry_delays)})")
 
     assert state.is_failed()
     assert f"S3 endpoint {dead} unreachable" in state.message
     [load] = api.task_runs(state.state_details.flow_run_id, "load-model", until=_failed)
-    assert load.run_count == tasks.IO_RETRIES + 1  # transient: every retry was tried
+    assert load.run_count == len(retry_delays) + 1  # transient: every retry was tried
     assert elapsed < 120
 
 
@@ -180,7 +181,6 @@ def test_s3_restart_in_the_middle_of_publishing(prefect_api, tmp_path, monkeypat
     """Stop the S3 server right after the model object is written, start it again (same data,
     credentials and port): the save-model task retries, publishes a complete version, and the
     interrupted version stays incomplete and never becomes latest."""
-    from flows import tasks
     from flows.training import training_flow
 
     credentials = (os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"])
@@ -195,7 +195,7 @@ def test_s3_restart_in_the_middle_of_publishing(prefect_api, tmp_path, monkeypat
         # Instrumentation only (the outage itself is real): pause the run right after the
         # first model object is stored, so the server goes down at a known point.
         written, resume, interrupted = threading.Event(), threading.Event(), []
-        put_verified = ArtifactStore.put_verified
+        put_verified = ObjectStore.put_verified
 
         def pausing_put_verified(self, key, body, content_type="application/octet-stream"):
             sha = put_verified(self, key, body, content_type)
@@ -205,9 +205,9 @@ def test_s3_restart_in_the_middle_of_publishing(prefect_api, tmp_path, monkeypat
                 resume.wait(120)
             return sha
 
-        monkeypatch.setattr(ArtifactStore, "put_verified", pausing_put_verified)
+        monkeypatch.setattr(ObjectStore, "put_verified", pausing_put_verified)
         # Retries spread over 17 s: room for the server to come back even on a slow machine.
-        monkeypatch.setattr(tasks, "save_model", tasks.save_model.with_options(retry_delay_seconds=[2, 5, 10]))
+        monkeypatch.setenv("TAXI_IO_RETRY_DELAYS", "2,5,10")
         results = []
         run = threading.Thread(target=lambda: results.append(training_flow(str(YELLOW_JAN), str(YELLOW_FEB), return_state=True)))
         run.start()

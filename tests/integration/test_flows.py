@@ -40,7 +40,7 @@ def test_training_then_inference(seeded):
     from flows.training import training_flow
 
     store = seeded
-    data = f"s3://{store.bucket}/data"
+    data = f"s3://{store.bucket}/data/green"
     state = training_flow(f"{data}/green_tripdata_2021-01.parquet", f"{data}/green_tripdata_2021-02.parquet", return_state=True)
     assert state.is_completed()
     result = state.result()
@@ -128,7 +128,7 @@ def test_bad_input_fails_the_flow_with_a_clear_error(seeded):
     store = seeded
     with pytest.raises(DataError, match="file not found in S3"):
         training_flow(f"s3://{store.bucket}/data/absent.parquet", f"s3://{store.bucket}/data/absent.parquet")
-    state = inference_flow(f"s3://{store.bucket}/data/green_tripdata_2021-03.parquet", return_state=True)
+    state = inference_flow(f"s3://{store.bucket}/data/green/green_tripdata_2021-03.parquet", return_state=True)
     assert state.is_failed()
     assert "no model has been published" in str(state.message) or "no model has been published" in repr(
         state.result(raise_on_failure=False)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import io
 import json
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
 from taxi import process_inference_data, run_training
-from taxi.gbm import model_format
+from taxi.config import MODEL_FORMATS
 from taxi.incoming import CLAIM_TTL, Claim, IncomingFile, claim, list_incoming, record_done, release
 from tests.conftest import GREEN_MAR, YELLOW_FEB, YELLOW_JAN
 from tests.integration import prefect_api as api
@@ -129,7 +129,7 @@ def test_overlapping_runs_predict_each_file_exactly_once(published):
     for _, summary in results:
         assert sorted(predicted) == sorted(_inputs(summary["predicted"]) + _inputs(summary["skipped"]))
     writes = [
-        api.task_runs(state.state_details.flow_run_id, "write-predictions", until=lambda r, n=len(s["predicted"]): len(r) >= n)
+        api.task_runs(state.state_details.flow_run_id, "write-predictions", until=lambda r, n=len(s["predicted"]): len(r) >= n)  # noqa: B008
         for state, s in results
     ]
     assert sum(len(w) for w in writes) == len(files)
@@ -148,7 +148,7 @@ def test_claims_are_exclusive_and_expire(store):
     assert claim(store, file, "run-a") is Claim.CLAIMED
     assert claim(store, file, "run-b") is Claim.BUSY
     # A claim whose run died is taken over once it is older than CLAIM_TTL.
-    later = datetime.now(timezone.utc) + CLAIM_TTL + timedelta(minutes=1)
+    later = datetime.now(UTC) + CLAIM_TTL + timedelta(minutes=1)
     assert claim(store, file, "run-c", now=later) is Claim.CLAIMED
     assert json.loads(store.get("claims/incoming/x.csv.json"))["owner"] == "run-c"
     record_done(store, file, "s3://somewhere/p.parquet", "v1", "run-c")
@@ -162,7 +162,7 @@ def test_the_hourly_job_predicts_with_the_gbm_model(prefect_api, bucket_env):
     """The deployed model type through the hourly flow: loaded from its verified artifact,
     predictions equal the fitted model's own on the same trips."""
     trained = run_training(str(YELLOW_JAN), str(YELLOW_FEB), model_type="gbm")
-    details = {"model_type": "gbm", "model_format": model_format("gbm")}
+    details = {"model_type": "gbm", "model_format": MODEL_FORMATS["gbm"]}
     version = bucket_env.save_model(trained.model, trained.vectorizer, metrics=trained.metrics, details=details)["version"]
     bucket_env.put("incoming/2021-03/green.parquet", _green_slice())
 

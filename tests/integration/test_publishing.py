@@ -37,7 +37,9 @@ def trained():
 
 
 def _save(store: ArtifactStore, trained, **kwargs) -> dict:
-    return store.save_model(trained.model, trained.vectorizer, metrics=trained.metrics, details={"model_type": "linear"}, **kwargs)
+    return store.save_model(
+        trained.model, trained.vectorizer, metrics=trained.metrics, details={"model_type": "linear"}, **kwargs
+    )
 
 
 def _with(store: ArtifactStore, signing_key: bytes | None) -> ArtifactStore:
@@ -189,6 +191,8 @@ def test_a_gbm_version_saved_before_xgboost_fails_with_a_clear_error(store, trai
         store.load_model(old)
     with pytest.raises(UnsupportedModelError, match=f"'{old}'"):
         store.load_model()  # it is latest
-    current = store.save_model(trained.model, trained.vectorizer, metrics=trained.metrics, details={"model_type": "gbm", "model_format": GBM_FORMAT})
+    current = store.save_model(
+        trained.model, trained.vectorizer, metrics=trained.metrics, details={"model_type": "gbm", "model_format": GBM_FORMAT}
+    )
     assert store.load_model().version == current["version"]
     assert store.load_model(_save(store, trained)["version"]).manifest.get("model_format") is None  # linear: unchanged

@@ -12,9 +12,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from taxi import run_training
-from taxi.config import StoreConfig
 from taxi.seed import seed_bucket
-from taxi.storage import ArtifactStore, IntegrityError, ModelNotFoundError, sha256_hex, source_name
+from taxi.storage import IntegrityError, ModelNotFoundError, ObjectStore, sha256_hex, source_name
 from tests.conftest import DATA, YELLOW_FEB, YELLOW_JAN
 
 
@@ -42,7 +41,7 @@ def test_save_model_writes_objects_manifest_and_moves_latest(store, trained):
     assert keys == {f"models/{version}/{n}" for n in ("model.pkl", "vectorizer.pkl", "metrics.json", "manifest.json")}
     stored = json.loads(store.get(f"models/{version}/manifest.json"))
     assert stored == manifest
-    for name, entry in manifest["objects"].items():
+    for entry in manifest["objects"].values():
         assert sha256_hex(store.get(entry["key"])) == entry["sha256"]
     assert manifest["metrics"] == trained.metrics
     assert {"scikit-learn", "pandas", "numpy", "python"} <= set(manifest["library_versions"])
@@ -105,13 +104,22 @@ def test_source_name():
 
 
 def test_seed_bucket_is_idempotent(s3_server):
-    store = ArtifactStore(config=StoreConfig(bucket="seed-test"))
+    from taxi.ingest import months_present
+
+    store = ObjectStore(bucket="seed-test")
     uris = seed_bucket(DATA, store)
-    assert "s3://seed-test/data/green_tripdata_2021-03.parquet" in uris
-    assert "s3://seed-test/incoming/green_tripdata_2021-03.parquet" in uris
+    assert uris == [
+        *(f"s3://seed-test/data/green/green_tripdata_2021-0{m}.parquet" for m in (1, 2, 3)),
+        "s3://seed-test/incoming/green_tripdata_2021-03.parquet",
+    ]
+    # The months went in as the ingest flow puts them: each with its data manifest.
+    assert months_present(store, "green") == [(2021, 1), (2021, 2), (2021, 3)]
+    assert len(store.list_keys("data/")) == 6  # 3 files and their manifests; the yellow CSV excerpts are no TLC months
     assert store.list_keys("incoming/") == ["incoming/green_tripdata_2021-03.parquet"]
+    before = {item["Key"]: (item["ETag"], item["LastModified"]) for item in store.list_objects("")}
     assert seed_bucket(DATA, store) == uris
-    assert store.get("data/green_tripdata_2021-01.parquet") == (DATA / "green_tripdata_2021-01.parquet").read_bytes()
+    assert {item["Key"]: (item["ETag"], item["LastModified"]) for item in store.list_objects("")} == before
+    assert store.get("data/green/green_tripdata_2021-01.parquet") == (DATA / "green_tripdata_2021-01.parquet").read_bytes()
 
 
 def test_load_data_from_s3(store):

@@ -144,7 +144,7 @@ def test_missing_file(tmp_path):
 
 def test_truncated_parquet(tmp_path):
     path = tmp_path / "truncated.parquet"
-    path.write_bytes(GREEN_JAN.read_bytes()[: 600_000])
+    path.write_bytes(GREEN_JAN.read_bytes()[:600_000])
     _fails(path, "parquet")
 
 

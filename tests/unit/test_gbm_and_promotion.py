@@ -47,7 +47,9 @@ def test_gbm_uses_only_request_time_inputs(gbm):
         duration=0.0,
         trip_distance=trips["trip_distance"] if use_distance else trips["trip_distance"] * 5 + 1,
     )
-    assert np.array_equal(result.model.predict(result.vectorizer.transform(trips)), result.model.predict(result.vectorizer.transform(altered)))
+    assert np.array_equal(
+        result.model.predict(result.vectorizer.transform(trips)), result.model.predict(result.vectorizer.transform(altered))
+    )
 
 
 def test_gbm_predicts_unknown_zones_and_counts_them(gbm):
@@ -137,7 +139,9 @@ def test_trip_features_are_float32_and_time_fields_match_pandas():
     pickup = train.trips["pickup_datetime"]
     assert np.allclose(train.X[:, names.index("hour")], pickup.dt.hour + pickup.dt.minute / 60.0, atol=1e-5)
     assert np.array_equal(train.X[:, names.index("dow")], pickup.dt.day_of_week.to_numpy(dtype=np.float32))
-    trips = pd.DataFrame({"pickup_datetime": [pd.NaT, pd.Timestamp("2021-02-07 23:59")], "PULocationID": [74, 74], "DOLocationID": [75, 75]})
+    trips = pd.DataFrame(
+        {"pickup_datetime": [pd.NaT, pd.Timestamp("2021-02-07 23:59")], "PULocationID": [74, 74], "DOLocationID": [75, 75]}
+    )
     features = train.vectorizer.transform(trips)
     assert np.isnan(features[0, names.index("hour")]) and np.isnan(features[0, names.index("dow")])
     assert features[1, names.index("dow")] == 6 and np.isclose(features[1, names.index("hour")], 23 + 59 / 60)

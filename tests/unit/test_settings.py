@@ -1,11 +1,17 @@
-"""Settings the flows read from the environment (no servers needed)."""
+"""Settings read from the environment (no servers needed)."""
 
 from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from flows import tasks
 from taxi.incoming import prediction_name
+from taxi.settings import Settings
 
 
 def test_io_retry_delays(monkeypatch):
@@ -36,3 +42,66 @@ def test_prediction_names_keep_the_whole_path():
     assert prediction_name("incoming/a/green.parquet") == "incoming/a/green"
     assert prediction_name("incoming/b.csv.gz") == "incoming/b"
     assert prediction_name("incoming/no-suffix") == "incoming/no-suffix"
+
+
+def test_settings_are_read_from_the_environment_each_time(monkeypatch):
+    monkeypatch.setenv("TAXI_BUCKET", "first")
+    assert Settings.from_env().bucket == "first"
+    monkeypatch.setenv("TAXI_BUCKET", "second")
+    assert Settings.from_env().bucket == "second"
+    monkeypatch.setenv("TAXI_BUCKET", "")
+    assert Settings.from_env().bucket == "taxi"
+
+
+def test_settings_from_a_mapping_keep_secrets_out_of_their_repr():
+    settings = Settings.from_env(
+        {
+            "TAXI_SIGNING_KEY": "signing-key-0123456789",
+            "TAXI_SIGNING_KEY_BLOCK": " taxi-signing-key ",
+            "TAXI_IO_RETRY_DELAYS": "1,2",
+            "TAXI_WORK_POOL": "pool",
+            "AWS_ACCESS_KEY_ID": "access-id-0123",
+            "AWS_SECRET_ACCESS_KEY": "secret-0123456789",
+        }
+    )
+    assert settings.signing_key == b"signing-key-0123456789" and settings.signing_key_block == "taxi-signing-key"
+    assert settings.io_retry_delays == (1, 2) and settings.work_pool == "pool" and settings.bucket == "taxi"
+    assert settings.aws_secret_access_key == "secret-0123456789"
+    for secret in ("signing-key-0123456789", "access-id-0123", "secret-0123456789"):
+        assert secret not in repr(settings)
+    assert Settings.from_env({}) == Settings()
+
+
+def test_tlc_source_is_read_from_the_environment_and_kept_out_of_the_repr():
+    assert Settings.from_env({}).tlc_base_url == "https://d37ci6vzurychx.cloudfront.net/trip-data"
+    assert Settings.from_env({"TAXI_TLC_BASE_URL": " "}).tlc_base_url == "https://d37ci6vzurychx.cloudfront.net/trip-data"
+    mirror = "https://user:mirror-secret@mirror.example/trip-data"
+    settings = Settings.from_env({"TAXI_TLC_BASE_URL": f" {mirror} "})
+    assert settings.tlc_base_url == mirror
+    assert "mirror-secret" not in repr(settings)
+    assert Settings.from_env({"TAXI_TLC_BASE_URL": "/srv/tlc"}).tlc_base_url == "/srv/tlc"
+
+
+def test_only_the_settings_module_reads_the_environment():
+    root = Path(__file__).resolve().parents[2]
+    readers = [
+        str(path.relative_to(root))
+        for package in ("taxi", "flows")
+        for path in sorted((root / package).rglob("*.py"))
+        if re.search(r"\bos\.(environ|getenv)\b|\bgetenv\(", path.read_text()) and path.name != "settings.py"
+    ]
+    assert readers == []
+    assert "os.environ" in (root / "taxi" / "settings.py").read_text()
+
+
+def test_importing_taxi_and_the_flows_leaves_the_allocator_alone():
+    check = (
+        "import pyarrow as pa; before = pa.default_memory_pool().backend_name; import taxi, flows.training, flows.inference; "
+        "assert pa.default_memory_pool().backend_name == before, pa.default_memory_pool().backend_name; "
+        "from taxi.memory import return_freed_memory_to_the_os; return_freed_memory_to_the_os(); "
+        "print(before, pa.default_memory_pool().backend_name)"
+    )
+    before, after = subprocess.run([sys.executable, "-c", check], check=True, capture_output=True, text=True).stdout.split()
+    if before == "system":
+        pytest.skip("this pyarrow's default pool is already the system pool: nothing to tell apart")
+    assert after == "system"

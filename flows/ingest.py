@@ -1,0 +1,163 @@
+"""The ingestion flow: copy new TLC months into the bucket (the logic is in taxi/ingest.py).
+
+python -m flows.ingest --color green --start 2021-01 --end 2021-03
+python -m flows.ingest --color yellow        # the months after the newest one in the bucket
+"""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+
+from flows import tasks
+from flows.reports import table_cell
+from flows.tasks import io_task
+from taxi import ingest
+from taxi.download import public_url
+from taxi.layout import s3_uri
+from taxi.months import Month, month_name, parse_month
+from taxi.settings import Settings
+from taxi.storage import ObjectStore
+
+
+class IngestError(RuntimeError):
+    """A month could not be ingested; the months before it were. `summary` has the lists."""
+
+    def __init__(self, summary: dict[str, Any]):
+        self.summary = summary
+        failed = summary["failed"][0]
+        super().__init__(f"{summary['color']} {failed['month']} could not be ingested: {failed['error']}")
+
+
+@task(name="list-data-months", tags=["taxi", "io", "s3"], **io_task)
+def list_data_months(color: str) -> list[Month]:
+    store = ObjectStore()
+    # Ingestion is what first fills a new bucket (the quickstart's, a fresh stack's).
+    store.ensure_bucket()
+    return ingest.months_present(store, color)
+
+
+@task(name="ingest-month", tags=["taxi", "io", "s3", "tlc"], **io_task)
+def ingest_month(color: str, month: str) -> ingest.MonthResult:
+    # The source is read here rather than passed in, so that a mirror URL with credentials
+    # in it never becomes a task parameter. Data files are not signed: no signing key needed.
+    settings = Settings.from_env()
+    store = ObjectStore(bucket=settings.bucket)
+    result = ingest.ingest_month(store, color, parse_month(month), settings.tlc_base_url)
+    logger = get_run_logger()
+    if result.manifest is not None:
+        logger.info("Ingested %s %s: %s -> %s", color, month, result.detail, store.uri(result.manifest["key"]))
+    else:
+        logger.info("%s %s is not available yet: %s", color, month, result.detail)
+    return result
+
+
+@flow(name="taxi-ingest", version=tasks.VERSION, log_prints=True)
+def ingest_flow(color: str = "yellow", start: str | None = None, end: str | None = None) -> dict[str, Any]:
+    """Copy the TLC's monthly `color` trip files for `start`..`end` ("YYYY-MM", both included)
+    into the bucket's data/ folder, each checked against the input contract and with a data
+    manifest. Without `start`: the months after the newest one already in the bucket; without
+    `end`: up to the current month.
+
+    Creates the bucket if it does not exist. Months already in the bucket are skipped (a
+    rerun downloads nothing). Months go oldest
+    first, and the first one that is not published yet (HTTP 403/404, or no file in a local
+    source) ends the run, Completed: later months are not published either, and the next run
+    continues from there. A month that fails (bad or truncated data, a download that keeps
+    failing) ends the run Failed, so that no month is skipped over. Returns (and publishes as
+    the artifact `taxi-ingest-report`) the months ingested, skipped, not available yet, failed
+    and not attempted.
+    """
+    ingest.check_color(color)
+    logger = get_run_logger()
+    settings = Settings.from_env()
+    retrying = tasks.io_retries(settings)
+    present = retrying(list_data_months)(color)
+    months = ingest.months_to_ingest(color, start, end, present, datetime.now(UTC).date())
+    summary: dict[str, Any] = {
+        "color": color,
+        "source": public_url(settings.tlc_base_url),
+        "ingested": [],
+        "skipped": [],
+        "not_available": [],
+        "failed": [],
+        "not_attempted": [],
+    }
+    for index, month in enumerate(months):
+        name = month_name(month)
+        if month in present:
+            summary["skipped"].append({"month": name, "reason": "already in the bucket"})
+            continue
+        try:
+            result = retrying(ingest_month)(color, name)
+        except Exception as error:  # noqa: BLE001 (reported below; the run then fails)
+            summary["failed"].append({"month": name, "error": f"{type(error).__name__}: {error}"})
+            summary["not_attempted"] = [month_name(m) for m in months[index + 1 :]]
+            break
+        if result.manifest is None:
+            summary["not_available"].append({"month": name, "reason": result.detail})
+            summary["not_available"] += [
+                {"month": month_name(m), "reason": f"not requested: {name} is not published yet"} for m in months[index + 1 :]
+            ]
+            break
+        manifest = result.manifest
+        summary["ingested"].append(
+            {"month": name, "uri": s3_uri(settings.bucket, manifest["key"]), "rows": manifest["rows"], "bytes": manifest["bytes"]}
+        )
+    logger.info(
+        "%s months %s: %d ingested, %d already in the bucket, %d not available yet, %d failed",
+        color, _span(months), len(summary["ingested"]), len(summary["skipped"]), len(summary["not_available"]),
+        len(summary["failed"]),
+    )  # fmt: skip
+    create_markdown_artifact(
+        key="taxi-ingest-report", markdown=ingest_report(summary), description=f"{color} months {_span(months)}"
+    )
+    if summary["failed"]:
+        raise IngestError(summary)
+    return summary
+
+
+def _span(months: list[Month]) -> str:
+    if not months:
+        return "(none: the bucket is up to date)"
+    return month_name(months[0]) if len(months) == 1 else f"{month_name(months[0])}..{month_name(months[-1])}"
+
+
+def ingest_report(summary: dict[str, Any]) -> str:
+    lines = [
+        f"# Ingestion of {summary['color']} TLC months",
+        "",
+        f"Source: `{summary['source']}`. {len(summary['ingested'])} ingested, {len(summary['skipped'])} skipped, "
+        f"{len(summary['not_available'])} not available yet, {len(summary['failed'])} failed.",
+        "",
+        "| month | result | details |",
+        "|---|---|---|",
+    ]
+    lines += [
+        f"| {i['month']} | ingested | {i['rows']:,} trips, {i['bytes']:,} bytes: `{i['uri']}` |" for i in summary["ingested"]
+    ]
+    lines += [f"| {s['month']} | skipped | {s['reason']} |" for s in summary["skipped"]]
+    lines += [f"| {n['month']} | not available yet | {table_cell(n['reason'])} |" for n in summary["not_available"]]
+    lines += [f"| {f['month']} | **failed** | {table_cell(f['error'])} |" for f in summary["failed"]]
+    lines += [f"| {m} | not attempted | an earlier month failed |" for m in summary["not_attempted"]]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Copy TLC monthly trip files into the bucket, once, outside any deployment.")
+    parser.add_argument("--color", default="yellow", help="yellow or green (default yellow)")
+    parser.add_argument("--start", help="first month, YYYY-MM (default: the month after the newest one in the bucket)")
+    parser.add_argument("--end", help="last month, YYYY-MM (default: the current month)")
+    args = parser.parse_args()
+    summary = ingest_flow(args.color, args.start, args.end)
+    for outcome in ("ingested", "skipped", "not_available"):
+        months = ", ".join(entry["month"] for entry in summary[outcome]) or "none"
+        print(f"{outcome.replace('_', ' ')}: {months}")
+
+
+if __name__ == "__main__":
+    main()

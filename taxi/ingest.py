@@ -1,0 +1,169 @@
+"""Copying the TLC's monthly trip files into the bucket, and knowing which months are there.
+
+Bucket keys (taxi.layout): data/<color>/<the TLC's file name> and, written last, its data
+manifest next to it (<file name>.manifest.json).
+
+A month is in the bucket when both exist: the manifest is written only after the file is
+stored and read back intact, so a half-done ingestion never counts. Before anything is
+written, the download is checked against the input contract (`taxi.load_data`, the same
+checks every training and inference run applies), so nothing of a bad or truncated file
+ever appears under data/.
+
+The source is a folder of monthly files (TAXI_TLC_BASE_URL, default the TLC's public one:
+see taxi.settings): an https:// or http:// URL (e.g. an operator's mirror) or a local
+directory holding files of the same names. A file missing there counts as not published yet.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import taxi
+from taxi.config import DOWNLOAD_DEADLINE_SECONDS, DOWNLOAD_MAX_BYTES
+from taxi.download import NotPublishedError, download, public_url
+from taxi.layout import DATA_MANIFEST_SUFFIX, data_color_prefix, data_key, data_manifest_key, parse_tlc_file_name, tlc_file_name
+from taxi.months import Month, month_name, month_of, month_range, parse_month, shift_month
+from taxi.settings import TLC_BASE_URL_ENV
+from taxi.storage.objects import IntegrityError, ObjectStore
+from taxi.tlc import DataError, load_data
+
+COLORS = ("yellow", "green")
+# The TLC's trip records start in January 2009 (yellow); nothing older can be asked for.
+FIRST_TLC_MONTH: Month = (2009, 1)
+PARQUET_CONTENT_TYPE = "application/vnd.apache.parquet"
+
+
+def check_color(color: object) -> str:
+    """The colour as given, or an error that does not repeat what was given."""
+    if color not in COLORS:
+        raise ValueError(f"color must be one of {', '.join(COLORS)}")
+    return str(color)
+
+
+def month_source(base_url: str, color: str, month: Month) -> str:
+    """Where one month's file is: an URL under an http(s) base, else a path in a directory."""
+    name = tlc_file_name(check_color(color), month)
+    if base_url.startswith(("http://", "https://")):
+        return f"{base_url.rstrip('/')}/{name}"
+    if "://" in base_url:
+        raise ValueError(f"{TLC_BASE_URL_ENV} must be an http:// or https:// URL or a local directory")
+    return os.path.join(base_url, name)
+
+
+def months_present(store: ObjectStore, color: str) -> list[Month]:
+    """The months of `color` in the bucket (file and manifest both there), oldest first."""
+    prefix = data_color_prefix(check_color(color))
+    files, manifests = set(), set()
+    for key in store.list_keys(prefix):
+        name = key[len(prefix) :]
+        is_manifest = name.endswith(DATA_MANIFEST_SUFFIX)
+        parsed = parse_tlc_file_name(name.removesuffix(DATA_MANIFEST_SUFFIX) if is_manifest else name)
+        if parsed is not None and parsed[0] == color:
+            (manifests if is_manifest else files).add(parsed[1])
+    return sorted(files & manifests)
+
+
+def months_to_ingest(
+    color: str, start: str | None, end: str | None, present: list[Month], today: date | None = None
+) -> list[Month]:
+    """The months a run asked for `start`..`end` ("YYYY-MM", both included) covers.
+
+    Without `start`: the months after the newest one in the bucket (`present`), which must
+    then hold at least one. Without `end`: up to the current month (UTC)."""
+    check_color(color)
+    current = month_of(today or datetime.now(UTC).date())
+    last = parse_month(end, "end") if end is not None else current
+    if last > current:
+        raise ValueError(f"end must not be after the current month ({month_name(current)})")
+    if start is None:
+        if not present:
+            raise ValueError(
+                f"no {color} month is in the bucket yet, so there is nothing to continue from: "
+                "give start (YYYY-MM), the first month to ingest"
+            )
+        return month_range(shift_month(max(present), 1), last)
+    first = parse_month(start, "start")
+    if first < FIRST_TLC_MONTH:
+        raise ValueError(f"start must not be before {month_name(FIRST_TLC_MONTH)}, the TLC's first month")
+    if first > last:
+        raise ValueError(f"start must not be after end ({month_name(last)})")
+    return month_range(first, last)
+
+
+@dataclass(frozen=True)
+class MonthResult:
+    """What ingesting one month did: "ingested" (with its manifest) or "not available"."""
+
+    month: str
+    status: str
+    detail: str
+    manifest: dict[str, Any] | None = None
+
+
+def ingest_month(
+    store: ObjectStore,
+    color: str,
+    month: Month,
+    base_url: str,
+    *,
+    max_bytes: int = DOWNLOAD_MAX_BYTES,
+    deadline_seconds: float = DOWNLOAD_DEADLINE_SECONDS,
+) -> MonthResult:
+    """Copy one month from `base_url` into the bucket: download to a temporary file, check it
+    against the input contract, store it, read it back, then write its manifest.
+
+    A month the source does not have yet gives status "not available" and writes nothing.
+    Bad data raises DataError, a failed transfer DownloadError; either way nothing new is
+    left under data/ for this month."""
+    source = month_source(base_url, color, month)
+    shown = public_url(source)
+    key, manifest_at = data_key(color, month), data_manifest_key(color, month)
+    with tempfile.TemporaryDirectory(prefix="taxi-ingest-") as scratch:
+        # The TLC's file name keeps the suffix load_data reads the format from.
+        try:
+            fetched = download(
+                source, Path(scratch) / tlc_file_name(color, month), max_bytes=max_bytes, deadline_seconds=deadline_seconds
+            )
+        except NotPublishedError as error:
+            return MonthResult(month_name(month), "not available", str(error))
+        rows, schema = _check_contract(fetched.path, shown, color)
+        # A manifest left from an earlier copy must not vouch for the file being replaced.
+        store.delete(manifest_at)
+        try:
+            store.put_file_verified(key, fetched.path, fetched.sha256, PARQUET_CONTENT_TYPE)
+        except IntegrityError:
+            store.delete(key)  # not the month downloaded: it must not be taken for one
+            raise
+    manifest = {
+        "color": color,
+        "month": month_name(month),
+        "key": key,
+        "source": shown,
+        "bytes": fetched.bytes,
+        "sha256": fetched.sha256,
+        "rows": rows,
+        "schema": schema,
+        "ingested_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "package_version": taxi.__version__,
+    }
+    store.put_verified(manifest_at, json.dumps(manifest, indent=2).encode(), "application/json")
+    return MonthResult(month_name(month), "ingested", f"{rows:,} trips, {fetched.bytes:,} bytes", manifest)
+
+
+def _check_contract(path: Path, source: str, color: str) -> tuple[int, str]:
+    """Rows and TLC schema of a downloaded file, after load_data's checks; errors name the
+    source, not the temporary file."""
+    try:
+        trips = load_data(str(path))
+    except DataError as error:
+        raise DataError(source, error.problem) from error
+    schema = trips.attrs["schema"]
+    if schema != color:
+        raise DataError(source, f"is a {schema} trip file, expected {color}")
+    return len(trips), schema

@@ -1,0 +1,283 @@
+"""Model versions on top of the object store: manifest, checksums, signing, `latest`.
+
+A version is published in this order: every object written and read back with a matching
+sha256, then the manifest (listing each object's sha256), its signature if a signing key is
+configured, then the `latest` marker. A run that dies midway therefore never moves `latest`,
+and readers verify the manifest's signature (with a key) and every object against the
+manifest before unpickling it. Keys: taxi/layout.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import pickle
+import platform
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from importlib import metadata
+from typing import Any
+
+from taxi.config import LOADABLE_MODEL_FORMATS, MODEL_FORMATS
+from taxi.layout import (
+    LATEST_KEY,
+    MANIFEST_OBJECT,
+    METRICS_OBJECT,
+    MODEL_OBJECT,
+    MODELS_PREFIX,
+    SIGNATURE_OBJECT,
+    VECTORIZER_OBJECT,
+    model_key,
+    model_prefix,
+)
+from taxi.storage.objects import IntegrityError, ObjectStore, StorageError, sha256_hex
+
+SIGNATURE_ALGORITHM = "HMAC-SHA256"
+# A shorter key is more likely a placeholder than a secret; refuse it rather than sign with it.
+MIN_SIGNING_KEY_BYTES = 16
+# A version without a manifest whose newest object is older than this is an abandoned
+# training run, not one still writing (a run writes all its objects within seconds).
+INCOMPLETE_VERSION_MAX_AGE = timedelta(hours=6)
+
+_LIBRARIES = ("scikit-learn", "xgboost-cpu", "numpy", "scipy", "pandas", "pyarrow", "boto3")
+
+# A manifest, a marker, metrics: JSON objects as stored.
+Json = dict[str, Any]
+
+
+class ModelNotFoundError(StorageError):
+    """The requested model version (or any version at all) is not in the bucket."""
+
+
+class UnsupportedModelError(StorageError):
+    """A model version saved in a format this code cannot load; it has to be retrained."""
+
+
+def check_model_format(version: str, manifest: Json) -> None:
+    """Refuse, before unpickling, a version whose manifest records a model format this code
+    cannot load (taxi.config.LOADABLE_MODEL_FORMATS; model types it does not list pass)."""
+    model_type = manifest.get("model_type")
+    loadable = LOADABLE_MODEL_FORMATS.get(model_type) if isinstance(model_type, str) else None
+    saved = manifest.get("model_format")
+    if loadable is None or saved in loadable:
+        return
+    saved_as = f"format {saved!r}" if isinstance(saved, str) else "a format from before model formats were recorded"
+    raise UnsupportedModelError(
+        f"model version {version!r} is a {model_type} model saved in {saved_as}, which this version of the code "
+        f"cannot load (it reads {MODEL_FORMATS[model_type]!r}): retrain it with the training flow "
+        f"(model_type={model_type!r}) and use the new version"
+    )
+
+
+def manifest_signature(key: bytes, manifest_body: bytes) -> str:
+    """HMAC-SHA256 of the manifest's exact bytes, hex encoded."""
+    return hmac.new(key, manifest_body, hashlib.sha256).hexdigest()
+
+
+def check_signing_key(key: bytes | None) -> bytes | None:
+    """The key as given, or an error naming the problem (never the key itself)."""
+    if key is not None and len(key) < MIN_SIGNING_KEY_BYTES:
+        raise ValueError(f"the model signing key must be at least {MIN_SIGNING_KEY_BYTES} bytes long")
+    return key
+
+
+def new_version_id(now: datetime | None = None) -> str:
+    """Sortable, unique version ids: UTC time of training plus a random suffix."""
+    now = now or datetime.now(UTC)
+    return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in _LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass
+class LoadedModel:
+    version: str
+    model: Any  # whatever was pickled: storage knows nothing of model types
+    vectorizer: Any
+    manifest: Json
+
+
+@dataclass
+class ModelRegistry:
+    """The model versions stored in one bucket.
+
+    With a `signing_key`, manifests are signed when saved and models whose manifest is not
+    signed with that key are refused when loaded. The key is kept out of the repr so that
+    logging a registry never prints it."""
+
+    objects: ObjectStore
+    signing_key: bytes | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        check_signing_key(self.signing_key)
+
+    def save_model(
+        self,
+        model: object,
+        vectorizer: object,
+        *,
+        metrics: Json,
+        details: Json,
+        promote: bool = True,
+        version: str | None = None,
+        attachments: dict[str, tuple[bytes, str]] | None = None,
+    ) -> Json:
+        """Store a new model version and, if `promote`, point `latest` at it.
+
+        `model` and `vectorizer` are pickled. Returns the manifest. `details` is recorded as is (data URIs, row counts, model type,
+        promotion decision); `attachments` are further objects of the version, by name, as
+        (bytes, content type), e.g. an evaluation plot.
+        """
+        version = version or new_version_id()
+        bodies = {
+            MODEL_OBJECT: (pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL), "application/octet-stream"),
+            VECTORIZER_OBJECT: (pickle.dumps(vectorizer, protocol=pickle.HIGHEST_PROTOCOL), "application/octet-stream"),
+            METRICS_OBJECT: (json.dumps(metrics, indent=2).encode(), "application/json"),
+            **(attachments or {}),
+        }
+        objects = {}
+        for name, (body, content_type) in bodies.items():
+            key = model_key(version, name)
+            objects[name] = {"key": key, "sha256": self.objects.put_verified(key, body, content_type), "bytes": len(body)}
+
+        manifest = {
+            "version": version,
+            "created_at": _now(),
+            **details,
+            "metrics": metrics,
+            "promoted": promote,
+            "library_versions": library_versions(),
+            "objects": objects,
+        }
+        manifest_body = json.dumps(manifest, indent=2, sort_keys=False).encode()
+        manifest_sha = self.objects.put_verified(model_key(version, MANIFEST_OBJECT), manifest_body, "application/json")
+        if self.signing_key is not None:
+            # Signed before `latest` moves, so a reader with the key never finds latest
+            # pointing at a manifest without its signature.
+            signature = {"algorithm": SIGNATURE_ALGORITHM, "signature": manifest_signature(self.signing_key, manifest_body)}
+            body = json.dumps(signature, indent=2).encode()
+            self.objects.put_verified(model_key(version, SIGNATURE_OBJECT), body, "application/json")
+        if promote:
+            self.set_latest(version, manifest_sha)
+        return manifest
+
+    def verify_signature(self, version: str, manifest_body: bytes) -> None:
+        """Refuse a manifest that is not signed with this registry's key (no-op without a key)."""
+        if self.signing_key is None:
+            return
+        key = model_key(version, SIGNATURE_OBJECT)
+        uri = self.objects.uri(key)
+        if not self.objects.exists(key):
+            raise IntegrityError(
+                f"model version {version!r} is not signed ({uri} does not exist) and a signing key "
+                "is configured: refusing to load it"
+            )
+        try:
+            recorded = json.loads(self.objects.get(key))
+            signature = str(recorded["signature"])
+            algorithm = recorded.get("algorithm")
+        except (ValueError, KeyError, TypeError) as error:
+            raise IntegrityError(f"{uri} is not a signature file: refusing to load model version {version!r}") from error
+        if algorithm != SIGNATURE_ALGORITHM:
+            raise IntegrityError(f"{uri} uses {algorithm!r}, expected {SIGNATURE_ALGORITHM}: refusing to load it")
+        if not hmac.compare_digest(signature, manifest_signature(self.signing_key, manifest_body)):
+            raise IntegrityError(
+                f"the signature of model version {version!r} ({uri}) does not match the configured "
+                "signing key: the manifest was altered or signed with another key; refusing to load it"
+            )
+
+    def incomplete_versions(self, older_than: timedelta = INCOMPLETE_VERSION_MAX_AGE) -> list[str]:
+        """Versions with objects but no manifest (a training run died while writing them),
+        whose newest object is older than `older_than`: younger ones may still be being
+        written by a running training. The version `latest` names is never listed."""
+        newest: dict[str, datetime] = {}
+        has_manifest: set[str] = set()
+        for item in self.objects.list_objects(MODELS_PREFIX):
+            version, _, name = item["Key"][len(MODELS_PREFIX) :].partition("/")
+            if not name:  # models/latest.json itself
+                continue
+            newest[version] = max(newest.get(version, item["LastModified"]), item["LastModified"])
+            if name == MANIFEST_OBJECT:
+                has_manifest.add(version)
+        marker = self.latest_marker()
+        current = marker["version"] if marker else None
+        cutoff = datetime.now(UTC) - older_than
+        return sorted(v for v, t in newest.items() if v not in has_manifest and v != current and t <= cutoff)
+
+    def delete_incomplete_versions(self, older_than: timedelta = INCOMPLETE_VERSION_MAX_AGE) -> list[str]:
+        """Delete what `incomplete_versions` lists; returns the versions deleted."""
+        versions = self.incomplete_versions(older_than)
+        for version in versions:
+            for key in self.objects.list_keys(model_prefix(version)):
+                self.objects.delete(key)
+        return versions
+
+    def set_latest(self, version: str, manifest_sha256: str) -> None:
+        marker = {
+            "version": version,
+            "manifest": model_key(version, MANIFEST_OBJECT),
+            "manifest_sha256": manifest_sha256,
+            "updated_at": _now(),
+        }
+        self.objects.put_verified(LATEST_KEY, json.dumps(marker, indent=2).encode(), "application/json")
+
+    def latest_marker(self) -> Json | None:
+        if not self.objects.exists(LATEST_KEY):
+            return None
+        return json.loads(self.objects.get(LATEST_KEY))
+
+    def resolve_version(self, version: str = "latest") -> tuple[str, str | None]:
+        """The concrete version id for `version`, and the manifest checksum the marker vouches for."""
+        if version != "latest":
+            return version, None
+        marker = self.latest_marker()
+        if marker is None:
+            raise ModelNotFoundError(
+                f"no model has been published to {self.objects.uri(LATEST_KEY)} yet: run the training flow first"
+            )
+        return marker["version"], marker.get("manifest_sha256")
+
+    def load_manifest(self, version: str, expected_sha256: str | None = None) -> Json:
+        key = model_key(version, MANIFEST_OBJECT)
+        if not self.objects.exists(key):
+            raise ModelNotFoundError(
+                f"model version {version!r} not found: {self.objects.uri(key)} does not exist "
+                "(a version without a manifest was never completed)"
+            )
+        body = self.objects.get(key)
+        if expected_sha256 is not None and sha256_hex(body) != expected_sha256:
+            raise IntegrityError(
+                f"{self.objects.uri(key)} does not match the checksum recorded in {self.objects.uri(LATEST_KEY)}"
+            )
+        self.verify_signature(version, body)
+        return json.loads(body)
+
+    def load_model(self, version: str = "latest") -> LoadedModel:
+        """Load a model version, verifying every object against its manifest before unpickling."""
+        concrete, manifest_sha = self.resolve_version(version)
+        manifest = self.load_manifest(concrete, manifest_sha)
+        check_model_format(concrete, manifest)  # before unpickling an object of a retired class
+        loaded = {}
+        for name in (MODEL_OBJECT, VECTORIZER_OBJECT):
+            entry = manifest["objects"][name]
+            body = self.objects.get(entry["key"])
+            if sha256_hex(body) != entry["sha256"]:
+                raise IntegrityError(
+                    f"{self.objects.uri(entry['key'])} does not match the sha256 in its manifest: refusing to load it"
+                )
+            loaded[name] = pickle.loads(body)  # only after the checksum matched
+        return LoadedModel(concrete, loaded[MODEL_OBJECT], loaded[VECTORIZER_OBJECT], manifest)

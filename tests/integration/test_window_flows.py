@@ -1,0 +1,99 @@
+"""Training on the moving window of months in the bucket, and backfilling past dates, through the
+real flows against a real Prefect API and a real S3 server."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from taxi.seed import seed_bucket
+from tests.conftest import DATA
+from tests.integration import prefect_api as api
+
+
+@pytest.fixture
+def green_months(prefect_api, bucket_env):
+    """The test's bucket with green 2021-01..03 ingested under data/green/."""
+    seed_bucket(DATA, bucket_env)
+    return bucket_env
+
+
+def _manifest(store, version: str) -> dict:
+    return json.loads(store.get(f"models/{version}/manifest.json"))
+
+
+def test_window_as_of_picks_the_months_and_reproduces_the_course(green_months):
+    from flows.training import training_flow
+
+    store = green_months
+    state = training_flow(color="green", as_of="2021-03-15", return_state=True)
+    assert state.is_completed()
+    result = state.result()
+    assert (result["train_months"], result["test_month"]) == (["2021-01"], "2021-02")
+    assert round(result["rmse_train"], 4) == 9.7371
+    assert round(result["rmse_test"], 4) == 10.4475
+    assert (result["train_rows"], result["test_rows"]) == (73_908, 61_921)
+    # The months are named in the manifest, the report and the log.
+    manifest = _manifest(store, result["model_version"])
+    data = f"s3://{store.bucket}/data/green"
+    assert manifest["window"] == {
+        "as_of": "2021-03-15", "color": "green", "train_months": ["2021-01"], "test_month": "2021-02", "backfill": True,
+    }  # fmt: skip
+    assert manifest["train_data"]["uri"] == f"{data}/green_tripdata_2021-01.parquet"
+    assert manifest["test_data"]["uri"] == f"{data}/green_tripdata_2021-02.parquet"
+    run_id = state.state_details.flow_run_id
+    report = api.artifacts(run_id, "taxi-training-report")[0].data
+    assert "trained on 2021-01, tested on 2021-02" in report and "green_tripdata_2021-01.parquet" in report
+    assert any("train 2021-01; test 2021-02" in message for message in api.logs(run_id))
+    # An older window than today's is a backfill: stored, not promoted, even with no champion.
+    assert not result["promoted"] and "backfill" in result["promotion_reason"]
+    assert store.latest_marker() is None
+
+    april = training_flow(color="green", as_of="2021-04-02")
+    assert (april["train_months"], april["test_month"]) == (["2021-02"], "2021-03")
+    assert april["test_rows"] == 80_372
+    assert april["promoted"]  # today's window: the newest month in the bucket is its test month
+    assert store.latest_marker()["version"] == april["model_version"]
+
+    two = training_flow(color="green", as_of="2021-04-02", train_months=2, promote=False)
+    assert (two["train_months"], two["test_month"]) == (["2021-01", "2021-02"], "2021-03")
+    assert two["train_rows"] == 73_908 + 61_921
+    assert not two["promoted"] and "promote=False" in two["promotion_reason"]
+    assert [m["source"] for m in _manifest(store, two["model_version"])["training_sample"]["months"]] == [
+        f"{data}/green_tripdata_2021-01.parquet",
+        f"{data}/green_tripdata_2021-02.parquet",
+    ]
+
+
+def test_window_with_missing_months_fails_naming_them(green_months):
+    from flows.training import training_flow
+
+    state = training_flow(color="green", as_of="2021-03-01", train_months=3, return_state=True)
+    assert state.is_failed()
+    message = state.message or ""
+    assert "2020-11" in message and "2020-12" in message and "2021-01" not in message.split("missing")[1].split("(")[0]
+    nothing = training_flow(color="yellow", as_of="2021-04-02", return_state=True)
+    assert nothing.is_failed() and "no month in the bucket" in (nothing.message or "")
+    half = training_flow(train_path=f"s3://{green_months.bucket}/data/green/green_tripdata_2021-01.parquet", return_state=True)
+    assert half.is_failed() and "both train_path and test_path" in (half.message or "")
+
+
+def test_backfill_publishes_a_version_per_date_and_never_promotes(green_months):
+    from flows.backfill import backfill_flow
+    from flows.training import training_flow
+
+    store = green_months
+    champion = training_flow(color="green", as_of="2021-04-02")["model_version"]
+    rows = backfill_flow(start="2021-03-15", end="2021-04-02", every_days=18, color="green")
+    assert [(r["as_of"], r["train_months"], r["test_month"]) for r in rows] == [
+        ("2021-03-15", "2021-01", "2021-02"),
+        ("2021-04-02", "2021-02", "2021-03"),
+    ]
+    assert len({r["model_version"] for r in rows} | {champion}) == 3
+    assert not any(r["promoted"] for r in rows)
+    assert store.latest_marker()["version"] == champion
+    for row in rows:
+        metrics = json.loads(store.get(f"models/{row['model_version']}/metrics.json"))
+        assert round(metrics["rmse_test"], 4) == row["rmse_test"]
+    assert rows[0]["rmse_test"] == 10.4475

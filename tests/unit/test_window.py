@@ -1,0 +1,71 @@
+"""The moving training window (taxi.window) and the month helpers it rests on."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+
+from taxi.months import month_range, parse_month, shift_month
+from taxi.window import TrainingWindow, WindowError, training_window
+
+SHIPPED = [(2021, 1), (2021, 2), (2021, 3)]  # the green months in ./data
+
+
+def test_mid_march_tests_on_february_and_trains_on_january():
+    assert training_window(date(2021, 3, 15), SHIPPED) == TrainingWindow(train=((2021, 1),), test=(2021, 2))
+
+
+def test_early_april_tests_on_march_and_trains_on_february():
+    window = training_window(date(2021, 4, 2), SHIPPED)
+    assert window == TrainingWindow(train=((2021, 2),), test=(2021, 3))
+    assert window.describe() == "train 2021-02; test 2021-03"
+
+
+def test_two_training_months():
+    window = training_window(date(2021, 4, 2), SHIPPED, train_months=2)
+    assert window == TrainingWindow(train=((2021, 1), (2021, 2)), test=(2021, 3))
+
+
+def test_the_newest_month_before_as_of_is_the_test_month_even_long_after_it():
+    # Nothing newer ingested yet: a run in June still tests on March, the newest month there is.
+    assert training_window(date(2021, 6, 30), SHIPPED).test == (2021, 3)
+    # A datetime is a date; its month decides, not its time of day.
+    assert training_window(datetime(2021, 3, 1, 0, 0, tzinfo=UTC), SHIPPED).test == (2021, 2)
+
+
+def test_missing_training_months_are_named():
+    with pytest.raises(WindowError, match="training months missing from the bucket: 2020-12, 2021-01"):
+        training_window(date(2021, 3, 15), [(2021, 2), (2021, 3)], train_months=2)
+    with pytest.raises(
+        WindowError, match=r"missing from the bucket: 2020-10, 2020-11, 2020-12 \(as_of 2021-02-01: test month 2021-01"
+    ):
+        training_window(date(2021, 2, 1), SHIPPED, train_months=3)
+
+
+def test_no_month_before_as_of_is_an_error():
+    with pytest.raises(WindowError, match="no month in the bucket before 2021-01 .as_of 2021-01-20."):
+        training_window(date(2021, 1, 20), SHIPPED)
+    with pytest.raises(WindowError, match="no month in the bucket before 2021-04"):
+        training_window(date(2021, 4, 2), [])
+
+
+@pytest.mark.parametrize("train_months", [0, -1, 1.5, True, "2"])
+def test_train_months_must_be_a_positive_whole_number(train_months):
+    with pytest.raises(ValueError, match="train_months must be a whole number of at least 1"):
+        training_window(date(2021, 4, 2), SHIPPED, train_months=train_months)
+
+
+def test_month_helpers():
+    assert parse_month("2021-03") == (2021, 3)
+    assert shift_month((2021, 1), -1) == (2020, 12) and shift_month((2020, 12), 1) == (2021, 1)
+    assert shift_month((2021, 3), -15) == (2019, 12)
+    assert month_range((2020, 11), (2021, 2)) == [(2020, 11), (2020, 12), (2021, 1), (2021, 2)]
+    assert month_range((2021, 2), (2021, 1)) == []
+
+
+@pytest.mark.parametrize("text", ["2021-13", "2021-00", "21-03", "2021-3", "2021-03-01", "2021-03\n", "", None, 202103])
+def test_bad_month_text_is_refused_without_repeating_it(text):
+    with pytest.raises(ValueError) as error:
+        parse_month(text, "start")
+    assert str(error.value) == "start must be a month written YYYY-MM, e.g. 2021-03"
