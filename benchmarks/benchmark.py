@@ -122,11 +122,10 @@ def run_inference(test_file: str, model_path: str) -> dict:
     return {"seconds": seconds, "peak_mb": peak_rss_mb(), "rows": len(predictions)}
 
 
-def measure(kind: str, *args: str) -> dict:
-    """Run one measurement in a fresh interpreter and return what it reports."""
-    output = subprocess.run(
-        [sys.executable, __file__, "--measure", kind, *args], check=True, capture_output=True, text=True
-    ).stdout
+def measure(kind: str, *args: str, script: str = __file__) -> dict:
+    """Run one measurement in a fresh interpreter (`script --measure kind args...`) and return
+    the JSON it prints last."""
+    output = subprocess.run([sys.executable, script, "--measure", kind, *args], check=True, capture_output=True, text=True).stdout
     return json.loads(output.strip().splitlines()[-1])
 
 

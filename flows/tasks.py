@@ -54,6 +54,7 @@ from taxi.storage import (
     NotFoundError,
     ObjectStore,
     StorageError,
+    UnsupportedModelError,
 )
 from taxi.tlc import DataError
 from taxi.window import WindowPlan, plan_window
@@ -62,7 +63,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 VERSION = taxi.__version__
-NOT_RETRYABLE = (DataError, IntegrityError, ModelNotFoundError, ValueError)
+NOT_RETRYABLE = (DataError, IntegrityError, ModelNotFoundError, UnsupportedModelError, ValueError)
 
 
 def io_retry_delays() -> list[int]:
@@ -235,6 +236,11 @@ def evaluate_champion(test_trips: pd.DataFrame, y: np.ndarray) -> tuple[str | No
         # An altered or unsigned champion (e.g. published before signing was turned on) is
         # not a model to keep: compare with nothing, so this signed model can replace it.
         get_run_logger().warning("The current latest model cannot be trusted, not comparing with it: %s", error)
+        return None, None
+    except UnsupportedModelError as error:
+        # A champion in a retired format (e.g. a gbm saved before XGBoost) cannot be scored:
+        # compare with nothing, so this run's model can replace it.
+        get_run_logger().warning("The current latest model cannot be loaded, not comparing with it: %s", error)
         return None, None
     rmse = taxi.evaluate_model(champion.model, champion.vectorizer.transform(test_trips), y)
     get_run_logger().info("Champion %s on the same test trips: RMSE %.4f", champion.version, rmse)

@@ -13,7 +13,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from flows import tasks
-from taxi.config import DEFAULT_MAX_TRAIN_ROWS
+from taxi.config import DEFAULT_MAX_TRAIN_ROWS, MODEL_FORMATS
 from taxi.evaluation import decide_promotion, evaluation_plot
 from taxi.layout import MANIFEST_OBJECT, PLOT_OBJECT, REFERENCE_OBJECT, model_key, s3_uri
 from taxi.model import check_model_type
@@ -99,6 +99,7 @@ def training_flow(
     plot = evaluation_plot(test.trips, test.y, test_predictions, f"{model_type} model, test data {plan.test_source}")
     details = {
         "model_type": model_type,
+        "model_format": MODEL_FORMATS[model_type],
         "use_trip_distance": use_trip_distance,
         "features": [str(name) for name in trained.vectorizer.get_feature_names_out()],
         "train_data": {

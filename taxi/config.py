@@ -31,13 +31,23 @@ MAX_DURATION_MINUTES = 60.0
 TARGET_COLUMN = "duration"
 PREDICTION_COLUMN = "predicted_duration"
 
+# The format of each model type's saved model, recorded in every new version's manifest
+# ("model_format"), and the formats this code loads (None: a version saved before the tag
+# existed). The registry checks the tag before unpickling anything: a gbm version saved
+# before XGBoost (a pickled HistGradientBoostingRegressor, no tag) fails with a message
+# that says to retrain it; untagged linear versions load as before.
+MODEL_FORMATS: dict[str, str] = {"linear": "linear-1", "gbm": "xgboost-ubj-1"}
+LOADABLE_MODEL_FORMATS: dict[str, tuple[str | None, ...]] = {"linear": ("linear-1", None), "gbm": ("xgboost-ubj-1",)}
+
 __all__ = [
     "CATEGORICAL_COLUMNS",
     "DEFAULT_BUCKET",
     "DOWNLOAD_DEADLINE_SECONDS",
     "DOWNLOAD_MAX_BYTES",
+    "LOADABLE_MODEL_FORMATS",
     "MAX_DURATION_MINUTES",
     "MIN_DURATION_MINUTES",
+    "MODEL_FORMATS",
     "MISSING_CATEGORY",
     "PREDICTION_COLUMN",
     "SIGNING_KEY_ENV",

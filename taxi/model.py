@@ -7,12 +7,12 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import LinearRegression
 from sklearn.metrics import root_mean_squared_error
 
 from taxi.config import CATEGORICAL_COLUMNS
 from taxi.features import FeatureMatrix, OneHotVectorizer, TripFeatureEncoder, Vectorizer
+from taxi.gbm import GbmRegressor
 
 
 class SparseLinearRegression(LinearRegression):
@@ -190,22 +190,7 @@ def _gram(X: sp.csr_matrix) -> np.ndarray:
 
 
 MODEL_TYPES = ("linear", "gbm")
-Model = SparseLinearRegression | HistGradientBoostingRegressor
-
-# Boosting settings found on green 2021-01 -> 02 (see the README's model section): many
-# shallow-ish trees on large leaves, features subsampled, no early stopping so a run is
-# deterministic and uses all of its training month.
-GBM_PARAMS = dict(
-    loss="squared_error",
-    learning_rate=0.1,
-    max_iter=600,
-    max_leaf_nodes=31,
-    min_samples_leaf=200,
-    l2_regularization=1.0,
-    max_features=0.5,
-    early_stopping=False,
-    random_state=0,
-)
+Model = SparseLinearRegression | GbmRegressor
 
 
 def check_model_type(model_type: str, use_trip_distance: bool = False) -> None:
@@ -230,7 +215,7 @@ def train_model(X: FeatureMatrix, y: np.ndarray, model_type: str = "linear") -> 
     check_model_type(model_type)
     if model_type == "linear":
         return SparseLinearRegression().fit(X, y)
-    return HistGradientBoostingRegressor(**GBM_PARAMS).fit(X, y)
+    return GbmRegressor().fit(X, y)
 
 
 def predict(model: Model, X: FeatureMatrix) -> np.ndarray:

@@ -251,9 +251,7 @@ class TripFeatureEncoder(TransformerMixin, BaseEstimator):
 
     def _target_free(self, trips: pd.DataFrame, keys: TripKeys) -> dict[str, np.ndarray]:
         """The features that do not depend on training durations, by feature name."""
-        pickup_time = pd.to_datetime(trips["pickup_datetime"])
-        hour = (pickup_time.dt.hour + pickup_time.dt.minute / 60.0).to_numpy(dtype=np.float64)
-        day = pickup_time.dt.day_of_week.to_numpy(dtype=np.float64)
+        hour, day = _hour_and_day_of_week(trips["pickup_datetime"])
         features = {
             "hour": hour,
             "dow": day,
@@ -273,4 +271,22 @@ class TripFeatureEncoder(TransformerMixin, BaseEstimator):
 
     def _assemble(self, trips: pd.DataFrame, keys: TripKeys, encoded: dict[str, np.ndarray]) -> np.ndarray:
         columns = {**self._target_free(trips, keys), **encoded}
-        return np.column_stack([columns[name] for name in self.feature_names_])
+        # float32, one column at a time into a column-major array: what the booster reads,
+        # half the memory of float64, and no row-by-row interleaving (np.column_stack of 19
+        # float64 columns took most of the encoding time of a 1.4M-trip month).
+        matrix = np.empty((len(trips), len(self.feature_names_)), dtype=np.float32, order="F")
+        for i, name in enumerate(self.feature_names_):
+            matrix[:, i] = columns[name]
+        return matrix
+
+
+def _hour_and_day_of_week(pickup: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Hour of day at minute resolution and day of week (Monday 0), NaN for a missing time:
+    integer arithmetic on the minutes since 1970-01-01 (a Thursday), several times faster
+    than pandas' datetime field accessors."""
+    minutes = pd.to_datetime(pickup).to_numpy(dtype="datetime64[m]")
+    missing = np.isnat(minutes)
+    count = minutes.view(np.int64)
+    hour = np.where(missing, np.nan, (count % 1440) / 60.0)
+    day = np.where(missing, np.nan, (count // 1440 + 3) % 7)
+    return hour, day

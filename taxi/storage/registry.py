@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from typing import Any
 
+from taxi.config import LOADABLE_MODEL_FORMATS, MODEL_FORMATS
 from taxi.layout import (
     LATEST_KEY,
     MANIFEST_OBJECT,
@@ -41,7 +42,7 @@ MIN_SIGNING_KEY_BYTES = 16
 # training run, not one still writing (a run writes all its objects within seconds).
 INCOMPLETE_VERSION_MAX_AGE = timedelta(hours=6)
 
-_LIBRARIES = ("scikit-learn", "numpy", "scipy", "pandas", "pyarrow", "boto3")
+_LIBRARIES = ("scikit-learn", "xgboost-cpu", "numpy", "scipy", "pandas", "pyarrow", "boto3")
 
 # A manifest, a marker, metrics: JSON objects as stored.
 Json = dict[str, Any]
@@ -49,6 +50,26 @@ Json = dict[str, Any]
 
 class ModelNotFoundError(StorageError):
     """The requested model version (or any version at all) is not in the bucket."""
+
+
+class UnsupportedModelError(StorageError):
+    """A model version saved in a format this code cannot load; it has to be retrained."""
+
+
+def check_model_format(version: str, manifest: Json) -> None:
+    """Refuse, before unpickling, a version whose manifest records a model format this code
+    cannot load (taxi.config.LOADABLE_MODEL_FORMATS; model types it does not list pass)."""
+    model_type = manifest.get("model_type")
+    loadable = LOADABLE_MODEL_FORMATS.get(model_type) if isinstance(model_type, str) else None
+    saved = manifest.get("model_format")
+    if loadable is None or saved in loadable:
+        return
+    saved_as = f"format {saved!r}" if isinstance(saved, str) else "a format from before model formats were recorded"
+    raise UnsupportedModelError(
+        f"model version {version!r} is a {model_type} model saved in {saved_as}, which this version of the code "
+        f"cannot load (it reads {MODEL_FORMATS[model_type]!r}): retrain it with the training flow "
+        f"(model_type={model_type!r}) and use the new version"
+    )
 
 
 def manifest_signature(key: bytes, manifest_body: bytes) -> str:
@@ -253,6 +274,7 @@ class ModelRegistry:
         """Load a model version, verifying every object against its manifest before unpickling."""
         concrete, manifest_sha = self.resolve_version(version)
         manifest = self.load_manifest(concrete, manifest_sha)
+        check_model_format(concrete, manifest)  # before unpickling an object of a retired class
         model, vectorizer = (pickle.loads(self.verified_object(manifest, name)) for name in (MODEL_OBJECT, VECTORIZER_OBJECT))
         reference = (
             json.loads(self.verified_object(manifest, REFERENCE_OBJECT)) if REFERENCE_OBJECT in manifest["objects"] else None

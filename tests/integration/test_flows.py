@@ -9,6 +9,7 @@ import json
 import pandas as pd
 import pytest
 
+from taxi.gbm import GBM_FORMAT
 from taxi.seed import seed_bucket
 from tests.conftest import DATA
 
@@ -80,6 +81,7 @@ def test_training_then_inference(seeded):
     assert gbm["promoted"] and gbm["rmse_test"] <= 7.0 and gbm["champion_version"] == version
     assert round(gbm["rmse_test_course_baseline"], 4) == 10.4475
     assert store.latest_marker()["version"] == gbm["model_version"]
+    assert json.loads(store.get(f"models/{gbm['model_version']}/manifest.json"))["model_format"] == GBM_FORMAT
     report = _artifacts(state.state_details.flow_run_id, "taxi-training-report")[0].data
     for expected in (
         "**Promoted**", f"{gbm['rmse_test']:.4f}", "10.4475", f"`{version}`", "76,518", "2,610", "73,908",

@@ -7,11 +7,14 @@ import json
 import threading
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from taxi import process_inference_data, run_training
+from taxi.config import MODEL_FORMATS
 from taxi.incoming import CLAIM_TTL, Claim, IncomingFile, claim, list_incoming, record_done, release
-from tests.conftest import GREEN_MAR, YELLOW_FEB
+from tests.conftest import GREEN_MAR, YELLOW_FEB, YELLOW_JAN
 from tests.integration import prefect_api as api
 
 YELLOW_MAR = YELLOW_FEB.parent / "yellow_tripdata_2021-03.head999.csv"
@@ -153,3 +156,18 @@ def test_claims_are_exclusive_and_expire(store):
     # A run that listed before the done-record was written finds it after claiming.
     assert claim(store, file, "run-d") is Claim.DONE
     assert store.list_keys("claims/") == []
+
+
+def test_the_hourly_job_predicts_with_the_gbm_model(prefect_api, bucket_env):
+    """The deployed model type through the hourly flow: loaded from its verified artifact,
+    predictions equal the fitted model's own on the same trips."""
+    trained = run_training(str(YELLOW_JAN), str(YELLOW_FEB), model_type="gbm")
+    details = {"model_type": "gbm", "model_format": MODEL_FORMATS["gbm"]}
+    version = bucket_env.save_model(trained.model, trained.vectorizer, metrics=trained.metrics, details=details)["version"]
+    bucket_env.put("incoming/2021-03/green.parquet", _green_slice())
+
+    state, summary = _run()
+    assert state.is_completed() and _inputs(summary["predicted"]) == ["incoming/2021-03/green.parquet"]
+    written = pd.read_parquet(io.BytesIO(bucket_env.get(f"predictions/incoming/2021-03/green/{version}.parquet")))
+    expected = trained.model.predict(process_inference_data(str(GREEN_MAR), trained.vectorizer).X)[:1000]
+    assert np.array_equal(written["predicted_duration"].to_numpy(), expected)

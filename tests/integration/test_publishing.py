@@ -16,12 +16,14 @@ from datetime import timedelta
 import pytest
 
 from taxi import run_training
+from taxi.gbm import GBM_FORMAT
 from taxi.storage import (
     LATEST_MARKER,
     ArtifactStore,
     IntegrityError,
     ModelNotFoundError,
     StorageError,
+    UnsupportedModelError,
 )
 from tests.conftest import YELLOW_FEB, YELLOW_JAN
 
@@ -179,3 +181,18 @@ def test_short_signing_keys_are_rejected(store):
     with pytest.raises(ValueError, match="at least 16 bytes") as error:
         _with(store, b"short-key")
     assert "short-key" not in str(error.value)
+
+
+def test_a_gbm_version_saved_before_xgboost_fails_with_a_clear_error(store, trained):
+    """Versions of the gbm model from before the model format tag held pickled
+    HistGradientBoostingRegressor objects: refused by the manifest, before unpickling."""
+    old = store.save_model(trained.model, trained.vectorizer, metrics=trained.metrics, details={"model_type": "gbm"})["version"]
+    with pytest.raises(UnsupportedModelError, match=f"model version '{old}' is a gbm model .* retrain it"):
+        store.load_model(old)
+    with pytest.raises(UnsupportedModelError, match=f"'{old}'"):
+        store.load_model()  # it is latest
+    current = store.save_model(
+        trained.model, trained.vectorizer, metrics=trained.metrics, details={"model_type": "gbm", "model_format": GBM_FORMAT}
+    )
+    assert store.load_model().version == current["version"]
+    assert store.load_model(_save(store, trained)["version"]).manifest.get("model_format") is None  # linear: unchanged

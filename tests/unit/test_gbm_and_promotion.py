@@ -11,6 +11,7 @@ import pytest
 from taxi import evaluate_model, process_train_data, run_training
 from taxi.evaluation import course_baseline_rmse, decide_promotion, evaluation_plot
 from taxi.features import TripFeatureEncoder
+from taxi.gbm import GbmRegressor
 from taxi.model import make_vectorizer
 from tests.conftest import GREEN_FEB, GREEN_JAN, GREEN_MAR
 
@@ -108,3 +109,39 @@ def test_evaluation_plot_is_a_png():
     train = process_train_data(str(GREEN_FEB))
     png = evaluation_plot(train.trips, train.y, train.y + 1.0, "title")
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_gbm_model_is_xgboost_and_its_pickle_predicts_the_same(gbm):
+    _, result = gbm
+    model, vectorizer = pickle.loads(pickle.dumps((result.model, result.vectorizer)))
+    assert isinstance(model, GbmRegressor) and model.n_fit_rows_ == result.train.rows_kept  # a 74k-trip month is used whole
+    assert np.array_equal(model.predict(result.test.X), result.model.predict(result.test.X))
+    assert np.array_equal(vectorizer.transform(result.test.trips), result.test.X, equal_nan=True)  # NaN: no usable distance
+
+
+def test_gbm_model_of_another_format_refuses_to_load():
+    state = GbmRegressor().__getstate__() | {"format": "sklearn-hgb"}
+    with pytest.raises(ValueError, match="format 'sklearn-hgb'.*retrain"):
+        GbmRegressor.__new__(GbmRegressor).__setstate__(state)
+
+
+def test_gbm_fits_its_trees_on_a_sample_of_a_large_month():
+    train = process_train_data(str(GREEN_JAN), make_vectorizer("gbm"))
+    model = GbmRegressor(n_trees=20, max_fit_rows=10_000).fit(train.X, train.y)
+    assert model.n_fit_rows_ == 10_000
+    assert evaluate_model(model, train.X, train.y) < 9.0  # the trees still learned something on every row
+
+
+def test_trip_features_are_float32_and_time_fields_match_pandas():
+    train = process_train_data(str(GREEN_JAN), make_vectorizer("gbm"))
+    names = list(train.vectorizer.get_feature_names_out())
+    assert train.X.dtype == np.float32 and train.X.shape == (73_908, len(names))
+    pickup = train.trips["pickup_datetime"]
+    assert np.allclose(train.X[:, names.index("hour")], pickup.dt.hour + pickup.dt.minute / 60.0, atol=1e-5)
+    assert np.array_equal(train.X[:, names.index("dow")], pickup.dt.day_of_week.to_numpy(dtype=np.float32))
+    trips = pd.DataFrame(
+        {"pickup_datetime": [pd.NaT, pd.Timestamp("2021-02-07 23:59")], "PULocationID": [74, 74], "DOLocationID": [75, 75]}
+    )
+    features = train.vectorizer.transform(trips)
+    assert np.isnan(features[0, names.index("hour")]) and np.isnan(features[0, names.index("dow")])
+    assert features[1, names.index("dow")] == 6 and np.isclose(features[1, names.index("hour")], 23 + 59 / 60)
