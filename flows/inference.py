@@ -20,7 +20,7 @@ from prefect.runtime import flow_run
 from flows import tasks
 from flows.processing import process_inference_data_flow
 from flows.reports import table_cell
-from taxi import monitoring
+from taxi import monitoring, monitoring_report
 from taxi.incoming import Claim, IncomingFile
 from taxi.layout import INCOMING_PREFIX, SET_ASIDE_PREFIX, prediction_name, s3_uri
 from taxi.pipeline import predictions_frame
@@ -78,12 +78,12 @@ def publish_monitoring_record(record: dict[str, Any], predictions_uri: str, retr
         )
     create_table_artifact(
         key="taxi-monitoring",
-        table=monitoring.record_table(record),
+        table=monitoring_report.record_table(record),
         description=f"Monitoring of `{record['input']}`: {verdict}; realized RMSE {record['realized_rmse']}; record `{record_uri}`",
     )
     if record["drift_detected"]:
         logger.warning("Drift detected in %s: %s", record["input"], ", ".join(monitoring.drifted_statistics(record)))
-        emit_event(**monitoring.drift_event(record, record_uri))
+        emit_event(**monitoring_report.drift_event(record, record_uri))
     logger.info("Monitoring record %s: %s, realized RMSE %s", record_uri, verdict, record["realized_rmse"])
     return record_uri
 

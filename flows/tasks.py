@@ -28,7 +28,7 @@ from prefect.states import State
 import taxi
 import taxi.evaluation
 import taxi.storage
-from taxi import incoming, monitoring
+from taxi import incoming, monitoring, monitoring_report
 from taxi.features import FeatureMatrix, Vectorizer
 from taxi.incoming import Claim, IncomingFile
 from taxi.ingest import months_present
@@ -392,5 +392,5 @@ def refresh_monitoring_plot(newest: int = monitoring.PLOT_RECORDS) -> tuple[str,
             get_run_logger().warning("Left %s out of the monitoring plot: %s", objects.uri(item["Key"]), error)
     if not records:
         return None
-    objects.put_verified(MONITORING_PLOT_KEY, monitoring.monitoring_plot(records), "image/png")
+    objects.put_verified(MONITORING_PLOT_KEY, monitoring_report.monitoring_plot(records), "image/png")
     return objects.uri(MONITORING_PLOT_KEY), len(records)

@@ -1,7 +1,8 @@
 """Watching a model in production: reference statistics, drift of each batch, realized error.
 
 Pure functions: pandas and numpy in, plain JSON-serialisable dicts out. Storage, Prefect
-artifacts and events are the callers' business.
+artifacts and events are the callers' business; taxi.monitoring_report presents the records
+(table, plot, drift event).
 
 - `reference_statistics`: a compact summary of the training trips (category counts and
   fixed-edge histograms of the model's inputs, of the target and of the model's predictions),
@@ -9,62 +10,13 @@ artifacts and events are the callers' business.
 - `batch_record`: one batch (an inference input and its predictions) compared with that
   reference: a drift statistic per monitored input and on the predictions, and the realized
   RMSE on the trips whose recorded duration passes the training filter.
-- `monitoring_plot`: realized RMSE and the drift statistics over a list of batch records.
 
-The drift statistic and its default threshold
----------------------------------------------
-Every distribution (categories with an "other" bucket for values the reference never saw,
-or numeric values binned on the reference's fixed edges) is compared with the
-**Jensen-Shannon distance** (base 2, so 0 = identical and 1 = disjoint). It is symmetric,
-bounded and finite when a bucket is empty on one side, so unseen categories need no epsilon
-(the PSI blows up, or depends on its epsilon, exactly there: 250 zones, many rare). The
-default threshold is **0.1** for every statistic, the conventional cut for this distance
-(evidently's default too), and it fits the data. Measured with a linear model trained on
-green 2021-01 (reference: its 73,908 training trips), on whole months:
-
-==========================  ==========  ==========  =======================================
-statistic                   2021-02     2021-03     2021-02 changed (must be flagged)
-==========================  ==========  ==========  =======================================
-pickup_hour                 0.019       0.023       clock +1 h: 0.115; half the 06-18 h
-                                                    trips dropped: 0.127; clock +3 h: 0.30
-day_of_week                 0.042       0.066       (March 2021 has five Mon-Wed: calendar)
-pickup_zone                 0.056       0.064       half the trips of the 10 busiest pickup
-                                                    zones dropped: 0.137
-pickup_borough              0.026       0.030       half the Manhattan pickups dropped: 0.126
-==========================  ==========  ==========  =======================================
-
-(the measured values of every statistic are in docs/monitoring.md). Real consecutive months
-stay below 0.07, while changes a person would want to hear about (a 1-hour clock shift, a
-borough losing half its pickups) land above 0.11: 0.1 separates the two.
-
-Small batches
--------------
-A distance between a reference and a sample also measures sampling noise: a random
-1,000-trip sample of February is at about 0.22 from January on the 250 pickup zones (0.06
-for the 24 hours), although nothing changed. For k buckets, a batch of n rows and a
-reference of N rows, the Jensen-Shannon divergence of two samples of one distribution is
-about (k - 1) (1/n + 1/N) / (8 ln 2) bits (its chi-square approximation), so the distance
-expected from noise alone is the square root of that: each statistic reports it as `noise`,
-and is flagged only when its value exceeds both its threshold and twice its noise (four
-times the divergence noise explains; for 6 degrees of freedom that happens by chance with
-p < 0.001). For whole months the noise is 0.04 on the zones and the threshold decides; a
-batch of a few hundred trips is flagged only for a change far larger than its noise.
-
-What the batch is compared on
------------------------------
-The reference describes the trips the model was trained on (after the 1-60 minute filter)
-and the model's predictions on them; a batch's inputs and predictions cover every trip of
-the input (inference predicts every trip: no filter without a dropoff time). The filter
-moves the training month itself by at most 0.034 (dropoff zone), far below the threshold.
-The target is compared on the batch's trips that pass the training filter, as is the
-realized RMSE. Time-of-day and day-of-week are compared with the training month's mix: a
-batch that covers less than a week (an hour, a day) differs from it by construction; raise
-or disable those thresholds (`{"day_of_week": 1.0}`) for such batches.
+Why the Jensen-Shannon distance, why 0.1, how small batches are judged (the `noise` of each
+statistic) and what a batch is compared on, with the measured values: docs/monitoring.md.
 """
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -239,35 +191,6 @@ def batch_record(
     return record
 
 
-def record_table(record: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """A batch record as the rows of a table (a Prefect table artifact): the batch's figures,
-    then one row per drift statistic with its value, threshold and verdict."""
-    rows: list[dict[str, Any]] = [
-        {"item": name, "value": record[name], "threshold": "", "drift": ""}
-        for name in (
-            "input",
-            "model_version",
-            "rows",
-            "unknown_zone_rows",
-            "realized_rmse",
-            "realized_rows",
-            "drift_statistics",
-            "drift_detected",
-        )
-    ]
-    for name, statistic in statistics_by_name(record).items():
-        if statistic:
-            rows.append(
-                {
-                    "item": f"{name} ({statistic['statistic']})",
-                    "value": statistic["value"],
-                    "threshold": statistic["threshold"],
-                    "drift": statistic["drift"],
-                }
-            )
-    return rows
-
-
 def drifted_statistics(record: Mapping[str, Any]) -> list[str]:
     """Names of the statistics over their threshold in a batch record ("predictions" and
     "target" for the prediction and target drift)."""
@@ -373,102 +296,3 @@ def _aligned(predictions: np.ndarray, trips: pd.DataFrame, what: str) -> np.ndar
     if values.size != len(trips):
         raise ValueError(f"{what}: {values.size} values for {len(trips)} trips; give one per trip, in order")
     return values
-
-
-# --- plot --------------------------------------------------------------------------------------
-
-
-def monitoring_plot(records: Sequence[Mapping[str, Any]]) -> bytes:
-    """PNG: realized RMSE (top) and each drift statistic with the configured thresholds
-    (bottom), one point per batch record, in the order given (oldest first); batches with
-    drift detected are marked on the axis."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display in workers and containers
-    import matplotlib.pyplot as plt
-
-    if not records:
-        raise ValueError("monitoring_plot needs at least one batch record")
-    positions = np.arange(len(records))
-    labels = [_short_label(record) for record in records]
-    figure, (error, drift) = plt.subplots(2, 1, figsize=(11, 7), dpi=100, sharex=True)
-    rmse = [np.nan if r.get("realized_rmse") is None else r["realized_rmse"] for r in records]
-    error.plot(positions, rmse, marker="o", color="#4c72b0")
-    error.set(ylabel="realized RMSE (minutes)", title="Realized error (trips of 1-60 minutes)")
-    names = sorted({name for r in records for name in r["features"]}) + ["predictions", "target"]
-    for name in names:
-        series = [_statistic_value(r, name) for r in records]
-        if all(np.isnan(series)):
-            continue
-        drift.plot(positions, series, marker=".", label=name, linewidth=1)
-    for threshold in sorted({_threshold(r, n) for r in records for n in names} - {None}):
-        drift.axhline(threshold, color="red", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
-    flagged = [i for i, r in enumerate(records) if r.get("drift_detected")]
-    if flagged:
-        drift.scatter(flagged, [0] * len(flagged), marker="^", color="red", zorder=3, label="drift detected")
-    drift.set(ylabel="Jensen-Shannon distance", title="Drift against the model's training trips")
-    drift.set_xticks(positions, labels, rotation=30, ha="right", fontsize=8)
-    if drift.get_legend_handles_labels()[0]:  # records without drift statistics plot none
-        drift.legend(fontsize=7, ncol=2, loc="upper left")
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    plt.close(figure)
-    return buffer.getvalue()
-
-
-def _named_statistic(record: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
-    return statistics_by_name(record).get(name)
-
-
-def _statistic_value(record: Mapping[str, Any], name: str) -> float:
-    statistic = _named_statistic(record, name)
-    return np.nan if not statistic or statistic.get("value") is None else float(statistic["value"])
-
-
-def _threshold(record: Mapping[str, Any], name: str) -> float | None:
-    """The configured threshold (small batches are judged by a higher one: see `noise`)."""
-    statistic = _named_statistic(record, name)
-    return float(statistic["configured_threshold"]) if statistic else None
-
-
-def _short_label(record: Mapping[str, Any]) -> str:
-    name = str(record.get("input", "")).rstrip("/").rsplit("/", 1)[-1]
-    return name if len(name) <= 40 else "..." + name[-37:]
-
-
-# --- the drift event -------------------------------------------------------------------------
-
-DRIFT_EVENT = "taxi.drift.detected"
-
-
-def drift_event(record: Mapping[str, Any], record_uri: str | None = None) -> dict[str, Any]:
-    """Keyword arguments for Prefect's `emit_event` announcing a batch with drift: the
-    batch (its input and model version) is the resource, the model version a related
-    resource, and the payload names the statistics over their threshold. The deploy
-    automation `taxi-drift-detected` (deploy/automations.yaml) matches this event."""
-    if not record.get("drift_detected"):
-        raise ValueError(f"{record.get('input')!r}: no drift detected, so no drift event")
-    input_, version = str(record["input"]), str(record["model_version"])
-    return {
-        "event": DRIFT_EVENT,
-        "resource": {
-            "prefect.resource.id": f"taxi.batch.{input_}",
-            "prefect.resource.name": input_,
-            "taxi.input": input_,
-            "taxi.model-version": version,
-        },
-        "related": [
-            {
-                "prefect.resource.id": f"taxi.model-version.{version}",
-                "prefect.resource.role": "model-version",
-                "prefect.resource.name": version,
-            }
-        ],
-        "payload": {
-            "drifted": drifted_statistics(record),
-            "rows": record["rows"],
-            "realized_rmse": record.get("realized_rmse"),
-            "record": record_uri,
-        },
-    }

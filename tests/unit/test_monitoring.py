@@ -20,9 +20,9 @@ from taxi.monitoring import (
     DEFAULT_THRESHOLD,
     batch_record,
     drifted_statistics,
-    monitoring_plot,
     reference_statistics,
 )
+from taxi.monitoring_report import monitoring_plot
 from taxi.zones import load_zone_lookup
 from tests.conftest import GREEN_FEB, GREEN_JAN, GREEN_MAR
 
