@@ -130,7 +130,8 @@ def incoming_inference_flow(prefix: str = DEFAULT_INCOMING_PREFIX, model_version
 
     Every file of one run is predicted with the same model version (`model_version` resolved
     once, at the start). A file that fails does not stop the others; it is listed and tried
-    again by the next run, and the run ends Failed so that it shows (and alerts) as such.
+    again by the next runs, which stay Completed, until the run that sets it aside after
+    TAXI_SET_ASIDE_AFTER_FAILURES failed runs: that run ends Failed, and alerts, once.
     Returns {"model_version", "files", "predicted", "skipped", "failed"}.
     """
     logger = get_run_logger()
