@@ -22,6 +22,7 @@ from prefect.deployments import run_deployment
 from flows import tasks
 from flows.training import Color, ModelType, training_flow
 from taxi.config import DEFAULT_MAX_TRAIN_ROWS
+from taxi.window import parse_as_of, whole_number
 
 MAX_BACKFILL_RUNS = 520  # ten years of weeks: a typo in a date should not start thousands of runs
 
@@ -38,7 +39,7 @@ def backfill_dates(start: date, end: date, every_days: int = 7) -> list[date]:
     return [start + timedelta(days=every_days * n) for n in range(count)]
 
 
-@flow(name="taxi-backfill", version=tasks.VERSION, log_prints=True)
+@flow(name="taxi-backfill", version=tasks.VERSION, log_prints=True, validate_parameters=False)
 def backfill_flow(
     start: date,
     end: date,
@@ -66,6 +67,8 @@ def backfill_flow(
 
     Returns one row per date: as_of, version, months, RMSE and whether it was promoted."""
     logger = get_run_logger()
+    start, end = parse_as_of(start, "start"), parse_as_of(end, "end")
+    every_days = whole_number(every_days, "every_days")
     rows = []
     for as_of in backfill_dates(start, end, every_days):
         result = training_flow(

@@ -19,10 +19,10 @@ from prefect.runtime import flow_run
 
 from flows import tasks
 from flows.processing import process_inference_data_flow
-from flows.reports import table_cell
+from flows.reports import object_link, table_cell
 from taxi import monitoring, monitoring_report
 from taxi.incoming import Claim, IncomingFile
-from taxi.layout import INCOMING_PREFIX, SET_ASIDE_PREFIX, prediction_name, s3_uri
+from taxi.layout import INCOMING_PREFIX, SET_ASIDE_PREFIX, browser_url, prediction_name, s3_uri
 from taxi.pipeline import predictions_frame
 from taxi.settings import Settings
 
@@ -33,10 +33,15 @@ R = TypeVar("R")
 
 @flow(name="taxi-inference", version=tasks.VERSION, log_prints=True)
 def inference_flow(input_path: str, model_version: str = "latest", output_name: str | None = None) -> str:
-    """Predict the duration of every trip in `input_path` with model `model_version` ("latest"
-    or a version id) and store the predictions as one parquet object,
-    predictions/<output_name>/<version>.parquet (`output_name` defaults to the input's file
-    name). Returns its s3:// URI."""
+    """Predict the duration of every trip of one TLC trip file and store the predictions as one
+    parquet object, predictions/<output_name>/<version>.parquet, with a monitoring record.
+
+    Args:
+        input_path: The trip file: an s3:// URI, an https:// URL or a local path.
+        model_version: "latest" (the promoted model) or a model version id.
+        output_name: Folder of the predictions under predictions/ (default: the input's file name).
+
+    Returns the predictions' s3:// URI."""
     logger = get_run_logger()
     settings = Settings.from_env()
     thresholds = monitoring.drift_thresholds(settings.drift_thresholds)  # a bad setting fails before any work
@@ -53,11 +58,22 @@ def inference_flow(input_path: str, model_version: str = "latest", output_name: 
     # (categories encoded, which the monitoring encodes the same way).
     record = tasks.monitor_batch(loaded.reference, processed.trips, predicted_minutes, input_path, loaded.version, thresholds)
     publish_monitoring_record(record, uri, retrying)
-    create_link_artifact(key="taxi-predictions", link=uri, link_text=uri, description=f"Predictions for `{input_path}`")
+    create_link_artifact(
+        key="taxi-predictions",
+        link=browser_url(uri, settings.object_url_template),
+        link_text=uri,
+        description=f"Predictions for `{input_path}`",
+    )
     create_markdown_artifact(
         key="taxi-inference-report",
         markdown=inference_report(
-            input_path, uri, loaded.version, loaded.manifest.get("model_type", "linear"), len(predictions), unknown
+            input_path,
+            uri,
+            loaded.version,
+            loaded.manifest.get("model_type", "linear"),
+            len(predictions),
+            unknown,
+            settings.object_url_template,
         ),
         description=f"{len(predictions):,} trips predicted with model {loaded.version}",
     )
@@ -88,7 +104,15 @@ def publish_monitoring_record(record: dict[str, Any], predictions_uri: str, retr
     return record_uri
 
 
-def inference_report(input_path: str, uri: str, version: str, model_type: str, rows: int, unknown: dict[str, int]) -> str:
+def inference_report(
+    input_path: str,
+    uri: str,
+    version: str,
+    model_type: str,
+    rows: int,
+    unknown: dict[str, int],
+    object_url_template: str | None = None,
+) -> str:
     unseen = "\n".join(f"| {column} | {count:,} |" for column, count in unknown.items())
     return f"""# Inference run
 
@@ -97,7 +121,7 @@ def inference_report(input_path: str, uri: str, version: str, model_type: str, r
 | input | `{input_path}` |
 | trips predicted | {rows:,} (every input trip, in input order) |
 | model version | `{version}` ({model_type}) |
-| predictions | `{uri}` |
+| predictions | {object_link(uri, object_url_template)} |
 
 Values not seen in training (predicted with the model's fallback for unknowns):
 
@@ -127,6 +151,10 @@ class IncomingFilesFailed(RuntimeError):  # noqa: N818 (a public name since 0.1)
 @flow(name="taxi-incoming-inference", version=tasks.VERSION, log_prints=True)
 def incoming_inference_flow(prefix: str = DEFAULT_INCOMING_PREFIX, model_version: str = "latest") -> dict[str, Any]:
     """Predict every file under `prefix` in the bucket that has no done-record yet.
+
+    Args:
+        prefix: The folder of the bucket to watch, e.g. incoming/.
+        model_version: "latest" (the promoted model) or a model version id, resolved once per run.
 
     Every file of one run is predicted with the same model version (`model_version` resolved
     once, at the start). A file that fails does not stop the others; it is listed and tried
@@ -192,7 +220,7 @@ def incoming_inference_flow(prefix: str = DEFAULT_INCOMING_PREFIX, model_version
     )  # fmt: skip
     create_markdown_artifact(
         key="taxi-incoming-inference",
-        markdown=_incoming_report(s3_uri(settings.bucket, prefix), summary),
+        markdown=_incoming_report(s3_uri(settings.bucket, prefix), summary, settings.object_url_template),
         description=f"Model {version}",
     )
     # A file that fails is retried by the next runs, which stay Completed (the report and the log
@@ -251,7 +279,7 @@ def _refresh_monitoring_plot(retrying: Callable[[Task[P, R]], Task[P, R]]) -> di
     uri, records = drawn
     create_link_artifact(
         key="taxi-monitoring-plot",
-        link=uri,
+        link=browser_url(uri, Settings.from_env().object_url_template),
         link_text=uri,
         description=f"Realized RMSE and drift over the newest {records} monitored batches",
     )
@@ -266,7 +294,7 @@ def _release(release_claim: Task[[IncomingFile], None], file: IncomingFile) -> N
         get_run_logger().warning("Could not release the claim on %s (it expires by itself): %s", file.key, error)
 
 
-def _incoming_report(where: str, summary: dict[str, Any]) -> str:
+def _incoming_report(where: str, summary: dict[str, Any], template: str | None = None) -> str:
     lines = [
         f"# Incoming files under `{where}`",
         "",
@@ -278,7 +306,7 @@ def _incoming_report(where: str, summary: dict[str, Any]) -> str:
         "| file | result | details |",
         "|---|---|---|",
     ]
-    lines += [f"| `{p['input']}` | predicted | `{p['predictions']}` |" for p in summary["predicted"]]
+    lines += [f"| `{p['input']}` | predicted | {object_link(p['predictions'], template)} |" for p in summary["predicted"]]
     lines += [f"| `{f['input']}` | {_failure_outcome(f)} | {table_cell(f['error'])} |" for f in summary["failed"]]
     lines += [f"| `{s['input']}` | skipped | {s['reason']} |" for s in summary["skipped"]]
     return "\n".join(lines) + "\n"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
@@ -56,8 +56,10 @@ def ingest_month(color: str, month: str) -> ingest.MonthResult:
     return result
 
 
-@flow(name="taxi-ingest", version=tasks.VERSION, log_prints=True)
-def ingest_flow(color: str = "yellow", start: str | None = None, end: str | None = None) -> dict[str, Any]:
+# Parameters are checked in the flow (ingest.check_color, months_to_ingest), not by Prefect's
+# validation, whose errors repeat the values given.
+@flow(name="taxi-ingest", version=tasks.VERSION, log_prints=True, validate_parameters=False)
+def ingest_flow(color: Literal["yellow", "green"] = "yellow", start: str | None = None, end: str | None = None) -> dict[str, Any]:
     """Copy the TLC's monthly `color` trip files for `start`..`end` ("YYYY-MM", both included)
     into the bucket's data/ folder, each checked against the input contract and with a data
     manifest. Without `start`: the months after the newest one already in the bucket; without
@@ -71,6 +73,11 @@ def ingest_flow(color: str = "yellow", start: str | None = None, end: str | None
     failing) ends the run Failed, so that no month is skipped over. Returns (and publishes as
     the artifact `taxi-ingest-report`) the months ingested, skipped, not available yet, failed
     and not attempted.
+
+    Args:
+        color: Which TLC trip records: yellow or green taxis.
+        start: First month to copy, YYYY-MM (default: the month after the newest one in the bucket).
+        end: Last month to copy, YYYY-MM, included (default: the current month).
     """
     ingest.check_color(color)
     logger = get_run_logger()

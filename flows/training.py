@@ -10,23 +10,27 @@ from typing import Any, Literal
 
 import prefect.runtime.flow_run
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows import tasks
+from flows.reports import object_link
 from taxi.config import DEFAULT_MAX_TRAIN_ROWS, MODEL_FORMATS
 from taxi.evaluation import decide_promotion, evaluation_plot
+from taxi.ingest import check_color
 from taxi.layout import MANIFEST_OBJECT, PLOT_OBJECT, REFERENCE_OBJECT, model_key, s3_uri
 from taxi.model import check_model_type
 from taxi.months import month_name
 from taxi.pipeline import predictions_frame, run_window_training
 from taxi.settings import Settings
-from taxi.window import WindowPlan
+from taxi.window import WindowPlan, parse_as_of, whole_number
 
 ModelType = Literal["linear", "gbm"]
 Color = Literal["yellow", "green"]
 
 
-@flow(name="taxi-training", version=tasks.VERSION, log_prints=True)
+# Parameters are checked in the flow (below), not by Prefect's validation, whose errors repeat
+# the values given: the run form still shows the choices and help from the signature.
+@flow(name="taxi-training", version=tasks.VERSION, log_prints=True, validate_parameters=False)
 def training_flow(
     train_path: str | None = None,
     test_path: str | None = None,
@@ -66,8 +70,14 @@ def training_flow(
     Returns metrics, the version, the months used, the promotion decision and URIs.
     """
     check_model_type(model_type, use_trip_distance)
-    if train_months < 1 or max_train_rows < 1:
-        raise ValueError("train_months and max_train_rows must be at least 1")
+    check_color(color)
+    train_months = whole_number(train_months, "train_months")
+    max_train_rows = whole_number(max_train_rows, "max_train_rows")
+    as_of = None if as_of is None else parse_as_of(as_of)
+    if not isinstance(use_trip_distance, bool) or promote not in (None, True, False):
+        raise ValueError("use_trip_distance must be true or false, and promote true, false or unset")
+    if isinstance(promotion_margin, bool) or not isinstance(promotion_margin, int | float):
+        raise ValueError("promotion_margin must be a number of minutes")
     logger = get_run_logger()
     settings = Settings.from_env()
     retrying = tasks.io_retries(settings)
@@ -148,7 +158,12 @@ def training_flow(
         "predictions_uri": predictions_uri,
     }
     create_markdown_artifact(
-        key="taxi-training-report", markdown=training_report(result, details), description=f"Model version {version}"
+        key="taxi-training-report",
+        markdown=training_report(result, details, settings.object_url_template),
+        description=f"Model version {version}",
+    )
+    create_table_artifact(
+        key="taxi-training-metrics", table=metrics_table(result), description=f"RMSE of model version {version}"
     )
     logger.info("Training complete: version %s, RMSE train %.4f, test %.4f", version, metrics["rmse_train"], metrics["rmse_test"])
     return result
@@ -161,7 +176,21 @@ def scheduled_date() -> date:
     return scheduled.astimezone(UTC).date() if scheduled is not None else datetime.now(UTC).date()
 
 
-def training_report(result: dict[str, Any], details: dict[str, Any]) -> str:
+def metrics_table(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The run's RMSE figures as rows of a table artifact: the new model, the champion, the course baseline."""
+    rows = [
+        {"model": f"new ({result['model_type']})", "version": result["model_version"],
+         "rmse_train": round(result["rmse_train"], 4), "rmse_test": round(result["rmse_test"], 4)},
+        {"model": "course baseline (one-hot + linear)", "version": "-", "rmse_train": None,
+         "rmse_test": round(result["rmse_test_course_baseline"], 4)},
+    ]  # fmt: skip
+    if result["champion_version"]:
+        rows.insert(1, {"model": "champion (latest before this run)", "version": result["champion_version"],
+                        "rmse_train": None, "rmse_test": round(result["champion_rmse_test"], 4)})  # fmt: skip
+    return rows
+
+
+def training_report(result: dict[str, Any], details: dict[str, Any], object_url_template: str | None = None) -> str:
     """The run's markdown artifact: what was used, how it scored, what was decided, where it is."""
     test, sample = details["test_data"], details["training_sample"]
     train_rows = "\n".join(
@@ -207,9 +236,9 @@ def training_report(result: dict[str, Any], details: dict[str, Any]) -> str:
 
 ## Stored in S3
 
-- Manifest: `{result["manifest_uri"]}`
-- Evaluation plot (predicted vs actual, error by hour): `{result["plot_uri"]}`
-- Test-set predictions: `{result["predictions_uri"]}`
+- Manifest: {object_link(result["manifest_uri"], object_url_template)}
+- Evaluation plot (predicted vs actual, error by hour): {object_link(result["plot_uri"], object_url_template)}
+- Test-set predictions: {object_link(result["predictions_uri"], object_url_template)}
 """
 
 

@@ -32,6 +32,7 @@ Pure functions and constants: formatting a key or a URI needs no client and no b
 from __future__ import annotations
 
 import re
+from urllib.parse import quote
 
 DATA_PREFIX = "data/"
 INCOMING_PREFIX = "incoming/"
@@ -69,6 +70,16 @@ _TLC_FILE_NAME = re.compile(r"(yellow|green)_tripdata_(\d{4})-(\d{2})\.parquet")
 
 def s3_uri(bucket: str, key: str) -> str:
     return f"s3://{bucket}/{key}"
+
+
+def browser_url(uri: str, template: str | None) -> str:
+    """Where a person opens the s3:// object `uri` in a browser: `template` with {bucket} and {key}
+    filled in, both percent-encoded (slashes too), e.g. MinIO's console
+    http://localhost:9001/browser/{bucket}/{key}; without a template, `uri` itself."""
+    if not template:
+        return uri
+    bucket, key = parse_s3_uri(uri)
+    return template.format(bucket=quote(bucket, safe=""), key=quote(key, safe=""))
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:

@@ -195,7 +195,7 @@ Model = SparseLinearRegression | GbmRegressor
 
 def check_model_type(model_type: str, use_trip_distance: bool = False) -> None:
     if model_type not in MODEL_TYPES:
-        raise ValueError(f"model_type must be one of {MODEL_TYPES}, got {model_type!r}")
+        raise ValueError(f"model_type must be one of {', '.join(MODEL_TYPES)}")
     if use_trip_distance and model_type != "gbm":
         raise ValueError("use_trip_distance applies to model_type='gbm' only (the linear model is the course's)")
 

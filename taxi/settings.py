@@ -36,6 +36,7 @@ IO_RETRY_DELAYS_ENV = "TAXI_IO_RETRY_DELAYS"
 WORK_POOL_ENV = "TAXI_WORK_POOL"
 TLC_BASE_URL_ENV = "TAXI_TLC_BASE_URL"
 ALERT_WEBHOOK_URL_ENV = "TAXI_ALERT_WEBHOOK_URL"
+OBJECT_URL_TEMPLATE_ENV = "TAXI_OBJECT_URL_TEMPLATE"
 DRIFT_THRESHOLDS_ENV = "TAXI_DRIFT_THRESHOLDS"
 SET_ASIDE_AFTER_FAILURES_ENV = "TAXI_SET_ASIDE_AFTER_FAILURES"
 # The hourly job sets a file aside after this many failed runs (taxi.incoming).
@@ -76,6 +77,9 @@ class Settings:
     drift_thresholds: Mapping[str, float] = field(default_factory=dict)
     # TAXI_SET_ASIDE_AFTER_FAILURES: failed hourly runs after which an incoming file is set aside.
     set_aside_after_failures: int = DEFAULT_SET_ASIDE_AFTER_FAILURES
+    # TAXI_OBJECT_URL_TEMPLATE: how a browser opens a bucket object, with {bucket} and {key}, e.g.
+    # MinIO's console http://localhost:9001/browser/{bucket}/{key}; the run reports link there.
+    object_url_template: str | None = None
     # PREFECT_API_URL: Prefect's own setting; read here only to print the UI's address.
     prefect_api_url: str | None = None
 
@@ -105,6 +109,7 @@ class Settings:
             alert_webhook_url=value(ALERT_WEBHOOK_URL_ENV),
             drift_thresholds=parse_drift_thresholds(value(DRIFT_THRESHOLDS_ENV)),
             set_aside_after_failures=parse_set_aside_after(value(SET_ASIDE_AFTER_FAILURES_ENV)),
+            object_url_template=parse_object_url_template(value(OBJECT_URL_TEMPLATE_ENV)),
         )
 
 
@@ -156,3 +161,19 @@ def parse_set_aside_after(raw: str | None) -> int:
     if count < 1:
         raise ValueError(f"{SET_ASIDE_AFTER_FAILURES_ENV} must be a whole number of failed runs, at least 1; got {raw!r}")
     return count
+
+
+def parse_object_url_template(raw: str | None) -> str | None:
+    """An http(s) URL with a {key} placeholder (and optionally {bucket}), or None when unset."""
+    if raw is None:
+        return None
+    try:
+        filled = raw.format(bucket="b", key="k")
+    except (KeyError, IndexError, ValueError):
+        filled = ""
+    if not raw.startswith(("http://", "https://")) or "{key}" not in raw or not filled:
+        raise ValueError(
+            f"{OBJECT_URL_TEMPLATE_ENV} must be an http(s) URL with a {{key}} placeholder and no other than {{bucket}}, "
+            "e.g. http://localhost:9001/browser/{bucket}/{key}"
+        )
+    return raw

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
 from taxi.months import Month, month_name, month_of, shift_month
 
@@ -126,3 +126,26 @@ def plan_window(
         test_month=window.test,
         current_test_month=max(earlier_than_today) if earlier_than_today else None,
     )
+
+
+def parse_as_of(value: object, name: str = "as_of") -> date:
+    """A date from a date, a datetime, "YYYY-MM-DD" or an ISO date-time; run parameters arrive
+    as text from the API and the UI. The error does not repeat what was given."""
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        for parse in (date.fromisoformat, lambda text: datetime.fromisoformat(text).date()):
+            try:
+                return parse(value.strip())
+            except ValueError:
+                continue
+    raise ValueError(f"{name} must be a date written YYYY-MM-DD")
+
+
+def whole_number(value: object, name: str, minimum: int = 1) -> int:
+    """`value` as an int of at least `minimum`, or an error naming the parameter (not its value)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be a whole number of at least {minimum}")
+    return value

@@ -18,6 +18,7 @@ from .dockerutil import REPO
 # build, the optional name of the signing key's block, the ingestion source (unset: the TLC's
 # site) and the drift thresholds (unset: the defaults).
 OPTIONAL = {
+    "TAXI_OBJECT_URL_TEMPLATE",
     "PYTHON_IMAGE",
     "TAXI_PIP_NO_INDEX",
     "TAXI_IMAGE_TAG",

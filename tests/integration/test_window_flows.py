@@ -23,10 +23,11 @@ def _manifest(store, version: str) -> dict:
     return json.loads(store.get(f"models/{version}/manifest.json"))
 
 
-def test_window_as_of_picks_the_months_and_reproduces_the_course(green_months):
+def test_window_as_of_picks_the_months_and_reproduces_the_course(green_months, monkeypatch):
     from flows.training import training_flow
 
     store = green_months
+    monkeypatch.setenv("TAXI_OBJECT_URL_TEMPLATE", "http://localhost:9001/browser/{bucket}/{key}")
     state = training_flow(color="green", as_of="2021-03-15", return_state=True)
     assert state.is_completed()
     result = state.result()
@@ -46,6 +47,13 @@ def test_window_as_of_picks_the_months_and_reproduces_the_course(green_months):
     report = api.artifacts(run_id, "taxi-training-report")[0].data
     assert "trained on 2021-01, tested on 2021-02" in report and "green_tripdata_2021-01.parquet" in report
     assert any("train 2021-01; test 2021-02" in message for message in api.logs(run_id))
+    # The report links objects where a browser opens them; the metrics are a table artifact.
+    manifest_key = f"models%2F{result['model_version']}%2Fmanifest.json"
+    assert f"](http://localhost:9001/browser/{store.bucket}/{manifest_key})" in report
+    [table] = api.artifacts(run_id, "taxi-training-metrics")
+    rows = json.loads(table.data)
+    assert rows[0]["version"] == result["model_version"] and rows[0]["rmse_test"] == 10.4475
+    assert rows[-1]["model"].startswith("course baseline") and rows[-1]["rmse_test"] == 10.4475
     # An older window than today's is a backfill: stored, not promoted, even with no champion.
     assert not result["promoted"] and "backfill" in result["promotion_reason"]
     assert store.latest_marker() is None
@@ -97,3 +105,17 @@ def test_backfill_publishes_a_version_per_date_and_never_promotes(green_months):
         metrics = json.loads(store.get(f"models/{row['model_version']}/metrics.json"))
         assert round(metrics["rmse_test"], 4) == row["rmse_test"]
     assert rows[0]["rmse_test"] == 10.4475
+
+
+def test_run_parameters_are_checked_by_the_flow_without_echoing_them(prefect_api):
+    from flows.training import training_flow
+
+    for parameters, expected in (
+        ({"model_type": "gbm<script>"}, "model_type must be one of linear, gbm"),
+        ({"color": "purple<script>"}, "color must be one of yellow, green"),
+        ({"as_of": "soon<script>"}, "as_of must be a date written YYYY-MM-DD"),
+        ({"train_months": "12<script>"}, "train_months must be a whole number"),
+    ):
+        state = training_flow(**parameters, return_state=True)
+        assert state.is_failed() and expected in state.message, (parameters, state.message)
+        assert "<script>" not in state.message
