@@ -4,6 +4,7 @@ real flows against a real Prefect API and a real S3 server."""
 from __future__ import annotations
 
 import json
+from datetime import date
 
 import pytest
 
@@ -119,3 +120,35 @@ def test_run_parameters_are_checked_by_the_flow_without_echoing_them(prefect_api
         state = training_flow(**parameters, return_state=True)
         assert state.is_failed() and expected in state.message, (parameters, state.message)
         assert "<script>" not in state.message
+
+
+def test_backfill_through_a_deployment_asks_for_one_run_per_date_never_promoting(prefect_api):
+    import asyncio
+    import secrets
+
+    from prefect.client.orchestration import get_client
+
+    from flows.backfill import backfill_dates, trigger_deployment_runs
+    from flows.training import training_flow
+
+    name = f"taxi-training-backfill-{secrets.token_hex(3)}"
+
+    async def register() -> None:
+        async with get_client() as client:
+            flow_id = await client.create_flow_from_name(training_flow.name)
+            await client.create_deployment(flow_id, name, entrypoint="flows/training.py:training_flow")
+
+    asyncio.run(register())
+    dates = backfill_dates(date(2021, 3, 1), date(2021, 3, 20), 7)
+    assert dates == [date(2021, 3, 1), date(2021, 3, 8), date(2021, 3, 15)]
+    run_ids = trigger_deployment_runs(f"{training_flow.name}/{name}", dates, {"color": "green", "promote": False})
+
+    async def read() -> list:
+        async with get_client() as client:
+            return [await client.read_flow_run(run_id) for run_id in run_ids]
+
+    runs = asyncio.run(read())
+    assert [run.parameters["as_of"] for run in runs] == ["2021-03-01", "2021-03-08", "2021-03-15"]
+    assert all(run.parameters["promote"] is False and run.parameters["color"] == "green" for run in runs)
+    with pytest.raises(ValueError, match="more than 520"):
+        backfill_dates(date(2000, 1, 1), date(2030, 1, 1), 1)
