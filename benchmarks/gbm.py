@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmark import DATA, MONTH_ROWS, SEED, build_month, measure, peak_rss_mb
+from benchmark import DATA, MONTH_ROWS, SEED, build_month, measure, peak_rss_mb, run_inference
 
 CONFIGS = ("baseline", "new")
 GREEN = {month: str(DATA / f"green_tripdata_2021-{month}.parquet") for month in ("01", "02", "03")}
@@ -65,17 +65,6 @@ def run_train(config: str, train_file: str, test_file: str, model_path: str) -> 
     with open(model_path, "wb") as f:
         pickle.dump((model, vectorizer), f)
     return {"seconds": seconds, "peak_mb": peak_rss_mb(), "rows": rows, "rmse_train": rmse_train, "rmse_test": rmse_test}
-
-
-def run_inference(test_file: str, model_path: str) -> dict:
-    import taxi
-
-    with open(model_path, "rb") as f:
-        model, vectorizer = pickle.load(f)
-    start = time.perf_counter()
-    predictions = taxi.run_inference(test_file, model, vectorizer)
-    seconds = time.perf_counter() - start
-    return {"seconds": seconds, "peak_mb": peak_rss_mb(), "rows": len(predictions)}
 
 
 def run_quality(config: str) -> dict:

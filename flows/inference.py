@@ -213,7 +213,7 @@ def incoming_inference_flow(prefix: str = DEFAULT_INCOMING_PREFIX, model_version
     for entry in summary["failed"]:
         logger.error("Could not predict %s: %s", entry["input"], entry["error"])
     if summary["predicted"]:  # new monitoring records: redraw the plot (nothing new, nothing to redraw)
-        summary["monitoring_plot"] = _refresh_monitoring_plot(retrying)
+        summary["monitoring_plot"] = _refresh_monitoring_plot(retrying, settings.object_url_template)
     logger.info(
         "Incoming files under %s: %d predicted, %d skipped, %d failed (model %s)",
         s3_uri(settings.bucket, prefix), len(summary["predicted"]), len(summary["skipped"]), len(summary["failed"]), version,
@@ -266,7 +266,9 @@ def _forget_failures(file: IncomingFile) -> None:
         get_run_logger().warning("Could not clear the failure count of %s: %s", file.key, error)
 
 
-def _refresh_monitoring_plot(retrying: Callable[[Task[P, R]], Task[P, R]]) -> dict[str, Any] | None:
+def _refresh_monitoring_plot(
+    retrying: Callable[[Task[P, R]], Task[P, R]], object_url_template: str | None
+) -> dict[str, Any] | None:
     """Redraw the plot of the newest monitoring records and link it; a failure here is only
     logged (the files are predicted and recorded)."""
     try:
@@ -279,7 +281,7 @@ def _refresh_monitoring_plot(retrying: Callable[[Task[P, R]], Task[P, R]]) -> di
     uri, records = drawn
     create_link_artifact(
         key="taxi-monitoring-plot",
-        link=browser_url(uri, Settings.from_env().object_url_template),
+        link=browser_url(uri, object_url_template),
         link_text=uri,
         description=f"Realized RMSE and drift over the newest {records} monitored batches",
     )

@@ -26,7 +26,6 @@ from prefect.client.schemas.objects import TaskRun
 from prefect.states import State
 
 import taxi
-import taxi.evaluation
 import taxi.storage
 from taxi import incoming, monitoring, monitoring_report
 from taxi.features import FeatureMatrix, Vectorizer
@@ -193,23 +192,9 @@ def train_model(X: FeatureMatrix, y: np.ndarray, model_type: str = "linear") -> 
     return model
 
 
-@task(name="evaluate-model", tags=["taxi", "ml"], **pure_task)
-def evaluate_model(model: Model, X: FeatureMatrix, y: np.ndarray, dataset: str) -> float:
-    rmse = taxi.evaluate_model(model, X, y)
-    get_run_logger().info("RMSE on %s: %.4f minutes (%d trips)", dataset, rmse, len(y))
-    return rmse
-
-
 @task(name="predict", tags=["taxi", "ml"], **pure_task)
 def predict(model: Model, X: FeatureMatrix) -> np.ndarray:
     return taxi.predict(model, X)
-
-
-@task(name="course-baseline", tags=["taxi", "ml"], **pure_task)
-def course_baseline_rmse(train_trips: pd.DataFrame, test_trips: pd.DataFrame) -> float:
-    rmse = taxi.evaluation.course_baseline_rmse(train_trips, test_trips)
-    get_run_logger().info("Course baseline (one-hot + linear regression) test RMSE: %.4f", rmse)
-    return rmse
 
 
 @task(name="plan-training-window", tags=["taxi", "io", "s3"], **io_task)

@@ -91,30 +91,37 @@ class OneHotNormalEquations:
         """The fitted model and its vectorizer, the same as fitting both on all batches at once."""
         if self.n_rows == 0:
             raise ValueError("no trips were added: nothing to fit")
-        categories = {column: np.array(sorted(self._features[i]), dtype=np.int64) for i, column in enumerate(self.columns)}
-        order = np.array([self._features[i][int(value)] for i, column in enumerate(self.columns) for value in categories[column]])
+        categories, order = self._sorted_features()
         gram, sums, moment = self._gram[np.ix_(order, order)], self._sums[order], self._moment[order]
         model = SparseLinearRegression()
         model.coef_, model.intercept_, model.rank_ = solve_normal_equations(gram, sums, moment, self.y_sum, self.n_rows)
         model.n_features_in_ = len(order)
-        self._fitted = (model, gram, sums, moment)
         return model, OneHotVectorizer.from_categories(categories, self.columns)
 
     def rmse(self, model: SparseLinearRegression) -> float:
         """RMSE of `model` (from `fit`) on every trip added, from the sufficient statistics alone."""
-        fitted, gram, sums, moment = self._fitted
-        if fitted is not model:
+        if model.coef_.shape != (self._n_features,):
             raise ValueError("rmse needs the model returned by this accumulator's fit")
-        w, b, n = model.coef_, model.intercept_, self.n_rows
+        # The coefficients back in the order the statistics were gathered in.
+        w = np.empty(self._n_features)
+        w[self._sorted_features()[1]] = model.coef_
+        b, n = model.intercept_, self.n_rows
         squared_error = (
             self.y_squared_sum
             - 2 * b * self.y_sum
-            - 2 * float(w @ moment)
+            - 2 * float(w @ self._moment)
             + n * b * b
-            + 2 * b * float(w @ sums)
-            + float(w @ (gram.astype(np.float64) @ w))
+            + 2 * b * float(w @ self._sums)
+            + float(w @ (self._gram.astype(np.float64) @ w))
         )
         return float(np.sqrt(max(squared_error, 0.0) / n))
+
+    def _sorted_features(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Each column's categories sorted (OneHotVectorizer's order), and the index each of
+        those features was gathered under."""
+        categories = {column: np.array(sorted(self._features[i]), dtype=np.int64) for i, column in enumerate(self.columns)}
+        order = np.array([self._features[i][int(value)] for i, column in enumerate(self.columns) for value in categories[column]])
+        return categories, order
 
     def _feature(self, column_index: int, value: int) -> int:
         features = self._features[column_index]
