@@ -1,9 +1,11 @@
 """Prefect tasks wrapping the `taxi` steps.
 
-I/O tasks (reading data, S3 reads and writes) retry with a growing delay, except when the
-failure is the input's own fault: a missing file or a tampered model fails the same way
-every time, so retrying it only delays the error. The delays are the run's
-(TAXI_IO_RETRY_DELAYS, read when a flow starts): flows call I/O tasks through `io_retries`.
+I/O tasks (reading data, S3 reads and writes) retry with a growing delay when the failure
+may pass: S3 or an HTTP source unreachable, timing out, answering 5xx or throttling
+(`is_transient`). Anything else (bad input, a tampered or unloadable model, a 403, a missing
+bucket) fails the same way every time, so retrying it only delays the error. The delays are
+the run's (TAXI_IO_RETRY_DELAYS, read when a flow starts): flows call I/O tasks through
+`io_retries`.
 
 The settings (taxi.settings) are read inside each task that needs them. The model signing
 key is resolved the same way, from a Prefect Secret block (named by TAXI_SIGNING_KEY_BLOCK)
@@ -14,6 +16,7 @@ task or flow parameter, so it never reaches the Prefect API, and never logged.
 from __future__ import annotations
 
 import json
+import urllib.error
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any, ParamSpec, TypeVar
@@ -44,8 +47,10 @@ from taxi.layout import (
 from taxi.model import Model
 from taxi.months import month_name
 from taxi.settings import DEFAULT_IO_RETRY_DELAYS, SIGNING_KEY_BLOCK_ENV, SIGNING_KEY_ENV, Settings
+from taxi.download import DownloadError
 from taxi.steps import StepRunner
 from taxi.storage import (
+    ANY_CHAMPION,
     IntegrityError,
     LoadedModel,
     ModelNotFoundError,
@@ -53,16 +58,20 @@ from taxi.storage import (
     NotFoundError,
     ObjectStore,
     StorageError,
+    TransientStorageError,
     UnsupportedModelError,
 )
-from taxi.tlc import DataError
 from taxi.window import WindowPlan, plan_window
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 VERSION = taxi.__version__
-NOT_RETRYABLE = (DataError, IntegrityError, ModelNotFoundError, UnsupportedModelError, ValueError)
+# Failures that may pass: S3 after botocore's own retries, a TLC download cut short, an HTTP
+# source that cannot be reached or times out.
+TRANSIENT_ERRORS = (TransientStorageError, DownloadError, ConnectionError, TimeoutError)
+# HTTP answers that say "not now": timeout, too many requests, any 5xx.
+TRANSIENT_HTTP_STATUSES = (408, 429)
 
 
 def io_retry_delays() -> list[int]:
@@ -104,15 +113,21 @@ def model_registry() -> ModelRegistry:
     return ModelRegistry(ObjectStore(bucket=settings.bucket), signing_key=signing_key(settings))
 
 
-def retry_unless_bad_input(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
-    """Prefect retry condition: retry transient failures, not bad input."""
+def is_transient(error: BaseException) -> bool:
+    """Whether the same call may succeed later; anything not known to be transient is not."""
+    if isinstance(error, urllib.error.HTTPError):
+        return error.code in TRANSIENT_HTTP_STATUSES or error.code >= 500
+    # Other URLErrors are urllib's "could not connect" (refused, unresolvable, timed out).
+    return isinstance(error, (*TRANSIENT_ERRORS, urllib.error.URLError))
+
+
+def retry_if_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """Prefect retry condition: retry transient failures only (`is_transient`)."""
     try:
         state.result()
-    except NOT_RETRYABLE:
-        return False
-    except Exception:  # noqa: BLE001 (anything else may be transient)
-        return True
-    return True
+    except Exception as error:  # noqa: BLE001 (classified here)
+        return is_transient(error)
+    return False
 
 
 # DataFrames and matrices are passed in memory: hashing them for a cache key is wasted work.
@@ -123,7 +138,7 @@ io_task = dict(
     version=VERSION,
     retries=len(DEFAULT_IO_RETRY_DELAYS),
     retry_delay_seconds=list(DEFAULT_IO_RETRY_DELAYS),
-    retry_condition_fn=retry_unless_bad_input,
+    retry_condition_fn=retry_if_transient,
 )
 
 
@@ -240,19 +255,35 @@ def save_model(
     details: dict[str, Any],
     promote: bool,
     attachments: dict[str, tuple[bytes, str]],
+    champion: str | None = None,
 ) -> dict[str, Any]:
+    """Store the model as a new version; with `promote`, make it `latest` unless another
+    training moved `latest` away from `champion` (the version it was compared with; None:
+    it was compared with none) meanwhile. The manifest returned says in `promoted` whether
+    it is `latest` now."""
     registry = model_registry()
     objects = registry.objects
     # A retry after a failure midway starts a new version: the half-written one stays
     # without a manifest (never loadable) until delete_incomplete_versions removes it.
-    manifest = registry.save_model(model, vectorizer, metrics=metrics, details=details, promote=promote, attachments=attachments)
+    # A training that compared itself with no model (none yet, or one it could not trust)
+    # may replace whatever `latest` names.
+    manifest = registry.save_model(
+        model, vectorizer, metrics=metrics, details=details, promote=promote, attachments=attachments,
+        champion=ANY_CHAMPION if champion is None else champion,
+    )  # fmt: skip
     logger = get_run_logger()
     for entry in manifest["objects"].values():
         logger.info("Wrote %s (%d bytes, sha256 %s)", objects.uri(entry["key"]), entry["bytes"], entry["sha256"][:12])
     signed = "signed" if registry.signing_key is not None else "not signed: no signing key configured"
     latest = objects.uri(LATEST_KEY)
-    if promote:
+    if manifest["promoted"]:
         logger.info("Published model version %s (%s); %s now points at it", manifest["version"], signed, latest)
+    elif promote:
+        logger.warning(
+            "Stored model version %s (%s) without promoting it: another training moved %s away from %s, the "
+            "version this one was compared with, meanwhile",
+            manifest["version"], signed, latest, champion,
+        )  # fmt: skip
     else:
         logger.info("Stored model version %s (%s) without promoting it; %s unchanged", manifest["version"], signed, latest)
     try:

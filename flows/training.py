@@ -136,15 +136,20 @@ def training_flow(
     reference = tasks.reference_statistics(reference_trips, reference_predictions, use_trip_distance)
     attachments[REFERENCE_OBJECT] = (json.dumps(reference).encode(), "application/json")
 
-    manifest = retrying(tasks.save_model)(trained.model, trained.vectorizer, metrics, details, decision.promote, attachments)
+    manifest = retrying(tasks.save_model)(
+        trained.model, trained.vectorizer, metrics, details, decision.promote, attachments, champion_version
+    )
     version = manifest["version"]
+    promotion_reason = decision.reason
+    if decision.promote and not manifest["promoted"]:
+        promotion_reason += "; but another training moved latest meanwhile: stored, not promoted"
     predictions_uri = retrying(tasks.write_predictions)(predictions_frame(test, test_predictions), plan.test_source, version)
 
     result = {
         "model_version": version,
         "model_type": model_type,
-        "promoted": decision.promote,
-        "promotion_reason": decision.reason,
+        "promoted": manifest["promoted"],
+        "promotion_reason": promotion_reason,
         "champion_version": champion_version,
         "champion_rmse_test": champion_rmse,
         **metrics,

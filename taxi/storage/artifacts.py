@@ -14,7 +14,7 @@ from taxi.config import StoreConfig
 from taxi.layout import LATEST_KEY, MANIFEST_OBJECT, model_key, predictions_key
 from taxi.storage.objects import ObjectStore
 from taxi.storage.predictions import write_predictions
-from taxi.storage.registry import INCOMPLETE_VERSION_MAX_AGE, Json, LoadedModel, ModelRegistry
+from taxi.storage.registry import ANY_CHAMPION, INCOMPLETE_VERSION_MAX_AGE, AnyChampion, Json, LoadedModel, ModelRegistry
 
 
 @dataclass
@@ -53,10 +53,12 @@ class ArtifactStore(ObjectStore):
         promote: bool = True,
         version: str | None = None,
         attachments: dict[str, tuple[bytes, str]] | None = None,
+        champion: str | None | AnyChampion = ANY_CHAMPION,
     ) -> Json:
         return self.registry.save_model(
-            model, vectorizer, metrics=metrics, details=details, promote=promote, version=version, attachments=attachments
-        )
+            model, vectorizer, metrics=metrics, details=details, promote=promote, version=version, attachments=attachments,
+            champion=champion,
+        )  # fmt: skip
 
     def load_model(self, version: str = "latest") -> LoadedModel:
         return self.registry.load_model(version)

@@ -1,7 +1,10 @@
 """The S3 object store: plain objects in one bucket, and the project's storage errors.
 
 This is the one place where botocore's exceptions become the project's: `StorageError` (and
-its kinds below) with a message that names the bucket and key, never a credential.
+its kinds below) with a message that names the bucket and key, never a credential. Failures
+that may pass (the endpoint unreachable or timing out, a 5xx answer, throttling) are
+`TransientStorageError`, the only kind worth retrying; any other answer (403, a missing
+bucket, a key too long...) fails the same way every time.
 """
 
 from __future__ import annotations
@@ -17,34 +20,55 @@ from typing import TypedDict
 import boto3
 from botocore.client import BaseClient
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as ConnectionFailure
 
 from taxi.layout import parse_s3_uri, s3_uri
 from taxi.settings import Settings
 
-# Bounds on one S3 call: at most S3_MAX_ATTEMPTS tries (botocore's "standard" retry mode
-# backs off up to 2**n seconds between them), each waiting at most S3_CONNECT_TIMEOUT for a
-# connection and S3_READ_TIMEOUT for each socket read. A dead endpoint thus fails a call in
-# at most about 3 * 5 + 1 + 2 = 18 s; the flows' task retries multiply that (see
-# taxi/settings.py for the whole-run figure).
-S3_MAX_ATTEMPTS = 3
+# Bounds on one S3 call: botocore retries a transient failure S3_RETRIES times (the client
+# config's `max_attempts` counts retries, not tries: a call is tried S3_RETRIES + 1 = 4 times),
+# each try waiting at most S3_CONNECT_TIMEOUT for a connection and S3_READ_TIMEOUT for each
+# socket read. Its "standard" mode waits a random 0-0.05, 0-0.1, 0-0.2 s between tries (0-1,
+# 0-2, 0-4 s after throttling). A call to an endpoint whose connections time out thus fails
+# within about 4 * 5 = 20 s; the flows' task retries multiply that (docs/reliability.md,
+# "S3 outages", measured by benchmarks/s3_outage.py).
+S3_RETRIES = 3
+S3_ATTEMPTS = S3_RETRIES + 1
 S3_CONNECT_TIMEOUT = 5
 S3_READ_TIMEOUT = 30
 # Objects are read back for checking in pieces of this size, never whole.
 READ_BACK_CHUNK_BYTES = 1024 * 1024
 
 # S3 error codes, by what they mean for the caller.
-_NOT_FOUND = ("NoSuchKey", "NoSuchBucket", "404", "NotFound")
+_NOT_FOUND = ("NoSuchKey", "404", "NotFound")
 # 412 when a conditional write finds the object; 409 when another one to it is in flight.
 _EXISTS = ("PreconditionFailed", "412", "ConditionalRequestConflict", "409", "BucketAlreadyOwnedByYou", "BucketAlreadyExists")
+# Answers that say "not now" rather than "no" (botocore's own transient and throttling codes);
+# any 5xx status counts too.
+_TRANSIENT = (
+    "RequestTimeout", "RequestTimeoutException", "PriorRequestNotComplete", "SlowDown", "Throttling",
+    "ThrottlingException", "ThrottledException", "RequestThrottled", "RequestThrottledException",
+    "TooManyRequestsException", "ProvisionedThroughputExceededException", "RequestLimitExceeded",
+    "BandwidthLimitExceeded", "InternalError", "ServiceUnavailable", "503", "500", "502", "504",
+)  # fmt: skip
 
 
 class StorageError(RuntimeError):
     """An S3 operation failed; the message names the bucket and key."""
 
 
+class TransientStorageError(StorageError):
+    """S3 could not be reached or answered "not now" (timeout, 5xx, throttling) even after
+    botocore's retries: trying again later may work."""
+
+
 class NotFoundError(StorageError):
     """The object, or its bucket, does not exist."""
+
+
+class BucketNotFoundError(NotFoundError):
+    """The bucket itself does not exist (a setup or TAXI_BUCKET problem, not a missing object)."""
 
 
 class AlreadyExistsError(StorageError):
@@ -74,7 +98,7 @@ def s3_client() -> BaseClient:
         "s3",
         config=Config(
             s3={"addressing_style": "path"},
-            retries={"max_attempts": S3_MAX_ATTEMPTS, "mode": "standard"},
+            retries={"max_attempts": S3_RETRIES, "mode": "standard"},
             connect_timeout=S3_CONNECT_TIMEOUT,
             read_timeout=S3_READ_TIMEOUT,
         ),
@@ -151,24 +175,57 @@ class ObjectStore:
         """Create an object only if no object has that key (S3 conditional write,
         If-None-Match: *). Returns False when it already exists: of two writers racing for
         the same key exactly one wins, which is what a claim on a piece of work needs."""
+        return self.put_if_unchanged(key, body, None, content_type)
+
+    def put_if_unchanged(self, key: str, body: bytes, etag: str | None, content_type: str = "application/json") -> bool:
+        """Write an object only if it is still as last read: with the ETag read (If-Match), or
+        absent when `etag` is None (If-None-Match: *). Returns False when another writer
+        changed, created or deleted it meanwhile: read it again and decide again."""
+        condition = {"IfNoneMatch": "*"} if etag is None else {"IfMatch": etag}
         try:
-            with self._errors("create", self.uri(key)):
-                self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, IfNoneMatch="*")
-        except AlreadyExistsError:
+            with self._errors("write", self.uri(key)):
+                self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, **condition)
+        except AlreadyExistsError:  # 412 (or 409: another conditional write in flight)
             return False
+        except NotFoundError:  # If-Match on an object deleted meanwhile
+            if isinstance(etag, str):
+                return False
+            raise
         return True
 
     def get(self, key: str) -> bytes:
         with self._errors("read", self.uri(key)):
             return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
 
+    def get_with_etag(self, key: str) -> tuple[bytes, str] | None:
+        """The object's bytes and ETag (for put_if_unchanged), or None if there is no such object."""
+        try:
+            with self._errors("read", self.uri(key)):
+                response = self.client.get_object(Bucket=self.bucket, Key=key)
+                return response["Body"].read(), response["ETag"]
+        except NotFoundError as error:
+            if isinstance(error, BucketNotFoundError):
+                raise
+            return None
+
     def exists(self, key: str) -> bool:
         try:
             with self._errors("check", self.uri(key)):
                 self.client.head_object(Bucket=self.bucket, Key=key)
         except NotFoundError:
+            # HEAD answers a bare 404 for a missing bucket too: tell the two apart, so that a
+            # wrong TAXI_BUCKET is named as such rather than read as "no such object".
+            self._check_bucket_exists(f"check {self.uri(key)}")
             return False
         return True
+
+    def _check_bucket_exists(self, action: str) -> None:
+        """BucketNotFoundError naming the bucket unless it exists."""
+        try:
+            with self._errors("access", f"bucket {self.bucket!r}"):
+                self.client.head_bucket(Bucket=self.bucket)
+        except NotFoundError as error:
+            raise BucketNotFoundError(f"bucket {self.bucket!r} does not exist (cannot {action})") from error
 
     def list_objects(self, prefix: str) -> list[ObjectInfo]:
         """Every object under `prefix` as S3 reports it (Key, Size, ETag, LastModified)."""
@@ -193,18 +250,23 @@ class ObjectStore:
             yield
         except ClientError as error:
             code = str(error.response.get("Error", {}).get("Code", ""))
+            status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
             if code == "NoSuchBucket":
-                raise NotFoundError(f"bucket {self.bucket!r} does not exist (cannot {action} {target})") from error
+                raise BucketNotFoundError(f"bucket {self.bucket!r} does not exist (cannot {action} {target})") from error
             if code in _NOT_FOUND:
                 raise NotFoundError(f"{target} does not exist") from error
             if code in _EXISTS:
                 raise AlreadyExistsError(f"cannot {action} {target}: it already exists") from error
+            if code in _TRANSIENT or status >= 500:
+                raise TransientStorageError(f"cannot {action} {target}: {error}") from error
             raise StorageError(f"cannot {action} {target}: {error}") from error
-        except BotoCoreError as error:
+        except (ConnectionFailure, HTTPClientError) as error:
             # Connection-level failures (refused, timed out, cut off) after botocore's own
             # retries: name the endpoint so the run's error says where S3 was expected.
             endpoint = self.client.meta.endpoint_url
-            raise StorageError(f"cannot {action} {target}: S3 endpoint {endpoint} unreachable ({error})") from error
+            raise TransientStorageError(f"cannot {action} {target}: S3 endpoint {endpoint} unreachable ({error})") from error
+        except BotoCoreError as error:  # no credentials, invalid parameters...: the same next time
+            raise StorageError(f"cannot {action} {target}: {error}") from error
 
 
 def read_s3_uri(uri: str) -> bytes:
@@ -213,5 +275,7 @@ def read_s3_uri(uri: str) -> bytes:
     bucket, key = parse_s3_uri(uri)
     try:
         return ObjectStore(bucket=bucket).get(key)
+    except BucketNotFoundError:
+        raise  # a wrong bucket is not a missing file
     except NotFoundError as error:
         raise FileNotFoundError(str(error)) from error

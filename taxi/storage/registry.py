@@ -14,6 +14,7 @@ import hmac
 import json
 import pickle
 import platform
+import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -35,6 +36,16 @@ from taxi.layout import (
 )
 from taxi.storage.objects import IntegrityError, ObjectStore, StorageError, sha256_hex
 
+# What new_version_id makes: the only version ids a run parameter, latest.json or a listing
+# may name (nothing like "../" can then reach a key).
+VERSION_ID = re.compile(r"[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}")
+VERSION_ID_EXAMPLE = "20260101T120000Z-1a2b3c"
+# An HMAC-SHA256, hex encoded.
+_SIGNATURE_HEX = re.compile(r"[0-9a-f]{64}")
+# Conditional writes of latest.json lost in a row to other publishers before giving up on
+# promoting (each loss means another version was just published).
+LATEST_WRITE_ATTEMPTS = 5
+
 SIGNATURE_ALGORITHM = "HMAC-SHA256"
 # A shorter key is more likely a placeholder than a secret; refuse it rather than sign with it.
 MIN_SIGNING_KEY_BYTES = 16
@@ -54,6 +65,22 @@ class ModelNotFoundError(StorageError):
 
 class UnsupportedModelError(StorageError):
     """A model version saved in a format this code cannot load; it has to be retrained."""
+
+
+class InvalidVersionError(ValueError):
+    """A model version id that new_version_id could not have made (bad input, never retried)."""
+
+
+def is_version_id(version: object) -> bool:
+    return isinstance(version, str) and VERSION_ID.fullmatch(version) is not None
+
+
+def check_version_id(version: object, what: str = "model_version") -> str:
+    """`version` if it is a model version id; else an error naming `what` (not the value,
+    which may be anything a caller typed)."""
+    if not is_version_id(version):
+        raise InvalidVersionError(f"{what} must be 'latest' or a model version id such as {VERSION_ID_EXAMPLE!r}")
+    return str(version)
 
 
 def check_model_format(version: str, manifest: Json) -> None:
@@ -104,6 +131,13 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+class AnyChampion:
+    """The type of ANY_CHAMPION: promote whatever `latest` names."""
+
+
+ANY_CHAMPION = AnyChampion()
+
+
 @dataclass
 class LoadedModel:
     version: str
@@ -139,14 +173,19 @@ class ModelRegistry:
         promote: bool = True,
         version: str | None = None,
         attachments: dict[str, tuple[bytes, str]] | None = None,
+        champion: str | None | AnyChampion = ANY_CHAMPION,
     ) -> Json:
-        """Store a new model version and, if `promote`, point `latest` at it.
+        """Store a new model version and, if `promote`, point `latest` at it (see `promote`;
+        `champion` is the version this one was compared with).
 
-        `model` and `vectorizer` are pickled. Returns the manifest. `details` is recorded as is (data URIs, row counts, model type,
+        `model` and `vectorizer` are pickled. `details` is recorded as is (data URIs, row counts, model type,
         promotion decision); `attachments` are further objects of the version, by name, as
-        (bytes, content type), e.g. an evaluation plot.
+        (bytes, content type), e.g. an evaluation plot. Returns the manifest as stored, except
+        `promoted`: the stored manifest records the decision to promote, the returned one
+        whether `latest` now names this version (False when another publisher moved `latest`
+        away from `champion` meanwhile).
         """
-        version = version or new_version_id()
+        version = check_version_id(version, "version") if version is not None else new_version_id()
         bodies = {
             MODEL_OBJECT: (pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL), "application/octet-stream"),
             VECTORIZER_OBJECT: (pickle.dumps(vectorizer, protocol=pickle.HIGHEST_PROTOCOL), "application/octet-stream"),
@@ -175,9 +214,8 @@ class ModelRegistry:
             signature = {"algorithm": SIGNATURE_ALGORITHM, "signature": manifest_signature(self.signing_key, manifest_body)}
             body = json.dumps(signature, indent=2).encode()
             self.objects.put_verified(model_key(version, SIGNATURE_OBJECT), body, "application/json")
-        if promote:
-            self.set_latest(version, manifest_sha)
-        return manifest
+        promoted = promote and self.promote(version, manifest_sha, champion)
+        return {**manifest, "promoted": promoted}
 
     def verify_signature(self, version: str, manifest_body: bytes) -> None:
         """Refuse a manifest that is not signed with this registry's key (no-op without a key)."""
@@ -190,15 +228,18 @@ class ModelRegistry:
                 f"model version {version!r} is not signed ({uri} does not exist) and a signing key "
                 "is configured: refusing to load it"
             )
+        # Whatever the file holds (not JSON, not UTF-8, other types, non-ASCII text) is an
+        # integrity failure, and its content is never echoed.
         try:
             recorded = json.loads(self.objects.get(key))
-            signature = str(recorded["signature"])
-            algorithm = recorded.get("algorithm")
-        except (ValueError, KeyError, TypeError) as error:
+        except ValueError as error:
             raise IntegrityError(f"{uri} is not a signature file: refusing to load model version {version!r}") from error
-        if algorithm != SIGNATURE_ALGORITHM:
-            raise IntegrityError(f"{uri} uses {algorithm!r}, expected {SIGNATURE_ALGORITHM}: refusing to load it")
-        if not hmac.compare_digest(signature, manifest_signature(self.signing_key, manifest_body)):
+        signature = recorded.get("signature") if isinstance(recorded, dict) else None
+        if not isinstance(signature, str) or _SIGNATURE_HEX.fullmatch(signature) is None:
+            raise IntegrityError(f"{uri} is not a signature file: refusing to load model version {version!r}")
+        if recorded.get("algorithm") != SIGNATURE_ALGORITHM:
+            raise IntegrityError(f"{uri} does not use {SIGNATURE_ALGORITHM}: refusing to load model version {version!r}")
+        if not hmac.compare_digest(signature.encode(), manifest_signature(self.signing_key, manifest_body).encode()):
             raise IntegrityError(
                 f"the signature of model version {version!r} ({uri}) does not match the configured "
                 "signing key: the manifest was altered or signed with another key; refusing to load it"
@@ -212,7 +253,7 @@ class ModelRegistry:
         has_manifest: set[str] = set()
         for item in self.objects.list_objects(MODELS_PREFIX):
             version, _, name = item["Key"][len(MODELS_PREFIX) :].partition("/")
-            if not name:  # models/latest.json itself
+            if not name or not is_version_id(version):  # models/latest.json, or not ours to judge
                 continue
             newest[version] = max(newest.get(version, item["LastModified"]), item["LastModified"])
             if name == MANIFEST_OBJECT:
@@ -231,23 +272,64 @@ class ModelRegistry:
         return versions
 
     def set_latest(self, version: str, manifest_sha256: str) -> None:
-        marker = {
-            "version": version,
-            "manifest": model_key(version, MANIFEST_OBJECT),
-            "manifest_sha256": manifest_sha256,
-            "updated_at": _now(),
-        }
-        self.objects.put_verified(LATEST_KEY, json.dumps(marker, indent=2).encode(), "application/json")
+        """Point `latest` at `version`, whatever it names now (an operator's rollback)."""
+        if not self.promote(version, manifest_sha256, ANY_CHAMPION):
+            raise StorageError(f"{self.objects.uri(LATEST_KEY)} kept changing: try again")
+
+    def promote(self, version: str, manifest_sha256: str, champion: str | None | AnyChampion = ANY_CHAMPION) -> bool:
+        """Point `latest` at `version` if it still names `champion`, the version this one was
+        compared with (None: no version yet; ANY_CHAMPION: whatever it names). Returns
+        whether `latest` now names `version`.
+
+        A conditional write (If-Match on the ETag read, If-None-Match for the first marker):
+        when another publisher changes `latest` between our read and our write, ours is
+        refused, and we read it again and decide again. A version that was compared with a
+        champion `latest` no longer names stays stored, not promoted: it never replaces a
+        model it was not compared with."""
+        check_version_id(version, "version")
+        marker = json.dumps(
+            {"version": version, "manifest": model_key(version, MANIFEST_OBJECT), "manifest_sha256": manifest_sha256, "updated_at": _now()},
+            indent=2,
+        ).encode()
+        for _ in range(LATEST_WRITE_ATTEMPTS):
+            found = self.objects.get_with_etag(LATEST_KEY)
+            etag = found[1] if found else None
+            try:
+                current = self._parse_marker(found[0])["version"] if found else None
+            except IntegrityError:
+                if champion is not ANY_CHAMPION:
+                    return False  # broken since we compared: leave it to a person
+                current = None  # an unreadable marker names nothing to keep
+            if current == version:
+                return True
+            if champion is not ANY_CHAMPION and current != champion:
+                return False
+            if self.objects.put_if_unchanged(LATEST_KEY, marker, etag):
+                return True
+        return False
+
+    def _parse_marker(self, body: bytes) -> Json:
+        """latest.json's content, checked; IntegrityError (never its content) if malformed."""
+        uri = self.objects.uri(LATEST_KEY)
+        try:
+            marker = json.loads(body)
+        except ValueError as error:
+            raise IntegrityError(f"{uri} is not a model marker (not JSON): refusing it") from error
+        if not isinstance(marker, dict) or not is_version_id(marker.get("version")):
+            raise IntegrityError(f"{uri} does not name a valid model version id: refusing it")
+        if not isinstance(marker.get("manifest_sha256"), str | None):
+            raise IntegrityError(f"{uri} has a malformed manifest_sha256: refusing it")
+        return marker
 
     def latest_marker(self) -> Json | None:
-        if not self.objects.exists(LATEST_KEY):
-            return None
-        return json.loads(self.objects.get(LATEST_KEY))
+        """latest.json's content (checked), or None while no version has been published."""
+        found = self.objects.get_with_etag(LATEST_KEY)
+        return self._parse_marker(found[0]) if found else None
 
     def resolve_version(self, version: str = "latest") -> tuple[str, str | None]:
         """The concrete version id for `version`, and the manifest checksum the marker vouches for."""
         if version != "latest":
-            return version, None
+            return check_version_id(version), None
         marker = self.latest_marker()
         if marker is None:
             raise ModelNotFoundError(
@@ -256,30 +338,58 @@ class ModelRegistry:
         return marker["version"], marker.get("manifest_sha256")
 
     def load_manifest(self, version: str, expected_sha256: str | None = None) -> Json:
+        """The manifest of `version`, verified: against `expected_sha256` (latest.json's) if
+        given, against its signature with a key, and against where it was loaded from: a
+        manifest names its own version and that version's object keys (both signed), so a
+        manifest copied under another version id is refused."""
+        check_version_id(version)
         key = model_key(version, MANIFEST_OBJECT)
+        uri = self.objects.uri(key)
         if not self.objects.exists(key):
             raise ModelNotFoundError(
-                f"model version {version!r} not found: {self.objects.uri(key)} does not exist "
+                f"model version {version!r} not found: {uri} does not exist "
                 "(a version without a manifest was never completed)"
             )
         body = self.objects.get(key)
         if expected_sha256 is not None and sha256_hex(body) != expected_sha256:
-            raise IntegrityError(
-                f"{self.objects.uri(key)} does not match the checksum recorded in {self.objects.uri(LATEST_KEY)}"
-            )
+            raise IntegrityError(f"{uri} does not match the checksum recorded in {self.objects.uri(LATEST_KEY)}")
         self.verify_signature(version, body)
-        return json.loads(body)
+        try:
+            manifest = json.loads(body)
+        except ValueError as error:
+            raise IntegrityError(f"{uri} is not a manifest (not JSON): refusing to load model version {version!r}") from error
+        if not isinstance(manifest, dict) or manifest.get("version") != version:
+            raise IntegrityError(f"{uri} is the manifest of another model version: refusing to load it as {version!r}")
+        objects = manifest.get("objects")
+        if not isinstance(objects, dict) or not all(
+            isinstance(entry, dict) and entry.get("key") == model_key(version, name) and isinstance(entry.get("sha256"), str)
+            for name, entry in objects.items()
+        ):
+            raise IntegrityError(f"{uri} lists objects outside model version {version!r}: refusing to load it")
+        return manifest
 
     def load_model(self, version: str = "latest") -> LoadedModel:
         """Load a model version, verifying every object against its manifest before unpickling."""
         concrete, manifest_sha = self.resolve_version(version)
         manifest = self.load_manifest(concrete, manifest_sha)
         check_model_format(concrete, manifest)  # before unpickling an object of a retired class
-        model, vectorizer = (pickle.loads(self.verified_object(manifest, name)) for name in (MODEL_OBJECT, VECTORIZER_OBJECT))
+        model, vectorizer = (self._unpickle(concrete, manifest, name) for name in (MODEL_OBJECT, VECTORIZER_OBJECT))
         reference = (
             json.loads(self.verified_object(manifest, REFERENCE_OBJECT)) if REFERENCE_OBJECT in manifest["objects"] else None
         )
         return LoadedModel(concrete, model, vectorizer, manifest, reference)
+
+    def _unpickle(self, version: str, manifest: Json, name: str) -> Any:
+        body = self.verified_object(manifest, name)
+        try:
+            return pickle.loads(body)
+        except Exception as error:  # noqa: BLE001 (unpickling runs the classes' code: anything)
+            # Verified bytes that do not load are a format this code cannot read: the same
+            # every time, so not worth retrying.
+            raise UnsupportedModelError(
+                f"{self.objects.uri(model_key(version, name))} of model version {version!r} cannot be unpickled by "
+                f"this version of the code ({type(error).__name__}): retrain it with the training flow"
+            ) from error
 
     def verified_object(self, manifest: Json, name: str) -> bytes:
         """The bytes of object `name` of a (verified) manifest's version, refused unless

@@ -58,6 +58,11 @@ class FailingStore(ArtifactStore):
             raise StorageError(f"injected failure writing {self.uri(key)}")
         return super().put(key, body, content_type)
 
+    def put_if_unchanged(self, key: str, body: bytes, etag: str | None, content_type: str = "application/json") -> bool:
+        if key.endswith(self.fail_on):
+            raise StorageError(f"injected failure writing {self.uri(key)}")
+        return super().put_if_unchanged(key, body, etag, content_type)
+
 
 @pytest.mark.parametrize("fail_on", ["/vectorizer.pkl", "/metrics.json", "/manifest.json", "/manifest.json.sig", LATEST_MARKER])
 def test_a_run_that_dies_midway_leaves_latest_alone(store, trained, fail_on):
