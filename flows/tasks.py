@@ -31,6 +31,7 @@ from prefect.states import State
 import taxi
 import taxi.storage
 from taxi import incoming, monitoring, monitoring_report
+from taxi.download import DownloadError
 from taxi.features import FeatureMatrix, Vectorizer
 from taxi.incoming import Claim, IncomingFile
 from taxi.ingest import months_present
@@ -47,7 +48,6 @@ from taxi.layout import (
 from taxi.model import Model
 from taxi.months import month_name
 from taxi.settings import DEFAULT_IO_RETRY_DELAYS, SIGNING_KEY_BLOCK_ENV, SIGNING_KEY_ENV, Settings
-from taxi.download import DownloadError
 from taxi.steps import StepRunner
 from taxi.storage import (
     ANY_CHAMPION,

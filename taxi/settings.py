@@ -23,10 +23,11 @@ DEFAULT_BUCKET = "taxi"
 DEFAULT_WORK_POOL = "taxi-docker"
 # The TLC's public folder of monthly trip files.
 DEFAULT_TLC_BASE_URL = "https://d37ci6vzurychx.cloudfront.net/trip-data"
-# Three retries, 2 + 10 + 30 s apart: with botocore's bounds on one S3 call
-# (taxi.storage.objects: at most ~18 s against an endpoint that never answers, ~3 s against
-# one that refuses), a dead S3 endpoint fails an I/O task in at most 4 x 18 + 42 = 114 s,
-# and in about 55 s when connections are refused.
+# Three retries, 2 + 10 + 30 s apart, of transient failures only: with botocore's bounds on
+# one S3 call (taxi.storage.objects: 4 tries, at most ~20 s when connections time out, about
+# 0 s when they are refused), a dead S3 endpoint fails an I/O task in at most
+# 4 x 20 + 42 = 122 s, and in about 42 s when connections are refused (docs/reliability.md,
+# "S3 outages", measured by benchmarks/s3_outage.py).
 DEFAULT_IO_RETRY_DELAYS: tuple[int, ...] = (2, 10, 30)
 
 BUCKET_ENV = "TAXI_BUCKET"

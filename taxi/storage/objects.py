@@ -183,7 +183,7 @@ class ObjectStore:
         changed, created or deleted it meanwhile: read it again and decide again."""
         condition = {"IfNoneMatch": "*"} if etag is None else {"IfMatch": etag}
         try:
-            with self._errors("write", self.uri(key)):
+            with self._errors("create" if etag is None else "write", self.uri(key)):
                 self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, **condition)
         except AlreadyExistsError:  # 412 (or 409: another conditional write in flight)
             return False

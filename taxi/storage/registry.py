@@ -288,7 +288,12 @@ class ModelRegistry:
         model it was not compared with."""
         check_version_id(version, "version")
         marker = json.dumps(
-            {"version": version, "manifest": model_key(version, MANIFEST_OBJECT), "manifest_sha256": manifest_sha256, "updated_at": _now()},
+            {
+                "version": version,
+                "manifest": model_key(version, MANIFEST_OBJECT),
+                "manifest_sha256": manifest_sha256,
+                "updated_at": _now(),
+            },
             indent=2,
         ).encode()
         for _ in range(LATEST_WRITE_ATTEMPTS):
@@ -347,8 +352,7 @@ class ModelRegistry:
         uri = self.objects.uri(key)
         if not self.objects.exists(key):
             raise ModelNotFoundError(
-                f"model version {version!r} not found: {uri} does not exist "
-                "(a version without a manifest was never completed)"
+                f"model version {version!r} not found: {uri} does not exist (a version without a manifest was never completed)"
             )
         body = self.objects.get(key)
         if expected_sha256 is not None and sha256_hex(body) != expected_sha256:
@@ -383,7 +387,7 @@ class ModelRegistry:
         body = self.verified_object(manifest, name)
         try:
             return pickle.loads(body)
-        except Exception as error:  # noqa: BLE001 (unpickling runs the classes' code: anything)
+        except Exception as error:
             # Verified bytes that do not load are a format this code cannot read: the same
             # every time, so not worth retrying.
             raise UnsupportedModelError(

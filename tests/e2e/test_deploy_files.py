@@ -83,3 +83,15 @@ def test_each_deploy_file_checks_every_required_variable_it_uses():
         assert required <= _checked_vars(config), (name, required - _checked_vars(config))
     # The prebuilt file has no default tag to fall back on: the tag is required there.
     assert "TAXI_IMAGE_TAG" in _checked_vars(_load("prefect-prebuilt.yaml"))
+
+
+def test_deployments_that_publish_run_one_at_a_time():
+    """Training moves `latest` (and ingestion writes data months): one run at a time of each,
+    a second one waits (docs/reliability.md, "Publishing a model version")."""
+    for name in ("prefect.yaml", "prefect-prebuilt.yaml"):
+        deployments = {dep["name"]: dep for dep in _load(name)["deployments"]}
+        for deployment in ("taxi-training", "taxi-ingest"):
+            assert deployments[deployment]["concurrency_limit"] == {"limit": 1, "collision_strategy": "ENQUEUE"}, (
+                name,
+                deployment,
+            )

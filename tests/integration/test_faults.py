@@ -174,7 +174,8 @@ def test_a_dead_s3_endpoint_fails_the_run_in_bounded_time(prefect_api, monkeypat
     assert f"S3 endpoint {dead} unreachable" in state.message
     [load] = api.task_runs(state.state_details.flow_run_id, "load-model", until=_failed)
     assert load.run_count == len(retry_delays) + 1  # transient: every retry was tried
-    assert elapsed < 120
+    # No timed assertion: the bound is the attempt count (test_retry_policy.py counts botocore's
+    # tries too); benchmarks/s3_outage.py measures the seconds.
 
 
 def test_s3_restart_in_the_middle_of_publishing(prefect_api, tmp_path, monkeypatch):

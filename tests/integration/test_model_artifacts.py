@@ -11,6 +11,7 @@ from datetime import timedelta
 
 import pytest
 
+from taxi.layout import LATEST_KEY
 from taxi.storage import (
     ANY_CHAMPION,
     ArtifactStore,
@@ -20,7 +21,6 @@ from taxi.storage import (
     ObjectStore,
     new_version_id,
 )
-from taxi.layout import LATEST_KEY
 from tests.conftest import YELLOW_FEB, YELLOW_JAN
 from tests.integration import prefect_api as api
 
@@ -58,7 +58,9 @@ def test_a_malformed_signature_file_is_an_integrity_error(store, small_model, na
     version = _save(registry, small_model)["version"]
     store.put(f"models/{version}/manifest.json.sig", SIGNATURE_FILES[name])
 
-    with pytest.raises(IntegrityError, match=f"manifest.json.sig is not a signature file: refusing to load model version '{version}'"):
+    with pytest.raises(
+        IntegrityError, match=f"manifest.json.sig is not a signature file: refusing to load model version '{version}'"
+    ):
         registry.load_model()
 
 

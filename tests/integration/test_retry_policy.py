@@ -88,7 +88,10 @@ def test_a_missing_bucket_fails_inference_once_with_its_name(prefect_api, monkey
 
 @pytest.mark.parametrize(
     ("access_key", "secret_key", "code"),
-    [(None, "wrong-" + secrets.token_hex(8), "SignatureDoesNotMatch"), ("nobody-" + secrets.token_hex(4), None, "InvalidAccessKeyId")],
+    [
+        (None, "wrong-" + secrets.token_hex(8), "SignatureDoesNotMatch"),
+        ("nobody-" + secrets.token_hex(4), None, "InvalidAccessKeyId"),
+    ],
     ids=["wrong-secret", "unknown-key"],
 )
 def test_wrong_credentials_are_tried_once(store, access_key, secret_key, code):
@@ -191,7 +194,10 @@ def test_a_model_that_cannot_be_unpickled_fails_inference_once(published, small_
     UNPICKLED.clear()
     state = inference_flow(str(YELLOW_FEB), return_state=True)
     assert state.is_failed()
-    assert f"UnsupportedModelError: s3://{store.bucket}/models/{version}/model.pkl of model version '{version}' cannot be unpickled" in state.message
+    assert (
+        f"UnsupportedModelError: s3://{store.bucket}/models/{version}/model.pkl of model version '{version}' cannot be unpickled"
+        in state.message
+    )
     assert _load_model_runs(state) == [1] and UNPICKLED == ["tried"]
     with pytest.raises(UnsupportedModelError, match=r"cannot be unpickled by this version of the code \(UnpicklingError\)"):
         store.load_model(version)
