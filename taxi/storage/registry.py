@@ -75,11 +75,11 @@ def is_version_id(version: object) -> bool:
     return isinstance(version, str) and VERSION_ID.fullmatch(version) is not None
 
 
-def check_version_id(version: object, what: str = "model_version") -> str:
-    """`version` if it is a model version id; else an error naming `what` (not the value,
-    which may be anything a caller typed)."""
+def check_version_id(version: object, expected: str = "model_version must be 'latest' or a model version id") -> str:
+    """`version` if it is a model version id; else an error saying what was `expected` (not
+    the value, which may be anything a caller typed)."""
     if not is_version_id(version):
-        raise InvalidVersionError(f"{what} must be 'latest' or a model version id such as {VERSION_ID_EXAMPLE!r}")
+        raise InvalidVersionError(f"{expected} such as {VERSION_ID_EXAMPLE!r}")
     return str(version)
 
 
@@ -185,7 +185,7 @@ class ModelRegistry:
         whether `latest` now names this version (False when another publisher moved `latest`
         away from `champion` meanwhile).
         """
-        version = check_version_id(version, "version") if version is not None else new_version_id()
+        version = check_version_id(version, "version must be a model version id") if version is not None else new_version_id()
         bodies = {
             MODEL_OBJECT: (pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL), "application/octet-stream"),
             VECTORIZER_OBJECT: (pickle.dumps(vectorizer, protocol=pickle.HIGHEST_PROTOCOL), "application/octet-stream"),
@@ -286,7 +286,7 @@ class ModelRegistry:
         refused, and we read it again and decide again. A version that was compared with a
         champion `latest` no longer names stays stored, not promoted: it never replaces a
         model it was not compared with."""
-        check_version_id(version, "version")
+        check_version_id(version, "version must be a model version id")
         marker = json.dumps(
             {
                 "version": version,

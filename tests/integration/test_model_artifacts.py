@@ -101,7 +101,7 @@ def test_version_ids_are_checked_as_a_parameter(store, bad):
         registry.load_model(bad)
     with pytest.raises(InvalidVersionError):
         registry.load_manifest(bad)
-    with pytest.raises(InvalidVersionError, match="version must be"):
+    with pytest.raises(InvalidVersionError, match="^version must be a model version id such as"):
         registry.save_model(object(), object(), metrics={}, details={}, version=bad)
     assert store.list_keys("") == []  # nothing read or written under such a name
 
