@@ -39,6 +39,7 @@ PREFECT_PORT = 4200
 S3_PORT = 8333
 S3_CONSOLE_PORT = 23646
 DEFAULT_REGION = "us-east-1"
+MAX_VOLUMES = 1000
 
 
 @dataclass
@@ -119,6 +120,10 @@ def start_s3_server(
     command = [
         weed_binary(), "mini", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
         "-master.telemetry=false", "-webdav=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
+        # Each bucket takes a volume of its own on its first write; by default weed allows
+        # one per GiB of free disk, which a test session with a bucket per test can exhaust
+        # on a full disk ("No writable volumes"). Volumes are sparse files: allow plenty.
+        f"-volume.max={MAX_VOLUMES}",
         *(f"-{flag}={port}" for flag, port in ports.items()),
     ]  # fmt: skip
     # weed enforces S3 auth only when these are set at start.
