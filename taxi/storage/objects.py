@@ -37,6 +37,14 @@ READ_BACK_CHUNK_BYTES = 1024 * 1024
 _NOT_FOUND = ("NoSuchKey", "NoSuchBucket", "404", "NotFound")
 # 412 when a conditional write finds the object; 409 when another one to it is in flight.
 _EXISTS = ("PreconditionFailed", "412", "ConditionalRequestConflict", "409", "BucketAlreadyOwnedByYou", "BucketAlreadyExists")
+# The server refused the credentials or what they may do, by S3 error code (HEAD requests
+# get a bare 403 with no code). Named so that the run's error says what to check.
+_ACCESS_REFUSED = {
+    "SignatureDoesNotMatch": "the S3 server refused the credentials: the secret key does not match the access key",
+    "InvalidAccessKeyId": "the S3 server refused the credentials: it does not know the access key",
+    "AccessDenied": "access denied by the S3 server: the credentials lack the right to do this",
+    "403": "access denied by the S3 server (HTTP 403): wrong credentials, or no right to do this",
+}
 
 
 class StorageError(RuntimeError):
@@ -199,6 +207,10 @@ class ObjectStore:
                 raise NotFoundError(f"{target} does not exist") from error
             if code in _EXISTS:
                 raise AlreadyExistsError(f"cannot {action} {target}: it already exists") from error
+            if code in _ACCESS_REFUSED:
+                raise StorageError(
+                    f"cannot {action} {target}: {_ACCESS_REFUSED[code]}; check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+                ) from error
             raise StorageError(f"cannot {action} {target}: {error}") from error
         except BotoCoreError as error:
             # Connection-level failures (refused, timed out, cut off) after botocore's own
