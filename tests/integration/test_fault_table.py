@@ -152,34 +152,47 @@ def test_save_model_removes_incomplete_versions_older_than_the_cut_off_and_keeps
 # --- two signed trainings publishing at once, with the champion step ----------------------------
 
 
+def _first_trips(path: Path, trips: int) -> str:
+    """A CSV of the first `trips` trips of the January yellow sample."""
+    path.write_text("\n".join(YELLOW_JAN.read_text().splitlines()[: trips + 1]) + "\n")
+    return str(path)
+
+
+@pytest.mark.parametrize("pair", ["one-better-one-worse", "both-better"])
 def test_two_signed_trainings_publishing_at_once_leave_complete_versions_and_a_consistent_latest(
-    prefect_api, bucket_env, small_model, tmp_path, monkeypatch
+    prefect_api, bucket_env, small_model, tmp_path, monkeypatch, pair
 ):
+    """A signed champion, then two trainings at once, each better than the champion (all of
+    January) or worse (300 trips). Whatever the interleaving: both runs complete with complete,
+    signed versions; each decides by the promotion rule against a verified champion (the one
+    before both, or the other run's version if it was published first); `latest` ends on a
+    promoted version and, meanwhile, only ever names complete, correctly signed ones. With one
+    better and one worse run the outcome is fixed: the worse one loses to the champion and to
+    the better run alike, so it is never promoted."""
     from flows.training import training_flow
 
     monkeypatch.setenv("TAXI_SIGNING_KEY", SIGNING_KEY)
     registry = ModelRegistry(ObjectStore(bucket_env.bucket), signing_key=SIGNING_KEY.encode())
-    # A signed champion both trainings should beat: trained on 300 trips only.
-    few = tmp_path / "few.csv"
-    few.write_text("\n".join(YELLOW_JAN.read_text().splitlines()[:301]) + "\n")
-    weak = run_training(str(few), str(YELLOW_FEB))
-    assert weak.metrics["rmse_test"] > small_model.metrics["rmse_test"] + 0.1
-    champion = registry.save_model(weak.model, weak.vectorizer, metrics=weak.metrics, details={"model_type": "linear"})["version"]
+    champion_data, worse_data = _first_trips(tmp_path / "3000.csv", 3000), _first_trips(tmp_path / "300.csv", 300)
+    trained = run_training(champion_data, str(YELLOW_FEB))
+    worse_rmse = run_training(worse_data, str(YELLOW_FEB)).metrics["rmse_test"]
+    assert worse_rmse > trained.metrics["rmse_test"] > small_model.metrics["rmse_test"]
+    champion = registry.save_model(trained.model, trained.vectorizer, metrics=trained.metrics, details={"model_type": "linear"})
+    second = worse_data if pair == "one-better-one-worse" else str(YELLOW_JAN)
 
     start = threading.Barrier(3)
-    results: list[Any] = []
+    results: dict[str, Any] = {}
 
-    def train() -> None:
+    def train(name: str, train_path: str) -> None:
         start.wait()
-        results.append(training_flow(str(YELLOW_JAN), str(YELLOW_FEB), return_state=True))
+        results[name] = training_flow(train_path, str(YELLOW_FEB), return_state=True)
 
-    runs = [threading.Thread(target=train) for _ in range(2)]
+    runs = [threading.Thread(target=train, args=args) for args in (("first", str(YELLOW_JAN)), ("second", second))]
     for run in runs:
         run.start()
     start.wait()
-    # While both run, every version `latest` names loads completely, signature checked.
     reader = ModelRegistry(ObjectStore(bucket_env.bucket), signing_key=SIGNING_KEY.encode())
-    seen = {champion}
+    seen = {champion["version"]}
     while any(run.is_alive() for run in runs):
         marker = reader.latest_marker()
         if marker["version"] not in seen:
@@ -189,24 +202,26 @@ def test_two_signed_trainings_publishing_at_once_leave_complete_versions_and_a_c
     for run in runs:
         run.join()
 
-    assert [state.is_completed() for state in results] == [True, True], [state.message for state in results]
-    outcomes = [state.result() for state in results]
-    versions = {outcome["model_version"] for outcome in outcomes}
+    assert {name: state.is_completed() for name, state in results.items()} == {"first": True, "second": True}, [
+        state.message for state in results.values()
+    ]
+    first, second = results["first"].result(), results["second"].result()
+    versions = {first["model_version"], second["model_version"]}
     assert len(versions) == 2
-    manifests = {version: registry.load_model(version).manifest for version in versions | {champion}}
-    for outcome in outcomes:
-        # Each compared itself with a complete, signed champion: the one before both, or the
-        # other run's version if that was published first; and decided by the rule.
-        assert outcome["champion_version"] in {champion} | versions - {outcome["model_version"]}
-        beats = outcome["champion_rmse_test"] - outcome["rmse_test"] > 0
-        assert outcome["promoted"] == beats
+    # Both complete and signed with the key (load_model verifies the signature).
+    manifests = {version: registry.load_model(version).manifest for version in versions}
+    for outcome, other in ((first, second), (second, first)):
+        assert outcome["champion_version"] in {champion["version"], other["model_version"]}
+        assert outcome["promoted"] == (outcome["champion_rmse_test"] - outcome["rmse_test"] > 0)  # margin 0
         assert manifests[outcome["model_version"]]["promoted"] == outcome["promoted"]
-    assert any(outcome["promoted"] for outcome in outcomes)
-    # `latest` only ever named promoted versions, and ends on one of this pair.
+    assert first["promoted"]  # it beats the champion and is at least as good as the other run
     latest = registry.load_model("latest").version
     assert latest in versions and manifests[latest]["promoted"]
-    assert all(manifests[version]["promoted"] for version in seen)
-    for state in results:
+    assert all(manifests[version]["promoted"] for version in seen - {champion["version"]})
+    if pair == "one-better-one-worse":
+        assert not second["promoted"] and latest == first["model_version"]
+        assert second["model_version"] not in seen  # never latest, not even for a moment
+    for state in results.values():
         assert not any("cannot be trusted" in message for message in api.logs(state.state_details.flow_run_id))
     assert registry.incomplete_versions(older_than=timedelta(0)) == []
 
@@ -214,17 +229,18 @@ def test_two_signed_trainings_publishing_at_once_leave_complete_versions_and_a_c
 # --- hostile pickles: refused before unpickling ------------------------------------------------
 
 
-def test_a_replaced_model_object_is_refused_before_unpickling(published, tmp_path):
+@pytest.mark.parametrize("name", ["model.pkl", "vectorizer.pkl"])
+def test_a_replaced_model_object_is_refused_before_unpickling(published, tmp_path, name):
     from flows.inference import inference_flow
 
     store, version = published
     trace = tmp_path / "unpickled"
     hostile = pickle.dumps(_LeavesTrace(trace))
-    store.put(f"models/{version}/model.pkl", hostile)
+    store.put(f"models/{version}/{name}", hostile)
 
     state = inference_flow(str(YELLOW_FEB), return_state=True)
     assert state.is_failed()
-    assert f"models/{version}/model.pkl does not match the sha256 in its manifest" in state.message
+    assert f"models/{version}/{name} does not match the sha256 in its manifest" in state.message
     _ran_once(state.state_details.flow_run_id, "load-model")
     _assert_no_trace_and_that_unpickling_leaves_one(trace, hostile)
 
