@@ -52,6 +52,14 @@ _TRANSIENT = (
     "TooManyRequestsException", "ProvisionedThroughputExceededException", "RequestLimitExceeded",
     "BandwidthLimitExceeded", "InternalError", "ServiceUnavailable", "503", "500", "502", "504",
 )  # fmt: skip
+# The server refused the credentials or what they may do, by S3 error code (HEAD requests
+# get a bare 403 with no code). Named so that the run's error says what to check.
+_ACCESS_REFUSED = {
+    "SignatureDoesNotMatch": "the S3 server refused the credentials (SignatureDoesNotMatch): the secret key does not match the access key",
+    "InvalidAccessKeyId": "the S3 server refused the credentials (InvalidAccessKeyId): it does not know the access key",
+    "AccessDenied": "access denied by the S3 server (AccessDenied): the credentials lack the right to do this",
+    "403": "access denied by the S3 server (HTTP 403): wrong credentials, or no right to do this",
+}
 
 
 class StorageError(RuntimeError):
@@ -259,6 +267,10 @@ class ObjectStore:
                 raise AlreadyExistsError(f"cannot {action} {target}: it already exists") from error
             if code in _TRANSIENT or status >= 500:
                 raise TransientStorageError(f"cannot {action} {target}: {error}") from error
+            if code in _ACCESS_REFUSED:
+                raise StorageError(
+                    f"cannot {action} {target}: {_ACCESS_REFUSED[code]}; check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+                ) from error
             raise StorageError(f"cannot {action} {target}: {error}") from error
         except (ConnectionFailure, HTTPClientError) as error:
             # Connection-level failures (refused, timed out, cut off) after botocore's own

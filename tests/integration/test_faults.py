@@ -225,6 +225,11 @@ def test_s3_restart_in_the_middle_of_publishing(prefect_api, tmp_path, monkeypat
         assert version != interrupted[0]
         saves = api.task_runs(state.state_details.flow_run_id, "save-model", until=lambda r: r and r[0].state.is_final())
         assert len(saves) == 1 and saves[0].run_count >= 2  # a task retry recovered, not luck
+        # The failed attempt said what failed and where S3 was expected, as documented.
+        failed_attempt = (
+            f"cannot write s3://restart-test/models/{interrupted[0]}/vectorizer.pkl: S3 endpoint {server.url} unreachable"
+        )
+        assert any(failed_attempt in message for message in api.logs(state.state_details.flow_run_id))
         fresh = ArtifactStore(config=StoreConfig(bucket="restart-test"))
         assert fresh.latest_marker()["version"] == version
         assert fresh.load_model().version == version
