@@ -147,16 +147,47 @@ class ObjectStore:
         if stored != expected:
             raise IntegrityError(f"{self.uri(key)} read back with sha256 {stored}, wrote {expected}")
 
-    def put_if_absent(self, key: str, body: bytes, content_type: str = "application/json") -> bool:
+    def put_if_absent(self, key: str, body: bytes, content_type: str = "application/json") -> str | None:
         """Create an object only if no object has that key (S3 conditional write,
-        If-None-Match: *). Returns False when it already exists: of two writers racing for
-        the same key exactly one wins, which is what a claim on a piece of work needs."""
+        If-None-Match: *). Returns the new object's ETag, or None when it already exists: of
+        two writers racing for the same key exactly one wins, which is what a claim on a piece
+        of work needs (on a server that honours the condition: see taxi.incoming's probe)."""
         try:
             with self._errors("create", self.uri(key)):
-                self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, IfNoneMatch="*")
+                written = self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, IfNoneMatch="*")
         except AlreadyExistsError:
+            return None
+        return str(written["ETag"])
+
+    def replace_if_unchanged(self, key: str, body: bytes, etag: str, content_type: str = "application/json") -> str | None:
+        """Overwrite an object only while it is still the one with ETag `etag` (If-Match).
+        Returns the new object's ETag, or None when it was replaced or deleted meanwhile."""
+        try:
+            with self._errors("replace", self.uri(key)):
+                written = self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, IfMatch=etag)
+        except (AlreadyExistsError, NotFoundError):  # 412 (or 404 from AWS when deleted): not that object any more
+            return None
+        return str(written["ETag"])
+
+    def delete_if_unchanged(self, key: str, etag: str) -> bool:
+        """Delete an object only while it is still the one with ETag `etag` (If-Match on
+        DELETE). Returns False when it was replaced or deleted meanwhile."""
+        try:
+            with self._errors("delete", self.uri(key)):
+                self.client.delete_object(Bucket=self.bucket, Key=key, IfMatch=etag)
+        except (AlreadyExistsError, NotFoundError):  # 412 (or 404 when already gone)
             return False
         return True
+
+    def get_with_etag(self, key: str) -> tuple[bytes, str]:
+        """An object's bytes and the ETag of exactly those bytes (one GET, so the two match)."""
+        with self._errors("read", self.uri(key)):
+            found = self.client.get_object(Bucket=self.bucket, Key=key)
+            return found["Body"].read(), str(found["ETag"])
+
+    def etag(self, key: str) -> str:
+        with self._errors("check", self.uri(key)):
+            return str(self.client.head_object(Bucket=self.bucket, Key=key)["ETag"])
 
     def get(self, key: str) -> bytes:
         with self._errors("read", self.uri(key)):

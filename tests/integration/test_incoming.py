@@ -10,12 +10,26 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
+import pytest
 
 from taxi import process_inference_data, run_training
 from taxi.config import MODEL_FORMATS
-from taxi.incoming import CLAIM_TTL, Claim, IncomingFile, claim, list_incoming, record_done, release
+from taxi.incoming import (
+    CLAIM_TTL,
+    Claim,
+    ClaimResult,
+    ConditionalWritesUnsupportedError,
+    IncomingFile,
+    check_conditional_writes,
+    claim,
+    list_incoming,
+    record_done,
+    release,
+)
+from taxi.storage import ObjectStore, StorageError
 from tests.conftest import GREEN_MAR, YELLOW_FEB, YELLOW_JAN
 from tests.integration import prefect_api as api
+from tests.integration.s3_faults import error_for_key, header_ignored, s3_hook
 
 YELLOW_MAR = YELLOW_FEB.parent / "yellow_tripdata_2021-03.head999.csv"
 
@@ -54,7 +68,7 @@ def test_new_files_are_predicted_once_and_reruns_skip_them(published):
     assert _inputs(summary["predicted"]) == ["incoming/2021-02/yellow.csv", "incoming/2021-03/yellow.csv"]
     assert summary["skipped"] == [] and summary["failed"] == [] and summary["model_version"] == version
     for month in ("2021-02", "2021-03"):
-        key = f"predictions/incoming/{month}/yellow/{version}.parquet"
+        key = f"predictions/incoming/{month}/yellow.csv/{version}.parquet"
         assert len(pd.read_parquet(io.BytesIO(store.get(key)))) == 999
         record = json.loads(store.get(f"processed/incoming/{month}/yellow.csv.json"))
         assert record["predictions"] == store.uri(key) and record["model_version"] == version
@@ -74,7 +88,7 @@ def test_new_files_are_predicted_once_and_reruns_skip_them(published):
     state, summary = _run()
     assert state.is_completed()
     assert _inputs(summary["predicted"]) == ["incoming/2021-04/green.parquet"] and len(summary["skipped"]) == 2
-    assert len(pd.read_parquet(io.BytesIO(store.get(f"predictions/incoming/2021-04/green/{version}.parquet")))) == 1000
+    assert len(pd.read_parquet(io.BytesIO(store.get(f"predictions/incoming/2021-04/green.parquet/{version}.parquet")))) == 1000
 
 
 def test_a_corrupt_file_is_reported_and_retried_without_blocking_the_others(published):
@@ -89,7 +103,7 @@ def test_a_corrupt_file_is_reported_and_retried_without_blocking_the_others(publ
     assert _inputs(summary["predicted"]) == ["incoming/good.csv"]
     assert _inputs(summary["failed"]) == ["incoming/bad.parquet"]
     assert not store.exists("processed/incoming/bad.parquet.json") and store.list_keys("claims/") == []
-    assert store.list_keys("predictions/incoming/bad/") == []
+    assert store.list_keys("predictions/incoming/bad.parquet/") == []
     report = api.artifacts(state.state_details.flow_run_id, "taxi-incoming-inference")
     assert "`incoming/bad.parquet` | **failed** (retried next run; failed runs so far: 1)" in report[0].data
     # Bad input is not retried within the run: the file's load-data task ran once.
@@ -102,7 +116,7 @@ def test_a_corrupt_file_is_reported_and_retried_without_blocking_the_others(publ
     state, summary = _run()
     assert state.is_completed()
     assert _inputs(summary["predicted"]) == ["incoming/bad.parquet"] and _inputs(summary["skipped"]) == ["incoming/good.csv"]
-    assert len(pd.read_parquet(io.BytesIO(store.get(f"predictions/incoming/bad/{version}.parquet")))) == 500
+    assert len(pd.read_parquet(io.BytesIO(store.get(f"predictions/incoming/bad.parquet/{version}.parquet")))) == 500
 
 
 def test_overlapping_runs_predict_each_file_exactly_once(published):
@@ -134,8 +148,7 @@ def test_overlapping_runs_predict_each_file_exactly_once(published):
     ]
     assert sum(len(w) for w in writes) == len(files)
     for key in files:
-        name = key.removesuffix(".csv")
-        assert store.list_keys(f"predictions/{name}/") == [f"predictions/{name}/{version}.parquet"]
+        assert store.list_keys(f"predictions/{key}/") == [f"predictions/{key}/{version}.parquet"]
         assert store.exists(f"processed/{key}.json")
     assert store.list_keys("claims/") == []
 
@@ -145,17 +158,72 @@ def test_claims_are_exclusive_and_expire(store):
     store.put("incoming/x.csv", b"x")
     [file] = list_incoming(store, "incoming/")
     assert file == IncomingFile("incoming/x.csv", file.etag, 1) and file.etag
-    assert claim(store, file, "run-a") is Claim.CLAIMED
-    assert claim(store, file, "run-b") is Claim.BUSY
+    first = claim(store, file, "run-a")
+    assert first.outcome is Claim.CLAIMED and first.etag == store.etag("claims/incoming/x.csv.json")
+    assert claim(store, file, "run-b") == ClaimResult(Claim.BUSY)
     # A claim whose run died is taken over once it is older than CLAIM_TTL.
     later = datetime.now(UTC) + CLAIM_TTL + timedelta(minutes=1)
-    assert claim(store, file, "run-c", now=later) is Claim.CLAIMED
+    taken_over = claim(store, file, "run-c", now=later)
+    assert taken_over.outcome is Claim.CLAIMED
     assert json.loads(store.get("claims/incoming/x.csv.json"))["owner"] == "run-c"
     record_done(store, file, "s3://somewhere/p.parquet", "v1", "run-c")
-    release(store, file)
+    assert release(store, file, taken_over.etag) and store.list_keys("claims/") == []
     # A run that listed before the done-record was written finds it after claiming.
-    assert claim(store, file, "run-d") is Claim.DONE
+    assert claim(store, file, "run-d") == ClaimResult(Claim.DONE)
     assert store.list_keys("claims/") == []
+
+
+def test_release_by_a_non_owner_leaves_the_claim(store):
+    """A run whose claim expired and was taken over does not delete the new owner's claim."""
+    store.put("incoming/x.csv", b"x")
+    [file] = list_incoming(store, "incoming/")
+    mine = claim(store, file, "run-a")
+    later = datetime.now(UTC) + CLAIM_TTL + timedelta(minutes=1)
+    theirs = claim(store, file, "run-b", now=later)
+    assert theirs.outcome is Claim.CLAIMED and theirs.etag != mine.etag
+    # The If-Match DELETE on its own (no ETag check first) is refused by the server too.
+    assert not store.delete_if_unchanged("claims/incoming/x.csv.json", mine.etag)
+    assert not release(store, file, mine.etag)
+    assert json.loads(store.get("claims/incoming/x.csv.json"))["owner"] == "run-b"
+    # A run that took over an expired claim at the same moment as another: one of them wins.
+    even_later = later + CLAIM_TTL + timedelta(minutes=1)
+    first_taker = claim(store, file, "run-c", now=even_later)
+    assert first_taker.outcome is Claim.CLAIMED
+    assert store.replace_if_unchanged("claims/incoming/x.csv.json", b"{}", theirs.etag) is None  # run-b's view: stale
+    assert json.loads(store.get("claims/incoming/x.csv.json"))["owner"] == "run-c"
+    assert release(store, file, first_taker.etag) and not store.exists("claims/incoming/x.csv.json")
+
+
+def test_a_live_claim_that_cannot_be_read_is_left_alone(store):
+    """Only a missing claim is free: reading a claim that fails (403, 503) is an error for this
+    file, never a reason to delete the claim. The errors are injected; the server is real."""
+    store.put("incoming/x.csv", b"x")
+    [file] = list_incoming(store, "incoming/")
+    held = claim(store, file, "run-a")
+    for status, code in ((403, "AccessDenied"), (503, "ServiceUnavailable")):
+        reader = ObjectStore(bucket=store.bucket)
+        with s3_hook(*error_for_key("GetObject", store.bucket, "claims/incoming/x.csv.json", status, code), reader.client.meta.events):
+            with pytest.raises(StorageError, match=code):
+                claim(reader, file, "run-b", now=datetime.now(UTC) + CLAIM_TTL + timedelta(minutes=1))
+        assert store.etag("claims/incoming/x.csv.json") == held.etag
+    assert json.loads(store.get("claims/incoming/x.csv.json"))["owner"] == "run-a"
+
+
+def test_the_server_honours_the_conditional_writes_claims_need(store):
+    assert check_conditional_writes(store) is True  # SeaweedFS refuses a stale If-Match DELETE too
+    assert store.list_keys("") == []  # the probe object is gone
+    ignoring = ObjectStore(bucket=store.bucket)
+    with s3_hook(*header_ignored("PutObject", "If-None-Match"), ignoring.client.meta.events):
+        with pytest.raises(ConditionalWritesUnsupportedError, match="ignores If-None-Match"):
+            check_conditional_writes(ignoring)
+    ignoring = ObjectStore(bucket=store.bucket)
+    with s3_hook(*header_ignored("PutObject", "If-Match"), ignoring.client.meta.events):
+        with pytest.raises(ConditionalWritesUnsupportedError, match="ignores If-Match on PUT"):
+            check_conditional_writes(ignoring)
+    ignoring = ObjectStore(bucket=store.bucket)
+    with s3_hook(*header_ignored("DeleteObject", "If-Match"), ignoring.client.meta.events):
+        assert check_conditional_writes(ignoring) is False  # allowed: release checks the ETag first
+    assert store.list_keys("") == []
 
 
 def test_the_hourly_job_predicts_with_the_gbm_model(prefect_api, bucket_env):
@@ -168,6 +236,6 @@ def test_the_hourly_job_predicts_with_the_gbm_model(prefect_api, bucket_env):
 
     state, summary = _run()
     assert state.is_completed() and _inputs(summary["predicted"]) == ["incoming/2021-03/green.parquet"]
-    written = pd.read_parquet(io.BytesIO(bucket_env.get(f"predictions/incoming/2021-03/green/{version}.parquet")))
+    written = pd.read_parquet(io.BytesIO(bucket_env.get(f"predictions/incoming/2021-03/green.parquet/{version}.parquet")))
     expected = trained.model.predict(process_inference_data(str(GREEN_MAR), trained.vectorizer).X)[:1000]
     assert np.array_equal(written["predicted_duration"].to_numpy(), expected)
