@@ -208,7 +208,8 @@ def incoming_inference_flow(prefix: str = DEFAULT_INCOMING_PREFIX, model_version
             else:
                 error = state.message or state.name
         except Exception as exception:  # noqa: BLE001 (one file's failure, its claim's included, must not stop the others)
-            error = f"{type(exception).__name__}: {exception}" if etag else f"could not claim it: {type(exception).__name__}: {exception}"
+            step = "" if etag else "could not claim it: "
+            error = f"{step}{type(exception).__name__}: {exception}"
         try:
             if error is not None:
                 summary["failed"].append(_failed(file, error, run, settings.set_aside_after_failures, record_failure, set_aside))

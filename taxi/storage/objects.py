@@ -154,7 +154,9 @@ class ObjectStore:
         of work needs (on a server that honours the condition: see taxi.incoming's probe)."""
         try:
             with self._errors("create", self.uri(key)):
-                written = self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, IfNoneMatch="*")
+                written = self.client.put_object(
+                    Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, IfNoneMatch="*"
+                )
         except AlreadyExistsError:
             return None
         return str(written["ETag"])

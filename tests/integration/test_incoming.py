@@ -203,7 +203,9 @@ def test_a_live_claim_that_cannot_be_read_is_left_alone(store):
     held = claim(store, file, "run-a")
     for status, code in ((403, "AccessDenied"), (503, "ServiceUnavailable")):
         reader = ObjectStore(bucket=store.bucket)
-        with s3_hook(*error_for_key("GetObject", store.bucket, "claims/incoming/x.csv.json", status, code), reader.client.meta.events):
+        with s3_hook(
+            *error_for_key("GetObject", store.bucket, "claims/incoming/x.csv.json", status, code), reader.client.meta.events
+        ):
             with pytest.raises(StorageError, match=code):
                 claim(reader, file, "run-b", now=datetime.now(UTC) + CLAIM_TTL + timedelta(minutes=1))
         assert store.etag("claims/incoming/x.csv.json") == held.etag
@@ -322,7 +324,9 @@ def test_the_hourly_job_refuses_a_server_that_ignores_if_none_match(published):
     assert state.is_failed()
     assert "ignores If-None-Match: * on PUT" in state.message and "overlapping runs could predict a file twice" in state.message
     assert _objects(store) == before  # no claim, no prediction, no probe object left
-    [check] = api.task_runs(state.state_details.flow_run_id, "check-conditional-writes", until=lambda r: r and r[0].state.is_final())
+    [check] = api.task_runs(
+        state.state_details.flow_run_id, "check-conditional-writes", until=lambda r: r and r[0].state.is_final()
+    )
     assert check.run_count == 1  # refused, not retried
 
 
