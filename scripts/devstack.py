@@ -93,6 +93,9 @@ def weed_binary() -> str:
     return found
 
 
+MAX_VOLUMES = 1000
+
+
 def start_s3_server(
     data_dir: Path,
     access_key: str,
@@ -119,6 +122,10 @@ def start_s3_server(
     command = [
         weed_binary(), "mini", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
         "-master.telemetry=false", "-webdav=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
+        # Each bucket takes a volume of its own, and by default weed allows free disk / volume size
+        # (1 GiB) of them: 41 with 42 GB free, fewer than one test session's buckets. Volumes are
+        # not preallocated, so an empty one costs a few kB.
+        f"-volume.max={MAX_VOLUMES}",
         *(f"-{flag}={port}" for flag, port in ports.items()),
     ]  # fmt: skip
     # weed enforces S3 auth only when these are set at start.
