@@ -22,7 +22,7 @@ from flows.processing import process_inference_data_flow
 from flows.reports import object_link, table_cell
 from taxi import monitoring, monitoring_report
 from taxi.incoming import Claim, IncomingFile
-from taxi.layout import INCOMING_PREFIX, SET_ASIDE_PREFIX, browser_url, prediction_name, s3_uri
+from taxi.layout import INCOMING_PREFIX, SET_ASIDE_PREFIX, browser_url, incoming_name, s3_uri
 from taxi.pipeline import predictions_frame
 from taxi.settings import Settings
 
@@ -157,15 +157,18 @@ def incoming_inference_flow(prefix: str = DEFAULT_INCOMING_PREFIX, model_version
         model_version: "latest" (the promoted model) or a model version id, resolved once per run.
 
     Every file of one run is predicted with the same model version (`model_version` resolved
-    once, at the start). A file that fails does not stop the others; it is listed and tried
-    again by the next runs, which stay Completed, until the run that sets it aside after
-    TAXI_SET_ASIDE_AFTER_FAILURES failed runs: that run ends Failed, and alerts, once.
+    once, at the start). A file that fails, at any step from its claim on, does not stop the
+    others; it is listed and tried again by the next runs, which stay Completed, until the run
+    that sets it aside after TAXI_SET_ASIDE_AFTER_FAILURES failed runs: that run ends Failed,
+    and alerts, once. The run refuses to start (ConditionalWritesUnsupportedError) against an
+    S3 server that ignores conditional writes, on which claims would not be exclusive.
     Returns {"model_version", "files", "predicted", "skipped", "failed"}.
     """
     logger = get_run_logger()
     settings = Settings.from_env()
     retrying = tasks.io_retries(settings)
     run = str(flow_run.get_id() or "local")
+    retrying(tasks.check_conditional_writes)()
     # Loaded (and verified) once here so a bad model fails the run before any file is touched;
     # each file's run then loads this exact version, even if `latest` moves meanwhile.
     version = retrying(tasks.load_model)(model_version).version
@@ -184,17 +187,19 @@ def incoming_inference_flow(prefix: str = DEFAULT_INCOMING_PREFIX, model_version
         "monitoring_plot": None,
     }
     for file in files:
-        if file.key in done:
+        if incoming_name(file.key) in done:
             summary["skipped"].append({"input": file.key, "reason": "already predicted"})
             continue
-        claim = claim_file(file, run)
-        if claim is not Claim.CLAIMED:
-            reason = "already predicted" if claim is Claim.DONE else "being predicted by another run"
-            summary["skipped"].append({"input": file.key, "reason": reason})
-            continue
         error: str | None = None
+        etag: str | None = None  # of this run's claim on the file, once taken
         try:
-            state = inference_flow(s3_uri(settings.bucket, file.key), version, prediction_name(file.key), return_state=True)
+            claimed = claim_file(file, run)
+            if claimed.outcome is not Claim.CLAIMED:
+                reason = "already predicted" if claimed.outcome is Claim.DONE else "being predicted by another run"
+                summary["skipped"].append({"input": file.key, "reason": reason})
+                continue
+            etag = claimed.etag
+            state = inference_flow(s3_uri(settings.bucket, file.key), version, incoming_name(file.key), return_state=True)
             if state.is_completed():
                 uri = state.result()
                 record_done(file, uri, version, run)
@@ -202,13 +207,15 @@ def incoming_inference_flow(prefix: str = DEFAULT_INCOMING_PREFIX, model_version
                 _forget_failures(file)
             else:
                 error = state.message or state.name
-        except Exception as exception:  # noqa: BLE001 (one file's failure must not stop the others)
-            error = f"{type(exception).__name__}: {exception}"
+        except Exception as exception:  # noqa: BLE001 (one file's failure, its claim's included, must not stop the others)
+            step = "" if etag else "could not claim it: "
+            error = f"{step}{type(exception).__name__}: {exception}"
         try:
             if error is not None:
                 summary["failed"].append(_failed(file, error, run, settings.set_aside_after_failures, record_failure, set_aside))
         finally:
-            _release(release_claim, file)
+            if etag is not None:
+                _release(release_claim, file, etag)
     summary["set_aside"] = [{"input": f["input"], "moved_to": f["set_aside"]} for f in summary["failed"] if f["set_aside"]]
     for entry in summary["failed"]:
         logger.error("Could not predict %s: %s", entry["input"], entry["error"])
@@ -288,10 +295,11 @@ def _refresh_monitoring_plot(
     return {"uri": uri, "records": records}
 
 
-def _release(release_claim: Task[[IncomingFile], None], file: IncomingFile) -> None:
-    """Release a claim; if that fails too, the claim expires on its own (taxi.incoming.CLAIM_TTL)."""
+def _release(release_claim: Task[[IncomingFile, str], bool], file: IncomingFile, etag: str) -> None:
+    """Release this run's claim (ETag `etag`); if that fails too, the claim expires on its own
+    (taxi.incoming.CLAIM_TTL)."""
     try:
-        release_claim(file)
+        release_claim(file, etag)
     except Exception as error:  # noqa: BLE001
         get_run_logger().warning("Could not release the claim on %s (it expires by itself): %s", file.key, error)
 

@@ -33,7 +33,7 @@ import taxi.storage
 from taxi import incoming, monitoring, monitoring_report
 from taxi.download import DownloadError
 from taxi.features import FeatureMatrix, Vectorizer
-from taxi.incoming import Claim, IncomingFile
+from taxi.incoming import ClaimResult, IncomingFile
 from taxi.ingest import months_present
 from taxi.layout import (
     LATEST_KEY,
@@ -329,17 +329,34 @@ def list_incoming(prefix: str) -> list[IncomingFile]:
 
 @task(name="list-processed", tags=["taxi", "io", "s3"], **io_task)
 def list_processed(prefix: str) -> set[str]:
-    return incoming.processed_keys(ObjectStore(), prefix)
+    """Incoming names (taxi.layout.incoming_name) of the files under `prefix` already done."""
+    return incoming.processed_names(ObjectStore(), prefix)
+
+
+@task(name="check-conditional-writes", tags=["taxi", "io", "s3"], **io_task)
+def check_conditional_writes() -> None:
+    """Refuse (ConditionalWritesUnsupportedError, not retried) an S3 server whose conditional
+    writes would not make claims exclusive."""
+    objects = ObjectStore()
+    if not incoming.check_conditional_writes(objects):
+        get_run_logger().warning(
+            "The S3 server at %s ignores If-Match on DELETE: releasing a claim relies on reading its ETag just before",
+            objects.client.meta.endpoint_url,
+        )
 
 
 @task(name="claim-file", tags=["taxi", "io", "s3"], **io_task)
-def claim_file(file: IncomingFile, owner: str) -> Claim:
+def claim_file(file: IncomingFile, owner: str) -> ClaimResult:
     return incoming.claim(ObjectStore(), file, owner)
 
 
 @task(name="release-claim", tags=["taxi", "io", "s3"], **io_task)
-def release_claim(file: IncomingFile) -> None:
-    incoming.release(ObjectStore(), file)
+def release_claim(file: IncomingFile, etag: str) -> bool:
+    """Delete this run's claim on `file` if it is still the one it wrote (ETag `etag`)."""
+    released = incoming.release(ObjectStore(), file, etag)
+    if not released:
+        get_run_logger().warning("The claim on %s is no longer this run's (taken over after it expired): left alone", file.key)
+    return released
 
 
 @task(name="record-done", tags=["taxi", "io", "s3"], **io_task)

@@ -1,17 +1,20 @@
 """Bookkeeping for the hourly inference of files that arrive under an `incoming/` prefix.
 
-Each input file is predicted once. Three kinds of object in the bucket (keys: taxi.layout)
+Each input file is predicted once. Three kinds of object in the bucket (keys: taxi.layout;
+<name> is the file's incoming name: its whole key, or a shortened name for a very long key)
 make that hold across reruns, overlapping runs and failures:
 
     incoming/<path>                        input files, dropped there by whoever produces them
-    claims/incoming/<path>.json            "a run is predicting this file now": created with an
+    claims/<name>.json                     "a run is predicting this file now": created with an
                                            S3 conditional write (If-None-Match: *), so of two
                                            runs racing for a file exactly one gets it; deleted
-                                           when that run is done with the file, success or not
-    processed/incoming/<path>.json         "this file is done": written only after its
+                                           by that run when it is done with the file, success
+                                           or not, only while it is still the claim it wrote
+                                           (If-Match: its ETag)
+    processed/<name>.json                  "this file is done": written only after its
                                            predictions object exists; names that object
 
-    failures/incoming/<path>.json          how many runs failed on this file so far, and
+    failures/<name>.json                   how many runs failed on this file so far, and
                                            the last error; deleted once the file succeeds
                                            or is set aside
     failed/incoming/<path>                 a file set aside after `set_aside_after` failed
@@ -19,12 +22,16 @@ make that hold across reruns, overlapping runs and failures:
                                            3): never listed again until a person moves it
                                            back under incoming/
 
-A run skips files with a done-record, claims the others one by one and predicts the ones it
+A run first checks that the S3 server honours conditional writes (check_conditional_writes):
+on one that ignores them every claim would succeed and two runs could predict the same file.
+It then skips files with a done-record, claims the others one by one and predicts the ones it
 claimed. A file that fails gets no done-record and its claim is released, so the next run
 tries it again, until it has failed in `set_aside_after` runs: then it is moved (copied,
 the copy verified, then deleted) under failed/, so that a file that can never be predicted
 is reported once instead of failing every hourly run. A claim left behind by a run that was
-killed expires after CLAIM_TTL.
+killed expires after CLAIM_TTL: another run replaces it, only if it is still that claim
+(If-Match). Only a missing claim is free: a claim that cannot be read (timeout, 403, 503)
+is left alone, and the error is that file's failure in this run.
 
 Plain Python on an ObjectStore, no Prefect: flows/inference.py wires these into a flow.
 """
@@ -32,6 +39,7 @@ Plain Python on an ObjectStore, no Prefect: flows/inference.py wires these into 
 from __future__ import annotations
 
 import json
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -39,11 +47,12 @@ from typing import Any
 
 from taxi.layout import (
     claim_key,
-    done_record_input,
+    conditional_write_probe_key,
     done_record_key,
+    done_record_name,
     done_records_prefix,
     failure_count_key,
-    prediction_name,
+    incoming_name,
     set_aside_key,
 )
 from taxi.storage.objects import NotFoundError, ObjectStore, StorageError
@@ -58,13 +67,16 @@ CLAIM_TTL = timedelta(hours=2)
 __all__ = [
     "CLAIM_TTL",
     "Claim",
+    "ClaimResult",
+    "ConditionalWritesUnsupportedError",
     "IncomingFile",
+    "check_conditional_writes",
     "claim",
     "claim_key",
     "done_record_key",
+    "incoming_name",
     "list_incoming",
-    "prediction_name",
-    "processed_keys",
+    "processed_names",
     "clear_failures",
     "record_done",
     "record_failure",
@@ -86,6 +98,45 @@ class Claim(Enum):
     BUSY = "busy"  # another run is predicting it right now
 
 
+@dataclass(frozen=True)
+class ClaimResult:
+    outcome: Claim
+    etag: str | None = None  # of the claim object this run wrote (CLAIMED): release deletes only that object
+
+
+class ConditionalWritesUnsupportedError(StorageError):
+    """The S3 server ignores conditional writes: claims would not be exclusive."""
+
+
+def check_conditional_writes(store: ObjectStore) -> bool:
+    """Check with a throwaway object that the S3 server honours the conditional writes that
+    make claims exclusive: a second create-only PUT (If-None-Match: *) and a PUT with a stale
+    ETag (If-Match) must both be refused (412). Raises ConditionalWritesUnsupportedError if
+    either is accepted. Returns whether a DELETE with a stale ETag was refused too; where it
+    is not (MinIO's issue tracker says its DeleteObject ignores If-Match), `release` still
+    checks the claim's ETag just before deleting it."""
+    key = conditional_write_probe_key(secrets.token_hex(8))
+    first = store.put_if_absent(key, b"{}")
+    if first is None:
+        raise StorageError(f"{store.uri(key)} exists already: cannot check conditional writes with it")
+    try:
+        if store.put_if_absent(key, b"{}") is not None:
+            raise ConditionalWritesUnsupportedError(
+                f"the S3 server at {store.client.meta.endpoint_url} ignores If-None-Match: * on PUT (a second create-only write of "
+                f"{store.uri(key)} succeeded): claims would not be exclusive and overlapping runs could predict a file "
+                "twice, so the hourly job does not run against it"
+            )
+        stale = '"00000000000000000000000000000000"'
+        if store.replace_if_unchanged(key, b"{}", stale) is not None:
+            raise ConditionalWritesUnsupportedError(
+                f"the S3 server at {store.client.meta.endpoint_url} ignores If-Match on PUT (a write of {store.uri(key)} with a stale "
+                "ETag succeeded): an expired claim could be taken over by two runs, so the hourly job does not run against it"
+            )
+        return not store.delete_if_unchanged(key, stale)
+    finally:
+        store.delete(key)
+
+
 def list_incoming(store: ObjectStore, prefix: str) -> list[IncomingFile]:
     """Input files under `prefix`, sorted by key ("folder" placeholder objects left out)."""
     return sorted(
@@ -98,46 +149,63 @@ def list_incoming(store: ObjectStore, prefix: str) -> list[IncomingFile]:
     )
 
 
-def processed_keys(store: ObjectStore, prefix: str) -> set[str]:
-    """Input keys under `prefix` that have a done-record (one listing, not one request per file)."""
-    inputs = (done_record_input(key) for key in store.list_keys(done_records_prefix(prefix)))
-    return {key for key in inputs if key is not None}
+def processed_names(store: ObjectStore, prefix: str) -> set[str]:
+    """Incoming names (taxi.layout.incoming_name) of the inputs under `prefix` that have a
+    done-record (one listing, not one request per file)."""
+    names = (done_record_name(key) for key in store.list_keys(done_records_prefix(prefix)))
+    return {name for name in names if name is not None}
 
 
-def claim(store: ObjectStore, file: IncomingFile, owner: str, now: datetime | None = None) -> Claim:
+def claim(store: ObjectStore, file: IncomingFile, owner: str, now: datetime | None = None) -> ClaimResult:
     """Try to take `file` for this run (`owner` names the run in the claim, for people reading
-    the bucket)."""
+    the bucket). A storage error (a claim that cannot be read or written) is raised: the
+    caller counts it as this file's failure, and no claim of another run is touched."""
     now = now or datetime.now(UTC)
     key = claim_key(file.key)
     body = json.dumps({"input": file.key, "owner": owner, "claimed_at": now.isoformat(timespec="seconds")}).encode()
-    if not store.put_if_absent(key, body):
-        if not _claim_is_stale(store, key, now):
-            return Claim.BUSY
-        # The run holding it died: take it over. Two runs doing this at the same moment could
-        # both win (delete, then create), which the deployment's concurrency limit rules out.
-        store.delete(key)
-        if not store.put_if_absent(key, body):
-            return Claim.BUSY
+    etag = store.put_if_absent(key, body)
+    if etag is None:
+        etag = _take_over_if_expired(store, key, body, now)
+        if etag is None:
+            return ClaimResult(Claim.BUSY)
     # Another run may have finished the file and released its claim between our listing of
     # done-records and our claim: check again now that nobody else can start it.
     if store.exists(done_record_key(file.key)):
-        store.delete(key)
-        return Claim.DONE
-    return Claim.CLAIMED
+        store.delete_if_unchanged(key, etag)
+        return ClaimResult(Claim.DONE)
+    return ClaimResult(Claim.CLAIMED, etag)
 
 
-def _claim_is_stale(store: ObjectStore, key: str, now: datetime) -> bool:
+def _take_over_if_expired(store: ObjectStore, key: str, body: bytes, now: datetime) -> str | None:
+    """Replace the claim at `key` with ours if it has expired (its run died); returns our
+    claim's ETag, or None while the claim is live or someone else changed it first."""
+    # Any error but a missing claim (timeout, 403, 503) is raised: the claim may well be live.
+    found = store.get_with_etag(key)
+    if found is None:
+        return store.put_if_absent(key, body)  # released since our write: free to take (once)
+    current, current_etag = found
     try:
-        claimed_at = datetime.fromisoformat(json.loads(store.get(key))["claimed_at"])
-    except StorageError:
-        return True  # released between our write and our read: free to take
+        claimed_at = datetime.fromisoformat(json.loads(current)["claimed_at"])
     except (ValueError, KeyError, TypeError):
-        return False  # unreadable claim: leave it to a person rather than guess
-    return now - claimed_at > CLAIM_TTL
+        return None  # unreadable claim: leave it to a person rather than guess
+    if now - claimed_at <= CLAIM_TTL:
+        return None
+    # Only if it is still the expired claim we read: of two runs taking it over, one wins.
+    return store.replace_if_unchanged(key, body, current_etag)
 
 
-def release(store: ObjectStore, file: IncomingFile) -> None:
-    store.delete(claim_key(file.key))
+def release(store: ObjectStore, file: IncomingFile, etag: str) -> bool:
+    """Delete this run's claim on `file` (`etag`: the ETag of the claim it wrote), only if it
+    is still that object: a claim another run took over (ours had expired) is theirs and
+    stays. The ETag is compared before the delete too, for servers that ignore If-Match on
+    DELETE. Returns whether the claim was deleted."""
+    key = claim_key(file.key)
+    try:
+        if store.etag(key) != etag:
+            return False
+    except NotFoundError:
+        return False
+    return store.delete_if_unchanged(key, etag)
 
 
 def record_done(store: ObjectStore, file: IncomingFile, predictions_uri: str, model_version: str, run: str) -> dict[str, Any]:
@@ -158,7 +226,9 @@ def record_done(store: ObjectStore, file: IncomingFile, predictions_uri: str, mo
 def record_failure(store: ObjectStore, file: IncomingFile, error: str, run: str, now: datetime | None = None) -> int:
     """Count one more failed run on `file` (its failure record) and return the count so far.
 
-    Only the run holding the file's claim calls this, so read-then-write does not race."""
+    Called by the run holding the file's claim, or by a run whose claim on it failed with an
+    error: two such runs at once may count one failure instead of two (read-then-write), which
+    only delays setting the file aside."""
     key = failure_count_key(file.key)
     try:
         previous = json.loads(store.get(key))

@@ -6,11 +6,12 @@
                                             its data manifest, written last: a month
                                             without it is not in the bucket
     incoming/<path>                         files for the hourly inference job to predict
-    claims/incoming/<path>.json             "a run is predicting this file now" (taxi.incoming)
-    processed/incoming/<path>.json          "this file is done", names its predictions
-    failures/incoming/<path>.json           failed runs of a file so far (taxi.incoming)
+    claims/<name>.json                      "a run is predicting this file now" (taxi.incoming)
+    processed/<name>.json                   "this file is done", names its predictions
+    failures/<name>.json                    failed runs of a file so far (taxi.incoming)
     failed/incoming/<path>                  files set aside after repeated failures; moved
                                             back under incoming/ by a person to retry them
+                                            (failed/<name> when that key would be too long)
     models/<version>/model.pkl              fitted model
     models/<version>/vectorizer.pkl         fitted vectorizer
     models/<version>/metrics.json           evaluation figures
@@ -19,18 +20,23 @@
     models/<version>/manifest.json          written last: a version without it is incomplete
     models/<version>/manifest.json.sig      HMAC-SHA256 of the manifest's bytes (with a key)
     models/latest.json                      marker naming the current version
-    predictions/<name>/<version>.parquet    <name>: the input's file name, or for incoming
-                                            files their whole key, without the data suffix
+    predictions/<name>/<version>.parquet    <name>: the input's file name without the data
+                                            suffix, or for incoming files their <name> below
     monitoring/predictions/<name>/<version>.json
                                             monitoring record of those predictions: the
                                             predictions key under monitoring/, .json
     monitoring/plots/monitoring.png         realized RMSE and drift over the newest records
+
+<name> of an incoming file (incoming_name): its whole key, suffix included (incoming/a/x.csv),
+so that distinct input keys never share an object; a key too long for the keys above to stay
+within S3's limits goes by a shortened name ending in ~<32 hex digits of its SHA-256>.
 
 Pure functions and constants: formatting a key or a URI needs no client and no bucket access.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from urllib.parse import quote
 
@@ -62,6 +68,20 @@ CSV_SUFFIXES: tuple[str, ...] = (".csv.gz", ".csv")
 DATA_SUFFIXES: tuple[str, ...] = PARQUET_SUFFIXES + CSV_SUFFIXES
 RECORD_SUFFIX = ".json"  # claims and done-records
 DATA_MANIFEST_SUFFIX = ".manifest.json"
+
+# S3's limit on a key (AWS and SeaweedFS: KeyTooLongError past it); SeaweedFS also refuses a
+# `/`-separated part longer than 255 bytes.
+MAX_KEY_BYTES = 1024
+# The hourly job's keys about an incoming file put at most 124 bytes around its name (the longest,
+# monitoring/predictions/<name>/<version>.json, 52 with today's 23-byte version ids) and append
+# .json to its last part: names within these bounds keep every such key a valid S3 key.
+MAX_INCOMING_NAME_BYTES = 900
+MAX_INCOMING_NAME_PART_BYTES = 250
+# A shortened name: the leading folders of the key that fit in this many bytes, the start of its
+# file name, then ~ and the first 32 hex digits of the key's SHA-256.
+SHORTENED_FOLDERS_BYTES = 600
+SHORTENED_FILE_NAME_BYTES = 64
+_SHORTENED_NAME = re.compile(r"~[0-9a-f]{32}\Z")
 
 # The TLC's name of one monthly file; the bucket keeps it (and the TLC's site serves it).
 TLC_FILE_NAME = "{color}_tripdata_{year:04d}-{month:02d}.parquet"
@@ -156,12 +176,6 @@ def source_name(source: str) -> str:
     return without_data_suffix(name) or "input"
 
 
-def prediction_name(input_key: str) -> str:
-    """Where an incoming file's predictions go, under predictions/: its whole key without the
-    data suffix, so that incoming/a/x.parquet and incoming/b/x.parquet do not collide."""
-    return without_data_suffix(input_key)
-
-
 def predictions_key(source: str, version: str, name: str | None = None) -> str:
     """predictions/<name>/<version>.parquet; `name` defaults to the input's file name."""
     return f"{PREDICTIONS_PREFIX}{name or source_name(source)}/{version}.parquet"
@@ -184,30 +198,67 @@ def is_monitoring_record(key: str) -> bool:
 # --- the hourly job's bookkeeping (taxi.incoming) ------------------------------------------
 
 
+def incoming_name(input_key: str) -> str:
+    """What the hourly job calls an incoming file in its own keys (claims/<name>.json,
+    processed/<name>.json, failures/<name>.json, predictions/<name>/<version>.parquet): the
+    input key itself, suffix and all, so that incoming/x.csv and incoming/x.parquet (or
+    incoming/a/x.csv and incoming/b/x.csv) never share an object and the bucket stays readable.
+
+    A key too long for those keys to stay valid S3 keys (more than MAX_INCOMING_NAME_BYTES, or a
+    part longer than MAX_INCOMING_NAME_PART_BYTES) is shortened: its leading folders while they
+    fit in SHORTENED_FOLDERS_BYTES, the first SHORTENED_FILE_NAME_BYTES of its file name, and
+    "~" with 32 hex digits of the key's SHA-256. A key that already ends that way is shortened
+    too, so that a key kept whole never equals another key's shortened name."""
+    parts = input_key.split("/")
+    fits = len(input_key.encode()) <= MAX_INCOMING_NAME_BYTES and all(
+        len(part.encode()) <= MAX_INCOMING_NAME_PART_BYTES for part in parts
+    )
+    if fits and not _SHORTENED_NAME.search(input_key):
+        return input_key
+    folders = ""
+    for part in parts[:-1]:
+        if len(part.encode()) > MAX_INCOMING_NAME_PART_BYTES or len(f"{folders}{part}/".encode()) > SHORTENED_FOLDERS_BYTES:
+            break
+        folders += part + "/"
+    # Cut on a byte count, dropping a character split in two by the cut.
+    file_name = parts[-1].encode()[:SHORTENED_FILE_NAME_BYTES].decode("utf-8", errors="ignore")
+    return f"{folders}{file_name}~{hashlib.sha256(input_key.encode()).hexdigest()[:32]}"
+
+
 def claim_key(input_key: str) -> str:
-    return CLAIMS_PREFIX + input_key + RECORD_SUFFIX
+    return CLAIMS_PREFIX + incoming_name(input_key) + RECORD_SUFFIX
 
 
 def done_record_key(input_key: str) -> str:
-    return PROCESSED_PREFIX + input_key + RECORD_SUFFIX
+    return PROCESSED_PREFIX + incoming_name(input_key) + RECORD_SUFFIX
 
 
 def done_records_prefix(input_prefix: str) -> str:
-    """Where the done-records of the inputs under `input_prefix` are."""
+    """Where the done-records of the inputs under `input_prefix` are (those of shortened names
+    too, while the prefix is shorter than SHORTENED_FOLDERS_BYTES)."""
     return PROCESSED_PREFIX + input_prefix
 
 
-def done_record_input(key: str) -> str | None:
-    """The input key a done-record key is about; None for any other key."""
+def done_record_name(key: str) -> str | None:
+    """The incoming name (incoming_name) a done-record key is about; None for any other key."""
     if not (key.startswith(PROCESSED_PREFIX) and key.endswith(RECORD_SUFFIX)):
         return None
     return key[len(PROCESSED_PREFIX) : -len(RECORD_SUFFIX)]
 
 
 def failure_count_key(input_key: str) -> str:
-    return FAILURES_PREFIX + input_key + RECORD_SUFFIX
+    return FAILURES_PREFIX + incoming_name(input_key) + RECORD_SUFFIX
 
 
 def set_aside_key(input_key: str) -> str:
-    """Where a file that kept failing is moved: failed/<its key>."""
-    return SET_ASIDE_PREFIX + input_key
+    """Where a file that kept failing is moved: failed/<its key>, so that moving it back is
+    dropping failed/; failed/<its incoming name> when failed/<its key> would be too long (the
+    run's report names both)."""
+    whole = SET_ASIDE_PREFIX + input_key
+    return whole if len(whole.encode()) <= MAX_KEY_BYTES else SET_ASIDE_PREFIX + incoming_name(input_key)
+
+
+def conditional_write_probe_key(probe_id: str) -> str:
+    """A throwaway object with which a run checks that the S3 server honours conditional
+    writes (taxi.incoming.check_conditional_writes); deleted by the check."""
+    return f"{CLAIMS_PREFIX}.conditional-write-probe/{probe_id}{RECORD_SUFFIX}"

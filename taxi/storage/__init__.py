@@ -1,7 +1,7 @@
 """The S3 artifact store, in three parts:
 
-- `objects`: plain objects in a bucket (get, put-verified, put-if-absent, list, delete) and
-  the project's storage errors;
+- `objects`: plain objects in a bucket (get, put-verified, list, delete, and the conditional
+  writes: put-if-absent, replace- and delete-if-unchanged) and the project's storage errors;
 - `registry`: model versions on top of it (manifest, checksums, signing, `latest`);
 - `predictions`: writing predictions.
 

@@ -179,27 +179,53 @@ class ObjectStore:
         if stored != expected:
             raise IntegrityError(f"{self.uri(key)} read back with sha256 {stored}, wrote {expected}")
 
-    def put_if_absent(self, key: str, body: bytes, content_type: str = "application/json") -> bool:
+    def put_if_absent(self, key: str, body: bytes, content_type: str = "application/json") -> str | None:
         """Create an object only if no object has that key (S3 conditional write,
-        If-None-Match: *). Returns False when it already exists: of two writers racing for
-        the same key exactly one wins, which is what a claim on a piece of work needs."""
-        return self.put_if_unchanged(key, body, None, content_type)
+        If-None-Match: *). Returns the new object's ETag, or None when it already exists: of
+        two writers racing for the same key exactly one wins, which is what a claim on a piece
+        of work needs (on a server that honours the condition: see taxi.incoming's probe)."""
+        return self._put_conditionally(key, body, content_type, "create", IfNoneMatch="*")
+
+    def replace_if_unchanged(self, key: str, body: bytes, etag: str, content_type: str = "application/json") -> str | None:
+        """Overwrite an object only while it is still the one with ETag `etag` (If-Match).
+        Returns the new object's ETag, or None when it was replaced or deleted meanwhile."""
+        return self._put_conditionally(key, body, content_type, "replace", IfMatch=etag)
 
     def put_if_unchanged(self, key: str, body: bytes, etag: str | None, content_type: str = "application/json") -> bool:
         """Write an object only if it is still as last read: with the ETag read (If-Match), or
         absent when `etag` is None (If-None-Match: *). Returns False when another writer
         changed, created or deleted it meanwhile: read it again and decide again."""
-        condition = {"IfNoneMatch": "*"} if etag is None else {"IfMatch": etag}
+        if etag is None:
+            return self.put_if_absent(key, body, content_type) is not None
+        return self.replace_if_unchanged(key, body, etag, content_type) is not None
+
+    def _put_conditionally(self, key: str, body: bytes, content_type: str, action: str, **condition: str) -> str | None:
         try:
-            with self._errors("create" if etag is None else "write", self.uri(key)):
-                self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, **condition)
-        except AlreadyExistsError:  # 412 (or 409: another conditional write in flight)
-            return False
-        except NotFoundError:  # If-Match on an object deleted meanwhile
-            if isinstance(etag, str):
-                return False
+            with self._errors(action, self.uri(key)):
+                written = self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, **condition)
+        except BucketNotFoundError:
             raise
+        # 412 (or 409: another conditional write in flight; 404 from AWS for If-Match on an
+        # object deleted meanwhile): not the object we expected any more.
+        except (AlreadyExistsError, NotFoundError):
+            return None
+        return str(written["ETag"])
+
+    def delete_if_unchanged(self, key: str, etag: str) -> bool:
+        """Delete an object only while it is still the one with ETag `etag` (If-Match on
+        DELETE). Returns False when it was replaced or deleted meanwhile."""
+        try:
+            with self._errors("delete", self.uri(key)):
+                self.client.delete_object(Bucket=self.bucket, Key=key, IfMatch=etag)
+        except BucketNotFoundError:
+            raise
+        except (AlreadyExistsError, NotFoundError):  # 412 (or 404 when already gone)
+            return False
         return True
+
+    def etag(self, key: str) -> str:
+        with self._errors("check", self.uri(key)):
+            return str(self.client.head_object(Bucket=self.bucket, Key=key)["ETag"])
 
     def get(self, key: str) -> bytes:
         with self._errors("read", self.uri(key)):

@@ -159,7 +159,7 @@ def assert_bucket_after_runs(s3, bucket: str) -> None:
     versions = complete_model_versions(s3, bucket)
     assert versions, keys(s3, bucket, "models/")
     assert all(f"models/{v}/manifest.json.sig" in keys(s3, bucket, f"models/{v}/") for v in versions)
-    hourly = [k for k in keys(s3, bucket, "predictions/incoming/green_tripdata_2021-03/") if k.endswith(".parquet")]
+    hourly = [k for k in keys(s3, bucket, "predictions/incoming/green_tripdata_2021-03.parquet/") if k.endswith(".parquet")]
     assert len(hourly) == 1, keys(s3, bucket, "predictions/")
     predicted = pd.read_parquet(io.BytesIO(s3.get_object(Bucket=bucket, Key=hourly[0])["Body"].read()))
     assert len(predicted) == 83_827

@@ -301,7 +301,10 @@ def test_a_tampered_manifest_loaded_by_version_id_is_refused_before_unpickling(
 @pytest.mark.parametrize(
     ("wrong", "read_error"),
     [
-        ("AWS_SECRET_ACCESS_KEY", "the S3 server refused the credentials (SignatureDoesNotMatch): the secret key does not match the access key"),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            "the S3 server refused the credentials (SignatureDoesNotMatch): the secret key does not match the access key",
+        ),
         ("AWS_ACCESS_KEY_ID", "the S3 server refused the credentials (InvalidAccessKeyId): it does not know the access key"),
     ],
 )

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from flows import tasks
-from taxi.incoming import prediction_name
 from taxi.settings import Settings
 
 
@@ -35,13 +34,6 @@ def test_signing_key_sources(monkeypatch):
     with pytest.raises(ValueError, match="not both") as error:
         tasks.signing_key()
     assert "x" * 20 not in str(error.value)
-
-
-def test_prediction_names_keep_the_whole_path():
-    assert prediction_name("incoming/2021-03/yellow.csv") == "incoming/2021-03/yellow"
-    assert prediction_name("incoming/a/green.parquet") == "incoming/a/green"
-    assert prediction_name("incoming/b.csv.gz") == "incoming/b"
-    assert prediction_name("incoming/no-suffix") == "incoming/no-suffix"
 
 
 def test_settings_are_read_from_the_environment_each_time(monkeypatch):
