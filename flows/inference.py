@@ -44,6 +44,7 @@ def inference_flow(input_path: str, model_version: str = "latest", output_name: 
     Returns the predictions' s3:// URI."""
     logger = get_run_logger()
     settings = Settings.from_env()
+    tasks.check_sources(settings, input_path)
     thresholds = monitoring.drift_thresholds(settings.drift_thresholds)  # a bad setting fails before any work
     retrying = tasks.io_retries(settings)
     loaded = retrying(tasks.load_model)(model_version)

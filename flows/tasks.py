@@ -20,6 +20,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 import pandas as pd
+import prefect.runtime.deployment
 from prefect import Task, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
@@ -55,14 +56,17 @@ from taxi.storage import (
     StorageError,
     UnsupportedModelError,
 )
-from taxi.tlc import DataError
+from taxi.download import DeadlineError
+from taxi.tlc import DataError, check_source
 from taxi.window import WindowPlan, plan_window
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 VERSION = taxi.__version__
-NOT_RETRYABLE = (DataError, IntegrityError, ModelNotFoundError, UnsupportedModelError, ValueError)
+# A download that ran out of its deadline is not retried at once either: each retry could hold
+# the run for another whole deadline (taxi.download).
+NOT_RETRYABLE = (DataError, IntegrityError, ModelNotFoundError, UnsupportedModelError, ValueError, DeadlineError)
 
 
 def io_retry_delays() -> list[int]:
@@ -102,6 +106,21 @@ def model_registry() -> ModelRegistry:
     """The registry in TAXI_BUCKET, with the signing key if one is configured."""
     settings = Settings.from_env()
     return ModelRegistry(ObjectStore(bucket=settings.bucket), signing_key=signing_key(settings))
+
+
+def check_sources(settings: Settings, *sources: str | None) -> None:
+    """Refuse, in a deployment's run, run parameters naming sources it may not read
+    (taxi.tlc.check_source): only s3:// URIs in the configured bucket(s) and https:// URLs,
+    plus local paths if TAXI_ALLOW_LOCAL_SOURCES=true. Anyone who can start a deployment run
+    could otherwise make the worker read its own files or the internal network. A flow called
+    directly (quickstart, tests, notebooks) reads what its caller could read anyway: no check.
+    Sources the flows make themselves (the window's months, the hourly job's files) are in
+    the configured bucket."""
+    if prefect.runtime.deployment.id is None:
+        return
+    for source in sources:
+        if source is not None:
+            check_source(source, settings.readable_buckets, settings.allow_local_sources)
 
 
 def retry_unless_bad_input(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:

@@ -80,6 +80,7 @@ def training_flow(
         raise ValueError("promotion_margin must be a number of minutes")
     logger = get_run_logger()
     settings = Settings.from_env()
+    tasks.check_sources(settings, train_path, test_path)
     retrying = tasks.io_retries(settings)
     if train_path or test_path:
         if not (train_path and test_path):
