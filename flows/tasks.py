@@ -29,6 +29,7 @@ from prefect.states import State
 import taxi
 import taxi.storage
 from taxi import incoming, monitoring, monitoring_report
+from taxi.download import DeadlineError
 from taxi.features import FeatureMatrix, Vectorizer
 from taxi.incoming import Claim, IncomingFile
 from taxi.ingest import months_present
@@ -56,7 +57,6 @@ from taxi.storage import (
     StorageError,
     UnsupportedModelError,
 )
-from taxi.download import DeadlineError
 from taxi.tlc import DataError, check_source
 from taxi.window import WindowPlan, plan_window
 

@@ -96,7 +96,9 @@ def _download_http(url: str, destination: Path, max_bytes: int, deadline: float,
         response = _OPENER.open(request, timeout=read_timeout)
     except urllib.error.HTTPError as error:
         if 300 <= error.code < 400:  # a redirect _NoDowngradeRedirects (or urllib itself) refused
-            raise DataError(shown, f"redirect refused (HTTP {error.code}): only to http(s)://, and from https:// only to https://") from None
+            raise DataError(
+                shown, f"redirect refused (HTTP {error.code}): only to http(s)://, and from https:// only to https://"
+            ) from None
         if error.code in NOT_PUBLISHED_STATUSES:
             raise NotPublishedError(f"{shown}: HTTP {error.code} (not published)") from error
         if error.code >= 500:

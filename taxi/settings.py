@@ -131,7 +131,9 @@ class Settings:
             drift_thresholds=parse_drift_thresholds(value(DRIFT_THRESHOLDS_ENV)),
             set_aside_after_failures=parse_set_aside_after(value(SET_ASIDE_AFTER_FAILURES_ENV)),
             object_url_template=parse_object_url_template(value(OBJECT_URL_TEMPLATE_ENV)),
-            download_max_bytes=parse_positive_whole(DOWNLOAD_MAX_BYTES_ENV, value(DOWNLOAD_MAX_BYTES_ENV), DEFAULT_DOWNLOAD_MAX_BYTES, "bytes"),
+            download_max_bytes=parse_positive_whole(
+                DOWNLOAD_MAX_BYTES_ENV, value(DOWNLOAD_MAX_BYTES_ENV), DEFAULT_DOWNLOAD_MAX_BYTES, "bytes"
+            ),
             download_deadline_seconds=parse_positive_whole(
                 DOWNLOAD_DEADLINE_ENV, value(DOWNLOAD_DEADLINE_ENV), DEFAULT_DOWNLOAD_DEADLINE_SECONDS, "seconds"
             ),

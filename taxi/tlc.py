@@ -130,7 +130,9 @@ def _download(source: str, read_s3: S3Reader | None, scratch: Path) -> Raw:
         )
     except (NotPublishedError, FileNotFoundError) as error:
         status = re.search(r"HTTP \d+", str(error))
-        problem = "file not found in S3" if is_s3 else f"download failed with {status[0] if status else 'no file'} (no such file?)"
+        problem = (
+            "file not found in S3" if is_s3 else f"download failed with {status[0] if status else 'no file'} (no such file?)"
+        )
         raise DataError(source, problem) from error
     return str(fetched.path)
 
@@ -225,7 +227,7 @@ def _read_csv(source: str, raw: Raw, columns: list[str]) -> pa.Table:
 
 
 def _arrow_facts(error: BaseException) -> str:
-    """" (Row #3: Expected 19 columns, got 1)" from Arrow's message, without the line it
+    """ " (Row #3: Expected 19 columns, got 1)" from Arrow's message, without the line it
     quotes; "" when it says nothing known to be safe. The caller raises `from None`, so that
     Arrow's own message does not reach the logs through the traceback either."""
     facts = _ARROW_FACTS.findall(str(error))
@@ -281,4 +283,6 @@ def _check_coercion(source: str, column: str, before: pd.Series, after: pd.Serie
     if bad.any():
         # Where, not what: the values themselves are the file's content.
         first = int(np.flatnonzero(bad.to_numpy())[0]) + 1
-        raise DataError(source, f"column {column!r} has {int(bad.sum())} value(s) that are not {kind}, the first in trip row {first}")
+        raise DataError(
+            source, f"column {column!r} has {int(bad.sum())} value(s) that are not {kind}, the first in trip row {first}"
+        )

@@ -202,7 +202,9 @@ def test_a_source_past_its_deadline_fails_the_run_without_a_retry(published, tlc
     monkeypatch.setenv("TAXI_DOWNLOAD_DEADLINE_SECONDS", "2")
     state = inference_flow(f"{tlc.base_url}/{GREEN_JAN.name}", version, return_state=True)
     assert state.is_failed() and "DeadlineError" in state.message and "not downloaded within the deadline" in state.message
-    [load] = api.task_runs(state.state_details.flow_run_id, "load-data", until=lambda runs: any(r.state.is_failed() for r in runs))
+    [load] = api.task_runs(
+        state.state_details.flow_run_id, "load-data", until=lambda runs: any(r.state.is_failed() for r in runs)
+    )
     assert load.state.is_failed() and load.run_count == 1  # retrying at once would hold the run for another deadline
     assert tlc.requests.count(GREEN_JAN.name) == 1
     assert store.list_keys("predictions/") == []

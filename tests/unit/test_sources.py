@@ -128,7 +128,9 @@ def test_a_redirect_from_https_to_http_is_refused():
 
     handler = _NoDowngradeRedirects()
     with pytest.raises(urllib.error.HTTPError, match="redirect refused"):
-        handler.redirect_request(urllib.request.Request("https://mirror.example/x.parquet"), None, 302, "Found", {}, "http://mirror.example/x.parquet")
+        handler.redirect_request(
+            urllib.request.Request("https://mirror.example/x.parquet"), None, 302, "Found", {}, "http://mirror.example/x.parquet"
+        )
     followed = handler.redirect_request(
         urllib.request.Request("http://mirror.example/x.parquet"), None, 301, "Moved", {}, "https://mirror.example/x.parquet"
     )
