@@ -93,6 +93,9 @@ def weed_binary() -> str:
     return found
 
 
+VOLUME_SIZE_LIMIT_MB = 64
+
+
 def start_s3_server(
     data_dir: Path,
     access_key: str,
@@ -119,6 +122,10 @@ def start_s3_server(
     command = [
         weed_binary(), "mini", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
         "-master.telemetry=false", "-webdav=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
+        # Every bucket takes a volume of its own, and weed allows free disk / volume size of
+        # them: with the 1 GiB it picks on a large disk, a machine with 40 GB free stops
+        # creating buckets after about 40 (a test session makes more). Small volumes lift that.
+        f"-master.volumeSizeLimitMB={VOLUME_SIZE_LIMIT_MB}",
         *(f"-{flag}={port}" for flag, port in ports.items()),
     ]  # fmt: skip
     # weed enforces S3 auth only when these are set at start.
