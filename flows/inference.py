@@ -37,13 +37,15 @@ def inference_flow(input_path: str, model_version: str = "latest", output_name: 
     parquet object, predictions/<output_name>/<version>.parquet, with a monitoring record.
 
     Args:
-        input_path: The trip file: an s3:// URI, an https:// URL or a local path.
+        input_path: The trip file: an s3:// URI, an https:// URL or a local path (a
+            deployment's run: only s3:// in the project's bucket(s) or https://).
         model_version: "latest" (the promoted model) or a model version id.
         output_name: Folder of the predictions under predictions/ (default: the input's file name).
 
     Returns the predictions' s3:// URI."""
     logger = get_run_logger()
     settings = Settings.from_env()
+    tasks.check_sources(settings, input_path)
     thresholds = monitoring.drift_thresholds(settings.drift_thresholds)  # a bad setting fails before any work
     retrying = tasks.io_retries(settings)
     loaded = retrying(tasks.load_model)(model_version)

@@ -47,7 +47,10 @@ def ingest_month(color: str, month: str) -> ingest.MonthResult:
     # in it never becomes a task parameter. Data files are not signed: no signing key needed.
     settings = Settings.from_env()
     store = ObjectStore(bucket=settings.bucket)
-    result = ingest.ingest_month(store, color, parse_month(month), settings.tlc_base_url)
+    result = ingest.ingest_month(
+        store, color, parse_month(month), settings.tlc_base_url,
+        max_bytes=settings.download_max_bytes, deadline_seconds=settings.download_deadline_seconds,
+    )  # fmt: skip
     logger = get_run_logger()
     if result.manifest is not None:
         logger.info("Ingested %s %s: %s -> %s", color, month, result.detail, store.uri(result.manifest["key"]))

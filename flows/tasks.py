@@ -23,6 +23,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 import pandas as pd
+import prefect.runtime.deployment
 from prefect import Task, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
@@ -31,7 +32,7 @@ from prefect.states import State
 import taxi
 import taxi.storage
 from taxi import incoming, monitoring, monitoring_report
-from taxi.download import DownloadError
+from taxi.download import DeadlineError, DownloadError
 from taxi.features import FeatureMatrix, Vectorizer
 from taxi.incoming import ClaimResult, IncomingFile
 from taxi.ingest import months_present
@@ -61,6 +62,7 @@ from taxi.storage import (
     TransientStorageError,
     UnsupportedModelError,
 )
+from taxi.tlc import check_source
 from taxi.window import WindowPlan, plan_window
 
 P = ParamSpec("P")
@@ -113,10 +115,27 @@ def model_registry() -> ModelRegistry:
     return ModelRegistry(ObjectStore(bucket=settings.bucket), signing_key=signing_key(settings))
 
 
+def check_sources(settings: Settings, *sources: str | None) -> None:
+    """Refuse, in a deployment's run, run parameters naming sources it may not read
+    (taxi.tlc.check_source): only s3:// URIs in the configured bucket(s) and https:// URLs,
+    plus local paths if TAXI_ALLOW_LOCAL_SOURCES=true. Anyone who can start a deployment run
+    could otherwise make the worker read its own files or the internal network. A flow called
+    directly (quickstart, tests, notebooks) reads what its caller could read anyway: no check.
+    Sources the flows make themselves (the window's months, the hourly job's files) are in
+    the configured bucket."""
+    if prefect.runtime.deployment.id is None:
+        return
+    for source in sources:
+        if source is not None:
+            check_source(source, settings.readable_buckets, settings.allow_local_sources)
+
+
 def is_transient(error: BaseException) -> bool:
     """Whether the same call may succeed later; anything not known to be transient is not."""
     if isinstance(error, urllib.error.HTTPError):
         return error.code in TRANSIENT_HTTP_STATUSES or error.code >= 500
+    if isinstance(error, DeadlineError):
+        return False  # each retry could hold the run for another whole deadline (taxi.download)
     # Other URLErrors are urllib's "could not connect" (refused, unresolvable, timed out).
     return isinstance(error, (*TRANSIENT_ERRORS, urllib.error.URLError))
 

@@ -47,8 +47,9 @@ def training_flow(
     champion) and the course baseline, store it as a new version and its test predictions.
 
     Args:
-        train_path: A TLC trip file to train on (local path, s3:// URI or https:// URL).
-            Given with test_path, it replaces the moving window.
+        train_path: A TLC trip file to train on (local path, s3:// URI or https:// URL; a
+            deployment's run: only s3:// in the project's bucket(s) or https://). Given with
+            test_path, it replaces the moving window.
         test_path: The TLC trip file to evaluate on, with train_path.
         model_type: "linear" (the course model) or "gbm" (gradient boosting on
             request-time features).
@@ -80,6 +81,7 @@ def training_flow(
         raise ValueError("promotion_margin must be a number of minutes")
     logger = get_run_logger()
     settings = Settings.from_env()
+    tasks.check_sources(settings, train_path, test_path)
     retrying = tasks.io_retries(settings)
     if train_path or test_path:
         if not (train_path and test_path):

@@ -9,16 +9,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from taxi.layout import TLC_FILE_NAME
-from taxi.settings import DEFAULT_BUCKET, DEFAULT_TLC_BASE_URL, SIGNING_KEY_ENV, Settings
+from taxi.settings import (
+    DEFAULT_BUCKET,
+    DEFAULT_DOWNLOAD_DEADLINE_SECONDS,
+    DEFAULT_DOWNLOAD_MAX_BYTES,
+    DEFAULT_TLC_BASE_URL,
+    SIGNING_KEY_ENV,
+    Settings,
+)
 
 # The TLC publishes one parquet file per colour and month here.
 TLC_MONTH_URL = f"{DEFAULT_TLC_BASE_URL}/{TLC_FILE_NAME}"
 
-# Copying one month in (taxi.download): a TLC month of yellow trips is 20-60 MB as parquet,
-# the largest a few hundred; more than this is not a month. The deadline bounds the whole
-# transfer, however slowly the server sends.
-DOWNLOAD_MAX_BYTES = 512 * 1024 * 1024
-DOWNLOAD_DEADLINE_SECONDS = 15 * 60
+# Bounds on one remote input (taxi.download), unless TAXI_DOWNLOAD_MAX_BYTES or
+# TAXI_DOWNLOAD_DEADLINE_SECONDS say otherwise (taxi/settings.py has the reasons).
+DOWNLOAD_MAX_BYTES = DEFAULT_DOWNLOAD_MAX_BYTES
+DOWNLOAD_DEADLINE_SECONDS = DEFAULT_DOWNLOAD_DEADLINE_SECONDS
 
 # Course notebook features: the three columns are categories, missing values become -1.
 CATEGORICAL_COLUMNS: tuple[str, ...] = ("PULocationID", "DOLocationID", "passenger_count")

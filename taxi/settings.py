@@ -42,6 +42,15 @@ DRIFT_THRESHOLDS_ENV = "TAXI_DRIFT_THRESHOLDS"
 SET_ASIDE_AFTER_FAILURES_ENV = "TAXI_SET_ASIDE_AFTER_FAILURES"
 # The hourly job sets a file aside after this many failed runs (taxi.incoming).
 DEFAULT_SET_ASIDE_AFTER_FAILURES = 3
+DOWNLOAD_MAX_BYTES_ENV = "TAXI_DOWNLOAD_MAX_BYTES"
+DOWNLOAD_DEADLINE_ENV = "TAXI_DOWNLOAD_DEADLINE_SECONDS"
+# A remote input (an ingested TLC month, a run's s3:// or https:// source; taxi.download): a
+# TLC month of yellow trips is 20-60 MB as parquet, the largest a few hundred; more than this
+# is not a month. The deadline bounds the whole transfer, however slowly the server sends.
+DEFAULT_DOWNLOAD_MAX_BYTES = 512 * 1024 * 1024
+DEFAULT_DOWNLOAD_DEADLINE_SECONDS = 15 * 60
+ALLOW_LOCAL_SOURCES_ENV = "TAXI_ALLOW_LOCAL_SOURCES"
+SOURCE_BUCKETS_ENV = "TAXI_SOURCE_BUCKETS"
 # The name in TAXI_DRIFT_THRESHOLDS that sets every statistic's threshold at once.
 ALL_STATISTICS = "default"
 BOTO3_VARIABLES: tuple[str, ...] = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
@@ -81,6 +90,18 @@ class Settings:
     # TAXI_OBJECT_URL_TEMPLATE: how a browser opens a bucket object, with {bucket} and {key}, e.g.
     # MinIO's console http://localhost:9001/browser/{bucket}/{key}; the run reports link there.
     object_url_template: str | None = None
+    # TAXI_DOWNLOAD_MAX_BYTES, TAXI_DOWNLOAD_DEADLINE_SECONDS: bounds on each remote input
+    # (s3:// or http(s)://) a run reads or ingests: its size, checked before reading and
+    # while streaming, and the whole transfer's duration.
+    download_max_bytes: int = DEFAULT_DOWNLOAD_MAX_BYTES
+    download_deadline_seconds: int = DEFAULT_DOWNLOAD_DEADLINE_SECONDS
+    # TAXI_ALLOW_LOCAL_SOURCES: "true" lets a deployment's runs read local paths named by their
+    # parameters (a worker with a data directory of its own); off by default. Flows called
+    # directly (quickstart, tests, notebooks) always may.
+    allow_local_sources: bool = False
+    # TAXI_SOURCE_BUCKETS: buckets besides TAXI_BUCKET that a deployment's run parameters may
+    # name as s3:// sources, comma-separated (e.g. a landing bucket); none by default.
+    source_buckets: tuple[str, ...] = ()
     # PREFECT_API_URL: Prefect's own setting; read here only to print the UI's address.
     prefect_api_url: str | None = None
 
@@ -111,7 +132,21 @@ class Settings:
             drift_thresholds=parse_drift_thresholds(value(DRIFT_THRESHOLDS_ENV)),
             set_aside_after_failures=parse_set_aside_after(value(SET_ASIDE_AFTER_FAILURES_ENV)),
             object_url_template=parse_object_url_template(value(OBJECT_URL_TEMPLATE_ENV)),
+            download_max_bytes=parse_positive_whole(
+                DOWNLOAD_MAX_BYTES_ENV, value(DOWNLOAD_MAX_BYTES_ENV), DEFAULT_DOWNLOAD_MAX_BYTES, "bytes"
+            ),
+            download_deadline_seconds=parse_positive_whole(
+                DOWNLOAD_DEADLINE_ENV, value(DOWNLOAD_DEADLINE_ENV), DEFAULT_DOWNLOAD_DEADLINE_SECONDS, "seconds"
+            ),
+            allow_local_sources=parse_switch(ALLOW_LOCAL_SOURCES_ENV, value(ALLOW_LOCAL_SOURCES_ENV)),
+            source_buckets=tuple(b.strip() for b in (value(SOURCE_BUCKETS_ENV) or "").split(",") if b.strip()),
         )
+
+    @property
+    def readable_buckets(self) -> tuple[str, ...]:
+        """The buckets a deployment's run parameters may name as sources: TAXI_BUCKET and
+        TAXI_SOURCE_BUCKETS."""
+        return (self.bucket, *self.source_buckets)
 
 
 def parse_retry_delays(raw: str | None) -> tuple[int, ...]:
@@ -153,15 +188,30 @@ def parse_drift_thresholds(raw: str | None) -> dict[str, float]:
 
 def parse_set_aside_after(raw: str | None) -> int:
     """A whole number of failed runs, at least 1; the default when unset."""
+    return parse_positive_whole(SET_ASIDE_AFTER_FAILURES_ENV, raw, DEFAULT_SET_ASIDE_AFTER_FAILURES, "failed runs")
+
+
+def parse_positive_whole(name: str, raw: str | None, default: int, unit: str = "") -> int:
+    """A whole number (of `unit`) of at least 1; `default` when unset."""
     if raw is None:
-        return DEFAULT_SET_ASIDE_AFTER_FAILURES
+        return default
     try:
-        count = int(raw)
+        number = int(raw)
     except ValueError:
-        count = 0
-    if count < 1:
-        raise ValueError(f"{SET_ASIDE_AFTER_FAILURES_ENV} must be a whole number of failed runs, at least 1; got {raw!r}")
-    return count
+        number = 0
+    if number < 1:
+        raise ValueError(f"{name} must be a whole number{' of ' + unit if unit else ''}, at least 1; got {raw!r}")
+    return number
+
+
+def parse_switch(name: str, raw: str | None) -> bool:
+    """true/false (also 1/0, yes/no); False when unset."""
+    if raw is None:
+        return False
+    switch = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}.get(raw.lower())
+    if switch is None:
+        raise ValueError(f"{name} must be true or false; got {raw!r}")
+    return switch
 
 
 def parse_object_url_template(raw: str | None) -> str | None:

@@ -4,15 +4,24 @@
 local path, an `s3://bucket/key` URI or an `https://` URL, checks them against the input
 contract and returns them with schema-neutral column names (`pickup_datetime`,
 `dropoff_datetime`). Only the columns the pipeline uses are read, which keeps a 1.4M-trip
-month to a few tens of megabytes. Anything that breaks the contract raises `DataError`.
+month to a few tens of megabytes. Anything that breaks the contract raises `DataError`, whose
+message names the source and what was wrong, never the file's content (a run may be pointed
+at a file that is not trip data at all, and its message goes to logs and the Prefect UI).
+
+Remote sources are copied to a temporary file by taxi.download, with its size cap and deadline
+(TAXI_DOWNLOAD_MAX_BYTES, TAXI_DOWNLOAD_DEADLINE_SECONDS). `check_source` is the policy on
+which sources a deployment's run may name (the flows apply it; see flows/tasks.py).
 """
 
 from __future__ import annotations
 
 import os
-import urllib.error
-import urllib.request
-from collections.abc import Callable
+import re
+import tempfile
+import urllib.parse
+from collections.abc import Callable, Collection
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -21,6 +30,10 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from taxi.layout import CSV_SUFFIXES, PARQUET_SUFFIXES
+from taxi.settings import ALLOW_LOCAL_SOURCES_ENV, SOURCE_BUCKETS_ENV, Settings
+
+if TYPE_CHECKING:
+    from taxi.download import S3Opener
 
 # Reads s3://bucket/key and returns its bytes; raises FileNotFoundError for a missing object.
 S3Reader = Callable[[str], bytes]
@@ -37,7 +50,11 @@ REQUIRED_COLUMNS: tuple[str, ...] = ("PULocationID", "DOLocationID", "passenger_
 # Read when present (a planned distance is an optional model input); absent means all missing.
 OPTIONAL_COLUMNS: tuple[str, ...] = ("trip_distance",)
 NUMERIC_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
-HTTP_TIMEOUT_SECONDS = 60
+# What Arrow's error messages say that is safe to repeat: counts and positions, never the
+# bytes it quotes (a CSV parse error quotes the offending line).
+_ARROW_FACTS = re.compile(
+    r"Row #\d+|Expected \d+ columns?, got \d+|magic bytes not found|file size is \d+ bytes|Unexpected end of stream"
+)
 
 
 class DataError(ValueError):
@@ -62,12 +79,13 @@ def load_data(source: str, read_s3: S3Reader | None = None) -> pd.DataFrame:
     and the TLC schema ("yellow" or "green"). `s3://` sources are read with `read_s3`
     (default: taxi.storage's reader, with the S3 settings of the environment).
     """
-    raw = _open(source, read_s3)
-    is_parquet = _is_parquet(source, raw)
-    names = _parquet_columns(source, raw) if is_parquet else _csv_columns(source, raw)
-    schema, pickup, dropoff = _detect_schema(source, names)
-    columns = [pickup, dropoff, *REQUIRED_COLUMNS, *(c for c in OPTIONAL_COLUMNS if c in names)]
-    table = _read_parquet(source, raw, columns) if is_parquet else _read_csv(source, raw, columns)
+    with tempfile.TemporaryDirectory(prefix="taxi-load-") as scratch:
+        raw = _open(source, read_s3, Path(scratch))
+        is_parquet = _is_parquet(source, raw)
+        names = _parquet_columns(source, raw) if is_parquet else _csv_columns(source, raw)
+        schema, pickup, dropoff = _detect_schema(source, names)
+        columns = [pickup, dropoff, *REQUIRED_COLUMNS, *(c for c in OPTIONAL_COLUMNS if c in names)]
+        table = _read_parquet(source, raw, columns) if is_parquet else _read_csv(source, raw, columns)
     table = table.rename_columns([_neutral_name(c, pickup, dropoff) for c in table.column_names])
     # One array per column (no 2-D block consolidation) and the Arrow buffers released as
     # they are converted: a month then costs about one copy of its columns, not three.
@@ -80,31 +98,78 @@ def load_data(source: str, read_s3: S3Reader | None = None) -> pd.DataFrame:
     return trips
 
 
-def _open(source: str, read_s3: S3Reader | None) -> Raw:
-    """A local path as is; remote sources as an in-memory buffer (a month is tens of MB)."""
-    if source.startswith("s3://"):
-        try:
-            return pa.py_buffer((read_s3 or _environment_s3_reader())(source))
-        except FileNotFoundError as error:
-            raise DataError(source, "file not found in S3") from error
-    if source.startswith(("http://", "https://")):
-        try:
-            with urllib.request.urlopen(source, timeout=HTTP_TIMEOUT_SECONDS) as response:
-                return pa.py_buffer(response.read())
-        except urllib.error.HTTPError as error:
-            if error.code in (403, 404, 410):
-                raise DataError(source, f"download failed with HTTP {error.code} (no such file?)") from error
-            raise  # 5xx and the like are worth a retry
+def _open(source: str, read_s3: S3Reader | None, scratch: Path) -> Raw:
+    """A local path as is; a remote source copied into `scratch` (taxi.download: size cap,
+    deadline, no redirect off http(s) or off TLS), or read with the caller's `read_s3`."""
+    if source.startswith(("s3://", "http://", "https://")):
+        return _download(source, read_s3, scratch)
     if not os.path.isfile(source):
         raise DataError(source, "file not found" if not os.path.exists(source) else "not a file")
     return source
 
 
-def _environment_s3_reader() -> S3Reader:
-    # Imported when first needed, so that reading local files never loads boto3.
-    from taxi.storage.objects import read_s3_uri
+def _download(source: str, read_s3: S3Reader | None, scratch: Path) -> Raw:
+    # Imported when first needed: taxi.download imports this module (for DataError), and
+    # reading local files never loads boto3.
+    from taxi.download import NotPublishedError, download
 
-    return read_s3_uri
+    settings = Settings.from_env()
+    is_s3 = source.startswith("s3://")
+    try:
+        if is_s3 and read_s3 is not None:  # the caller's own reader: its bytes are capped once read
+            data = read_s3(source)
+            if len(data) > settings.download_max_bytes:
+                raise DataError(source, f"is {len(data):,} bytes, more than the {settings.download_max_bytes:,}-byte limit")
+            return pa.py_buffer(data)
+        fetched = download(
+            source,
+            scratch / "source",  # the format comes from `source`'s name, not from this one
+            max_bytes=settings.download_max_bytes,
+            deadline_seconds=settings.download_deadline_seconds,
+            open_s3=_environment_s3_opener() if is_s3 else None,
+        )
+    except (NotPublishedError, FileNotFoundError) as error:
+        status = re.search(r"HTTP \d+", str(error))
+        problem = (
+            "file not found in S3" if is_s3 else f"download failed with {status[0] if status else 'no file'} (no such file?)"
+        )
+        raise DataError(source, problem) from error
+    return str(fetched.path)
+
+
+def _environment_s3_opener() -> S3Opener:
+    from taxi.storage.objects import open_s3_uri
+
+    return open_s3_uri
+
+
+def check_source(source: str, buckets: Collection[str], allow_local: bool) -> None:
+    """Raise DataError unless `source` is one a deployment's run may read: an s3:// URI in one
+    of `buckets`, an https:// URL, or, when `allow_local`, a local path. Anything else (plain
+    http://, which reaches the internal network unencrypted, file:// and other schemes, other
+    buckets, local files such as /etc/passwd) is refused before it is opened. Pure: the caller
+    says which buckets and whether local paths are allowed (taxi.settings)."""
+    from taxi.download import public_url  # see _download
+
+    shown = public_url(source)
+    if source.startswith("s3://"):
+        bucket, _, key = source.removeprefix("s3://").partition("/")
+        if bucket not in buckets or not key:
+            allowed = ", ".join(repr(b) for b in buckets)
+            raise DataError(shown, f"not in a bucket runs may read ({allowed}; {SOURCE_BUCKETS_ENV} adds others)")
+        return
+    if source.startswith("https://"):
+        if not urllib.parse.urlsplit(source).hostname:
+            raise DataError(shown, "an https:// URL needs a host")
+        return
+    if "://" in source or source.lower().startswith(("http:", "https:", "s3:", "file:")):
+        raise DataError(shown, "only s3:// URIs in the project's bucket(s) and https:// URLs are read by deployment runs")
+    if not allow_local:
+        raise DataError(
+            shown,
+            f"local paths are not read by deployment runs unless {ALLOW_LOCAL_SOURCES_ENV}=true: "
+            "give an s3:// URI in the project's bucket or an https:// URL",
+        )
 
 
 def _suffix(source: str) -> str:
@@ -125,14 +190,14 @@ def _parquet_columns(source: str, raw: Raw) -> list[str]:
     try:
         return list(pq.read_schema(_reader(raw)).names)
     except (pa.ArrowException, OSError) as error:
-        raise DataError(source, f"not a readable parquet file ({error})") from error
+        raise DataError(source, f"not a readable parquet file{_arrow_facts(error)}") from None
 
 
 def _read_parquet(source: str, raw: Raw, columns: list[str]) -> pa.Table:
     try:
         return pq.read_table(_reader(raw), columns=columns)
     except (pa.ArrowException, OSError) as error:
-        raise DataError(source, f"parquet file is corrupt or truncated ({error})") from error
+        raise DataError(source, f"parquet file is corrupt or truncated{_arrow_facts(error)}") from None
 
 
 def _csv_stream(source: str, raw: Raw) -> str | pa.NativeFile:
@@ -148,8 +213,8 @@ def _csv_columns(source: str, raw: Raw) -> list[str]:
         return list(reader.schema.names)
     except (pa.ArrowException, OSError) as error:
         if "Empty CSV file" in str(error):
-            raise DataError(source, "file is empty") from error
-        raise DataError(source, f"not a readable CSV file ({error})") from error
+            raise DataError(source, "file is empty") from None
+        raise DataError(source, f"not a readable CSV file{_arrow_facts(error)}") from None
 
 
 def _read_csv(source: str, raw: Raw, columns: list[str]) -> pa.Table:
@@ -158,7 +223,15 @@ def _read_csv(source: str, raw: Raw, columns: list[str]) -> pa.Table:
     try:
         return pacsv.read_csv(_csv_stream(source, raw), convert_options=options)
     except (pa.ArrowException, OSError) as error:
-        raise DataError(source, f"not a readable CSV file ({error})") from error
+        raise DataError(source, f"not a readable CSV file{_arrow_facts(error)}") from None
+
+
+def _arrow_facts(error: BaseException) -> str:
+    """ " (Row #3: Expected 19 columns, got 1)" from Arrow's message, without the line it
+    quotes; "" when it says nothing known to be safe. The caller raises `from None`, so that
+    Arrow's own message does not reach the logs through the traceback either."""
+    facts = _ARROW_FACTS.findall(str(error))
+    return f" ({': '.join(facts)})" if facts else ""
 
 
 def _reader(raw: Raw) -> str | pa.BufferReader:
@@ -169,7 +242,8 @@ def _detect_schema(source: str, names: list[str]) -> tuple[str, str, str]:
     found = [schema for schema, (pickup, dropoff) in SCHEMAS.items() if pickup in names and dropoff in names]
     if not found:
         expected = " or ".join(f"{p}/{d}" for p, d in SCHEMAS.values())
-        raise DataError(source, f"not a TLC yellow or green trip file: no {expected} columns (has {names[:12]})")
+        # The header is not repeated: the file may be anything (a run pointed at /etc/passwd).
+        raise DataError(source, f"not a TLC yellow or green trip file: no {expected} columns ({len(names)} column(s) found)")
     schema = found[0]
     missing = [c for c in REQUIRED_COLUMNS if c not in names]
     if missing:
@@ -207,5 +281,8 @@ def _check_coercion(source: str, column: str, before: pd.Series, after: pd.Serie
     blank = before.isna() | (before.astype("string").str.strip() == "")
     bad = after.isna() & ~blank
     if bad.any():
-        examples = before[bad].astype(str).unique()[:3].tolist()
-        raise DataError(source, f"column {column!r} has {int(bad.sum())} value(s) that are not {kind}, e.g. {examples}")
+        # Where, not what: the values themselves are the file's content.
+        first = int(np.flatnonzero(bad.to_numpy())[0]) + 1
+        raise DataError(
+            source, f"column {column!r} has {int(bad.sum())} value(s) that are not {kind}, the first in trip row {first}"
+        )

@@ -169,10 +169,24 @@ class ObjectStore:
     def stored_sha256(self, key: str) -> str:
         """The sha256 of an object's bytes, read in chunks."""
         digest = hashlib.sha256()
-        with self._errors("read", self.uri(key)):
-            for chunk in self.client.get_object(Bucket=self.bucket, Key=key)["Body"].iter_chunks(READ_BACK_CHUNK_BYTES):
-                digest.update(chunk)
+        for chunk in self.chunks(key):
+            digest.update(chunk)
         return digest.hexdigest()
+
+    def chunks(self, key: str, chunk_bytes: int = READ_BACK_CHUNK_BYTES) -> Iterator[bytes]:
+        """An object's bytes in pieces of at most `chunk_bytes`, never whole; the GET is made
+        when the first piece is asked for."""
+        with self._errors("read", self.uri(key)):
+            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+            try:
+                yield from body.iter_chunks(chunk_bytes)
+            finally:
+                body.close()
+
+    def size(self, key: str) -> int:
+        """An object's size in bytes, from a HEAD request (nothing of it is read)."""
+        with self._errors("check", self.uri(key)):
+            return int(self.client.head_object(Bucket=self.bucket, Key=key)["ContentLength"])
 
     def _check_stored(self, key: str, expected: str) -> None:
         stored = self.stored_sha256(key)
@@ -315,5 +329,18 @@ def read_s3_uri(uri: str) -> bytes:
         return ObjectStore(bucket=bucket).get(key)
     except BucketNotFoundError:
         raise  # a wrong bucket is not a missing file
+    except NotFoundError as error:
+        raise FileNotFoundError(str(error)) from error
+
+
+def open_s3_uri(uri: str) -> tuple[int, Iterator[bytes]]:
+    """The size of s3://bucket/key (HEAD) and its bytes in chunks (GET, made only when they
+    are iterated), with a client from the environment: taxi.download's S3Opener, so that a
+    source over the size cap is refused before any of it is read. A missing object raises
+    FileNotFoundError."""
+    bucket, key = parse_s3_uri(uri)
+    store = ObjectStore(bucket=bucket)
+    try:
+        return store.size(key), store.chunks(key)
     except NotFoundError as error:
         raise FileNotFoundError(str(error)) from error

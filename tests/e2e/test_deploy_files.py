@@ -95,3 +95,23 @@ def test_deployments_that_publish_run_one_at_a_time():
                 name,
                 deployment,
             )
+
+
+def test_every_deployment_runs_its_flow_with_a_time_limit():
+    """prefect.yaml has no field for a flow's timeout (Prefect ignores unknown keys): the
+    entrypoints name time-limited copies of the flows (flows/deployed.py), the same flows
+    called directly keep none."""
+    from prefect.flows import load_flow_from_entrypoint
+
+    from flows.ingest import ingest_flow
+    from flows.training import training_flow
+
+    expected = {"taxi-ingest": 2 * 3600, "taxi-training": 3600, "taxi-inference": 50 * 60}
+    for name in ("prefect.yaml", "prefect-prebuilt.yaml"):
+        limits = {}
+        for deployment in _load(name)["deployments"]:
+            flow = load_flow_from_entrypoint(str(REPO / deployment["entrypoint"]))
+            limits[deployment["name"]] = flow.timeout_seconds
+            assert "timeout_seconds" not in deployment  # would be ignored silently
+        assert limits == expected, name
+    assert ingest_flow.timeout_seconds is None and training_flow.timeout_seconds is None

@@ -23,7 +23,7 @@ from prefect.client.orchestration import get_client
 from prefect.events import emit_event
 from prefect.events.worker import EventsWorker
 from prefect.flow_engine import run_flow
-from prefect.states import Crashed
+from prefect.states import Crashed, Failed
 
 from deploy.automations import AlertSetupError, check_webhook_url, load_automations_file, setup_automations
 from taxi import load_data, predict, process_inference_data
@@ -141,6 +141,7 @@ def test_a_failed_or_crashed_taxi_deployment_run_notifies_and_other_deployments_
     other = asyncio.run(_run_of_deployment(f"other-{suffix}"))
     failed = asyncio.run(_run_of_deployment(f"taxi-alert-test-{suffix}"))
     crashed = asyncio.run(_run_of_deployment(f"taxi-alert-crash-{suffix}"))
+    timed_out = asyncio.run(_run_of_deployment(f"taxi-alert-timeout-{suffix}"))
 
     for run in (other, failed):
         state = run_flow(failing_flow, flow_run=run, return_type="state")
@@ -149,6 +150,10 @@ def test_a_failed_or_crashed_taxi_deployment_run_notifies_and_other_deployments_
     async def crash() -> None:  # what a worker reports when the infrastructure dies
         async with get_client() as client:
             await client.set_flow_run_state(crashed.id, Crashed(message="container exited with code 137"), force=True)
+            # What the engine reports for a run past its flow's timeout_seconds (flows/deployed.py).
+            await client.set_flow_run_state(
+                timed_out.id, Failed(name="TimedOut", message="Flow run exceeded timeout of 3000.0 second(s)"), force=True
+            )
 
     asyncio.run(crash())
 
@@ -158,6 +163,8 @@ def test_a_failed_or_crashed_taxi_deployment_run_notifies_and_other_deployments_
     assert failure["path"].endswith(f"token={receiver.token}")
     crash_alert = receiver.wait_for(crashed.name)
     assert "Crashed" in crash_alert["subject"] and "code 137" in crash_alert["body"]
+    timeout_alert = receiver.wait_for(timed_out.name)
+    assert "TimedOut" in timeout_alert["subject"] and "exceeded timeout" in timeout_alert["body"]
     # The other deployment's run failed first; had it matched, its notification would be here.
     assert not [m for m in receiver.received if other.name in m["subject"] + m["body"]]
 

@@ -44,6 +44,11 @@ class TlcHandler(http.server.BaseHTTPRequestHandler):
         body = path.read_bytes()
         if behaviour == "truncated":  # a short file, honestly announced as short
             body = body[: len(body) // 2]
+        if behaviour == "unannounced":  # no Content-Length: the body ends when the connection closes
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(body)
+            return
         self.send_response(200)
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(len(body)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import http.server
+import os
 import shutil
 import threading
 from functools import partial
@@ -182,11 +183,42 @@ def test_unparseable_values(tmp_path):
     row = lines[5].split(",")
     row[header.index("tpep_pickup_datetime")] = "yesterday"
     (tmp_path / "bad_time.csv").write_text("\n".join([lines[0], *lines[1:5], ",".join(row)]) + "\n")
-    _fails(tmp_path / "bad_time.csv", "'pickup_datetime' has 1 value.* not datetimes.*yesterday")
+    error = _fails(tmp_path / "bad_time.csv", "'pickup_datetime' has 1 value.* not datetimes, the first in trip row 5$")
+    assert "yesterday" not in str(error)  # where, not what: values are the file's content
     row = lines[5].split(",")
     row[header.index("DOLocationID")] = "Queens"
     (tmp_path / "bad_zone.csv").write_text("\n".join([lines[0], *lines[1:5], ",".join(row)]) + "\n")
-    _fails(tmp_path / "bad_zone.csv", "'DOLocationID' has 1 value.* not numbers.*Queens")
+    error = _fails(tmp_path / "bad_zone.csv", "'DOLocationID' has 1 value.* not numbers, the first in trip row 5$")
+    assert "Queens" not in str(error)
+
+
+def test_errors_name_the_source_and_the_problem_never_the_content(tmp_path):
+    """A run pointed at a file that is not trip data gets an error without the file's bytes:
+    not in the message, nor in the exception chain that tracebacks in the logs would show."""
+    secret = "root:x:0:0:SECRET-token-1234:/root:/bin/bash"
+    passwd = tmp_path / "passwd"
+    passwd.write_text(f"{secret}\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\nodd,line,with,commas\n")
+    one_line = tmp_path / "environ"
+    one_line.write_bytes(b"AWS_SECRET_ACCESS_KEY=SECRET-token-1234\x00HOME=/root,x\x00")
+    header_only = tmp_path / "header.csv"
+    header_only.write_text("SECRET-token-1234,other\n1,2\n")
+    quoted = tmp_path / "quoted.csv"
+    quoted.write_text('a,b\n"SECRET-token-1234\n')
+    for path, problem in (
+        (passwd, r"not a readable CSV file \(Row #3: Expected 1 columns, got 4\)"),
+        (one_line, "file is empty|not a TLC yellow or green trip file"),
+        (header_only, r"not a TLC yellow or green trip file: .* \(2 column\(s\) found\)"),
+        (quoted, "not a readable CSV file"),
+    ):
+        error = _fails(path, problem)
+        chain = [error, error.__cause__, None if error.__suppress_context__ else error.__context__]
+        assert not any("SECRET" in str(e) for e in chain if e is not None), (path, chain)
+    for path in ("/etc/passwd", "/proc/self/environ"):  # the real ones, where this machine has them
+        if os.path.isfile(path):
+            with pytest.raises(DataError) as raised:
+                load_data(path)
+            assert str(raised.value).startswith(f"{path}: ") and "root:" not in str(raised.value)
+            assert raised.value.__cause__ is None and raised.value.__suppress_context__
 
 
 def test_nothing_left_after_filtering(tmp_path):
