@@ -9,7 +9,9 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, ParamSpec, TypeVar
 
 from prefect import Task, flow, get_run_logger
@@ -25,10 +27,17 @@ from taxi.incoming import Claim, IncomingFile
 from taxi.layout import INCOMING_PREFIX, SET_ASIDE_PREFIX, browser_url, prediction_name, s3_uri
 from taxi.pipeline import predictions_frame
 from taxi.settings import Settings
+from taxi.storage import LoadedModel
 
 DEFAULT_INCOMING_PREFIX = INCOMING_PREFIX
 P = ParamSpec("P")
 R = TypeVar("R")
+
+# The model the hourly job loaded and verified at its start, lent to the inference_flow run of
+# each of its files, which would otherwise download, verify and unpickle the same version
+# again. A context variable rather than a flow parameter (parameters go to the Prefect API) or
+# a global (overlapping runs in one process each keep their own).
+_run_model: ContextVar[LoadedModel | None] = ContextVar("taxi_run_model", default=None)
 
 
 @flow(name="taxi-inference", version=tasks.VERSION, log_prints=True)
@@ -46,7 +55,7 @@ def inference_flow(input_path: str, model_version: str = "latest", output_name: 
     settings = Settings.from_env()
     thresholds = monitoring.drift_thresholds(settings.drift_thresholds)  # a bad setting fails before any work
     retrying = tasks.io_retries(settings)
-    loaded = retrying(tasks.load_model)(model_version)
+    loaded = _model(model_version, retrying)
     processed = process_inference_data_flow(input_path, loaded.vectorizer)
     unknown = loaded.vectorizer.unknown_counts(processed.trips)
     if any(unknown.values()):
@@ -79,6 +88,26 @@ def inference_flow(input_path: str, model_version: str = "latest", output_name: 
     )
     logger.info("Predicted %d trips from %s with model %s -> %s", len(predictions), input_path, loaded.version, uri)
     return uri
+
+
+def _model(model_version: str, retrying: Callable[[Task[P, R]], Task[P, R]]) -> LoadedModel:
+    """The model to predict with: the one the calling hourly run lent (`_lending`) when it is
+    this version, else loaded and verified now."""
+    lent = _run_model.get()
+    if lent is not None and lent.version == model_version:
+        get_run_logger().info("Model version %s as loaded and verified by the hourly run", lent.version)
+        return lent
+    return retrying(tasks.load_model)(model_version)
+
+
+@contextmanager
+def _lending(loaded: LoadedModel) -> Iterator[None]:
+    """Within the block, an inference_flow run of `loaded.version` predicts with `loaded`."""
+    token = _run_model.set(loaded)
+    try:
+        yield
+    finally:
+        _run_model.reset(token)
 
 
 def publish_monitoring_record(record: dict[str, Any], predictions_uri: str, retrying: Callable[[Task[P, R]], Task[P, R]]) -> str:
@@ -167,8 +196,10 @@ def incoming_inference_flow(prefix: str = DEFAULT_INCOMING_PREFIX, model_version
     retrying = tasks.io_retries(settings)
     run = str(flow_run.get_id() or "local")
     # Loaded (and verified) once here so a bad model fails the run before any file is touched;
-    # each file's run then loads this exact version, even if `latest` moves meanwhile.
-    version = retrying(tasks.load_model)(model_version).version
+    # each file's run then predicts with this very model (lent, not loaded again), so with this
+    # exact version even if `latest` moves meanwhile.
+    loaded = retrying(tasks.load_model)(model_version)
+    version = loaded.version
     files = retrying(tasks.list_incoming)(prefix)
     done = retrying(tasks.list_processed)(prefix)
     claim_file, record_done = retrying(tasks.claim_file), retrying(tasks.record_done)
@@ -194,7 +225,8 @@ def incoming_inference_flow(prefix: str = DEFAULT_INCOMING_PREFIX, model_version
             continue
         error: str | None = None
         try:
-            state = inference_flow(s3_uri(settings.bucket, file.key), version, prediction_name(file.key), return_state=True)
+            with _lending(loaded):
+                state = inference_flow(s3_uri(settings.bucket, file.key), version, prediction_name(file.key), return_state=True)
             if state.is_completed():
                 uri = state.result()
                 record_done(file, uri, version, run)
