@@ -301,23 +301,28 @@ def _forget_failures(file: IncomingFile) -> None:
 def _refresh_monitoring_plot(
     retrying: Callable[[Task[P, R]], Task[P, R]], object_url_template: str | None
 ) -> dict[str, Any] | None:
-    """Redraw the plot of the newest monitoring records and link it; a failure here is only
-    logged (the files are predicted and recorded)."""
+    """Redraw the plot of the newest monitoring records unless it was drawn less than
+    taxi.monitoring.PLOT_REDRAW_INTERVAL ago, and link it; a failure here is only logged (the
+    files are predicted and recorded)."""
     try:
-        drawn = retrying(tasks.refresh_monitoring_plot)()
+        plot = retrying(tasks.refresh_monitoring_plot)(unless_newer_than=monitoring.PLOT_REDRAW_INTERVAL)
     except Exception as error:  # noqa: BLE001
         get_run_logger().warning("Could not refresh the monitoring plot: %s", error)
         return None
-    if drawn is None:
+    if plot is None:
         return None
-    uri, records = drawn
+    shows = (
+        f"the newest {plot['records']} monitored batches"
+        if plot["redrawn"]
+        else f"the monitored batches as of {plot['drawn_at']}"
+    )
     create_link_artifact(
         key="taxi-monitoring-plot",
-        link=browser_url(uri, object_url_template),
-        link_text=uri,
-        description=f"Realized RMSE and drift over the newest {records} monitored batches",
+        link=browser_url(plot["uri"], object_url_template),
+        link_text=plot["uri"],
+        description=f"Realized RMSE and drift over {shows}",
     )
-    return {"uri": uri, "records": records}
+    return plot
 
 
 def _release(release_claim: Task[[IncomingFile], None], file: IncomingFile) -> None:
@@ -349,6 +354,12 @@ def _incoming_report(where: str, summary: dict[str, Any], template: str | None =
 def _plot_line(plot: dict[str, Any] | None) -> str:
     if plot is None:
         return "Monitoring plot: not redrawn by this run (no new monitoring records)."
+    if not plot["redrawn"]:
+        hours = monitoring.PLOT_REDRAW_INTERVAL.total_seconds() / 3600
+        return (
+            f"Monitoring plot (realized RMSE and drift, drawn at {plot['drawn_at']}; redrawn by the first run "
+            f"that predicts a file {hours:g} hours after that): [{plot['uri']}]({plot['uri']})"
+        )
     return f"Monitoring plot (realized RMSE and drift, newest {plot['records']} batches): [{plot['uri']}]({plot['uri']})"
 
 
