@@ -33,7 +33,7 @@ from taxi.layout import (
     model_key,
     model_prefix,
 )
-from taxi.storage.objects import IntegrityError, ObjectStore, StorageError, sha256_hex
+from taxi.storage.objects import IntegrityError, NotFoundError, ObjectStore, StorageError, sha256_hex
 
 SIGNATURE_ALGORITHM = "HMAC-SHA256"
 # A shorter key is more likely a placeholder than a secret; refuse it rather than sign with it.
@@ -185,13 +185,15 @@ class ModelRegistry:
             return
         key = model_key(version, SIGNATURE_OBJECT)
         uri = self.objects.uri(key)
-        if not self.objects.exists(key):
+        try:
+            body = self.objects.get(key)
+        except NotFoundError as error:
             raise IntegrityError(
                 f"model version {version!r} is not signed ({uri} does not exist) and a signing key "
                 "is configured: refusing to load it"
-            )
+            ) from error
         try:
-            recorded = json.loads(self.objects.get(key))
+            recorded = json.loads(body)
             signature = str(recorded["signature"])
             algorithm = recorded.get("algorithm")
         except (ValueError, KeyError, TypeError) as error:
@@ -240,9 +242,10 @@ class ModelRegistry:
         self.objects.put_verified(LATEST_KEY, json.dumps(marker, indent=2).encode(), "application/json")
 
     def latest_marker(self) -> Json | None:
-        if not self.objects.exists(LATEST_KEY):
+        try:
+            return json.loads(self.objects.get(LATEST_KEY))
+        except NotFoundError:
             return None
-        return json.loads(self.objects.get(LATEST_KEY))
 
     def resolve_version(self, version: str = "latest") -> tuple[str, str | None]:
         """The concrete version id for `version`, and the manifest checksum the marker vouches for."""
@@ -257,12 +260,13 @@ class ModelRegistry:
 
     def load_manifest(self, version: str, expected_sha256: str | None = None) -> Json:
         key = model_key(version, MANIFEST_OBJECT)
-        if not self.objects.exists(key):
+        try:
+            body = self.objects.get(key)  # one request: reading is how we find out it exists
+        except NotFoundError as error:
             raise ModelNotFoundError(
                 f"model version {version!r} not found: {self.objects.uri(key)} does not exist "
                 "(a version without a manifest was never completed)"
-            )
-        body = self.objects.get(key)
+            ) from error
         if expected_sha256 is not None and sha256_hex(body) != expected_sha256:
             raise IntegrityError(
                 f"{self.objects.uri(key)} does not match the checksum recorded in {self.objects.uri(LATEST_KEY)}"
