@@ -9,7 +9,9 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, ParamSpec, TypeVar
 
 from prefect import Task, flow, get_run_logger
@@ -25,10 +27,17 @@ from taxi.incoming import Claim, IncomingFile
 from taxi.layout import INCOMING_PREFIX, SET_ASIDE_PREFIX, browser_url, incoming_name, s3_uri
 from taxi.pipeline import predictions_frame
 from taxi.settings import Settings
+from taxi.storage import LoadedModel
 
 DEFAULT_INCOMING_PREFIX = INCOMING_PREFIX
 P = ParamSpec("P")
 R = TypeVar("R")
+
+# The model the hourly job loaded and verified at its start, lent to the inference_flow run of
+# each of its files, which would otherwise download, verify and unpickle the same version
+# again. A context variable rather than a flow parameter (parameters go to the Prefect API) or
+# a global (overlapping runs in one process each keep their own).
+_run_model: ContextVar[LoadedModel | None] = ContextVar("taxi_run_model", default=None)
 
 
 @flow(name="taxi-inference", version=tasks.VERSION, log_prints=True)
@@ -48,7 +57,7 @@ def inference_flow(input_path: str, model_version: str = "latest", output_name: 
     tasks.check_sources(settings, input_path)
     thresholds = monitoring.drift_thresholds(settings.drift_thresholds)  # a bad setting fails before any work
     retrying = tasks.io_retries(settings)
-    loaded = retrying(tasks.load_model)(model_version)
+    loaded = _model(model_version, retrying)
     processed = process_inference_data_flow(input_path, loaded.vectorizer)
     unknown = loaded.vectorizer.unknown_counts(processed.trips)
     if any(unknown.values()):
@@ -81,6 +90,26 @@ def inference_flow(input_path: str, model_version: str = "latest", output_name: 
     )
     logger.info("Predicted %d trips from %s with model %s -> %s", len(predictions), input_path, loaded.version, uri)
     return uri
+
+
+def _model(model_version: str, retrying: Callable[[Task[P, R]], Task[P, R]]) -> LoadedModel:
+    """The model to predict with: the one the calling hourly run lent (`_lending`) when it is
+    this version, else loaded and verified now."""
+    lent = _run_model.get()
+    if lent is not None and lent.version == model_version:
+        get_run_logger().info("Model version %s as loaded and verified by the hourly run", lent.version)
+        return lent
+    return retrying(tasks.load_model)(model_version)
+
+
+@contextmanager
+def _lending(loaded: LoadedModel) -> Iterator[None]:
+    """Within the block, an inference_flow run of `loaded.version` predicts with `loaded`."""
+    token = _run_model.set(loaded)
+    try:
+        yield
+    finally:
+        _run_model.reset(token)
 
 
 def publish_monitoring_record(record: dict[str, Any], predictions_uri: str, retrying: Callable[[Task[P, R]], Task[P, R]]) -> str:
@@ -172,8 +201,10 @@ def incoming_inference_flow(prefix: str = DEFAULT_INCOMING_PREFIX, model_version
     run = str(flow_run.get_id() or "local")
     retrying(tasks.check_conditional_writes)()
     # Loaded (and verified) once here so a bad model fails the run before any file is touched;
-    # each file's run then loads this exact version, even if `latest` moves meanwhile.
-    version = retrying(tasks.load_model)(model_version).version
+    # each file's run then predicts with this very model (lent, not loaded again), so with this
+    # exact version even if `latest` moves meanwhile.
+    loaded = retrying(tasks.load_model)(model_version)
+    version = loaded.version
     files = retrying(tasks.list_incoming)(prefix)
     done = retrying(tasks.list_processed)(prefix)
     claim_file, record_done = retrying(tasks.claim_file), retrying(tasks.record_done)
@@ -201,7 +232,8 @@ def incoming_inference_flow(prefix: str = DEFAULT_INCOMING_PREFIX, model_version
                 summary["skipped"].append({"input": file.key, "reason": reason})
                 continue
             etag = claimed.etag
-            state = inference_flow(s3_uri(settings.bucket, file.key), version, incoming_name(file.key), return_state=True)
+            with _lending(loaded):
+                state = inference_flow(s3_uri(settings.bucket, file.key), version, incoming_name(file.key), return_state=True)
             if state.is_completed():
                 uri = state.result()
                 record_done(file, uri, version, run)
@@ -278,23 +310,28 @@ def _forget_failures(file: IncomingFile) -> None:
 def _refresh_monitoring_plot(
     retrying: Callable[[Task[P, R]], Task[P, R]], object_url_template: str | None
 ) -> dict[str, Any] | None:
-    """Redraw the plot of the newest monitoring records and link it; a failure here is only
-    logged (the files are predicted and recorded)."""
+    """Redraw the plot of the newest monitoring records unless it was drawn less than
+    taxi.monitoring.PLOT_REDRAW_INTERVAL ago, and link it; a failure here is only logged (the
+    files are predicted and recorded)."""
     try:
-        drawn = retrying(tasks.refresh_monitoring_plot)()
+        plot = retrying(tasks.refresh_monitoring_plot)(unless_newer_than=monitoring.PLOT_REDRAW_INTERVAL)
     except Exception as error:  # noqa: BLE001
         get_run_logger().warning("Could not refresh the monitoring plot: %s", error)
         return None
-    if drawn is None:
+    if plot is None:
         return None
-    uri, records = drawn
+    shows = (
+        f"the newest {plot['records']} monitored batches"
+        if plot["redrawn"]
+        else f"the monitored batches as of {plot['drawn_at']}"
+    )
     create_link_artifact(
         key="taxi-monitoring-plot",
-        link=browser_url(uri, object_url_template),
-        link_text=uri,
-        description=f"Realized RMSE and drift over the newest {records} monitored batches",
+        link=browser_url(plot["uri"], object_url_template),
+        link_text=plot["uri"],
+        description=f"Realized RMSE and drift over {shows}",
     )
-    return {"uri": uri, "records": records}
+    return plot
 
 
 def _release(release_claim: Task[[IncomingFile, str], bool], file: IncomingFile, etag: str) -> None:
@@ -327,6 +364,12 @@ def _incoming_report(where: str, summary: dict[str, Any], template: str | None =
 def _plot_line(plot: dict[str, Any] | None) -> str:
     if plot is None:
         return "Monitoring plot: not redrawn by this run (no new monitoring records)."
+    if not plot["redrawn"]:
+        hours = monitoring.PLOT_REDRAW_INTERVAL.total_seconds() / 3600
+        return (
+            f"Monitoring plot (realized RMSE and drift, drawn at {plot['drawn_at']}; redrawn by the first run "
+            f"that predicts a file {hours:g} hours after that): [{plot['uri']}]({plot['uri']})"
+        )
     return f"Monitoring plot (realized RMSE and drift, newest {plot['records']} batches): [{plot['uri']}]({plot['uri']})"
 
 

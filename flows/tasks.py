@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import urllib.error
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
@@ -430,10 +430,18 @@ def write_monitoring_record(record: dict[str, Any], predictions_uri: str) -> str
 
 
 @task(name="refresh-monitoring-plot", tags=["taxi", "io", "s3"], **io_task)
-def refresh_monitoring_plot(newest: int = monitoring.PLOT_RECORDS) -> tuple[str, int] | None:
-    """Redraw the monitoring plot from the `newest` batch records (by time written); returns
-    its URI and how many records it shows, or None while there are no records."""
+def refresh_monitoring_plot(
+    newest: int = monitoring.PLOT_RECORDS, unless_newer_than: timedelta = timedelta(0)
+) -> dict[str, Any] | None:
+    """Redraw the monitoring plot from the `newest` batch records (by time written), unless it
+    was drawn less than `unless_newer_than` ago. Returns its URI, whether this call redrew it,
+    when it was drawn and how many records it shows (None when kept), or None while there are
+    no records."""
     objects = ObjectStore()
+    uri = objects.uri(MONITORING_PLOT_KEY)
+    drawn = [item["LastModified"] for item in objects.list_objects(MONITORING_PLOT_KEY) if item["Key"] == MONITORING_PLOT_KEY]
+    if drawn and datetime.now(UTC) - drawn[0] < unless_newer_than:
+        return {"uri": uri, "redrawn": False, "drawn_at": drawn[0].isoformat(timespec="seconds"), "records": None}
     listed = [item for item in objects.list_objects(MONITORING_PREFIX) if is_monitoring_record(item["Key"])]
     listed = sorted(listed, key=lambda item: (item["LastModified"], item["Key"]))[-newest:]
     records = []
@@ -445,4 +453,5 @@ def refresh_monitoring_plot(newest: int = monitoring.PLOT_RECORDS) -> tuple[str,
     if not records:
         return None
     objects.put_verified(MONITORING_PLOT_KEY, monitoring_report.monitoring_plot(records), "image/png")
-    return objects.uri(MONITORING_PLOT_KEY), len(records)
+    drawn_at = datetime.now(UTC).isoformat(timespec="seconds")
+    return {"uri": uri, "redrawn": True, "drawn_at": drawn_at, "records": len(records)}

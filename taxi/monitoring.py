@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -49,6 +49,10 @@ MISSING = "missing"
 # The monitoring plot shows this many batch records at most, the newest: one hourly file a
 # run gives about four days of history, and the plot stays readable and fast to redraw.
 PLOT_RECORDS = 100
+# The hourly job redraws the plot only once it is this old (reading the records back and
+# drawing them took seconds, a good share of a run over one file): the plot may miss the
+# batches of the last few hours.
+PLOT_REDRAW_INTERVAL = timedelta(hours=6)
 # A record's `drift_statistics` for a model version stored without reference statistics.
 NO_REFERENCE = "unavailable: the model version has no reference statistics (published before monitoring)"
 

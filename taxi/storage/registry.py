@@ -34,7 +34,7 @@ from taxi.layout import (
     model_key,
     model_prefix,
 )
-from taxi.storage.objects import IntegrityError, ObjectStore, StorageError, sha256_hex
+from taxi.storage.objects import BucketNotFoundError, IntegrityError, NotFoundError, ObjectStore, StorageError, sha256_hex
 
 # What new_version_id makes: the only version ids a run parameter, latest.json or a listing
 # may name (nothing like "../" can then reach a key).
@@ -223,15 +223,17 @@ class ModelRegistry:
             return
         key = model_key(version, SIGNATURE_OBJECT)
         uri = self.objects.uri(key)
-        if not self.objects.exists(key):
+        try:
+            body = self.objects.get(key)
+        except NotFoundError as error:
             raise IntegrityError(
                 f"model version {version!r} is not signed ({uri} does not exist) and a signing key "
                 "is configured: refusing to load it"
-            )
+            ) from error
         # Whatever the file holds (not JSON, not UTF-8, other types, non-ASCII text) is an
         # integrity failure, and its content is never echoed.
         try:
-            recorded = json.loads(self.objects.get(key))
+            recorded = json.loads(body)
         except ValueError as error:
             raise IntegrityError(f"{uri} is not a signature file: refusing to load model version {version!r}") from error
         signature = recorded.get("signature") if isinstance(recorded, dict) else None
@@ -350,11 +352,14 @@ class ModelRegistry:
         check_version_id(version)
         key = model_key(version, MANIFEST_OBJECT)
         uri = self.objects.uri(key)
-        if not self.objects.exists(key):
+        try:
+            body = self.objects.get(key)  # one request: reading is how we find out it exists
+        except BucketNotFoundError:
+            raise
+        except NotFoundError as error:
             raise ModelNotFoundError(
                 f"model version {version!r} not found: {uri} does not exist (a version without a manifest was never completed)"
-            )
-        body = self.objects.get(key)
+            ) from error
         if expected_sha256 is not None and sha256_hex(body) != expected_sha256:
             raise IntegrityError(f"{uri} does not match the checksum recorded in {self.objects.uri(LATEST_KEY)}")
         self.verify_signature(version, body)

@@ -106,7 +106,8 @@ def test_a_file_that_keeps_failing_is_set_aside_once_and_the_plot_is_refreshed(p
     assert store.exists("incoming/bad.parquet")
     # The good file's record is in the plot, which the run's artifacts link.
     assert Image.open(io.BytesIO(store.get("monitoring/plots/monitoring.png"))).size == (1100, 700)
-    assert summary["monitoring_plot"] == {"uri": store.uri("monitoring/plots/monitoring.png"), "records": 1}
+    plot = summary["monitoring_plot"]
+    assert plot["uri"] == store.uri("monitoring/plots/monitoring.png") and plot["records"] == 1 and plot["redrawn"]
     [link] = api.artifacts(state.state_details.flow_run_id, "taxi-monitoring-plot")
     assert link.type == "markdown" and store.uri("monitoring/plots/monitoring.png") in link.data
     [report] = api.artifacts(state.state_details.flow_run_id, "taxi-incoming-inference")
