@@ -12,7 +12,8 @@ which starts flow containers on the real Docker engine and sweeps the finished o
   (every unsafe variable: tests/integration/test_work_pool.py).
 - Retention: the container of a Completed run is removed; that of a Failed run is kept until
   its bound (90 s here, TAXI_KEEP_FAILED_CONTAINERS_HOURS) and removed then.
-- Memory: every container has the pool's default limit (4 GiB) and no swap on top.
+- Memory: every container has the pool's default limit (4 GiB) and no swap on top; a run
+  given a limit it exceeds is killed (OOMKilled), ends Crashed, and its container is kept.
 """
 
 from __future__ import annotations
@@ -138,9 +139,14 @@ def test_locked_pool_containers_are_unprivileged_limited_and_swept(stack, docker
     try:
         body = {"parameters": {"start": "2021-01", "end": "2021-01"}}
         ingest_run = api("POST", f"{api_url}/deployments/{ingest['id']}/create_flow_run", json=body)
+        # A run given a memory limit its imports alone exceed.
+        small = {"parameters": body["parameters"], "job_variables": {"mem_limit": "64m"}}
+        starved_run = api("POST", f"{api_url}/deployments/{ingest['id']}/create_flow_run", json=small)
         # Before any model is published, the hourly job fails ("no model has been published").
         failed = _finished_run_container(docker_client, api_url, unsafe_run["id"], "FAILED", worker_log)
         succeeded = _finished_run_container(docker_client, api_url, ingest_run["id"], "COMPLETED", worker_log)
+        starved = _finished_run_container(docker_client, api_url, starved_run["id"], "CRASHED", worker_log)
+        assert starved["HostConfig"]["Memory"] == 64 * 1024**2 and starved["State"]["OOMKilled"] is True, starved["State"]
 
         for attrs in (succeeded, failed):
             host = attrs["HostConfig"]
@@ -164,6 +170,7 @@ def test_locked_pool_containers_are_unprivileged_limited_and_swept(stack, docker
         wait = (finished + SUCCESS_GRACE - datetime.now(UTC)).total_seconds() + 5 * SWEEP_SECONDS
         time.sleep(max(wait, 0))
         assert _exists(docker_client, failed["Id"]), "the Failed run's container was removed before its bound"
+        assert _exists(docker_client, starved["Id"]), "the Crashed run's container was removed before its bound"
         deadline = time.monotonic() + KEEP_FAILED_SECONDS + 60
         while _exists(docker_client, failed["Id"]) and time.monotonic() < deadline:
             time.sleep(0.5)
