@@ -55,8 +55,9 @@ IMAGE_DIGEST = r"@sha256:[a-f0-9]{64}"
 # A network name, or host / bridge / none; not "container:<id>" (another container's namespaces).
 NETWORK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 # Memory limit of every flow container unless a deployment sets the job variable mem_limit:
-# twice the peak of the largest training the deployments run (one 1.4 million-trip month
-# read and processed, about 0.96 GB: docs/performance.md) plus room for larger months.
+# about four times the peak of the largest training the deployments run (one 1.4 million-trip
+# month read and processed at a time, 0.96 GB: docs/performance.md), which leaves room for the
+# Prefect engine and for larger months.
 DEFAULT_MEM_LIMIT = "4g"
 # The job variables a deployment or a flow run may set; everything else about the container
 # is fixed in job_configuration below. Left out on purpose: privileged, volumes,
