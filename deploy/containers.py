@@ -12,8 +12,9 @@ the worker looks at its pool's stopped containers every TAXI_CONTAINER_SWEEP_SEC
 The run's state comes from the Prefect API, not from the exit code: Prefect's engine exits
 with 0 once it has recorded the run's final state, Failed included. When the API cannot be
 asked, nothing is removed early; the time bound still applies. Running containers are never
-touched. A pool's containers are the ones the worker labels with its name
-(io.prefect.work-pool-name); deployments cannot set labels (deploy.work_pool).
+touched. A pool's containers are the ones the worker labels with the pool's id
+(io.prefect.work-pool-id), so that a pool of the same name on another Prefect server, sharing
+the Docker engine, is left alone; deployments cannot set labels (deploy.work_pool).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
 from prefect.exceptions import ObjectNotFound
 
-POOL_LABEL = "io.prefect.work-pool-name"
+POOL_LABEL = "io.prefect.work-pool-id"
 FLOW_RUN_LABEL = "io.prefect.flow-run-id"
 # The worker reads a container's exit code right after it stops; removing it before that
 # would only cost a warning in the worker's log, but there is no reason to race it.
@@ -61,16 +62,17 @@ def run_completed(flow_run_id: str | None) -> bool:
             return False
 
 
-def sweep(
-    client: docker.DockerClient,
-    pool: str,
-    keep_failed_for: timedelta,
-    now: datetime | None = None,
-) -> list[str]:
-    """Remove the pool's stopped containers that are due; returns the names removed."""
+def pool_id(pool: str) -> str:
+    """The id of the work pool called `pool` in the Prefect API."""
+    with get_client(sync_client=True) as client:
+        return str(client.read_work_pool(pool).id)
+
+
+def sweep(client: docker.DockerClient, pool_id: str, keep_failed_for: timedelta, now: datetime | None = None) -> list[str]:
+    """Remove the stopped containers of the pool `pool_id` that are due; returns their names."""
     now = now or datetime.now(UTC)
     removed = []
-    for container in client.containers.list(all=True, filters={"label": f"{POOL_LABEL}={pool}"}, ignore_removed=True):
+    for container in client.containers.list(all=True, filters={"label": f"{POOL_LABEL}={pool_id}"}, ignore_removed=True):
         if container.status not in STOPPED:
             continue
         stopped = stopped_at(container)
@@ -97,12 +99,15 @@ def sweep(
 
 def sweep_forever(pool: str, keep_failed_for: timedelta, every_seconds: float) -> None:
     """Sweep every `every_seconds` until the process ends; a failed sweep is reported and
-    the next one tried (the engine or the API may be restarting)."""
+    the next one tried (the engine or the API may be restarting). The pool's id is read
+    from the API once."""
+    known_id = None
     while True:
         try:
+            known_id = known_id or pool_id(pool)
             client = docker.from_env(timeout=30)
             try:
-                for name in sweep(client, pool, keep_failed_for):
+                for name in sweep(client, known_id, keep_failed_for):
                     print(f"removed finished flow container {name}", flush=True)
             finally:
                 client.close()

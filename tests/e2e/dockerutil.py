@@ -174,11 +174,6 @@ def run_deployment(api_url: str, deployment_id: str, parameters: dict | None = N
     """Create a flow run of the deployment and wait for its final state."""
     body = {"parameters": parameters} if parameters else {}
     run_id = api("POST", f"{api_url}/deployments/{deployment_id}/create_flow_run", json=body)["id"]
-    return final_state(api_url, run_id)
-
-
-def final_state(api_url: str, run_id: str) -> dict:
-    """The flow run once it has reached a final state."""
     deadline = time.monotonic() + FLOW_RUN_TIMEOUT
     while time.monotonic() < deadline:
         flow_run = api("GET", f"{api_url}/flow_runs/{run_id}")

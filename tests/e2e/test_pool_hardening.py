@@ -31,7 +31,7 @@ from prefect_docker.worker import DockerWorker
 from deploy.containers import SUCCESS_GRACE, stopped_at
 from deploy.work_pool import DEFAULT_MEM_LIMIT
 
-from .dockerutil import BIN, api, container_logs, deployment, final_state, flow_containers, host_stack, run, start, stop
+from .dockerutil import BIN, FLOW_RUN_TIMEOUT, api, container_logs, deployment, flow_containers, host_stack, run, start, stop
 
 pytestmark = pytest.mark.docker
 
@@ -42,6 +42,7 @@ KEEP_FAILED_SECONDS = 90
 SWEEP_SECONDS = 2
 TAG = "e2e-" + secrets.token_hex(4)
 GIB = 1024**3
+FINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 
 
 @pytest.fixture(scope="module")
@@ -65,16 +66,27 @@ def _exists(client: docker.DockerClient, container_id: str) -> bool:
     return True
 
 
-def _finished_run_container(client: docker.DockerClient, api_url: str, run_id: str, expected: str, worker_log: Path) -> dict:
-    """Wait for the flow run's final state, check it, and return its one container's attributes."""
-    flow_run = final_state(api_url, run_id)
-    containers = flow_containers(client, run_id)
-    assert flow_run["state_type"] == expected, (
-        f"{flow_run['name']} run ended {flow_run['state_type']}: {flow_run['state']}\n"
-        f"--- container logs:\n{container_logs(containers)}\n--- worker log:\n{worker_log.read_text()[-4000:]}"
-    )
-    assert len(containers) == 1, containers
-    return containers[0].attrs
+def _final_containers(client: docker.DockerClient, api_url: str, expected: dict[str, str], worker_log: Path) -> dict[str, dict]:
+    """Wait for the final state of each flow run (run id -> expected state type), check it, and
+    take its one container's attributes as soon as it is final (the sweeper removes a
+    Completed run's container SUCCESS_GRACE later)."""
+    found: dict[str, dict] = {}
+    deadline = time.monotonic() + FLOW_RUN_TIMEOUT
+    while len(found) < len(expected) and time.monotonic() < deadline:
+        for run_id in expected.keys() - found.keys():
+            flow_run = api("GET", f"{api_url}/flow_runs/{run_id}")
+            if flow_run["state_type"] not in FINAL:
+                continue
+            containers = flow_containers(client, run_id)
+            assert flow_run["state_type"] == expected[run_id], (
+                f"{flow_run['name']} run ended {flow_run['state_type']}: {flow_run['state']}\n"
+                f"--- container logs:\n{container_logs(containers)}\n--- worker log:\n{worker_log.read_text()[-4000:]}"
+            )
+            assert len(containers) == 1, containers
+            found[run_id] = containers[0].attrs
+        time.sleep(0.5)
+    assert len(found) == len(expected), f"runs not finished after {FLOW_RUN_TIMEOUT} s: {expected.keys() - found.keys()}"
+    return found
 
 
 def test_locked_pool_containers_are_unprivileged_limited_and_swept(stack, docker_client):
@@ -103,7 +115,7 @@ def test_locked_pool_containers_are_unprivileged_limited_and_swept(stack, docker
             "volumes": ["/:/host"],
             "container_create_kwargs": {"cap_add": ["SYS_ADMIN"]},
             "network_mode": "bridge",
-            "labels": {"prefect.io/work-pool-name": "another-pool"},
+            "labels": {"prefect.io/work-pool-name": "another-pool", "prefect.io/work-pool-id": "another-id"},
         },
     }
     unsafe_deployment = api("POST", f"{api_url}/deployments/", json=unsafe)
@@ -125,6 +137,7 @@ def test_locked_pool_containers_are_unprivileged_limited_and_swept(stack, docker
     for variable in ("privileged", "volumes", "container_create_kwargs", "network_mode", "labels"):
         assert f"'{variable}'" in attempts[0].text, attempts[0].text
 
+    pool = api("GET", f"{api_url}/work_pools/{POOL}")
     worker_log = tmp / "worker.log"
     worker = start(
         ["env", "--default-signal=INT", str(BIN / "python"), "-m", "deploy.worker", "--pool", POOL, "--type", "docker"],
@@ -143,9 +156,9 @@ def test_locked_pool_containers_are_unprivileged_limited_and_swept(stack, docker
         small = {"parameters": body["parameters"], "job_variables": {"mem_limit": "64m"}}
         starved_run = api("POST", f"{api_url}/deployments/{ingest['id']}/create_flow_run", json=small)
         # Before any model is published, the hourly job fails ("no model has been published").
-        failed = _finished_run_container(docker_client, api_url, unsafe_run["id"], "FAILED", worker_log)
-        succeeded = _finished_run_container(docker_client, api_url, ingest_run["id"], "COMPLETED", worker_log)
-        starved = _finished_run_container(docker_client, api_url, starved_run["id"], "CRASHED", worker_log)
+        expected = {unsafe_run["id"]: "FAILED", ingest_run["id"]: "COMPLETED", starved_run["id"]: "CRASHED"}
+        containers = _final_containers(docker_client, api_url, expected, worker_log)
+        failed, succeeded, starved = (containers[run_id] for run_id in expected)
         assert starved["HostConfig"]["Memory"] == 64 * 1024**2 and starved["State"]["OOMKilled"] is True, starved["State"]
 
         for attrs in (succeeded, failed):
@@ -155,7 +168,8 @@ def test_locked_pool_containers_are_unprivileged_limited_and_swept(stack, docker
             assert not host["Binds"] and not attrs["Mounts"], (host["Binds"], attrs["Mounts"])
             assert not host["CapAdd"]
             assert host["NetworkMode"] == "host"  # the pool's network, not the deployment's bridge
-            assert attrs["Config"]["Labels"]["io.prefect.work-pool-name"] == POOL
+            labels = attrs["Config"]["Labels"]
+            assert (labels["io.prefect.work-pool-name"], labels["io.prefect.work-pool-id"]) == (POOL, pool["id"])
             assert DEFAULT_MEM_LIMIT == "4g" and host["Memory"] == 4 * GIB and host["MemorySwap"] == 4 * GIB
 
         # The Completed run's container goes once its grace has passed.
