@@ -12,7 +12,12 @@ The model signing key, if TAXI_SIGNING_KEY is set here, is saved the same way
 as the Secret block "taxi-signing-key"; deployments then only name it
 (TAXI_SIGNING_KEY_BLOCK=taxi-signing-key) and the flows load it themselves.
 
-Usage (needs PREFECT_API_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY):
+The pool's template also decides what a deployment may ask of its containers: only images
+of TAXI_IMAGE, only the network TAXI_FLOW_NETWORK, never privileged, host mounts or extra
+capabilities, and a memory limit (see base_job_template).
+
+Usage (needs PREFECT_API_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, TAXI_IMAGE,
+TAXI_FLOW_NETWORK):
     python -m deploy.work_pool [--pool NAME]
 The pool name defaults to $TAXI_WORK_POOL or "taxi-docker". Safe to re-run.
 """
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import sys
 
 from prefect.blocks.system import Secret
@@ -29,7 +35,7 @@ from prefect.client.schemas.actions import WorkPoolCreate
 from prefect_docker.worker import DockerWorker
 
 from deploy.automations import setup_automations
-from taxi.settings import DEFAULT_WORK_POOL, Settings
+from taxi.settings import DEFAULT_WORK_POOL, FLOW_NETWORK_ENV, IMAGE_ENV, Settings
 
 DEFAULT_POOL = DEFAULT_WORK_POOL
 
@@ -41,19 +47,77 @@ SECRET_BLOCKS = {
 SIGNING_KEY_BLOCK = "taxi-signing-key"
 
 
-def base_job_template() -> dict:
-    """prefect-docker's default template, with the secret env vars as defaults.
+# Docker's grammar for a repository without tag ([registry[:port]/]path, lowercase), as in
+# scripts/ci/image-ref.sh, and for the tag and the digest that may follow it.
+IMAGE_REPOSITORY = re.compile(r"[a-z0-9]([a-z0-9._/:-]*[a-z0-9])?")
+IMAGE_TAG = r":[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+IMAGE_DIGEST = r"@sha256:[a-f0-9]{64}"
+# A network name, or host / bridge / none; not "container:<id>" (another container's namespaces).
+NETWORK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+# Memory limit of every flow container unless a deployment sets the job variable mem_limit:
+# about four times the peak of the largest training the deployments run (one 1.4 million-trip
+# month read and processed at a time, 0.96 GB: docs/performance.md), which leaves room for the
+# Prefect engine and for larger months.
+DEFAULT_MEM_LIMIT = "4g"
+# The job variables a deployment or a flow run may set; everything else about the container
+# is fixed in job_configuration below. Left out on purpose: privileged, volumes,
+# container_create_kwargs (cap_add, devices, pid/ipc modes, ...), networks, network_mode,
+# labels (the pool's label decides which containers deploy.worker removes), auto_remove and
+# memswap_limit (swap is off: memswap_limit equals mem_limit).
+ALLOWED_VARIABLES = ("command", "env", "name", "image", "registry_credentials", "image_pull_policy", "stream_output", "mem_limit")
 
-    The worker merges the `env` variable's default into the job configuration
-    and then the deployment's own `env` on top (prefect.workers.base), so
-    deployments can add variables without dropping these. (The server only
-    accepts placeholders of declared variables in job_configuration itself.)
+
+def image_pattern(repository: str) -> str:
+    """The JSON-schema pattern of `repository` followed by a tag, a digest or both. (Of the
+    characters a repository name may hold, only "." means something in a pattern.)"""
+    return "^" + repository.replace(".", r"\.") + f"({IMAGE_TAG}({IMAGE_DIGEST})?|{IMAGE_DIGEST})$"
+
+
+def base_job_template(image_repository: str, network: str) -> dict:
+    """prefect-docker's default template, locked down: the secret env vars as defaults, and
+    only the variables of ALLOWED_VARIABLES open to deployments and flow runs.
+
+    The server validates every deployment's and flow run's job variables against
+    `variables` (prefect.server.api.validation), so with `additionalProperties: false` a
+    deployment asking for e.g. `privileged` is refused when it is created. The worker builds
+    the container from `job_configuration` alone, substituting only `{{ variable }}`
+    placeholders; the fixed values there also hold for a deployment registered before the
+    pool was locked down.
+
+    The worker merges the `env` variable's default into the job configuration and then the
+    deployment's own `env` on top (prefect.workers.base), so deployments can add variables
+    without dropping these. (The server only accepts placeholders of declared variables in
+    job_configuration itself.)
     """
+    if not IMAGE_REPOSITORY.fullmatch(image_repository) or ":" in image_repository.rsplit("/", 1)[-1]:
+        raise ValueError(f"{IMAGE_ENV} must be an image name without tag, e.g. taxi-duration or ghcr.io/owner/repo")
+    if not NETWORK_NAME.fullmatch(network):
+        raise ValueError(f"{FLOW_NETWORK_ENV} must be the name of a Docker network (e.g. taxi-net or host)")
     template = DockerWorker.get_default_base_job_template()
-    template["variables"]["properties"]["env"]["default"] = {
+    variables = template["variables"]
+    variables["properties"] = {name: variables["properties"][name] for name in ALLOWED_VARIABLES}
+    variables["additionalProperties"] = False
+    # Without an image the worker would run Prefect's own image from Docker Hub.
+    variables["required"] = ["image"]
+    properties = variables["properties"]
+    properties["image"]["pattern"] = image_pattern(image_repository)
+    properties["image"]["description"] = f"An image of {image_repository}, with a tag or a digest."
+    properties["env"]["default"] = {
         env_name: "{{ prefect.blocks.secret.%s }}" % block_name  # noqa: UP031 (an f-string doubles each brace)
         for env_name, block_name in SECRET_BLOCKS.items()
     }
+    properties["mem_limit"]["default"] = DEFAULT_MEM_LIMIT
+    properties["mem_limit"]["pattern"] = "^[1-9][0-9]*[bkmg]?$"  # 0 would mean no limit
+    template["job_configuration"].update(
+        privileged=False,
+        volumes=[],
+        container_create_kwargs={},
+        networks=[],
+        network_mode=network,
+        labels={},
+        auto_remove=False,
+        memswap_limit="{{ mem_limit }}",
+    )
     return template
 
 
@@ -62,6 +126,15 @@ async def setup(pool_name: str, settings: Settings) -> None:
     missing = [name for name, value in secrets.items() if not value]
     if missing:
         sys.exit(f"error: set {', '.join(missing)} (the S3 credentials for flow runs)")
+    if not settings.image or not settings.flow_network:
+        sys.exit(
+            f"error: set {IMAGE_ENV} (the project image's name, without tag: deployments of the pool may run only its tags) "
+            f"and {FLOW_NETWORK_ENV} (the Docker network of every flow container, e.g. taxi-net or host)"
+        )
+    try:
+        template = base_job_template(settings.image, settings.flow_network)
+    except ValueError as error:
+        sys.exit(f"error: {error}")
     for env_name, block_name in SECRET_BLOCKS.items():
         await Secret(value=secrets[env_name]).save(block_name, overwrite=True)
     if settings.signing_key is not None:
@@ -69,10 +142,13 @@ async def setup(pool_name: str, settings: Settings) -> None:
         print(f"model signing key saved in the Secret block {SIGNING_KEY_BLOCK!r}")
     async with get_client() as client:
         pool = await client.create_work_pool(
-            WorkPoolCreate(name=pool_name, type="docker", base_job_template=base_job_template()),
+            WorkPoolCreate(name=pool_name, type="docker", base_job_template=template),
             overwrite=True,
         )
-    print(f"work pool {pool.name!r} (type {pool.type}) ready; secrets in blocks " + ", ".join(SECRET_BLOCKS.values()))
+    print(
+        f"work pool {pool.name!r} (type {pool.type}) ready: images of {settings.image}, network {settings.flow_network}, "
+        f"memory limit {DEFAULT_MEM_LIMIT} by default; secrets in blocks " + ", ".join(SECRET_BLOCKS.values())
+    )
 
 
 def main() -> None:

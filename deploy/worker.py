@@ -1,4 +1,5 @@
-"""Start a Prefect docker worker, after checking that it can use the Docker engine.
+"""Start a Prefect docker worker, after checking that it can use the Docker engine, with the
+sweeper that removes its pool's finished flow containers (deploy.containers).
 
 Why this exists: a worker that cannot open the Docker socket starts and reports
 healthy anyway; the problem only shows when the first flow run crashes. In the
@@ -6,7 +7,11 @@ compose stack the worker runs as the image's non-root user, which can use the
 socket only through the socket's group (DOCKER_GID in .env), so a wrong group id
 is the usual first-day failure. This names the group id to set instead.
 
-Usage (the compose worker's command): python -m deploy.worker [prefect worker start arguments]
+The sweeper runs in a thread of the worker's own process, so it lives and dies with the
+worker: succeeded containers go within about TAXI_CONTAINER_SWEEP_SECONDS (default 60) of
+their end, failed ones after TAXI_KEEP_FAILED_CONTAINERS_HOURS (default 72).
+
+Usage (the compose worker's command): python -m deploy.worker --pool NAME [prefect worker start arguments]
 """
 
 from __future__ import annotations
@@ -16,6 +21,10 @@ import sys
 from pathlib import Path
 
 import docker
+from prefect.cli import app as prefect_cli
+
+from deploy.containers import start_sweeper
+from taxi.settings import Settings
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
 
@@ -60,15 +69,37 @@ def engine_problem() -> str | None:
     return None
 
 
+def pool_argument(arguments: list[str]) -> str | None:
+    """The value of --pool / -p among `prefect worker start` arguments."""
+    for index, argument in enumerate(arguments):
+        if argument.startswith("--pool="):
+            return argument.removeprefix("--pool=")
+        if argument in ("--pool", "-p") and index + 1 < len(arguments):
+            return arguments[index + 1]
+    return None
+
+
 def main() -> None:
+    arguments = sys.argv[1:]
+    pool = pool_argument(arguments)
+    if pool is None:
+        sys.exit("error: name the work pool: python -m deploy.worker --pool NAME [...]")
+    settings = Settings.from_env()
     path = socket_path()
     problem = (socket_problem(path) if path else None) or engine_problem()
     if problem:
         print(f"error: cannot start the docker worker: {problem}", file=sys.stderr, flush=True)
         # 78: EX_CONFIG, a configuration error (retrying will not help).
         sys.exit(78)
-    print("Docker engine reachable; starting the Prefect worker", flush=True)
-    os.execvp("prefect", ["prefect", "worker", "start", *sys.argv[1:]])
+    start_sweeper(pool, settings.keep_failed_containers_hours, settings.container_sweep_seconds)
+    print(
+        f"Docker engine reachable; starting the Prefect worker. Finished flow containers of pool {pool!r}: "
+        f"removed on success, failed ones kept {settings.keep_failed_containers_hours:g} h",
+        flush=True,
+    )
+    # Prefect's CLI in this process (not exec'd), so that the sweeper thread runs beside it.
+    sys.argv = ["prefect", "worker", "start", *arguments]
+    sys.exit(prefect_cli())
 
 
 if __name__ == "__main__":

@@ -40,6 +40,13 @@ ALERT_WEBHOOK_URL_ENV = "TAXI_ALERT_WEBHOOK_URL"
 OBJECT_URL_TEMPLATE_ENV = "TAXI_OBJECT_URL_TEMPLATE"
 DRIFT_THRESHOLDS_ENV = "TAXI_DRIFT_THRESHOLDS"
 SET_ASIDE_AFTER_FAILURES_ENV = "TAXI_SET_ASIDE_AFTER_FAILURES"
+IMAGE_ENV = "TAXI_IMAGE"
+FLOW_NETWORK_ENV = "TAXI_FLOW_NETWORK"
+KEEP_FAILED_CONTAINERS_HOURS_ENV = "TAXI_KEEP_FAILED_CONTAINERS_HOURS"
+CONTAINER_SWEEP_SECONDS_ENV = "TAXI_CONTAINER_SWEEP_SECONDS"
+# The docker worker keeps a failed run's container this long for its logs (deploy.containers).
+DEFAULT_KEEP_FAILED_CONTAINERS_HOURS = 72.0
+DEFAULT_CONTAINER_SWEEP_SECONDS = 60.0
 # The hourly job sets a file aside after this many failed runs (taxi.incoming).
 DEFAULT_SET_ASIDE_AFTER_FAILURES = 3
 DOWNLOAD_MAX_BYTES_ENV = "TAXI_DOWNLOAD_MAX_BYTES"
@@ -102,6 +109,14 @@ class Settings:
     # TAXI_SOURCE_BUCKETS: buckets besides TAXI_BUCKET that a deployment's run parameters may
     # name as s3:// sources, comma-separated (e.g. a landing bucket); none by default.
     source_buckets: tuple[str, ...] = ()
+    # TAXI_IMAGE, TAXI_FLOW_NETWORK: read by deploy.work_pool, which allows deployments of its
+    # pool only images of this repository (no tag) and runs every flow container on this network.
+    image: str | None = None
+    flow_network: str | None = None
+    # TAXI_KEEP_FAILED_CONTAINERS_HOURS, TAXI_CONTAINER_SWEEP_SECONDS: read by deploy.worker:
+    # how long a failed run's container is kept, how often finished containers are looked at.
+    keep_failed_containers_hours: float = DEFAULT_KEEP_FAILED_CONTAINERS_HOURS
+    container_sweep_seconds: float = DEFAULT_CONTAINER_SWEEP_SECONDS
     # PREFECT_API_URL: Prefect's own setting; read here only to print the UI's address.
     prefect_api_url: str | None = None
 
@@ -140,6 +155,14 @@ class Settings:
             ),
             allow_local_sources=parse_switch(ALLOW_LOCAL_SOURCES_ENV, value(ALLOW_LOCAL_SOURCES_ENV)),
             source_buckets=tuple(b.strip() for b in (value(SOURCE_BUCKETS_ENV) or "").split(",") if b.strip()),
+            image=value(IMAGE_ENV),
+            flow_network=value(FLOW_NETWORK_ENV),
+            keep_failed_containers_hours=parse_positive_number(
+                KEEP_FAILED_CONTAINERS_HOURS_ENV, value(KEEP_FAILED_CONTAINERS_HOURS_ENV), DEFAULT_KEEP_FAILED_CONTAINERS_HOURS
+            ),
+            container_sweep_seconds=parse_positive_number(
+                CONTAINER_SWEEP_SECONDS_ENV, value(CONTAINER_SWEEP_SECONDS_ENV), DEFAULT_CONTAINER_SWEEP_SECONDS
+            ),
         )
 
     @property
@@ -212,6 +235,19 @@ def parse_switch(name: str, raw: str | None) -> bool:
     if switch is None:
         raise ValueError(f"{name} must be true or false; got {raw!r}")
     return switch
+
+
+def parse_positive_number(name: str, raw: str | None, default: float) -> float:
+    """A number greater than 0 (decimals allowed); `default` when unset."""
+    if raw is None:
+        return default
+    try:
+        number = float(raw)
+    except ValueError:
+        number = math.nan
+    if not 0 < number < math.inf:
+        raise ValueError(f"{name} must be a number greater than 0; got {raw!r}")
+    return number
 
 
 def parse_object_url_template(raw: str | None) -> str | None:

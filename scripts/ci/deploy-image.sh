@@ -7,7 +7,7 @@
 #
 # Needs the project venv (scripts/setup.sh) and, in the environment, what
 # prefect-prebuilt.yaml checks: PREFECT_API_URL, TAXI_WORK_POOL, TAXI_BUCKET,
-# TAXI_FLOW_NETWORK, TAXI_FLOW_S3_ENDPOINT, AWS_DEFAULT_REGION; for Prefect Cloud
+# TAXI_FLOW_S3_ENDPOINT, AWS_DEFAULT_REGION; for Prefect Cloud
 # PREFECT_API_KEY, for a self-hosted server with basic auth PREFECT_API_AUTH_STRING.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -6,18 +6,24 @@ import io
 import json
 import os
 import re
+import secrets
 import socket
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
+import boto3
 import docker
 import httpx
 import pandas as pd
 import pytest
+
+import devstack
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -48,6 +54,53 @@ def clean_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k in PASS_THROUGH or not k.startswith(("PREFECT_", "AWS_", "TAXI_"))}
     env["PATH"] = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
     return env
+
+
+@contextmanager
+def host_stack(tmp: Path, pool: str, bucket: str, image: str) -> Iterator[dict]:
+    """A Prefect server and a SeaweedFS S3 server on loopback (the test session's own helpers
+    for both, on ports of their own) for deployments of `image` on `pool`, whose flow
+    containers use the host's network; yields the env for CLI calls ("env"), the API URL
+    ("api"), an S3 client ("s3") and the secrets that must not leak ("secrets": the S3
+    secret key and the signing key, given to deploy.work_pool as TAXI_SIGNING_KEY)."""
+    access_key, secret_key = "e2e" + secrets.token_hex(6), secrets.token_hex(20)
+    signing_key = secrets.token_urlsafe(32)
+    s3_server = devstack.start_s3_server(tmp / "s3", access_key, secret_key)
+    try:
+        prefect_server = devstack.start_prefect_server(tmp / "prefect-server")
+    except BaseException:
+        s3_server.stop()
+        raise
+    api_url = f"{prefect_server.url}/api"
+    env = {
+        **clean_env(),
+        "PREFECT_HOME": str(tmp / "prefect-home"),
+        "PREFECT_API_URL": api_url,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "AWS_ACCESS_KEY_ID": access_key,
+        "AWS_SECRET_ACCESS_KEY": secret_key,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": s3_server.url,
+        # Flow containers on the host network reach it at the same address.
+        "TAXI_FLOW_S3_ENDPOINT": s3_server.url,
+        "TAXI_BUCKET": bucket,
+        "TAXI_WORK_POOL": pool,
+        "TAXI_IMAGE": image,
+        # The deployments name the block; the key itself goes only to the setup.
+        "TAXI_SIGNING_KEY_BLOCK": "taxi-signing-key",
+        # Flow containers reach both servers on the host's loopback.
+        "TAXI_FLOW_NETWORK": "host",
+        # The ingest deployment copies the months shipped in the image, not the TLC's site.
+        "TAXI_TLC_BASE_URL": "/opt/taxi/data",
+    }
+    s3 = boto3.client(
+        "s3", endpoint_url=s3_server.url, aws_access_key_id=access_key, aws_secret_access_key=secret_key, region_name="us-east-1"
+    )
+    try:
+        yield {"env": env, "tmp": tmp, "api": api_url, "s3": s3, "secrets": [secret_key, signing_key]}
+    finally:
+        prefect_server.stop()
+        s3_server.stop()
 
 
 def port_free(port: int) -> bool:

@@ -14,24 +14,20 @@ under CI=true a missing engine is a failure.
 from __future__ import annotations
 
 import json
-import secrets
 import subprocess
 import time
 
-import boto3
 import pytest
-
-import devstack
 
 from .dockerutil import (
     BIN,
     REPO,
     api,
     assert_bucket_after_runs,
-    clean_env,
     container_logs,
     deployment,
     flow_containers,
+    host_stack,
     image_size_line,
     keys,
     run,
@@ -49,47 +45,8 @@ IMAGE = "taxi-duration-e2e"
 
 @pytest.fixture(scope="module")
 def stack(docker_client, tmp_path_factory):
-    """Prefect server + SeaweedFS on loopback (the test session's own helpers for both, on
-    ports of their own); yields the env for CLI calls."""
-    tmp = tmp_path_factory.mktemp("docker-e2e")
-    access_key, secret_key = "e2e" + secrets.token_hex(6), secrets.token_hex(20)
-    signing_key = secrets.token_urlsafe(32)
-    s3_server = devstack.start_s3_server(tmp / "s3", access_key, secret_key)
-    try:
-        prefect_server = devstack.start_prefect_server(tmp / "prefect-server")
-    except BaseException:
-        s3_server.stop()
-        raise
-    api_url = f"{prefect_server.url}/api"
-    env = {
-        **clean_env(),
-        "PREFECT_HOME": str(tmp / "prefect-home"),
-        "PREFECT_API_URL": api_url,
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "AWS_ACCESS_KEY_ID": access_key,
-        "AWS_SECRET_ACCESS_KEY": secret_key,
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": s3_server.url,
-        # Flow containers on the host network reach it at the same address.
-        "TAXI_FLOW_S3_ENDPOINT": s3_server.url,
-        "TAXI_BUCKET": BUCKET,
-        "TAXI_WORK_POOL": POOL,
-        "TAXI_IMAGE": IMAGE,
-        # The deployments name the block; the key itself goes only to the setup.
-        "TAXI_SIGNING_KEY_BLOCK": "taxi-signing-key",
-        # Flow containers reach both servers on the host's loopback.
-        "TAXI_FLOW_NETWORK": "host",
-        # The ingest deployment copies the months shipped in the image, not the TLC's site.
-        "TAXI_TLC_BASE_URL": "/opt/taxi/data",
-    }
-    s3 = boto3.client(
-        "s3", endpoint_url=s3_server.url, aws_access_key_id=access_key, aws_secret_access_key=secret_key, region_name="us-east-1"
-    )
-    try:
-        yield {"env": env, "tmp": tmp, "api": api_url, "s3": s3, "secrets": [secret_key, signing_key]}
-    finally:
-        prefect_server.stop()
-        s3_server.stop()
+    with host_stack(tmp_path_factory.mktemp("docker-e2e"), POOL, BUCKET, IMAGE) as servers:
+        yield servers
 
 
 def test_training_and_inference_deployments_run_as_containers(stack, docker_client):

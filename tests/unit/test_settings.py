@@ -123,3 +123,22 @@ def test_monitoring_settings(monkeypatch):
     url = "https://hooks.example.com/services/T000/B000/secret-token"
     settings = Settings.from_env({"TAXI_ALERT_WEBHOOK_URL": url})
     assert settings.alert_webhook_url == url and "secret-token" not in repr(settings)
+
+
+def test_worker_and_pool_settings():
+    settings = Settings.from_env({})
+    assert (settings.keep_failed_containers_hours, settings.container_sweep_seconds) == (72.0, 60.0)
+    assert settings.image is None and settings.flow_network is None
+    settings = Settings.from_env(
+        {
+            "TAXI_KEEP_FAILED_CONTAINERS_HOURS": "0.5",
+            "TAXI_CONTAINER_SWEEP_SECONDS": "2",
+            "TAXI_IMAGE": "ghcr.io/o/taxi",
+            "TAXI_FLOW_NETWORK": "taxi-net",
+        }
+    )
+    assert (settings.keep_failed_containers_hours, settings.container_sweep_seconds) == (0.5, 2.0)
+    assert (settings.image, settings.flow_network) == ("ghcr.io/o/taxi", "taxi-net")
+    for bad in ("0", "-1", "a day", "inf"):
+        with pytest.raises(ValueError, match="TAXI_KEEP_FAILED_CONTAINERS_HOURS must be a number greater than 0"):
+            Settings.from_env({"TAXI_KEEP_FAILED_CONTAINERS_HOURS": bad})
