@@ -44,6 +44,7 @@ def inference_flow(input_path: str, model_version: str = "latest", output_name: 
     Returns the predictions' s3:// URI."""
     logger = get_run_logger()
     settings = Settings.from_env()
+    signed = tasks.model_signing(settings)  # no signing key (and no opt-out): fail before any work
     thresholds = monitoring.drift_thresholds(settings.drift_thresholds)  # a bad setting fails before any work
     retrying = tasks.io_retries(settings)
     loaded = retrying(tasks.load_model)(model_version)
@@ -74,6 +75,7 @@ def inference_flow(input_path: str, model_version: str = "latest", output_name: 
             len(predictions),
             unknown,
             settings.object_url_template,
+            signed,
         ),
         description=f"{len(predictions):,} trips predicted with model {loaded.version}",
     )
@@ -112,6 +114,7 @@ def inference_report(
     rows: int,
     unknown: dict[str, int],
     object_url_template: str | None = None,
+    signed: bool = True,
 ) -> str:
     unseen = "\n".join(f"| {column} | {count:,} |" for column, count in unknown.items())
     return f"""# Inference run
@@ -121,6 +124,7 @@ def inference_report(
 | input | `{input_path}` |
 | trips predicted | {rows:,} (every input trip, in input order) |
 | model version | `{version}` ({model_type}) |
+| model signature | {tasks.signing_line(signed)} |
 | predictions | {object_link(uri, object_url_template)} |
 
 Values not seen in training (predicted with the model's fallback for unknowns):
@@ -164,6 +168,7 @@ def incoming_inference_flow(prefix: str = DEFAULT_INCOMING_PREFIX, model_version
     """
     logger = get_run_logger()
     settings = Settings.from_env()
+    signed = tasks.model_signing(settings)  # no signing key (and no opt-out): fail before any work
     retrying = tasks.io_retries(settings)
     run = str(flow_run.get_id() or "local")
     # Loaded (and verified) once here so a bad model fails the run before any file is touched;
@@ -176,6 +181,7 @@ def incoming_inference_flow(prefix: str = DEFAULT_INCOMING_PREFIX, model_version
     record_failure, set_aside = retrying(tasks.record_failure), retrying(tasks.set_aside)
     summary: dict[str, Any] = {
         "model_version": version,
+        "model_signed": signed,
         "files": len(files),
         "predicted": [],
         "skipped": [],
@@ -302,6 +308,8 @@ def _incoming_report(where: str, summary: dict[str, Any], template: str | None =
         "",
         f"Model version `{summary['model_version']}`: {len(summary['predicted'])} predicted, "
         f"{len(summary['skipped'])} skipped, {len(summary['failed'])} failed, {len(summary['set_aside'])} set aside.",
+        "",
+        f"Model signature: {tasks.signing_line(summary['model_signed'])}.",
         "",
         _plot_line(summary["monitoring_plot"]),
         "",

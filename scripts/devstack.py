@@ -192,13 +192,16 @@ def _alive(pid: int) -> bool:
 
 
 def _credentials(state: Path) -> dict[str, str]:
-    """Random credentials made once per checkout and kept out of git (.local is ignored)."""
+    """Random credentials and a model signing key, made once per checkout and kept out of git
+    (.local is ignored). A checkout from before signing was required gets its key added."""
     path = state / "credentials.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    credentials = {"access_key": "taxi-" + secrets.token_hex(4), "secret_key": secrets.token_urlsafe(24)}
-    path.write_text(json.dumps(credentials))
-    path.chmod(0o600)
+    credentials = json.loads(path.read_text()) if path.exists() else {}
+    if not credentials:
+        credentials = {"access_key": "taxi-" + secrets.token_hex(4), "secret_key": secrets.token_urlsafe(24)}
+    if "signing_key" not in credentials:
+        credentials["signing_key"] = secrets.token_urlsafe(32)
+        path.write_text(json.dumps(credentials))
+        path.chmod(0o600)
     return credentials
 
 
@@ -227,6 +230,9 @@ def start(state: Path = STATE_DIR) -> None:
         "TAXI_BUCKET": Settings.from_env().bucket,
         "PREFECT_API_URL": f"http://127.0.0.1:{PREFECT_PORT}/api",
         "PREFECT_HOME": str(state / "prefect"),
+        # The quickstart signs its models like the stack does (the flows require a key or
+        # TAXI_ALLOW_UNSIGNED=1), with a key of its own kept in .local/credentials.json.
+        "TAXI_SIGNING_KEY": credentials["signing_key"],
     }
     (state / "env.sh").write_text("".join(f"export {k}='{v}'\n" for k, v in env.items()))
     (state / "env.sh").chmod(0o600)
