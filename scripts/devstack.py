@@ -100,8 +100,11 @@ def start_s3_server(
     s3_port: int | None = None,
     console_port: int | None = None,
     detach: bool = False,
+    s3_config: Path | None = None,
 ) -> Server:
-    """Start SeaweedFS's all-in-one server; every port is given so several can coexist."""
+    """Start SeaweedFS's all-in-one server; every port is given so several can coexist.
+    `s3_config`: an identities file of several users with their rights (the stack's, see
+    deploy/seaweedfs/identities.py); its admin should be `access_key`/`secret_key`."""
     data_dir.mkdir(parents=True, exist_ok=True)
     s3_port = s3_port or free_port()
     ports = {
@@ -120,6 +123,7 @@ def start_s3_server(
         weed_binary(), "mini", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
         "-master.telemetry=false", "-webdav=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
         *(f"-{flag}={port}" for flag, port in ports.items()),
+        *([f"-s3.config={s3_config}"] if s3_config else []),
     ]  # fmt: skip
     # weed enforces S3 auth only when these are set at start.
     env = {**os.environ, "AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key}
