@@ -98,7 +98,7 @@ def test_deploying_needs_the_signing_key_block_or_the_explicit_unsigned_opt_out(
     for name in ("prefect.yaml", "prefect-prebuilt.yaml"):
         script = _check_script(_load(name))
 
-        def check(extra: dict[str, str]) -> subprocess.CompletedProcess:
+        def check(extra: dict[str, str], script: str = script) -> subprocess.CompletedProcess:
             # The way Prefect's run_shell_script runs it (shell: true): one line, /bin/sh.
             return subprocess.run(script, shell=True, env={**base, **extra}, capture_output=True, text=True, check=False)
 

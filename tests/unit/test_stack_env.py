@@ -52,9 +52,15 @@ GOOD = {
         ({"PREFECT_API_AUTH_STRING": "no-colon-" + "x" * 20}, "PREFECT_API_AUTH_STRING must be USER:PASSWORD"),
         ({"PREFECT_API_AUTH_STRING": "taxi:short"}, "the password in PREFECT_API_AUTH_STRING is shorter than 16 characters"),
         ({"TAXI_S3_ROOT_USER": ""}, "TAXI_S3_ROOT_USER is not set"),
-        ({"TAXI_S3_ROOT_PASSWORD": "CHANGE-ME-please-0123456789"}, "TAXI_S3_ROOT_PASSWORD is still the placeholder of .env.example"),
+        (
+            {"TAXI_S3_ROOT_PASSWORD": "CHANGE-ME-please-0123456789"},
+            "TAXI_S3_ROOT_PASSWORD is still the placeholder of .env.example",
+        ),
         ({"AWS_SECRET_ACCESS_KEY": " "}, "AWS_SECRET_ACCESS_KEY is not set"),
-        ({"AWS_ACCESS_KEY_ID": "admin-7f3a"}, "AWS_ACCESS_KEY_ID (the flows' S3 user) must not be the root user TAXI_S3_ROOT_USER"),
+        (
+            {"AWS_ACCESS_KEY_ID": "admin-7f3a"},
+            "AWS_ACCESS_KEY_ID (the flows' S3 user) must not be the root user TAXI_S3_ROOT_USER",
+        ),
         ({"AWS_SECRET_ACCESS_KEY": "r" * 20}, "AWS_SECRET_ACCESS_KEY must differ from TAXI_S3_ROOT_PASSWORD"),
     ],
 )
