@@ -293,12 +293,12 @@ def test_ci_scripts_deploy_to_the_stack_and_its_worker_runs_them(compose_stack, 
     )
 
     # The workflow's steps: tag, build, deploy the built image without building again.
-    ci_env = {**env, "TAXI_IMAGE": "taxi-duration-e2e"}
+    ci_env = {**env, "TAXI_IMAGE": "taxi-duration-compose-e2e"}
     for name in ("PYTHON_IMAGE", "TAXI_PIP_NO_INDEX"):
         if os.environ.get(name):
             ci_env[name] = os.environ[name]
     image = run(["bash", "scripts/ci/image-ref.sh"], ci_env, 30).stdout.strip()
-    assert image.startswith("taxi-duration-e2e:") and len(image.rsplit(":", 1)[1]) == 40, image
+    assert image.startswith("taxi-duration-compose-e2e:") and len(image.rsplit(":", 1)[1]) == 40, image
     t0 = time.monotonic()
     run(["bash", "scripts/ci/build-image.sh", image], ci_env, 1200)
     timings["build-image.sh (warm cache)"] = time.monotonic() - t0
@@ -306,7 +306,7 @@ def test_ci_scripts_deploy_to_the_stack_and_its_worker_runs_them(compose_stack, 
     # A build at deploy time would tag a new image of this name. (Only this name: other
     # builds on a shared engine come and go meanwhile.)
     def project_images() -> set[str]:
-        return {tag for i in docker_client.images.list() for tag in i.tags if tag.startswith("taxi-duration-e2e:")}
+        return {tag for i in docker_client.images.list() for tag in i.tags if tag.startswith("taxi-duration-compose-e2e:")}
 
     images_before = project_images()
     t0 = time.monotonic()
