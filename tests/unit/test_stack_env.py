@@ -3,6 +3,7 @@ scripts/make-env.sh writes accepted, and the unsigned opt-out's spelling."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import pytest
@@ -92,3 +93,16 @@ def test_the_unsigned_opt_out_spelling(raw, allowed):
 def test_a_misspelt_opt_out_is_an_error_naming_the_variable():
     with pytest.raises(ValueError, match="TAXI_ALLOW_UNSIGNED must be 1 or 0"):
         Settings.from_env({"TAXI_ALLOW_UNSIGNED": "maybe"})
+
+
+def test_the_quickstart_keeps_one_signing_key_per_checkout(tmp_path):
+    from tests.conftest import devstack
+
+    first = devstack._credentials(tmp_path)
+    assert len(first["signing_key"]) == 43 and devstack._credentials(tmp_path) == first
+    assert (tmp_path / "credentials.json").stat().st_mode & 0o777 == 0o600
+    # A checkout from before signing was required: its S3 credentials stay, a key is added.
+    old = {"access_key": "taxi-0123", "secret_key": "s" * 32}
+    (tmp_path / "credentials.json").write_text(json.dumps(old))
+    upgraded = devstack._credentials(tmp_path)
+    assert upgraded == {**old, "signing_key": upgraded["signing_key"]} and len(upgraded["signing_key"]) == 43
