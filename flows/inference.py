@@ -55,6 +55,7 @@ def inference_flow(input_path: str, model_version: str = "latest", output_name: 
     logger = get_run_logger()
     settings = Settings.from_env()
     tasks.check_sources(settings, input_path)
+    signed = tasks.model_signing(settings)  # no signing key (and no opt-out): fail before any work
     thresholds = monitoring.drift_thresholds(settings.drift_thresholds)  # a bad setting fails before any work
     retrying = tasks.io_retries(settings)
     loaded = _model(model_version, retrying)
@@ -85,6 +86,7 @@ def inference_flow(input_path: str, model_version: str = "latest", output_name: 
             len(predictions),
             unknown,
             settings.object_url_template,
+            signed,
         ),
         description=f"{len(predictions):,} trips predicted with model {loaded.version}",
     )
@@ -143,6 +145,7 @@ def inference_report(
     rows: int,
     unknown: dict[str, int],
     object_url_template: str | None = None,
+    signed: bool = True,
 ) -> str:
     unseen = "\n".join(f"| {column} | {count:,} |" for column, count in unknown.items())
     return f"""# Inference run
@@ -152,6 +155,7 @@ def inference_report(
 | input | `{input_path}` |
 | trips predicted | {rows:,} (every input trip, in input order) |
 | model version | `{version}` ({model_type}) |
+| model signature | {tasks.signing_line(signed)} |
 | predictions | {object_link(uri, object_url_template)} |
 
 Values not seen in training (predicted with the model's fallback for unknowns):
@@ -197,6 +201,7 @@ def incoming_inference_flow(prefix: str = DEFAULT_INCOMING_PREFIX, model_version
     """
     logger = get_run_logger()
     settings = Settings.from_env()
+    signed = tasks.model_signing(settings)  # no signing key (and no opt-out): fail before any work
     retrying = tasks.io_retries(settings)
     run = str(flow_run.get_id() or "local")
     retrying(tasks.check_conditional_writes)()
@@ -212,6 +217,7 @@ def incoming_inference_flow(prefix: str = DEFAULT_INCOMING_PREFIX, model_version
     record_failure, set_aside = retrying(tasks.record_failure), retrying(tasks.set_aside)
     summary: dict[str, Any] = {
         "model_version": version,
+        "model_signed": signed,
         "files": len(files),
         "predicted": [],
         "skipped": [],
@@ -349,6 +355,8 @@ def _incoming_report(where: str, summary: dict[str, Any], template: str | None =
         "",
         f"Model version `{summary['model_version']}`: {len(summary['predicted'])} predicted, "
         f"{len(summary['skipped'])} skipped, {len(summary['failed'])} failed, {len(summary['set_aside'])} set aside.",
+        "",
+        f"Model signature: {tasks.signing_line(summary['model_signed'])}.",
         "",
         _plot_line(summary["monitoring_plot"]),
         "",

@@ -10,7 +10,9 @@ the run's (TAXI_IO_RETRY_DELAYS, read when a flow starts): flows call I/O tasks 
 The settings (taxi.settings) are read inside each task that needs them. The model signing
 key is resolved the same way, from a Prefect Secret block (named by TAXI_SIGNING_KEY_BLOCK)
 or the TAXI_SIGNING_KEY variable, and handed to taxi.storage's ModelRegistry. It is never a
-task or flow parameter, so it never reaches the Prefect API, and never logged.
+task or flow parameter, so it never reaches the Prefect API, and never logged. Without a key,
+training and inference refuse to start unless TAXI_ALLOW_UNSIGNED=1 says to run unsigned
+(`model_signing`, called first thing by those flows; their log and report then say so).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from taxi.layout import (
 )
 from taxi.model import Model
 from taxi.months import month_name
-from taxi.settings import DEFAULT_IO_RETRY_DELAYS, SIGNING_KEY_BLOCK_ENV, SIGNING_KEY_ENV, Settings
+from taxi.settings import ALLOW_UNSIGNED_ENV, DEFAULT_IO_RETRY_DELAYS, SIGNING_KEY_BLOCK_ENV, SIGNING_KEY_ENV, Settings
 from taxi.steps import StepRunner
 from taxi.storage import (
     ANY_CHAMPION,
@@ -92,11 +94,29 @@ def io_retries(settings: Settings) -> Callable[[Task[P, R]], Task[P, R]]:
     return with_run_retries
 
 
+# What the log and the report of a run under TAXI_ALLOW_UNSIGNED=1 say.
+UNSIGNED_WARNING = (
+    f"Models are NOT signed and not checked ({ALLOW_UNSIGNED_ENV}=1): anyone who can write to the "
+    "bucket can run code in the flows through a model file"
+)
+
+
+class SigningKeyMissingError(ValueError):
+    """No model signing key is configured and running unsigned was not asked for."""
+
+
 def signing_key(settings: Settings | None = None) -> bytes | None:
     """The model signing key: from the Prefect Secret block named by TAXI_SIGNING_KEY_BLOCK,
-    else from TAXI_SIGNING_KEY, else None (models are then neither signed nor checked)."""
+    else from TAXI_SIGNING_KEY. None only under TAXI_ALLOW_UNSIGNED=1 (models are then neither
+    signed nor checked); without a key and without that opt-out, SigningKeyMissingError."""
     settings = settings or Settings.from_env()
     if settings.signing_key_block is None:
+        if settings.signing_key is None and not settings.allow_unsigned:
+            raise SigningKeyMissingError(
+                f"no model signing key: set {SIGNING_KEY_BLOCK_ENV} to the Prefect Secret block holding it "
+                f"(the compose stack's setup creates taxi-signing-key) or {SIGNING_KEY_ENV}; to run with unsigned "
+                f"models instead, set {ALLOW_UNSIGNED_ENV}=1"
+            )
         return settings.signing_key
     if settings.signing_key is not None:
         # Two sources could disagree between training and inference; make the choice explicit.
@@ -107,6 +127,21 @@ def signing_key(settings: Settings | None = None) -> bytes | None:
     if not isinstance(value, str) or not value:
         raise ValueError(f"the Secret block {settings.signing_key_block!r} must hold a non-empty string (the signing key)")
     return value.encode()
+
+
+def model_signing(settings: Settings) -> bool:
+    """Called first by the training and inference flows: fails the run at once when no signing
+    key is configured (and running unsigned was not asked for), and logs the opt-out when it
+    is used. True if models are signed and checked."""
+    if signing_key(settings) is not None:
+        return True
+    get_run_logger().warning(UNSIGNED_WARNING)
+    return False
+
+
+def signing_line(signed: bool) -> str:
+    """The run report's line on model signing."""
+    return "signed and checked (HMAC-SHA256 of each manifest)" if signed else f"**unsigned**: {UNSIGNED_WARNING}"
 
 
 def model_registry() -> ModelRegistry:

@@ -82,6 +82,7 @@ def training_flow(
     logger = get_run_logger()
     settings = Settings.from_env()
     tasks.check_sources(settings, train_path, test_path)
+    signed = tasks.model_signing(settings)  # no signing key (and no opt-out): fail before any work
     retrying = tasks.io_retries(settings)
     if train_path or test_path:
         if not (train_path and test_path):
@@ -163,6 +164,7 @@ def training_flow(
         "manifest_uri": s3_uri(settings.bucket, model_key(version, MANIFEST_OBJECT)),
         "plot_uri": s3_uri(settings.bucket, model_key(version, PLOT_OBJECT)),
         "predictions_uri": predictions_uri,
+        "model_signed": signed,
     }
     create_markdown_artifact(
         key="taxi-training-report",
@@ -223,6 +225,8 @@ def training_report(result: dict[str, Any], details: dict[str, Any], object_url_
     return f"""# Training run: model version `{result["model_version"]}`
 
 {verdict} {result["promotion_reason"]}.
+
+Model signature: {tasks.signing_line(result["model_signed"])}.
 
 ## Data
 

@@ -101,8 +101,11 @@ def start_s3_server(
     s3_port: int | None = None,
     console_port: int | None = None,
     detach: bool = False,
+    s3_config: Path | None = None,
 ) -> Server:
-    """Start SeaweedFS's all-in-one server; every port is given so several can coexist."""
+    """Start SeaweedFS's all-in-one server; every port is given so several can coexist.
+    `s3_config`: an identities file of several users with their rights (the stack's, see
+    deploy/seaweedfs/identities.py); its admin should be `access_key`/`secret_key`."""
     data_dir.mkdir(parents=True, exist_ok=True)
     s3_port = s3_port or free_port()
     ports = {
@@ -125,6 +128,7 @@ def start_s3_server(
         # on a full disk ("No writable volumes"). Volumes are sparse files: allow plenty.
         f"-volume.max={MAX_VOLUMES}",
         *(f"-{flag}={port}" for flag, port in ports.items()),
+        *([f"-s3.config={s3_config}"] if s3_config else []),
     ]  # fmt: skip
     # weed enforces S3 auth only when these are set at start.
     env = {**os.environ, "AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key}
@@ -197,13 +201,16 @@ def _alive(pid: int) -> bool:
 
 
 def _credentials(state: Path) -> dict[str, str]:
-    """Random credentials made once per checkout and kept out of git (.local is ignored)."""
+    """Random credentials and a model signing key, made once per checkout and kept out of git
+    (.local is ignored). A checkout from before signing was required gets its key added."""
     path = state / "credentials.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    credentials = {"access_key": "taxi-" + secrets.token_hex(4), "secret_key": secrets.token_urlsafe(24)}
-    path.write_text(json.dumps(credentials))
-    path.chmod(0o600)
+    credentials = json.loads(path.read_text()) if path.exists() else {}
+    if not credentials:
+        credentials = {"access_key": "taxi-" + secrets.token_hex(4), "secret_key": secrets.token_urlsafe(24)}
+    if "signing_key" not in credentials:
+        credentials["signing_key"] = secrets.token_urlsafe(32)
+        path.write_text(json.dumps(credentials))
+        path.chmod(0o600)
     return credentials
 
 
@@ -232,6 +239,9 @@ def start(state: Path = STATE_DIR) -> None:
         "TAXI_BUCKET": Settings.from_env().bucket,
         "PREFECT_API_URL": f"http://127.0.0.1:{PREFECT_PORT}/api",
         "PREFECT_HOME": str(state / "prefect"),
+        # The quickstart signs its models like the stack does (the flows require a key or
+        # TAXI_ALLOW_UNSIGNED=1), with a key of its own kept in .local/credentials.json.
+        "TAXI_SIGNING_KEY": credentials["signing_key"],
     }
     (state / "env.sh").write_text("".join(f"export {k}='{v}'\n" for k, v in env.items()))
     (state / "env.sh").chmod(0o600)

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Write .env for the compose stack from .env.example, with generated secrets:
 #   bash scripts/make-env.sh [PATH]       (default: .env; never overwrites)
-# - AWS_SECRET_ACCESS_KEY: 40 random hex characters (MinIO's root password / S3 secret);
-# - TAXI_SETUP_SIGNING_KEY: a random model signing key, saved by the setup
-#   one-shot as the Secret block taxi-signing-key (TAXI_SIGNING_KEY_BLOCK);
+# - PREFECT_API_AUTH_STRING: taxi:<40 random hex characters> (the Prefect API's basic auth);
+# - TAXI_S3_ROOT_PASSWORD: 40 random hex characters (the S3 server's root password);
+# - AWS_SECRET_ACCESS_KEY: 40 other random hex characters (the flows' own S3 user);
 # - DOCKER_GID: the group of the Docker socket (DOCKER_HOST's, else /var/run/docker.sock).
+# The model signing key is not written here: the setup one-shot generates it
+# straight into the Secret block taxi-signing-key (TAXI_SETUP_SIGNING_KEY stays
+# empty unless you set a key of your own).
 # The file is created readable by you only. Everything else is .env.example's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,15 +33,15 @@ umask 077
 tmp=$(mktemp "$out.XXXXXX")
 trap 'rm -f "$tmp"' EXIT
 # Replace the values of these keys, keep every other line (and the comments).
-python3 - .env.example "$tmp" "$(secret 20)" "$(secret 32)" "$docker_gid" <<'PY'
+python3 - .env.example "$tmp" "$(secret 20)" "$(secret 20)" "$(secret 20)" "$docker_gid" <<'PY'
 import sys
 from pathlib import Path
 
-example, target, s3_secret, signing_key, docker_gid = sys.argv[1:]
+example, target, api_password, root_password, flows_secret, docker_gid = sys.argv[1:]
 values = {
-    "AWS_SECRET_ACCESS_KEY": s3_secret,
-    "TAXI_SETUP_SIGNING_KEY": signing_key,
-    "TAXI_SIGNING_KEY_BLOCK": "taxi-signing-key",
+    "PREFECT_API_AUTH_STRING": f"taxi:{api_password}",
+    "TAXI_S3_ROOT_PASSWORD": root_password,
+    "AWS_SECRET_ACCESS_KEY": flows_secret,
     "DOCKER_GID": docker_gid,
 }
 lines, seen = [], set()

@@ -33,6 +33,10 @@ DEFAULT_IO_RETRY_DELAYS: tuple[int, ...] = (2, 10, 30)
 BUCKET_ENV = "TAXI_BUCKET"
 SIGNING_KEY_ENV = "TAXI_SIGNING_KEY"
 SIGNING_KEY_BLOCK_ENV = "TAXI_SIGNING_KEY_BLOCK"
+ALLOW_UNSIGNED_ENV = "TAXI_ALLOW_UNSIGNED"
+S3_ROOT_USER_ENV = "TAXI_S3_ROOT_USER"
+S3_ROOT_PASSWORD_ENV = "TAXI_S3_ROOT_PASSWORD"
+PREFECT_API_AUTH_STRING_ENV = "PREFECT_API_AUTH_STRING"
 IO_RETRY_DELAYS_ENV = "TAXI_IO_RETRY_DELAYS"
 WORK_POOL_ENV = "TAXI_WORK_POOL"
 TLC_BASE_URL_ENV = "TAXI_TLC_BASE_URL"
@@ -74,6 +78,9 @@ class Settings:
     # TAXI_SIGNING_KEY_BLOCK: the Prefect Secret block holding the signing key, for flows
     # (deployments name the block instead of carrying the key).
     signing_key_block: str | None = None
+    # TAXI_ALLOW_UNSIGNED=1: the documented opt-out of model signing. Without a signing key and
+    # without it, training and inference refuse to start (flows.tasks.signing_key).
+    allow_unsigned: bool = False
     # TAXI_IO_RETRY_DELAYS: seconds between retries of the flows' I/O tasks, e.g. "1,2,4".
     io_retry_delays: tuple[int, ...] = DEFAULT_IO_RETRY_DELAYS
     # TAXI_WORK_POOL: the docker work pool deploy.work_pool creates.
@@ -86,6 +93,13 @@ class Settings:
     # stores them in Secret blocks for flow containers (boto3 reads them on its own).
     aws_access_key_id: str | None = field(default=None, repr=False)
     aws_secret_access_key: str | None = field(default=None, repr=False)
+    # TAXI_S3_ROOT_USER, TAXI_S3_ROOT_PASSWORD: the S3 server's root user of the compose stack,
+    # read only by its setup (deploy.check_env, deploy.s3_setup); the flows never use them.
+    s3_root_user: str | None = field(default=None, repr=False)
+    s3_root_password: str | None = field(default=None, repr=False)
+    # PREFECT_API_AUTH_STRING: Prefect's own client setting ("user:password" of the server's
+    # basic auth); read here only by deploy.check_env, which refuses a placeholder.
+    prefect_api_auth_string: str | None = field(default=None, repr=False)
     # TAXI_ALERT_WEBHOOK_URL: where the alerting automations post (deploy.automations stores
     # it in a notification block); a secret, since such URLs often carry a token.
     alert_webhook_url: str | None = field(default=None, repr=False)
@@ -137,11 +151,15 @@ class Settings:
             bucket=value(BUCKET_ENV) or DEFAULT_BUCKET,
             signing_key=signing_key.encode() if signing_key else None,
             signing_key_block=value(SIGNING_KEY_BLOCK_ENV),
+            allow_unsigned=parse_flag(value(ALLOW_UNSIGNED_ENV), ALLOW_UNSIGNED_ENV),
             io_retry_delays=parse_retry_delays(value(IO_RETRY_DELAYS_ENV)),
             work_pool=value(WORK_POOL_ENV) or DEFAULT_WORK_POOL,
             tlc_base_url=value(TLC_BASE_URL_ENV) or DEFAULT_TLC_BASE_URL,
             aws_access_key_id=value("AWS_ACCESS_KEY_ID"),
             aws_secret_access_key=value("AWS_SECRET_ACCESS_KEY"),
+            s3_root_user=value(S3_ROOT_USER_ENV),
+            s3_root_password=value(S3_ROOT_PASSWORD_ENV),
+            prefect_api_auth_string=value(PREFECT_API_AUTH_STRING_ENV),
             prefect_api_url=value("PREFECT_API_URL"),
             alert_webhook_url=value(ALERT_WEBHOOK_URL_ENV),
             drift_thresholds=parse_drift_thresholds(value(DRIFT_THRESHOLDS_ENV)),
@@ -170,6 +188,17 @@ class Settings:
         """The buckets a deployment's run parameters may name as sources: TAXI_BUCKET and
         TAXI_SOURCE_BUCKETS."""
         return (self.bucket, *self.source_buckets)
+
+
+def parse_flag(raw: str | None, name: str) -> bool:
+    """1/true/yes -> True; 0/false/no or unset -> False; anything else is an error naming `name`."""
+    if raw is None:
+        return False
+    if raw.lower() in ("1", "true", "yes"):
+        return True
+    if raw.lower() in ("0", "false", "no"):
+        return False
+    raise ValueError(f"{name} must be 1 or 0 (true or false), got {raw!r}")
 
 
 def parse_retry_delays(raw: str | None) -> tuple[int, ...]:

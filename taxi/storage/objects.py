@@ -96,14 +96,17 @@ class ObjectInfo(TypedDict):
     LastModified: datetime
 
 
-def s3_client() -> BaseClient:
-    """A boto3 S3 client configured from the standard AWS_* environment variables.
+def s3_client(access_key: str | None = None, secret_key: str | None = None) -> BaseClient:
+    """A boto3 S3 client configured from the standard AWS_* environment variables (or with the
+    keys given: the stack's setup acts as the S3 server's root user, the flows never do).
 
     Path-style addressing because MinIO and other self-hosted servers do not resolve
     bucket subdomains; bounded timeouts and retries so a dead endpoint fails the run in
     seconds rather than hanging it."""
     return boto3.client(
         "s3",
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
         config=Config(
             s3={"addressing_style": "path"},
             retries={"max_attempts": S3_RETRIES, "mode": "standard"},

@@ -151,10 +151,14 @@ def wait_for(check, timeout: float, what: str, proc: subprocess.Popen | None = N
     raise TimeoutError(f"{what} not ready after {timeout} s:\n{tail()}")
 
 
+# Basic auth of a Prefect server that requires it (the compose stack's): (user, password).
+Auth = tuple[str, str] | None
+
+
 def api(method: str, url: str, **kwargs) -> dict | list:
-    """One Prefect REST call. The server answers 503 for errors it declares
-    retryable (e.g. SQLite busy while a worker writes): retry those, as
-    Prefect's own client does."""
+    """One Prefect REST call (`auth=(user, password)` for a server with basic auth). The
+    server answers 503 for errors it declares retryable (e.g. SQLite busy while a worker
+    writes): retry those, as Prefect's own client does."""
     for attempt in range(10):
         response = httpx.request(method, url, timeout=30, **kwargs)
         if response.status_code != 503:
@@ -164,19 +168,19 @@ def api(method: str, url: str, **kwargs) -> dict | list:
     return response.json()
 
 
-def deployment(api_url: str, name: str) -> dict:
-    found = api("POST", f"{api_url}/deployments/filter", json={"deployments": {"name": {"any_": [name]}}})
+def deployment(api_url: str, name: str, auth: Auth = None) -> dict:
+    found = api("POST", f"{api_url}/deployments/filter", json={"deployments": {"name": {"any_": [name]}}}, auth=auth)
     assert len(found) == 1, f"expected one deployment {name!r}, got {found}"
     return found[0]
 
 
-def run_deployment(api_url: str, deployment_id: str, parameters: dict | None = None) -> dict:
+def run_deployment(api_url: str, deployment_id: str, parameters: dict | None = None, auth: Auth = None) -> dict:
     """Create a flow run of the deployment and wait for its final state."""
     body = {"parameters": parameters} if parameters else {}
-    run_id = api("POST", f"{api_url}/deployments/{deployment_id}/create_flow_run", json=body)["id"]
+    run_id = api("POST", f"{api_url}/deployments/{deployment_id}/create_flow_run", json=body, auth=auth)["id"]
     deadline = time.monotonic() + FLOW_RUN_TIMEOUT
     while time.monotonic() < deadline:
-        flow_run = api("GET", f"{api_url}/flow_runs/{run_id}")
+        flow_run = api("GET", f"{api_url}/flow_runs/{run_id}", auth=auth)
         if flow_run["state_type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
             return flow_run
         time.sleep(0.5)
@@ -241,12 +245,12 @@ PHASES = (
 )
 
 
-def run_breakdown(api_url: str, client: docker.DockerClient, flow_run: dict) -> dict[str, float]:
+def run_breakdown(api_url: str, client: docker.DockerClient, flow_run: dict, auth: Auth = None) -> dict[str, float]:
     """Where the time from creating a completed run to its Completed state went: waiting for the
     worker's poll (Scheduled -> Pending, which the worker sets when it takes the run), creating
     and starting the container, the interpreter and the imports until the engine proposes
     Running, and the flow itself."""
-    states = api("GET", f"{api_url}/flow_run_states/", params={"flow_run_id": flow_run["id"]})
+    states = api("GET", f"{api_url}/flow_run_states/", params={"flow_run_id": flow_run["id"]}, auth=auth)
     first = {}
     for state in sorted(states, key=lambda st: _instant(st["timestamp"])):
         first.setdefault(state["type"], _instant(state["timestamp"]))

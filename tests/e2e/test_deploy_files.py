@@ -8,21 +8,25 @@ registered, every required `{{ $VAR }}` it uses (an unset one would silently bec
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 
 import yaml
 
 from .dockerutil import REPO
 
 # {{ $VAR }}s that may be unset: optional build args, the optional fixed tag of a laptop
-# build, the optional name of the signing key's block, the ingestion source (unset: the TLC's
-# site) and the drift thresholds (unset: the defaults).
+# build, the signing key's block or the unsigned opt-out (one of the two is required: checked
+# by their own test below), the ingestion source (unset: the TLC's site) and the drift
+# thresholds (unset: the defaults).
 OPTIONAL = {
     "TAXI_OBJECT_URL_TEMPLATE",
     "PYTHON_IMAGE",
     "TAXI_PIP_NO_INDEX",
     "TAXI_IMAGE_TAG",
     "TAXI_SIGNING_KEY_BLOCK",
+    "TAXI_ALLOW_UNSIGNED",
     "TAXI_TLC_BASE_URL",
     "TAXI_DRIFT_THRESHOLDS",
 }
@@ -46,13 +50,16 @@ def _without_image(config: dict) -> list[dict]:
     ]
 
 
-def _checked_vars(config: dict) -> set[str]:
-    check = next(
-        step["prefect.deployments.steps.run_shell_script"]
+def _check_script(config: dict) -> str:
+    return next(
+        step["prefect.deployments.steps.run_shell_script"]["script"]
         for step in config["build"]
         if step.get("prefect.deployments.steps.run_shell_script", {}).get("id") == "check-env"
     )
-    return set(re.findall(r"\$\{(\w+):\?", check["script"]))
+
+
+def _checked_vars(config: dict) -> set[str]:
+    return set(re.findall(r"\$\{(\w+):\?", _check_script(config)))
 
 
 def _used_vars(config: dict) -> set[str]:
@@ -115,3 +122,20 @@ def test_every_deployment_runs_its_flow_with_a_time_limit():
             assert "timeout_seconds" not in deployment  # would be ignored silently
         assert limits == expected, name
     assert ingest_flow.timeout_seconds is None and training_flow.timeout_seconds is None
+
+
+def test_deploying_needs_the_signing_key_block_or_the_explicit_unsigned_opt_out():
+    required = {name: "x" for name in _checked_vars(_load("prefect-prebuilt.yaml"))}
+    base = {"PATH": os.environ["PATH"], **required}
+    for name in ("prefect.yaml", "prefect-prebuilt.yaml"):
+        script = _check_script(_load(name))
+
+        def check(extra: dict[str, str], script: str = script) -> subprocess.CompletedProcess:
+            # The way Prefect's run_shell_script runs it (shell: true): one line, /bin/sh.
+            return subprocess.run(script, shell=True, env={**base, **extra}, capture_output=True, text=True, check=False)
+
+        refused = check({})
+        assert refused.returncode != 0 and "TAXI_SIGNING_KEY_BLOCK" in refused.stderr, (name, refused)
+        assert check({"TAXI_ALLOW_UNSIGNED": "0"}).returncode != 0, name
+        assert check({"TAXI_SIGNING_KEY_BLOCK": "taxi-signing-key"}).returncode == 0, name
+        assert check({"TAXI_ALLOW_UNSIGNED": "1"}).returncode == 0, name

@@ -1,0 +1,69 @@
+"""Refuse to start the compose stack with missing, short or placeholder secrets.
+
+Why this exists: `.env.example` is public, so a stack started with its values (or with a
+secret left empty) would have a Prefect API and an S3 server anyone can log in to. The
+`check-env` one-shot of docker-compose.yml runs this first; the servers and every other
+service wait for it to succeed. It names the variable at fault, never a value.
+
+Usage: python -m deploy.check_env   (reads PREFECT_API_AUTH_STRING, TAXI_S3_ROOT_USER,
+TAXI_S3_ROOT_PASSWORD, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)
+"""
+
+from __future__ import annotations
+
+import sys
+
+from taxi.settings import PREFECT_API_AUTH_STRING_ENV, S3_ROOT_PASSWORD_ENV, S3_ROOT_USER_ENV, Settings
+
+# Every secret of .env.example contains this; scripts/make-env.sh replaces them all.
+PLACEHOLDER_MARK = "change-me"
+MIN_SECRET_CHARACTERS = 16
+
+
+def _secret_problem(name: str, value: str | None) -> str | None:
+    if not value:
+        return f"{name} is not set"
+    if PLACEHOLDER_MARK in value.lower():
+        return f"{name} is still the placeholder of .env.example"
+    if len(value) < MIN_SECRET_CHARACTERS:
+        return f"{name} is shorter than {MIN_SECRET_CHARACTERS} characters"
+    return None
+
+
+def problems(settings: Settings) -> list[str]:
+    """What is wrong with the stack's secrets in `settings` (empty: nothing)."""
+    found: list[str] = []
+    auth = settings.prefect_api_auth_string
+    user, colon, password = (auth or "").partition(":")
+    if auth and not (user and colon):
+        found.append(f"{PREFECT_API_AUTH_STRING_ENV} must be USER:PASSWORD")
+    else:
+        found.append(_secret_problem(f"the password in {PREFECT_API_AUTH_STRING_ENV}", password if auth else None))
+    if not settings.s3_root_user:
+        found.append(f"{S3_ROOT_USER_ENV} is not set")
+    found.append(_secret_problem(S3_ROOT_PASSWORD_ENV, settings.s3_root_password))
+    if not settings.aws_access_key_id:
+        found.append("AWS_ACCESS_KEY_ID is not set")
+    found.append(_secret_problem("AWS_SECRET_ACCESS_KEY", settings.aws_secret_access_key))
+    if settings.aws_access_key_id and settings.aws_access_key_id == settings.s3_root_user:
+        found.append(f"AWS_ACCESS_KEY_ID (the flows' S3 user) must not be the root user {S3_ROOT_USER_ENV}")
+    if settings.aws_secret_access_key and settings.aws_secret_access_key == settings.s3_root_password:
+        found.append(f"AWS_SECRET_ACCESS_KEY must differ from {S3_ROOT_PASSWORD_ENV}")
+    return [problem for problem in found if problem]
+
+
+def main() -> None:
+    found = problems(Settings.from_env())
+    if found:
+        print(
+            "error: refusing to start the stack: " + "; ".join(found)
+            + ". Write a .env with generated secrets: bash scripts/make-env.sh",
+            file=sys.stderr, flush=True,
+        )  # fmt: skip
+        # 78: EX_CONFIG, a configuration error (restarting will not help).
+        sys.exit(78)
+    print("stack settings checked: no placeholder or missing secrets", flush=True)
+
+
+if __name__ == "__main__":
+    main()
