@@ -3,7 +3,7 @@
 Why XGBoost (measured on green 2021-01 -> 02/03 and on a 1.4M-trip month, see
 docs/performance.md): scikit-learn's HistGradientBoostingRegressor needed 600 trees and
 predicted about 65,000 trips/s; LightGBM with the same trees predicted no faster (about
-half XGBoost's speed per tree). XGBoost's depth-wise trees reach a better test RMSE with 300
+half XGBoost's speed per tree). XGBoost's depth-wise trees reach a better test RMSE with 200
 trees of depth 8 than either with 600, and its predictor evaluates them several times faster.
 The `xgboost-cpu` wheel bundles its OpenMP runtime, so the image needs no system library.
 
