@@ -15,8 +15,11 @@ from datetime import timedelta
 
 import pytest
 
-from taxi import run_training
-from taxi.gbm import GBM_FORMAT
+import numpy as np
+
+from taxi import process_train_data, run_training
+from taxi.gbm import GBM_FORMAT, GBM_PARAMS, GbmRegressor
+from taxi.model import make_vectorizer
 from taxi.storage import (
     LATEST_MARKER,
     ArtifactStore,
@@ -201,3 +204,19 @@ def test_a_gbm_version_saved_before_xgboost_fails_with_a_clear_error(store, trai
     )
     assert store.load_model().version == current["version"]
     assert store.load_model(_save(store, trained)["version"]).manifest.get("model_format") is None  # linear: unchanged
+
+
+def test_a_gbm_version_of_the_previous_xgboost_configuration_still_loads(store):
+    """Versions saved before the switch to fewer, faster trees (300 trees of depth 8 at
+    learning rate 0.1) have the same format: they load, verified and signed, and predict with
+    their own trees exactly what they predicted when saved."""
+    train = process_train_data(str(YELLOW_JAN), make_vectorizer("gbm"))
+    previous = GbmRegressor(n_trees=300, max_fit_rows=5_000, params=GBM_PARAMS | {"learning_rate": 0.1, "max_depth": 8})
+    previous.fit(train.X, train.y)
+    signed = _with(store, KEY)
+    details = {"model_type": "gbm", "model_format": GBM_FORMAT}
+    version = signed.save_model(previous, train.vectorizer, metrics={"rmse_test": 7.0}, details=details)["version"]
+    loaded = signed.load_model(version)
+    assert loaded.model.n_trees == 300 and loaded.model.booster_.num_boosted_rounds() == 300
+    expected = previous.predict(train.vectorizer.transform(train.trips))
+    assert np.array_equal(loaded.model.predict(loaded.vectorizer.transform(train.trips)), expected)
