@@ -10,7 +10,9 @@ container, so deployments carry nothing but non-secret settings.
 
 The model signing key, if TAXI_SIGNING_KEY is set here, is saved the same way
 as the Secret block "taxi-signing-key"; deployments then only name it
-(TAXI_SIGNING_KEY_BLOCK=taxi-signing-key) and the flows load it themselves.
+(TAXI_SIGNING_KEY_BLOCK=taxi-signing-key) and the flows load it themselves. The
+deployed flows refuse to run without a key (unless TAXI_ALLOW_UNSIGNED=1); the
+compose stack's setup (deploy.stack_setup) generates one when none is given.
 
 The pool's template also decides what a deployment may ask of its containers: only images
 of TAXI_IMAGE, only the network TAXI_FLOW_NETWORK, never privileged, host mounts or extra

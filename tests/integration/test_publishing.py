@@ -13,9 +13,8 @@ import threading
 from dataclasses import dataclass
 from datetime import timedelta
 
-import pytest
-
 import numpy as np
+import pytest
 
 from taxi import process_train_data, run_training
 from taxi.gbm import GBM_FORMAT, GBM_PARAMS, GbmRegressor
