@@ -58,6 +58,7 @@ pytestmark = pytest.mark.docker
 PROJECT = "taxi-e2e-compose"
 SEAWEEDFS_OVERRIDE = "deploy/seaweedfs/compose.override.yml"
 RUNS = 3  # per deployment, for the medians
+COMPOSE_IMAGE = "taxi-duration-compose-e2e"
 
 
 def _env_file(path) -> dict[str, str]:
@@ -80,7 +81,9 @@ def compose_stack(docker_client, tmp_path_factory):
     assert "wrote" in made.stdout
     values = _env_file(env_path)
     example = _env_file(REPO / ".env.example")
-    env = {**clean_env(), **values, "PREFECT_HOME": str(tmp / "prefect-home")}
+    # The stack's image under a name of its own (the pool then runs only tags of it), apart from
+    # the images test_docker_deployment builds on the same engine.
+    env = {**clean_env(), **values, "PREFECT_HOME": str(tmp / "prefect-home"), "TAXI_IMAGE": COMPOSE_IMAGE}
     override = os.environ.get("TAXI_COMPOSE_OVERRIDE", "")
     files = ["-f", "docker-compose.yml", *(["-f", override] if override else [])]
     compose = ["docker", "compose", "-p", PROJECT, "--env-file", str(env_path), *files]
@@ -293,12 +296,12 @@ def test_ci_scripts_deploy_to_the_stack_and_its_worker_runs_them(compose_stack, 
     )
 
     # The workflow's steps: tag, build, deploy the built image without building again.
-    ci_env = {**env, "TAXI_IMAGE": "taxi-duration-compose-e2e"}
+    ci_env = dict(env)
     for name in ("PYTHON_IMAGE", "TAXI_PIP_NO_INDEX"):
         if os.environ.get(name):
             ci_env[name] = os.environ[name]
     image = run(["bash", "scripts/ci/image-ref.sh"], ci_env, 30).stdout.strip()
-    assert image.startswith("taxi-duration-compose-e2e:") and len(image.rsplit(":", 1)[1]) == 40, image
+    assert image.startswith(f"{COMPOSE_IMAGE}:") and len(image.rsplit(":", 1)[1]) == 40, image
     t0 = time.monotonic()
     run(["bash", "scripts/ci/build-image.sh", image], ci_env, 1200)
     timings["build-image.sh (warm cache)"] = time.monotonic() - t0
@@ -306,7 +309,7 @@ def test_ci_scripts_deploy_to_the_stack_and_its_worker_runs_them(compose_stack, 
     # A build at deploy time would tag a new image of this name. (Only this name: other
     # builds on a shared engine come and go meanwhile.)
     def project_images() -> set[str]:
-        return {tag for i in docker_client.images.list() for tag in i.tags if tag.startswith("taxi-duration-compose-e2e:")}
+        return {tag for i in docker_client.images.list() for tag in i.tags if tag.startswith(f"{COMPOSE_IMAGE}:")}
 
     images_before = project_images()
     t0 = time.monotonic()
