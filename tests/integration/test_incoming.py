@@ -120,11 +120,8 @@ def test_a_corrupt_file_is_reported_and_retried_without_blocking_the_others(publ
     assert len(pd.read_parquet(io.BytesIO(store.get(f"predictions/incoming/bad.parquet/{version}.parquet")))) == 500
 
 
-def test_overlapping_runs_predict_each_file_exactly_once(published):
-    store, version = published
-    files = [f"incoming/part-{i}.csv" for i in range(4)]
-    for key in files:
-        store.put(key, YELLOW_FEB.read_bytes())
+def _two_runs_at_once() -> list:
+    """Two hourly runs started together, each in its own thread: their (state, summary) pairs."""
     start = threading.Barrier(2)
     results: list = []
 
@@ -137,6 +134,15 @@ def test_overlapping_runs_predict_each_file_exactly_once(published):
         thread.start()
     for thread in threads:
         thread.join(timeout=300)
+    return results
+
+
+def test_overlapping_runs_predict_each_file_exactly_once(published):
+    store, version = published
+    files = [f"incoming/part-{i}.csv" for i in range(4)]
+    for key in files:
+        store.put(key, YELLOW_FEB.read_bytes())
+    results = _two_runs_at_once()
 
     assert len(results) == 2 and all(state.is_completed() for state, _ in results)
     predicted = [e["input"] for _, summary in results for e in summary["predicted"]]
@@ -342,17 +348,8 @@ def test_overlapping_runs_that_contend_for_the_same_file(published):
         if params.get("Bucket") == store.bucket and str(params.get("Prefix", "")).startswith("processed/"):
             listed.wait()
 
-    results: list = []
-
-    def run() -> None:
-        results.append(_run())
-
     with s3_hook("before-parameter-build.s3.ListObjectsV2", hold_until_both_listed):
-        threads = [threading.Thread(target=run) for _ in range(2)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=300)
+        results = _two_runs_at_once()
 
     assert len(results) == 2 and all(state.is_completed() for state, _ in results)
     assert not listed.broken
