@@ -255,8 +255,8 @@ def step_runner(settings: Settings) -> StepRunner:
 
 
 @task(name="train-model", tags=["taxi", "ml"], **pure_task)
-def train_model(X: FeatureMatrix, y: np.ndarray, model_type: str = "linear") -> Model:
-    model = taxi.train_model(X, y, model_type)
+def train_model(X: FeatureMatrix, y: np.ndarray, model_type: str = "linear", vectorizer: Vectorizer | None = None) -> Model:
+    model = taxi.train_model(X, y, model_type, vectorizer)
     get_run_logger().info("Trained %s on %d trips x %d features", type(model).__name__, X.shape[0], X.shape[1])
     return model
 

@@ -216,13 +216,15 @@ def make_vectorizer(model_type: str = "linear", use_trip_distance: bool = False)
     return TripFeatureEncoder(use_trip_distance=use_trip_distance)
 
 
-def train_model(X: FeatureMatrix, y: np.ndarray, model_type: str = "linear") -> Model:
+def train_model(X: FeatureMatrix, y: np.ndarray, model_type: str = "linear", vectorizer: Vectorizer | None = None) -> Model:
     """Fit the model: the course's linear regression on one-hot features ("linear"), or
-    gradient-boosted trees on the trip features ("gbm")."""
+    gradient-boosted trees on the trip features ("gbm"). Given the fitted `vectorizer` that made
+    X, the trees are fitted within its interaction groups and predicted from lookup tables
+    (taxi.gbm_tables); without it, unconstrained and predicted tree by tree."""
     check_model_type(model_type)
     if model_type == "linear":
         return SparseLinearRegression().fit(X, y)
-    return GbmRegressor().fit(X, y)
+    return GbmRegressor().fit(X, y, encoder=vectorizer)
 
 
 def predict(model: Model, X: FeatureMatrix) -> np.ndarray:
@@ -233,3 +235,13 @@ def predict(model: Model, X: FeatureMatrix) -> np.ndarray:
 def evaluate_model(model: Model, X: FeatureMatrix, y: np.ndarray) -> float:
     """Root mean squared error, in minutes."""
     return float(root_mean_squared_error(y, predict(model, X)))
+
+
+def training_rmse(model: Model, X: FeatureMatrix, y: np.ndarray) -> float:
+    """RMSE on the training data `model` was just fitted on. For "gbm", on the trips the trees
+    were fitted on (all of them up to taxi.gbm.MAX_FIT_ROWS, a sample past it), as XGBoost
+    tracked it while fitting: predicting the cross-fitted training features again would walk
+    every tree for every trip (their target encodings differ between folds, so the lookup
+    tables do not apply)."""
+    fitted = getattr(model, "fit_rmse_", None)
+    return float(fitted) if fitted is not None else evaluate_model(model, X, y)

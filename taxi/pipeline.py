@@ -16,7 +16,16 @@ import pandas as pd
 from taxi.config import DEFAULT_MAX_TRAIN_ROWS, PREDICTION_COLUMN, REFERENCE_ROWS, SAMPLE_SEED, TARGET_COLUMN
 from taxi.features import Vectorizer
 from taxi.memory import return_freed_memory_to_the_os
-from taxi.model import Model, OneHotNormalEquations, check_model_type, evaluate_model, make_vectorizer, predict, train_model
+from taxi.model import (
+    Model,
+    OneHotNormalEquations,
+    check_model_type,
+    evaluate_model,
+    make_vectorizer,
+    predict,
+    train_model,
+    training_rmse,
+)
 from taxi.sampling import UniformRowSample
 from taxi.steps import (
     TRAIN_STEPS,
@@ -51,14 +60,14 @@ def run_training(
     """Process both months, fit on the first, report RMSE on both."""
     return_freed_memory_to_the_os()
     train = process_train_data(train_source, make_vectorizer(model_type, use_trip_distance))
-    model = train_model(train.X, train.y, model_type)
+    model = train_model(train.X, train.y, model_type, train.vectorizer)
     test = process_train_data(test_source, train.vectorizer)
     return TrainingResult(
         model=model,
         vectorizer=train.vectorizer,
         train=train,
         test=test,
-        rmse_train=evaluate_model(model, train.X, train.y),
+        rmse_train=training_rmse(model, train.X, train.y),
         rmse_test=evaluate_model(model, test.X, test.y),
     )
 
@@ -82,7 +91,7 @@ class WindowTrainingResult:
     test: ProcessedData
     months: list[MonthUsage]
     rows_trained: int  # trips the model was fitted on (a sample for "gbm" past max_train_rows)
-    rmse_train: float  # on the trips the model was fitted on
+    rmse_train: float  # on the trips the model was fitted on (gbm: see taxi.model.training_rmse)
     rmse_test: float
     rmse_test_course_baseline: float
     # A uniform sample of the window's kept trips (at most REFERENCE_ROWS), for the monitoring
@@ -153,8 +162,8 @@ def run_window_training(
         vectorizer = make_vectorizer(model_type, use_trip_distance)
         X = vectorizer.fit_transform(trips, y)
         del sample, trips
-        model = run(train_model, X, y, model_type)
-        rows_trained, rmse_train = y.size, evaluate_model(model, X, y)
+        model = run(train_model, X, y, model_type, vectorizer)
+        rows_trained, rmse_train = y.size, training_rmse(model, X, y)
         del X, y
     test = process(test_source, vectorizer, TRAIN_STEPS, run)
     return WindowTrainingResult(

@@ -9,12 +9,24 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from taxi.gbm_tables import FeatureGroup, KeyColumn
 from taxi.zones import load_zone_lookup
 
 # Zone ids live in slots 0..N_ZONE_SLOTS-1 of lookup arrays; slot 0 is "unknown" (missing,
 # -1, or an id outside the TLC's range).
 N_ZONE_SLOTS = 300
 N_ZONE_PAIRS = N_ZONE_SLOTS * N_ZONE_SLOTS
+# With `tabular`: the pickup hour in quarter hours, blocks of this many hours, and this many
+# classes of zone pairs by their mean training duration.
+HOUR_BLOCK_HOURS = 4
+N_PAIR_LENGTH_CLASSES = 16
+# Features that are functions of the zone pair, and of its zones' borough and service zone.
+PAIR_FEATURES = (
+    "pu_id", "do_id", "pu_borough", "do_borough", "pu_service", "do_service", "same_zone", "same_borough",
+    "te_pu", "te_do", "te_bpair", "te_pair", "n_pu", "n_do", "n_pair", "pair_dist", "pair_length",
+)  # fmt: skip
+ZONE_CLASS_FEATURES = ("pu_borough", "do_borough", "pu_service", "do_service", "same_borough", "te_bpair")
+TIME_FEATURES = ("hour", "dow", "weekend", "hour_block")
 
 
 def _zone_slot(ids: np.ndarray) -> np.ndarray:
@@ -96,6 +108,14 @@ class TripFeatureEncoder(TransformerMixin, BaseEstimator):
     `use_trip_distance`, also the ride's planned distance and the pair's minutes per mile
     times it.
 
+    With `tabular` (the default; encoders pickled before it existed keep their features), the
+    hour is in quarter hours, with two more features: the 4-hour block of the day and the
+    pair's length class (one of 16 quantile classes of the pairs' mean duration). Then every
+    feature is a function of a few discrete keys, and `interaction_groups` says which features
+    the trees may combine: the zone pair with the time block, the time with the zones'
+    boroughs and service zones, the time with the length class. A model trained within these
+    groups predicts from lookup tables (taxi.gbm_tables), filled from `tabulation_trips`.
+
     Target means are cross-fitted in `fit_transform` (each training row encoded from the
     other folds), as scikit-learn's TargetEncoder does: in-sample means let the booster learn
     the rows' own targets (test RMSE 7.00 instead of 6.36 on green 2021-02).
@@ -109,8 +129,10 @@ class TripFeatureEncoder(TransformerMixin, BaseEstimator):
         n_splits: int = 5,
         max_distance: float = 100.0,
         random_state: int = 0,
+        tabular: bool = True,
     ):
         self.use_trip_distance = use_trip_distance
+        self.tabular = tabular
         self.zone_lookup = zone_lookup
         self.smoothing = smoothing
         self.n_splits = n_splits
@@ -123,7 +145,11 @@ class TripFeatureEncoder(TransformerMixin, BaseEstimator):
         self.service_of_ = _zone_codes(lookup, "service_zone")
         self.n_boroughs_ = lookup["Borough"].astype(str).nunique() + 1
         self.n_train_ = len(trips)
-        self.tables_ = self._fit_tables(self._keys(trips), np.asarray(y, dtype=np.float64))
+        keys = self._keys(trips)
+        self.tables_ = self._fit_tables(keys, np.asarray(y, dtype=np.float64))
+        if self.tabular:
+            quantiles = np.arange(1, N_PAIR_LENGTH_CLASSES) / N_PAIR_LENGTH_CLASSES
+            self.length_edges_ = np.quantile(self.tables_.pair_mean[keys.zone_pair], quantiles)
         head = self._keys(trips.iloc[:1])
         self.feature_names_ = np.array([*self._target_free(trips.iloc[:1], head), *self._encode(head, self.tables_)])
         return self
@@ -163,7 +189,59 @@ class TripFeatureEncoder(TransformerMixin, BaseEstimator):
             counts[column] = int(((slots == 0) | (seen[slots] == 0)).sum())
         return counts
 
+    def interaction_groups(self) -> tuple[FeatureGroup, ...] | None:
+        """The feature groups a tabulated model is trained within (see the class docstring);
+        None without `tabular` or with `use_trip_distance` (a distance is not a discrete key)."""
+        check_is_fitted(self, "tables_")
+        if not self.tabular or self.use_trip_distance:
+            return None
+        quarter_hour, day = KeyColumn("hour", 4.0, 96), KeyColumn("dow", 1.0, 7)
+        n_services = int(self.service_of_.max()) + 1
+        return (
+            FeatureGroup(
+                "zone pair x time block",
+                (*PAIR_FEATURES, "hour_block", "weekend"),
+                (KeyColumn("pu_id", 1.0, N_ZONE_SLOTS), KeyColumn("do_id", 1.0, N_ZONE_SLOTS),
+                 KeyColumn("hour_block", 1.0, 24 // HOUR_BLOCK_HOURS), KeyColumn("weekend", 1.0, 2)),
+            ),
+            FeatureGroup(
+                "time x zone classes",
+                (*TIME_FEATURES, *ZONE_CLASS_FEATURES),
+                (quarter_hour, day, KeyColumn("pu_borough", 1.0, self.n_boroughs_), KeyColumn("do_borough", 1.0, self.n_boroughs_),
+                 KeyColumn("pu_service", 1.0, n_services), KeyColumn("do_service", 1.0, n_services)),
+            ),
+            FeatureGroup(
+                "time x pair length",
+                (*TIME_FEATURES, "pair_length"),
+                (quarter_hour, day, KeyColumn("pair_length", 1.0, N_PAIR_LENGTH_CLASSES)),
+            ),
+        )  # fmt: skip
+
+    def tabulation_trips(self) -> pd.DataFrame:
+        """Synthetic trips whose features cover the keys of `interaction_groups` that trips are
+        likely to have: every zone pair seen in training at every time block, and every quarter
+        hour of the week (and a missing time) with every pair of zone classes and every length
+        class. Other keys (pairs never seen in training) are tabulated when first predicted."""
+        check_is_fitted(self, "length_edges_")
+        monday = np.datetime64("2021-01-04T00:00", "m")  # any Monday
+        minute = np.timedelta64(1, "m")
+        block_starts = [day * 1440 + block * HOUR_BLOCK_HOURS * 60 for day in (0, 5) for block in range(24 // HOUR_BLOCK_HOURS)]
+        block_times = np.append(monday + np.asarray(block_starts) * minute, np.datetime64("NaT"))
+        quarter_hours = np.append(monday + np.arange(7 * 96) * 15 * minute, np.datetime64("NaT"))
+        seen = np.flatnonzero(self.tables_.pair_count > 0)
+        zone_class = self.borough_of_ * (int(self.service_of_.max()) + 1) + self.service_of_
+        class_zones = np.unique(zone_class, return_index=True)[1]
+        lengths = np.searchsorted(self.length_edges_, self.tables_.pair_mean[seen], side="right")
+        length_pairs = seen[np.unique(lengths, return_index=True)[1]]
+        parts = [
+            _trips_at(seen // N_ZONE_SLOTS, seen % N_ZONE_SLOTS, block_times),
+            _trips_at(np.repeat(class_zones, len(class_zones)), np.tile(class_zones, len(class_zones)), quarter_hours),
+            _trips_at(length_pairs // N_ZONE_SLOTS, length_pairs % N_ZONE_SLOTS, quarter_hours),
+        ]
+        return pd.concat(parts, ignore_index=True)
+
     def __setstate__(self, state: dict[str, object]) -> None:
+        state.setdefault("tabular", False)  # pickled before tabular features existed
         tables = state.get("tables_")
         if isinstance(tables, dict):  # pickled by taxi 0.1
             values = {name: tables.get(old) for old, name in _TABLES_0_1.items()}
@@ -247,15 +325,20 @@ class TripFeatureEncoder(TransformerMixin, BaseEstimator):
         }
         if tables.pace is not None:
             encoded["pace_x_dist"] = tables.pace[keys.zone_pair] * keys.distance
+        if self.tabular:
+            encoded["pair_length"] = np.searchsorted(self.length_edges_, encoded["te_pair"], side="right").astype(np.float64)
         return encoded
 
     def _target_free(self, trips: pd.DataFrame, keys: TripKeys) -> dict[str, np.ndarray]:
         """The features that do not depend on training durations, by feature name."""
         hour, day = _hour_and_day_of_week(trips["pickup_datetime"])
+        if self.tabular:
+            hour = np.floor(hour * 4) / 4
         features = {
             "hour": hour,
             "dow": day,
             "weekend": (day >= 5).astype(np.float64),
+            **({"hour_block": np.floor(hour / HOUR_BLOCK_HOURS)} if self.tabular else {}),
             "pu_id": keys.pickup_zone.astype(np.float64),
             "do_id": keys.dropoff_zone.astype(np.float64),
             "pu_borough": keys.pickup_borough.astype(np.float64),
@@ -290,3 +373,15 @@ def _hour_and_day_of_week(pickup: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     hour = np.where(missing, np.nan, (count % 1440) / 60.0)
     day = np.where(missing, np.nan, (count // 1440 + 3) % 7)
     return hour, day
+
+
+def _trips_at(pickup_zones: np.ndarray, dropoff_zones: np.ndarray, times: np.ndarray) -> pd.DataFrame:
+    """Every pair (pickup_zones[i], dropoff_zones[i]) at every time, as trips without a distance."""
+    return pd.DataFrame(
+        {
+            "pickup_datetime": np.tile(times, len(pickup_zones)).astype("datetime64[us]"),
+            "PULocationID": np.repeat(pickup_zones, len(times)),
+            "DOLocationID": np.repeat(dropoff_zones, len(times)),
+            "trip_distance": np.nan,
+        }
+    )

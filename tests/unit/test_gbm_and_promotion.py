@@ -137,11 +137,14 @@ def test_trip_features_are_float32_and_time_fields_match_pandas():
     names = list(train.vectorizer.get_feature_names_out())
     assert train.X.dtype == np.float32 and train.X.shape == (73_908, len(names))
     pickup = train.trips["pickup_datetime"]
-    assert np.allclose(train.X[:, names.index("hour")], pickup.dt.hour + pickup.dt.minute / 60.0, atol=1e-5)
+    quarter_hour = pickup.dt.hour + (pickup.dt.minute // 15) / 4.0
+    assert np.array_equal(train.X[:, names.index("hour")], quarter_hour.to_numpy(dtype=np.float32))
+    assert np.array_equal(train.X[:, names.index("hour_block")], (pickup.dt.hour // 4).to_numpy(dtype=np.float32))
     assert np.array_equal(train.X[:, names.index("dow")], pickup.dt.day_of_week.to_numpy(dtype=np.float32))
     trips = pd.DataFrame(
         {"pickup_datetime": [pd.NaT, pd.Timestamp("2021-02-07 23:59")], "PULocationID": [74, 74], "DOLocationID": [75, 75]}
     )
     features = train.vectorizer.transform(trips)
     assert np.isnan(features[0, names.index("hour")]) and np.isnan(features[0, names.index("dow")])
-    assert features[1, names.index("dow")] == 6 and np.isclose(features[1, names.index("hour")], 23 + 59 / 60)
+    assert features[1, names.index("dow")] == 6 and features[1, names.index("hour")] == 23.75
+    assert np.isnan(features[0, names.index("hour_block")]) and features[1, names.index("hour_block")] == 5
