@@ -86,7 +86,9 @@ class GbmRegressor:
         # XGBoost tracks its predictions on the rows it fits: their RMSE costs no tree walks.
         record: dict[str, Any] = {}
         params["eval_metric"] = "rmse"
-        self.booster_ = xgb.train(params, data, num_boost_round=n_trees, evals=[(data, "fit")], evals_result=record, verbose_eval=False)
+        self.booster_ = xgb.train(
+            params, data, num_boost_round=n_trees, evals=[(data, "fit")], evals_result=record, verbose_eval=False
+        )
         self.fit_rmse_ = float(record["fit"]["rmse"][-1])
         self.n_features_in_ = X.shape[1]
         self.tables_ = None

@@ -85,7 +85,7 @@ class ForestTables:
         self.group_models: list[bytes] = []
         for group in range(len(self.groups)):
             trees = []
-            for tree, groups_of_nodes in zip(forest["trees"], leaf_groups):
+            for tree, groups_of_nodes in zip(forest["trees"], leaf_groups, strict=True):
                 if (groups_of_nodes == group).any():
                     leaf_values = np.where(groups_of_nodes == group, tree["split_conditions"], 0.0)
                     kept = np.where(groups_of_nodes == -1, tree["split_conditions"], leaf_values)
@@ -118,7 +118,7 @@ class ForestTables:
         """The booster's predictions for X, from the tables where they hold."""
         dense = self._tables()
         keys, valid = self.keys(X)
-        sums = [table[key] for key, table in zip(keys, dense)]
+        sums = [table[key] for key, table in zip(keys, dense, strict=True)]
         missing = [np.isnan(group_sums) & valid for group_sums in sums]
         new = self._evaluate_new_keys(X, keys, missing)
         for group, (new_keys, new_sums) in new.items():
@@ -172,7 +172,7 @@ class ForestTables:
     def _tables(self) -> list[np.ndarray]:
         if self._dense is None:
             dense = []
-            for group, (keys, sums) in zip(self.groups, self.filled):
+            for group, (keys, sums) in zip(self.groups, self.filled, strict=True):
                 table = np.full(group.size, np.nan, dtype=np.float64)
                 table[keys] = sums
                 dense.append(table)
@@ -192,7 +192,7 @@ class ForestTables:
         """For each group, the sorted keys flagged in `missing` and their sums: the group's
         leaves that one row of X per key reaches."""
         new = {}
-        for group, (key, wanted) in enumerate(zip(keys, missing)):
+        for group, (key, wanted) in enumerate(zip(keys, missing, strict=True)):
             rows = np.flatnonzero(wanted)
             if len(rows):
                 unique_keys, first = np.unique(key[rows], return_index=True)

@@ -107,7 +107,7 @@ def test_features_that_break_the_encoders_keys_are_predicted_tree_by_tree(traine
     assert np.abs(tabulated - walked).max() <= TOLERANCE and rows_walked > len(result.train.X)
     assert "predicting tree by tree" in caplog.text
     after = model.tables_._tables()
-    assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(before, after))
+    assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(before, after, strict=True))
 
 
 def test_trees_that_cross_interaction_groups_cannot_be_tabulated(trained):
