@@ -31,7 +31,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 # Rows checked against the trees on each prediction, and the tolerance: the trees add their
-# leaves in float32, the tables in float64.
+# leaves in float32, the tables keep one float32 sum per group and add the groups in float64.
 _CHECK_ROWS = 256
 _CHECK_TOLERANCE = 1e-3
 
@@ -105,7 +105,7 @@ class ForestTables:
             self.group_models.append(bytes(masked.save_raw(raw_format="ubj")))
         # Filled entries, by group: sorted keys and their sums. Dense arrays are built from
         # them on first use and not pickled, nor are the group boosters.
-        self.filled: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros(0, np.int32), np.zeros(0)) for _ in self.groups]
+        self.filled: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros(0, np.int32), np.zeros(0, np.float32)) for _ in self.groups]
         self._dense: list[np.ndarray] | None = None
         self._boosters: list[Any] | None = None
 
@@ -126,6 +126,7 @@ class ForestTables:
         total = np.full(len(X), self.base_score)
         for group_sums in sums:
             total += group_sums
+        del sums
         if not valid.all():
             total[~valid] = booster.inplace_predict(X[~valid])
         if not self._agrees_with_trees(booster, X, total):
@@ -145,24 +146,22 @@ class ForestTables:
         for group, (new_keys, new_sums) in new.items():
             old_keys, old_sums = self.filled[group]
             merged_keys, first = np.unique(np.concatenate([new_keys, old_keys]), return_index=True)
-            self.filled[group] = (merged_keys, np.concatenate([new_sums, old_sums])[first])
+            self.filled[group] = (merged_keys, np.concatenate([new_sums, old_sums])[first].astype(np.float32))
         self._dense = None
 
     def keys(self, X: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
         """Each row's key in each group, and whether every key column of the row holds a code
         (where not, its keys are meaningless)."""
-        codes: dict[tuple[str, float, int], np.ndarray] = {}
         valid = np.ones(len(X), dtype=bool)
         keys = []
         for group in self.groups:
             key = np.zeros(len(X), dtype=np.int32)
             stride = 1
             for column in group.keys:
-                spec = (column.feature, column.scale, column.radix)
-                if spec not in codes:
-                    codes[spec], invalid = _codes(X[:, self.feature_names.index(column.feature)], column.scale, column.radix)
-                    valid &= ~invalid
-                key += codes[spec] * stride
+                codes, invalid = _codes(X[:, self.feature_names.index(column.feature)], column.scale, column.radix)
+                valid &= ~invalid
+                codes *= stride
+                key += codes
                 stride *= column.radix + 1
             keys.append(key)
         return keys, valid
@@ -173,7 +172,7 @@ class ForestTables:
         if self._dense is None:
             dense = []
             for group, (keys, sums) in zip(self.groups, self.filled, strict=True):
-                table = np.full(group.size, np.nan, dtype=np.float64)
+                table = np.full(group.size, np.nan, dtype=np.float32)
                 table[keys] = sums
                 dense.append(table)
             self._dense = dense

@@ -168,7 +168,7 @@ class TripFeatureEncoder(TransformerMixin, BaseEstimator):
             return self.transform(trips)
         keys = self._keys(trips)
         y = np.asarray(y, dtype=np.float64)
-        encoded = {name: np.empty(len(trips)) for name in self._encode(keys.rows(slice(0, 1)), self.tables_)}
+        encoded = {name: np.empty(len(trips), dtype=np.float32) for name in self._encode(keys.rows(slice(0, 1)), self.tables_)}
         for fit_rows, encode_rows in KFold(self.n_splits, shuffle=True, random_state=self.random_state).split(y):
             tables = self._fit_tables(keys.rows(fit_rows), y[fit_rows])
             for name, values in self._encode(keys.rows(encode_rows), tables).items():
@@ -311,45 +311,47 @@ class TripFeatureEncoder(TransformerMixin, BaseEstimator):
         )
 
     def _encode(self, keys: TripKeys, tables: TargetTables) -> dict[str, np.ndarray]:
-        """The target-derived features, by feature name."""
+        """The target-derived features, by feature name (float32 as each is made: the matrix's
+        type, and half the memory while a month's columns wait to be assembled)."""
         scale = tables.count_scale
+        pair_mean = tables.pair_mean[keys.zone_pair]
         encoded = {
-            "te_pu": tables.pickup_mean[keys.pickup_zone],
-            "te_do": tables.dropoff_mean[keys.dropoff_zone],
-            "te_bpair": tables.borough_pair_mean[keys.borough_pair],
-            "te_pair": tables.pair_mean[keys.zone_pair],
-            "n_pu": np.log1p(tables.pickup_count[keys.pickup_zone] * scale),
-            "n_do": np.log1p(tables.dropoff_count[keys.dropoff_zone] * scale),
-            "n_pair": np.log1p(tables.pair_count[keys.zone_pair] * scale),
-            "pair_dist": tables.pair_distance[keys.zone_pair],
+            "te_pu": _f32(tables.pickup_mean[keys.pickup_zone]),
+            "te_do": _f32(tables.dropoff_mean[keys.dropoff_zone]),
+            "te_bpair": _f32(tables.borough_pair_mean[keys.borough_pair]),
+            "te_pair": _f32(pair_mean),
+            "n_pu": _f32(np.log1p(tables.pickup_count[keys.pickup_zone] * scale)),
+            "n_do": _f32(np.log1p(tables.dropoff_count[keys.dropoff_zone] * scale)),
+            "n_pair": _f32(np.log1p(tables.pair_count[keys.zone_pair] * scale)),
+            "pair_dist": _f32(tables.pair_distance[keys.zone_pair]),
         }
         if tables.pace is not None:
-            encoded["pace_x_dist"] = tables.pace[keys.zone_pair] * keys.distance
+            encoded["pace_x_dist"] = _f32(tables.pace[keys.zone_pair] * keys.distance)
         if self.tabular:
-            encoded["pair_length"] = np.searchsorted(self.length_edges_, encoded["te_pair"], side="right").astype(np.float64)
+            encoded["pair_length"] = _f32(np.searchsorted(self.length_edges_, pair_mean, side="right"))
         return encoded
 
     def _target_free(self, trips: pd.DataFrame, keys: TripKeys) -> dict[str, np.ndarray]:
-        """The features that do not depend on training durations, by feature name."""
+        """The features that do not depend on training durations, by feature name (float32)."""
         hour, day = _hour_and_day_of_week(trips["pickup_datetime"])
         if self.tabular:
             hour = np.floor(hour * 4) / 4
         features = {
-            "hour": hour,
-            "dow": day,
-            "weekend": (day >= 5).astype(np.float64),
-            **({"hour_block": np.floor(hour / HOUR_BLOCK_HOURS)} if self.tabular else {}),
-            "pu_id": keys.pickup_zone.astype(np.float64),
-            "do_id": keys.dropoff_zone.astype(np.float64),
-            "pu_borough": keys.pickup_borough.astype(np.float64),
-            "do_borough": keys.dropoff_borough.astype(np.float64),
-            "pu_service": self.service_of_[keys.pickup_zone].astype(np.float64),
-            "do_service": self.service_of_[keys.dropoff_zone].astype(np.float64),
-            "same_zone": (keys.pickup_zone == keys.dropoff_zone).astype(np.float64),
-            "same_borough": (keys.pickup_borough == keys.dropoff_borough).astype(np.float64),
+            "hour": _f32(hour),
+            "dow": _f32(day),
+            "weekend": _f32(day >= 5),
+            **({"hour_block": _f32(np.floor(hour / HOUR_BLOCK_HOURS))} if self.tabular else {}),
+            "pu_id": _f32(keys.pickup_zone),
+            "do_id": _f32(keys.dropoff_zone),
+            "pu_borough": _f32(keys.pickup_borough),
+            "do_borough": _f32(keys.dropoff_borough),
+            "pu_service": _f32(self.service_of_[keys.pickup_zone]),
+            "do_service": _f32(self.service_of_[keys.dropoff_zone]),
+            "same_zone": _f32(keys.pickup_zone == keys.dropoff_zone),
+            "same_borough": _f32(keys.pickup_borough == keys.dropoff_borough),
         }
         if self.use_trip_distance:
-            features["dist"] = keys.distance
+            features["dist"] = _f32(keys.distance)
         return features
 
     def _assemble(self, trips: pd.DataFrame, keys: TripKeys, encoded: dict[str, np.ndarray]) -> np.ndarray:
@@ -373,6 +375,10 @@ def _hour_and_day_of_week(pickup: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     hour = np.where(missing, np.nan, (count % 1440) / 60.0)
     day = np.where(missing, np.nan, (count // 1440 + 3) % 7)
     return hour, day
+
+
+def _f32(values: np.ndarray) -> np.ndarray:
+    return np.asarray(values, dtype=np.float32)
 
 
 def _trips_at(pickup_zones: np.ndarray, dropoff_zones: np.ndarray, times: np.ndarray) -> pd.DataFrame:
