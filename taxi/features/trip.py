@@ -328,7 +328,8 @@ class TripFeatureEncoder(TransformerMixin, BaseEstimator):
         if tables.pace is not None:
             encoded["pace_x_dist"] = _f32(tables.pace[keys.zone_pair] * keys.distance)
         if self.tabular:
-            encoded["pair_length"] = _f32(np.searchsorted(self.length_edges_, pair_mean, side="right"))
+            length_of_pair = np.searchsorted(self.length_edges_, tables.pair_mean, side="right")
+            encoded["pair_length"] = _f32(length_of_pair[keys.zone_pair])
         return encoded
 
     def _target_free(self, trips: pd.DataFrame, keys: TripKeys) -> dict[str, np.ndarray]:
