@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from taxi import process_train_data, run_training
+from taxi.features import TripFeatureEncoder
 from taxi.gbm import GBM_FORMAT, GBM_PARAMS, GbmRegressor
-from taxi.model import make_vectorizer
 from taxi.storage import (
     LATEST_MARKER,
     ArtifactStore,
@@ -206,16 +206,22 @@ def test_a_gbm_version_saved_before_xgboost_fails_with_a_clear_error(store, trai
 
 
 def test_a_gbm_version_of_the_previous_xgboost_configuration_still_loads(store):
-    """Versions saved before the switch to fewer, faster trees (300 trees of depth 8 at
-    learning rate 0.1) have the same format: they load, verified and signed, and predict with
-    their own trees exactly what they predicted when saved."""
-    train = process_train_data(str(YELLOW_JAN), make_vectorizer("gbm"))
+    """Versions saved before the lookup tables (unconstrained trees: 300 of depth 8 at learning
+    rate 0.1, or 200 at 0.15; an encoder without the tabular features) have the same format:
+    they load, verified and signed, and predict with their own trees and features exactly what
+    they predicted when saved."""
+    vectorizer = TripFeatureEncoder(tabular=False)
+    train = process_train_data(str(YELLOW_JAN), vectorizer)
+    assert "hour_block" not in train.vectorizer.get_feature_names_out()
     previous = GbmRegressor(n_trees=300, max_fit_rows=5_000, params=GBM_PARAMS | {"learning_rate": 0.1, "max_depth": 8})
     previous.fit(train.X, train.y)
+    expected = previous.predict(train.vectorizer.transform(train.trips))
+    # Pickled as those versions were: no tables, no `tabular` parameter.
+    del previous.tables_, train.vectorizer.tabular
     signed = _with(store, KEY)
     details = {"model_type": "gbm", "model_format": GBM_FORMAT}
     version = signed.save_model(previous, train.vectorizer, metrics={"rmse_test": 7.0}, details=details)["version"]
     loaded = signed.load_model(version)
     assert loaded.model.n_trees == 300 and loaded.model.booster_.num_boosted_rounds() == 300
-    expected = previous.predict(train.vectorizer.transform(train.trips))
+    assert loaded.model.tables_ is None and loaded.vectorizer.tabular is False
     assert np.array_equal(loaded.model.predict(loaded.vectorizer.transform(train.trips)), expected)

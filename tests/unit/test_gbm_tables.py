@@ -68,14 +68,11 @@ def test_zone_pairs_never_seen_in_training_are_tabulated_when_first_met(trained)
     # Zones 100-263: past the first zone of each borough and service zone, which the grid uses.
     inside = (pairs // 300 >= 100) & (pairs // 300 <= 263) & (pairs % 300 >= 100) & (pairs % 300 <= 263)
     unseen = pairs[inside & (vectorizer.tables_.pair_count == 0)][::97][:50]
-    trips = pd.DataFrame(
-        {
-            "pickup_datetime": pd.date_range("2021-02-01", periods=len(unseen), freq="37min"),
-            "PULocationID": unseen // 300,
-            "DOLocationID": unseen % 300,
-        }
-    )
+    pickup = pd.Series(pd.date_range("2021-02-01", periods=len(unseen), freq="37min"))
+    pickup[::7] = pd.NaT  # a missing pickup time has its own key
+    trips = pd.DataFrame({"pickup_datetime": pickup, "PULocationID": unseen // 300, "DOLocationID": unseen % 300})
     X = vectorizer.transform(trips)
+    assert np.isnan(X[0, list(vectorizer.get_feature_names_out()).index("hour")])
     before = np.isnan(model.tables_._tables()[0][model.tables_.keys(X)[0][0]])
     assert before.all()
     walked, tabulated, _ = walked_and_tabulated(model, X)
