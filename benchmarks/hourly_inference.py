@@ -75,9 +75,11 @@ def start_servers(work: Path) -> list:
             "PREFECT_HOME": str(work / "prefect-client"),
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_LOGGING_LEVEL": "WARNING",
+            # A throwaway key: models are signed and checked, as deployed (a key is required).
+            "TAXI_SIGNING_KEY": secrets.token_hex(32),
         }
     )
-    for variable in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "TAXI_SIGNING_KEY", "TAXI_SIGNING_KEY_BLOCK"):
+    for variable in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "TAXI_SIGNING_KEY_BLOCK", "TAXI_ALLOW_UNSIGNED"):
         os.environ.pop(variable, None)
     return [prefect, s3]
 
