@@ -48,7 +48,9 @@ TABULATED_PARAMS: dict[str, Any] = dict(GBM_PARAMS, learning_rate=0.1, max_depth
 TABULATED_TREES = 400
 # The trees are fitted on at most this many of the trips they are given (a fixed-seed
 # uniform sample); the target encodings still use every trip given. A 74k-trip green month is
-# used whole; on a 1.4M-trip month this bounds fitting on two cores (400 trees of depth 10 on 200,000 trips take about 10 s). Two samples apply in the training flow: taxi.pipeline.run_window_training first
+# used whole; on a 1.4M-trip month this bounds fitting on two cores (400 trees of depth 10
+# on 200,000 trips take about 10 s). Two samples apply in the training flow:
+# taxi.pipeline.run_window_training first
 # draws at most max_train_rows trips of the whole window (taxi.sampling, default 2,000,000),
 # which the encoder is fitted on; the trees then fit on at most MAX_FIT_ROWS of those.
 MAX_FIT_ROWS = 200_000

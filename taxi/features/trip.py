@@ -196,7 +196,7 @@ class TripFeatureEncoder(TransformerMixin, BaseEstimator):
         if not self.tabular or self.use_trip_distance:
             return None
         quarter_hour, day = KeyColumn("hour", 4.0, 96), KeyColumn("dow", 1.0, 7)
-        n_services = int(self.service_of_.max()) + 1
+        n_services = self._n_services()
         return (
             FeatureGroup(
                 "zone pair x time block",
@@ -229,9 +229,9 @@ class TripFeatureEncoder(TransformerMixin, BaseEstimator):
         block_times = np.append(monday + np.asarray(block_starts) * minute, np.datetime64("NaT"))
         quarter_hours = np.append(monday + np.arange(7 * 96) * 15 * minute, np.datetime64("NaT"))
         seen = np.flatnonzero(self.tables_.pair_count > 0)
-        zone_class = self.borough_of_ * (int(self.service_of_.max()) + 1) + self.service_of_
+        zone_class = self.borough_of_ * self._n_services() + self.service_of_
         class_zones = np.unique(zone_class, return_index=True)[1]
-        lengths = np.searchsorted(self.length_edges_, self.tables_.pair_mean[seen], side="right")
+        lengths = self._pair_length_classes(self.tables_.pair_mean)[seen]
         length_pairs = seen[np.unique(lengths, return_index=True)[1]]
         parts = [
             _trips_at(seen // N_ZONE_SLOTS, seen % N_ZONE_SLOTS, block_times),
@@ -249,6 +249,13 @@ class TripFeatureEncoder(TransformerMixin, BaseEstimator):
         super().__setstate__(state)
 
     # --- internals ---------------------------------------------------------------------------
+
+    def _n_services(self) -> int:
+        return int(self.service_of_.max()) + 1
+
+    def _pair_length_classes(self, pair_mean: np.ndarray) -> np.ndarray:
+        """The length class (0 .. N_PAIR_LENGTH_CLASSES-1) of each zone pair's mean duration."""
+        return np.searchsorted(self.length_edges_, pair_mean, side="right")
 
     def _keys(self, trips: pd.DataFrame) -> TripKeys:
         pickup = _zone_slot(trips["PULocationID"].to_numpy(dtype=np.int64))
@@ -328,8 +335,7 @@ class TripFeatureEncoder(TransformerMixin, BaseEstimator):
         if tables.pace is not None:
             encoded["pace_x_dist"] = _f32(tables.pace[keys.zone_pair] * keys.distance)
         if self.tabular:
-            length_of_pair = np.searchsorted(self.length_edges_, tables.pair_mean, side="right")
-            encoded["pair_length"] = _f32(length_of_pair[keys.zone_pair])
+            encoded["pair_length"] = _f32(self._pair_length_classes(tables.pair_mean)[keys.zone_pair])
         return encoded
 
     def _target_free(self, trips: pd.DataFrame, keys: TripKeys) -> dict[str, np.ndarray]:
