@@ -1,4 +1,4 @@
-"""Which sources a deployment's run may read (taxi.tlc.check_source, a pure function), the
+"""Which sources a deployment's run may read (taxi.sources.check_source, a pure function), the
 settings behind it and behind the download bounds, and redirects (a local HTTP server)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 
 from taxi import DataError, load_data
 from taxi.settings import DEFAULT_DOWNLOAD_DEADLINE_SECONDS, DEFAULT_DOWNLOAD_MAX_BYTES, Settings
-from taxi.tlc import check_source
+from taxi.sources import check_source
 from tests.conftest import GREEN_MAR
 
 BUCKETS = ("taxi", "landing")
@@ -124,7 +124,7 @@ def test_a_redirect_from_https_to_http_is_refused():
     import urllib.error
     import urllib.request
 
-    from taxi.download import _NoDowngradeRedirects
+    from taxi.sources import _NoDowngradeRedirects
 
     handler = _NoDowngradeRedirects()
     with pytest.raises(urllib.error.HTTPError, match="redirect refused"):
