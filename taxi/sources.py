@@ -85,10 +85,8 @@ def check_source(source: str, buckets: Collection[str], allow_local: bool) -> No
             raise DataError(shown, "an https:// URL needs a host")
         return
     if "://" in source or source.lower().startswith(("http:", "https:", "s3:", "file:")):
-        raise DataError(
-            shown,
-            "only s3:// URIs in the project's bucket(s) and https:// URLs are read by deployment runs",
-        )
+        readable = "s3:// URIs in the project's bucket(s) and https:// URLs"
+        raise DataError(shown, f"only {readable} are read by deployment runs")
     if not allow_local:
         raise DataError(
             shown,
