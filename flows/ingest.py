@@ -17,10 +17,10 @@ from flows import tasks
 from flows.reports import table_cell
 from flows.tasks import io_task
 from taxi import ingest
-from taxi.download import public_url
 from taxi.layout import s3_uri
 from taxi.months import Month, month_name, parse_month
 from taxi.settings import Settings
+from taxi.sources import public_url
 from taxi.storage import ObjectStore
 
 

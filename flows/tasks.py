@@ -34,7 +34,7 @@ from prefect.states import State
 import taxi
 import taxi.storage
 from taxi import incoming, monitoring, monitoring_report
-from taxi.download import DeadlineError, DownloadError
+from taxi.errors import DeadlineError, DownloadError
 from taxi.features import FeatureMatrix, Vectorizer
 from taxi.incoming import ClaimResult, IncomingFile
 from taxi.ingest import months_present
@@ -51,6 +51,7 @@ from taxi.layout import (
 from taxi.model import Model
 from taxi.months import month_name
 from taxi.settings import ALLOW_UNSIGNED_ENV, DEFAULT_IO_RETRY_DELAYS, SIGNING_KEY_BLOCK_ENV, SIGNING_KEY_ENV, Settings
+from taxi.sources import check_source
 from taxi.steps import StepRunner
 from taxi.storage import (
     ANY_CHAMPION,
@@ -64,7 +65,6 @@ from taxi.storage import (
     TransientStorageError,
     UnsupportedModelError,
 )
-from taxi.tlc import check_source
 from taxi.window import WindowPlan, plan_window
 
 P = ParamSpec("P")
@@ -152,7 +152,7 @@ def model_registry() -> ModelRegistry:
 
 def check_sources(settings: Settings, *sources: str | None) -> None:
     """Refuse, in a deployment's run, run parameters naming sources it may not read
-    (taxi.tlc.check_source): only s3:// URIs in the configured bucket(s) and https:// URLs,
+    (taxi.sources.check_source): only s3:// URIs in the configured bucket(s) and https:// URLs,
     plus local paths if TAXI_ALLOW_LOCAL_SOURCES=true. Anyone who can start a deployment run
     could otherwise make the worker read its own files or the internal network. A flow called
     directly (quickstart, tests, notebooks) reads what its caller could read anyway: no check.
@@ -170,7 +170,7 @@ def is_transient(error: BaseException) -> bool:
     if isinstance(error, urllib.error.HTTPError):
         return error.code in TRANSIENT_HTTP_STATUSES or error.code >= 500
     if isinstance(error, DeadlineError):
-        return False  # each retry could hold the run for another whole deadline (taxi.download)
+        return False  # each retry could hold the run for another whole deadline (taxi.sources)
     # Other URLErrors are urllib's "could not connect" (refused, unresolvable, timed out).
     return isinstance(error, (*TRANSIENT_ERRORS, urllib.error.URLError))
 

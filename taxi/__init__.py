@@ -2,8 +2,10 @@
 
 __version__ = "0.1.0"
 
+from taxi.errors import DataError
 from taxi.model import evaluate_model, predict, train_model
 from taxi.pipeline import TrainingResult, run_inference, run_training
+from taxi.sources import load_data
 from taxi.steps import (
     ProcessedData,
     compute_target,
@@ -13,7 +15,6 @@ from taxi.steps import (
     process_inference_data,
     process_train_data,
 )
-from taxi.tlc import DataError, load_data
 
 __all__ = [
     "DataError",

@@ -1,6 +1,8 @@
 """Where taxi 0.1 kept file reading and the processing steps. Kept so that imports written
 against it keep working: reading TLC files is taxi/tlc.py, the steps are taxi/steps.py."""
 
+from taxi.errors import DataError
+from taxi.sources import load_data
 from taxi.steps import (
     ProcessedData,
     compute_target,
@@ -11,7 +13,7 @@ from taxi.steps import (
     process_inference_data,
     process_train_data,
 )
-from taxi.tlc import DROPOFF, PICKUP, DataError, load_data
+from taxi.tlc import DROPOFF, PICKUP
 
 __all__ = [
     "DROPOFF",

@@ -26,12 +26,12 @@ from typing import Any
 
 import taxi
 from taxi.config import DOWNLOAD_DEADLINE_SECONDS, DOWNLOAD_MAX_BYTES
-from taxi.download import NotPublishedError, download, public_url
+from taxi.errors import DataError, NotPublishedError
 from taxi.layout import DATA_MANIFEST_SUFFIX, data_color_prefix, data_key, data_manifest_key, parse_tlc_file_name, tlc_file_name
 from taxi.months import Month, month_name, month_of, month_range, parse_month, shift_month
 from taxi.settings import TLC_BASE_URL_ENV
+from taxi.sources import download, load_data, public_url
 from taxi.storage.objects import IntegrityError, ObjectStore
-from taxi.tlc import DataError, load_data
 
 COLORS = ("yellow", "green")
 # The TLC's trip records start in January 2009 (yellow); nothing older can be asked for.

@@ -139,7 +139,7 @@ def batch_record(
     created_at: datetime | None = None,
 ) -> dict[str, Any]:
     """Monitoring record of one inference batch: `trips_raw` are every trip of the input as
-    loaded (taxi.tlc.load_data, before any filter) and `predictions` the model's minutes for
+    loaded (taxi.load_data, before any filter) and `predictions` the model's minutes for
     each of them, in order. `thresholds` overrides DEFAULT_THRESHOLDS (see
     `drift_thresholds`). JSON-serialisable; see the module docstring for the statistic,
     thresholds and noise.

@@ -17,8 +17,10 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
 from taxi.config import CATEGORICAL_COLUMNS, MAX_DURATION_MINUTES, MIN_DURATION_MINUTES, MISSING_CATEGORY, TARGET_COLUMN
+from taxi.errors import DataError
 from taxi.features import FeatureMatrix, OneHotVectorizer, Vectorizer
-from taxi.tlc import DROPOFF, PICKUP, DataError, load_data
+from taxi.sources import load_data
+from taxi.tlc import DROPOFF, PICKUP
 
 TripStep = Callable[[pd.DataFrame], pd.DataFrame]
 

@@ -1,27 +1,23 @@
-"""Reading TLC trip files: where they come from, and the input contract they must meet.
+"""Reading TLC trip files: the input contract they must meet.
 
-`load_data` reads yellow (`tpep_*`) and green (`lpep_*`) trip records, parquet or CSV, from a
-local path, an `s3://bucket/key` URI or an `https://` URL, checks them against the input
-contract and returns them with schema-neutral column names (`pickup_datetime`,
-`dropoff_datetime`). Only the columns the pipeline uses are read, which keeps a 1.4M-trip
-month to a few tens of megabytes. Anything that breaks the contract raises `DataError`, whose
-message names the source and what was wrong, never the file's content (a run may be pointed
-at a file that is not trip data at all, and its message goes to logs and the Prefect UI).
+`read_trips` reads yellow (`tpep_*`) and green (`lpep_*`) trip records, parquet or CSV (or
+gzipped CSV), checks them against the input contract and returns them with schema-neutral
+column names (`pickup_datetime`, `dropoff_datetime`). Only the columns the pipeline uses are
+read, which keeps a month small in memory. Anything that breaks the contract raises
+`DataError`, whose message names the source and what was wrong, never the file's content (a
+run may be pointed at a file that is not trip data at all, and its message goes to logs and
+the Prefect UI).
 
-Remote sources are copied to a temporary file by taxi.download, with its size cap and deadline
-(TAXI_DOWNLOAD_MAX_BYTES, TAXI_DOWNLOAD_DEADLINE_SECONDS). `check_source` is the policy on
-which sources a deployment's run may name (the flows apply it; see flows/tasks.py).
+Where a file comes from is not this module's business: it is given an opener that makes the
+source a local file (taxi.sources.open_source for a local path, s3:// or https://, with the
+size cap and deadline of the settings; `taxi.load_data` strings the two together).
 """
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
-import urllib.parse
-from collections.abc import Callable, Collection
-from pathlib import Path
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 import numpy as np
 import pandas as pd
@@ -29,16 +25,13 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from taxi.errors import DataError
 from taxi.layout import CSV_SUFFIXES, PARQUET_SUFFIXES
-from taxi.settings import ALLOW_LOCAL_SOURCES_ENV, SOURCE_BUCKETS_ENV, Settings
 
-if TYPE_CHECKING:
-    from taxi.download import S3Opener
-
-# Reads s3://bucket/key and returns its bytes; raises FileNotFoundError for a missing object.
-S3Reader = Callable[[str], bytes]
-# A local path, or a remote file's bytes in memory.
-Raw = str | pa.Buffer
+# Makes a source readable as a local file: entered, it gives the path of a file holding the
+# source's bytes (a local source's own path, or a copy removed on exit); raises DataError
+# when the source cannot be opened. The format is read from the source's name, not the path's.
+Opener = Callable[[str], AbstractContextManager[str]]
 
 # Datetime column names of each TLC schema.
 SCHEMAS: dict[str, tuple[str, str]] = {
@@ -53,39 +46,26 @@ NUMERIC_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
 # What Arrow's error messages say that is safe to repeat: counts and positions, never the
 # bytes it quotes (a CSV parse error quotes the offending line).
 _ARROW_FACTS = re.compile(
-    r"Row #\d+|Expected \d+ columns?, got \d+|magic bytes not found|file size is \d+ bytes|Unexpected end of stream"
+    r"Row #\d+|Expected \d+ columns?, got \d+|magic bytes not found|file size is \d+ bytes"
+    r"|Unexpected end of stream"
 )
 
 
-class DataError(ValueError):
-    """Input data that cannot be used; the message names the source and the problem.
-
-    Not worth retrying: the same input will fail the same way."""
-
-    def __init__(self, source: str, problem: str):
-        self.source = source
-        self.problem = problem
-        super().__init__(f"{source}: {problem}")
-
-
-# --- loading -------------------------------------------------------------------------------
-
-
-def load_data(source: str, read_s3: S3Reader | None = None) -> pd.DataFrame:
-    """Read one TLC trip file and return its trips in file order.
+def read_trips(source: str, opener: Opener) -> pd.DataFrame:
+    """Read one TLC trip file, opened with `opener`, and return its trips in file order.
 
     Columns: pickup_datetime, dropoff_datetime (datetime64), PULocationID, DOLocationID,
     passenger_count, trip_distance (float64, NaN where missing). `attrs` records the source
-    and the TLC schema ("yellow" or "green"). `s3://` sources are read with `read_s3`
-    (default: taxi.storage's reader, with the S3 settings of the environment).
+    and the TLC schema ("yellow" or "green").
     """
-    with tempfile.TemporaryDirectory(prefix="taxi-load-") as scratch:
-        raw = _open(source, read_s3, Path(scratch))
-        is_parquet = _is_parquet(source, raw)
-        names = _parquet_columns(source, raw) if is_parquet else _csv_columns(source, raw)
+    with opener(source) as path:
+        is_parquet = _is_parquet(source, path)
+        names = _parquet_columns(source, path) if is_parquet else _csv_columns(source, path)
         schema, pickup, dropoff = _detect_schema(source, names)
-        columns = [pickup, dropoff, *REQUIRED_COLUMNS, *(c for c in OPTIONAL_COLUMNS if c in names)]
-        table = _read_parquet(source, raw, columns) if is_parquet else _read_csv(source, raw, columns)
+        optional = [c for c in OPTIONAL_COLUMNS if c in names]
+        columns = [pickup, dropoff, *REQUIRED_COLUMNS, *optional]
+        read = _read_parquet if is_parquet else _read_csv
+        table = read(source, path, columns)
     table = table.rename_columns([_neutral_name(c, pickup, dropoff) for c in table.column_names])
     # One array per column (no 2-D block consolidation) and the Arrow buffers released as
     # they are converted: a month then costs about one copy of its columns, not three.
@@ -98,130 +78,58 @@ def load_data(source: str, read_s3: S3Reader | None = None) -> pd.DataFrame:
     return trips
 
 
-def _open(source: str, read_s3: S3Reader | None, scratch: Path) -> Raw:
-    """A local path as is; a remote source copied into `scratch` (taxi.download: size cap,
-    deadline, no redirect off http(s) or off TLS), or read with the caller's `read_s3`."""
-    if source.startswith(("s3://", "http://", "https://")):
-        return _download(source, read_s3, scratch)
-    if not os.path.isfile(source):
-        raise DataError(source, "file not found" if not os.path.exists(source) else "not a file")
-    return source
-
-
-def _download(source: str, read_s3: S3Reader | None, scratch: Path) -> Raw:
-    # Imported when first needed: taxi.download imports this module (for DataError), and
-    # reading local files never loads boto3.
-    from taxi.download import NotPublishedError, download
-
-    settings = Settings.from_env()
-    is_s3 = source.startswith("s3://")
-    try:
-        if is_s3 and read_s3 is not None:  # the caller's own reader: its bytes are capped once read
-            data = read_s3(source)
-            if len(data) > settings.download_max_bytes:
-                raise DataError(source, f"is {len(data):,} bytes, more than the {settings.download_max_bytes:,}-byte limit")
-            return pa.py_buffer(data)
-        fetched = download(
-            source,
-            scratch / "source",  # the format comes from `source`'s name, not from this one
-            max_bytes=settings.download_max_bytes,
-            deadline_seconds=settings.download_deadline_seconds,
-            open_s3=_environment_s3_opener() if is_s3 else None,
-        )
-    except (NotPublishedError, FileNotFoundError) as error:
-        status = re.search(r"HTTP \d+", str(error))
-        problem = (
-            "file not found in S3" if is_s3 else f"download failed with {status[0] if status else 'no file'} (no such file?)"
-        )
-        raise DataError(source, problem) from error
-    return str(fetched.path)
-
-
-def _environment_s3_opener() -> S3Opener:
-    from taxi.storage.objects import open_s3_uri
-
-    return open_s3_uri
-
-
-def check_source(source: str, buckets: Collection[str], allow_local: bool) -> None:
-    """Raise DataError unless `source` is one a deployment's run may read: an s3:// URI in one
-    of `buckets`, an https:// URL, or, when `allow_local`, a local path. Anything else (plain
-    http://, which reaches the internal network unencrypted, file:// and other schemes, other
-    buckets, local files such as /etc/passwd) is refused before it is opened. Pure: the caller
-    says which buckets and whether local paths are allowed (taxi.settings)."""
-    from taxi.download import public_url  # see _download
-
-    shown = public_url(source)
-    if source.startswith("s3://"):
-        bucket, _, key = source.removeprefix("s3://").partition("/")
-        if bucket not in buckets or not key:
-            allowed = ", ".join(repr(b) for b in buckets)
-            raise DataError(shown, f"not in a bucket runs may read ({allowed}; {SOURCE_BUCKETS_ENV} adds others)")
-        return
-    if source.startswith("https://"):
-        if not urllib.parse.urlsplit(source).hostname:
-            raise DataError(shown, "an https:// URL needs a host")
-        return
-    if "://" in source or source.lower().startswith(("http:", "https:", "s3:", "file:")):
-        raise DataError(shown, "only s3:// URIs in the project's bucket(s) and https:// URLs are read by deployment runs")
-    if not allow_local:
-        raise DataError(
-            shown,
-            f"local paths are not read by deployment runs unless {ALLOW_LOCAL_SOURCES_ENV}=true: "
-            "give an s3:// URI in the project's bucket or an https:// URL",
-        )
-
-
 def _suffix(source: str) -> str:
     return source.split("?", 1)[0].lower()
 
 
-def _is_parquet(source: str, raw: Raw) -> bool:
+def _is_parquet(source: str, path: str) -> bool:
     name = _suffix(source)
     if name.endswith(PARQUET_SUFFIXES):
         return True
     if name.endswith(CSV_SUFFIXES):
         return False
-    head = raw.to_pybytes()[:4] if isinstance(raw, pa.Buffer) else open(raw, "rb").read(4)
-    return head == b"PAR1"
+    with open(path, "rb") as file:
+        return file.read(4) == b"PAR1"
 
 
-def _parquet_columns(source: str, raw: Raw) -> list[str]:
+def _parquet_columns(source: str, path: str) -> list[str]:
     try:
-        return list(pq.read_schema(_reader(raw)).names)
+        return list(pq.read_schema(path).names)
     except (pa.ArrowException, OSError) as error:
-        raise DataError(source, f"not a readable parquet file{_arrow_facts(error)}") from None
+        problem = f"not a readable parquet file{_arrow_facts(error)}"
+        raise DataError(source, problem) from None
 
 
-def _read_parquet(source: str, raw: Raw, columns: list[str]) -> pa.Table:
+def _read_parquet(source: str, path: str, columns: list[str]) -> pa.Table:
     try:
-        return pq.read_table(_reader(raw), columns=columns)
+        return pq.read_table(path, columns=columns)
     except (pa.ArrowException, OSError) as error:
-        raise DataError(source, f"parquet file is corrupt or truncated{_arrow_facts(error)}") from None
+        problem = f"parquet file is corrupt or truncated{_arrow_facts(error)}"
+        raise DataError(source, problem) from None
 
 
-def _csv_stream(source: str, raw: Raw) -> str | pa.NativeFile:
-    stream = _reader(raw)
+def _csv_stream(source: str, path: str) -> str | pa.NativeFile:
     if _suffix(source).endswith(".gz"):
-        stream = pa.CompressedInputStream(stream, "gzip")
-    return stream
+        return pa.CompressedInputStream(path, "gzip")
+    return path
 
 
-def _csv_columns(source: str, raw: Raw) -> list[str]:
+def _csv_columns(source: str, path: str) -> list[str]:
+    options = pacsv.ReadOptions(block_size=1 << 16)
     try:
-        reader = pacsv.open_csv(_csv_stream(source, raw), read_options=pacsv.ReadOptions(block_size=1 << 16))
-        return list(reader.schema.names)
+        return list(pacsv.open_csv(_csv_stream(source, path), read_options=options).schema.names)
     except (pa.ArrowException, OSError) as error:
         if "Empty CSV file" in str(error):
             raise DataError(source, "file is empty") from None
         raise DataError(source, f"not a readable CSV file{_arrow_facts(error)}") from None
 
 
-def _read_csv(source: str, raw: Raw, columns: list[str]) -> pa.Table:
+def _read_csv(source: str, path: str, columns: list[str]) -> pa.Table:
     # Everything as text first: type problems are reported per column in _coerce_types.
-    options = pacsv.ConvertOptions(include_columns=columns, column_types={c: pa.string() for c in columns})
+    as_text = {c: pa.string() for c in columns}
+    options = pacsv.ConvertOptions(include_columns=columns, column_types=as_text)
     try:
-        return pacsv.read_csv(_csv_stream(source, raw), convert_options=options)
+        return pacsv.read_csv(_csv_stream(source, path), convert_options=options)
     except (pa.ArrowException, OSError) as error:
         raise DataError(source, f"not a readable CSV file{_arrow_facts(error)}") from None
 
@@ -234,20 +142,18 @@ def _arrow_facts(error: BaseException) -> str:
     return f" ({': '.join(facts)})" if facts else ""
 
 
-def _reader(raw: Raw) -> str | pa.BufferReader:
-    return pa.BufferReader(raw) if isinstance(raw, pa.Buffer) else raw
-
-
 def _detect_schema(source: str, names: list[str]) -> tuple[str, str, str]:
-    found = [schema for schema, (pickup, dropoff) in SCHEMAS.items() if pickup in names and dropoff in names]
+    found = [s for s, (pickup, dropoff) in SCHEMAS.items() if pickup in names and dropoff in names]
     if not found:
         expected = " or ".join(f"{p}/{d}" for p, d in SCHEMAS.values())
         # The header is not repeated: the file may be anything (a run pointed at /etc/passwd).
-        raise DataError(source, f"not a TLC yellow or green trip file: no {expected} columns ({len(names)} column(s) found)")
+        problem = f"no {expected} columns ({len(names)} column(s) found)"
+        raise DataError(source, f"not a TLC yellow or green trip file: {problem}")
     schema = found[0]
     missing = [c for c in REQUIRED_COLUMNS if c not in names]
     if missing:
-        raise DataError(source, f"required column(s) {missing} missing from this {schema} trip file")
+        problem = f"required column(s) {missing} missing from this {schema} trip file"
+        raise DataError(source, problem)
     return (schema, *SCHEMAS[schema])
 
 
@@ -277,12 +183,17 @@ def _coerce_types(source: str, trips: pd.DataFrame) -> pd.DataFrame:
     return trips[[PICKUP, DROPOFF, *NUMERIC_COLUMNS]]
 
 
-def _check_coercion(source: str, column: str, before: pd.Series, after: pd.Series, kind: str) -> None:
+def _check_coercion(
+    source: str,
+    column: str,
+    before: pd.Series,
+    after: pd.Series,
+    kind: str,
+) -> None:
     blank = before.isna() | (before.astype("string").str.strip() == "")
     bad = after.isna() & ~blank
     if bad.any():
         # Where, not what: the values themselves are the file's content.
         first = int(np.flatnonzero(bad.to_numpy())[0]) + 1
-        raise DataError(
-            source, f"column {column!r} has {int(bad.sum())} value(s) that are not {kind}, the first in trip row {first}"
-        )
+        count = f"{int(bad.sum())} value(s) that are not {kind}"
+        raise DataError(source, f"column {column!r} has {count}, the first in trip row {first}")

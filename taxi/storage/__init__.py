@@ -27,7 +27,6 @@ from taxi.storage.objects import (
     ObjectStore,
     StorageError,
     TransientStorageError,
-    read_s3_uri,
     s3_client,
     sha256_hex,
 )
@@ -82,7 +81,6 @@ __all__ = [
     "manifest_signature",
     "new_version_id",
     "parse_s3_uri",
-    "read_s3_uri",
     "s3_client",
     "sha256_hex",
     "source_name",

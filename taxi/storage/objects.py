@@ -324,21 +324,9 @@ class ObjectStore:
             raise StorageError(f"cannot {action} {target}: {error}") from error
 
 
-def read_s3_uri(uri: str) -> bytes:
-    """The bytes of s3://bucket/key, with a client from the environment. A missing object
-    raises FileNotFoundError: the contract of taxi.tlc.load_data's S3 reader."""
-    bucket, key = parse_s3_uri(uri)
-    try:
-        return ObjectStore(bucket=bucket).get(key)
-    except BucketNotFoundError:
-        raise  # a wrong bucket is not a missing file
-    except NotFoundError as error:
-        raise FileNotFoundError(str(error)) from error
-
-
 def open_s3_uri(uri: str) -> tuple[int, Iterator[bytes]]:
     """The size of s3://bucket/key (HEAD) and its bytes in chunks (GET, made only when they
-    are iterated), with a client from the environment: taxi.download's S3Opener, so that a
+    are iterated), with a client from the environment: taxi.sources' S3Opener, so that a
     source over the size cap is refused before any of it is read. A missing object raises
     FileNotFoundError."""
     bucket, key = parse_s3_uri(uri)

@@ -19,7 +19,7 @@ import pytest
 from prefect.client.orchestration import get_client
 
 from taxi import DataError, load_data
-from taxi.download import DeadlineError
+from taxi.errors import DeadlineError
 from taxi.storage import ObjectStore
 from tests.conftest import GREEN_FEB, GREEN_JAN, ROOT
 from tests.integration import prefect_api as api

@@ -285,7 +285,7 @@ def test_the_retry_condition_retries_only_transient_errors():
 
     from flows.tasks import is_transient
     from taxi import DataError
-    from taxi.download import DownloadError
+    from taxi.errors import DownloadError
     from taxi.storage import IntegrityError, InvalidVersionError, ModelNotFoundError
 
     transient = [

@@ -1,18 +1,24 @@
-"""Which sources a deployment's run may read (taxi.tlc.check_source, a pure function), the
-settings behind it and behind the download bounds, and redirects (a local HTTP server)."""
+"""Where an input may come from and how it is opened (taxi.sources): which sources a
+deployment's run may read (check_source, a pure function), the settings behind it and behind
+the download bounds, reading over HTTP and its redirects (a local HTTP server)."""
 
 from __future__ import annotations
 
 import http.server
+import os
+import re
 import shutil
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
+from functools import partial
 
 import pytest
 
 from taxi import DataError, load_data
 from taxi.settings import DEFAULT_DOWNLOAD_DEADLINE_SECONDS, DEFAULT_DOWNLOAD_MAX_BYTES, Settings
-from taxi.tlc import check_source
+from taxi.sources import _NoDowngradeRedirects, check_source, open_source
 from tests.conftest import GREEN_MAR
 
 BUCKETS = ("taxi", "landing")
@@ -83,6 +89,22 @@ def test_source_and_download_settings(monkeypatch):
         monkeypatch.delenv(name)
 
 
+def test_load_over_https_scheme_handler(tmp_path):
+    """load_data downloads over HTTP(S); served here by a local HTTP server."""
+    shutil.copy(GREEN_MAR, tmp_path / "green_tripdata_2021-03.parquet")
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        trips = load_data(f"{base}/green_tripdata_2021-03.parquet")
+        assert len(trips) == 83_827
+        with pytest.raises(DataError, match="HTTP 404"):
+            load_data(f"{base}/green_tripdata_2099-01.parquet")
+    finally:
+        server.shutdown()
+
+
 class _Redirects(http.server.SimpleHTTPRequestHandler):
     """Serves a directory; /to/<url> answers 302 to <url>."""
 
@@ -108,6 +130,19 @@ def redirecting(tmp_path) -> Iterator[str]:
     server.server_close()
 
 
+def test_open_source_gives_a_local_path_as_is_and_a_remote_copy_while_open(redirecting, tmp_path):
+    with open_source(str(GREEN_MAR)) as path:
+        assert path == str(GREEN_MAR)
+    for missing, problem in ((tmp_path / "nope", "file not found"), (tmp_path, "not a file")):
+        with pytest.raises(DataError, match=f"^{re.escape(str(missing))}: {problem}$"):
+            with open_source(str(missing)):
+                pass
+    with open_source(f"{redirecting}/{GREEN_MAR.name}") as path:
+        with open(path, "rb") as copy:
+            assert copy.read() == GREEN_MAR.read_bytes()
+    assert not os.path.exists(path)
+
+
 def test_redirects_to_other_schemes_are_refused_and_http_ones_followed(redirecting, tmp_path):
     # Followed: http to http (and http to https would be too).
     assert len(load_data(f"{redirecting}/to/{redirecting}/{GREEN_MAR.name}")) == 83_827
@@ -121,11 +156,6 @@ def test_redirects_to_other_schemes_are_refused_and_http_ones_followed(redirecti
 
 def test_a_redirect_from_https_to_http_is_refused():
     # No TLS server here: the redirect handler is asked directly, as urllib asks it.
-    import urllib.error
-    import urllib.request
-
-    from taxi.download import _NoDowngradeRedirects
-
     handler = _NoDowngradeRedirects()
     with pytest.raises(urllib.error.HTTPError, match="redirect refused"):
         handler.redirect_request(

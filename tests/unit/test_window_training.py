@@ -11,8 +11,8 @@ from taxi.features import OneHotVectorizer
 from taxi.model import OneHotNormalEquations, SparseLinearRegression
 from taxi.pipeline import run_window_training
 from taxi.sampling import UniformRowSample
+from taxi.sources import load_data
 from taxi.steps import compute_target, encode_categorical_columns, extract_x_y, filter_outliers
-from taxi.tlc import load_data
 from tests.conftest import GREEN_FEB, GREEN_JAN, GREEN_MAR
 
 
