@@ -1,11 +1,10 @@
 """The gradient-boosting model ("gbm"): XGBoost trees on the trip features, and its saved format.
 
-Why XGBoost (measured on green 2021-01 -> 02/03 and on a 1.4M-trip month, see
-docs/performance.md): scikit-learn's HistGradientBoostingRegressor needed 600 trees and
-predicted about 65,000 trips/s; LightGBM with the same trees predicted no faster (about
-half XGBoost's speed per tree). XGBoost's depth-wise trees reach a better test RMSE with 200
-trees of depth 8 than either with 600, and its predictor evaluates them several times faster.
-The `xgboost-cpu` wheel bundles its OpenMP runtime, so the image needs no system library.
+Why XGBoost (the measurements are in docs/performance.md): scikit-learn's
+HistGradientBoostingRegressor needed 600 trees and predicted many times slower; LightGBM walked
+the same trees slower than XGBoost. XGBoost's depth-wise trees reach a better test RMSE with
+fewer trees than either, and its predictor evaluates them several times faster. The
+`xgboost-cpu` wheel bundles its OpenMP runtime, so the image needs no system library.
 
 A fitted model pickles as XGBoost's own UBJSON model bytes plus a format tag (never a pickled
 C++ handle), so the artifact store's checksummed pickles stay the one way models are saved.
@@ -36,23 +35,21 @@ GBM_PARAMS: dict[str, Any] = dict(
     max_bin=256,
     seed=0,
 )
-# Predicting costs one root-to-leaf walk per tree and trip: nearly all of the inference time
-# (docs/performance.md). 200 trees at learning rate 0.15 keep the test RMSE of the previous 300
-# at 0.1 (green 2021-02: 6.3540 against 6.3475; 200 trees at 0.1 gave 6.3726 and 150 at 0.2
-# gave 6.3733, both worse than the 6.3603 of the model before XGBoost) for 2/3 of the walks.
+# Predicting untabulated trees costs one root-to-leaf walk per tree and trip: nearly all of
+# the inference time. 200 trees at learning rate 0.15 keep about the test RMSE of 300 at 0.1
+# for 2/3 of the walks; 150 at 0.2 or 200 at 0.1 lose more (docs/models.md).
 GBM_TREES = 200
 # Trained within the encoder's interaction groups, the trees are predicted from lookup tables
 # (taxi.gbm_tables), whose cost does not grow with the trees: deeper and more trees then buy
-# test RMSE (green 2021-02: 6.3429 against 6.3540 for the 200 unconstrained trees above).
+# test RMSE (docs/performance.md).
 TABULATED_PARAMS: dict[str, Any] = dict(GBM_PARAMS, learning_rate=0.1, max_depth=10)
 TABULATED_TREES = 400
 # The trees are fitted on at most this many of the trips they are given (a fixed-seed
-# uniform sample); the target encodings still use every trip given. A 74k-trip green month is
-# used whole; on a 1.4M-trip month this bounds fitting on two cores (400 trees of depth 10
-# on 200,000 trips take about 10 s). Two samples apply in the training flow:
-# taxi.pipeline.run_window_training first
-# draws at most max_train_rows trips of the whole window (taxi.sampling, default 2,000,000),
-# which the encoder is fitted on; the trees then fit on at most MAX_FIT_ROWS of those.
+# uniform sample); the target encodings still use every trip given. A green month is used
+# whole; on a yellow month this bounds the fitting time on two cores. Two samples apply in the
+# training flow: taxi.pipeline.run_window_training first draws at most max_train_rows trips
+# of the whole window (taxi.sampling), which the encoder is fitted on; the trees then fit on
+# at most MAX_FIT_ROWS of those.
 MAX_FIT_ROWS = 200_000
 
 

@@ -9,8 +9,8 @@ features:
 
 The encoder makes every group's features functions of a few discrete *key* columns (zone ids,
 quarter hour, day of week, zone classes...), so S_g is a table indexed by the row's key. A
-prediction is then one lookup per group instead of a root-to-leaf walk per tree: on a
-1.4-million-trip month about 0.1 s instead of about 10 s of tree walks (docs/performance.md).
+prediction is then one lookup per group instead of a root-to-leaf walk per tree (what that
+saves: docs/performance.md).
 
 The tables hold the keys the encoder's grid of synthetic trips covers (filled at training) and
 are completed lazily from the rows that predict meets, evaluating the trees once per new key.
@@ -131,8 +131,8 @@ class ForestTables:
             total[~valid] = booster.inplace_predict(X[~valid])
         if not self._agrees_with_trees(booster, X, total):
             log.warning(
-                "gbm features are not those of the encoder this model was fitted with (rows that share a "
-                "key differ in their features): predicting tree by tree"
+                "gbm features are not those of the encoder this model was fitted with "
+                "(rows that share a key differ in their features): predicting tree by tree"
             )
             return np.asarray(booster.inplace_predict(X), dtype=np.float64)
         for group, (new_keys, new_sums) in new.items():

@@ -18,8 +18,8 @@ from taxi.gbm import GbmRegressor
 class SparseLinearRegression(LinearRegression):
     """Ordinary least squares, solved exactly for tall one-hot designs.
 
-    scikit-learn's LinearRegression solves sparse problems with LSQR, which on a 1.4M-trip
-    month takes about ten seconds and stops at a tolerance. The design here has a few hundred
+    scikit-learn's LinearRegression solves sparse problems with LSQR, which is slow on a large
+    month (docs/performance.md) and stops at a tolerance. The design here has a few hundred
     columns, so the normal equations are tiny: this computes the same minimum-norm
     least-squares solution LinearRegression converges to (pseudo-inverse of the centred Gram
     matrix), exactly and in a fraction of the time. Prediction is LinearRegression's own.
@@ -99,7 +99,8 @@ class OneHotNormalEquations:
         return model, OneHotVectorizer.from_categories(categories, self.columns)
 
     def rmse(self, model: SparseLinearRegression) -> float:
-        """RMSE of `model` (from `fit`) on every trip added, from the sufficient statistics alone."""
+        """RMSE of `model` (from `fit`) on every trip added, from the sufficient statistics
+        alone."""
         if model.coef_.shape != (self._n_features,):
             raise ValueError("rmse needs the model returned by this accumulator's fit")
         # The coefficients back in the order the statistics were gathered in.
@@ -214,7 +215,7 @@ def make_vectorizer(model_type: str = "linear", use_trip_distance: bool = False)
     if model_type == "linear":
         return OneHotVectorizer()
     # The ride's distance is not a discrete key: that model is not tabulated, and keeps the
-    # minute-resolution hour (test RMSE 5.2911 on green 2021-02 against 5.3040 with quarter hours).
+    # minute-resolution hour, which tests better than quarter hours there (docs/models.md).
     return TripFeatureEncoder(use_trip_distance=use_trip_distance, tabular=not use_trip_distance)
 
 

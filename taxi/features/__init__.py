@@ -1,7 +1,9 @@
 """The encoders that turn processed trips into a model's input matrix, one module each:
 
 - `onehot.OneHotVectorizer`: the course model's one-hot categories (sparse);
-- `trip.TripFeatureEncoder`: the gradient-boosting model's request-time trip features.
+- `trip.TripFeatureEncoder`: the gradient-boosting model's request-time trip features, with
+  the keys a trip is looked up by in `trip_keys`, and the interaction groups and grid of its
+  tabular features in `tabulation`.
 """
 
 import numpy as np

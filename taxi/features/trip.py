@@ -1,74 +1,30 @@
-"""The gradient-boosting model's features: what is known when a ride is requested."""
+"""The gradient-boosting model's features: what is known when a ride is requested.
+
+Stored gbm versions pickle `TripFeatureEncoder` and `TargetTables`: both keep this module,
+their names and their attributes."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from taxi.gbm_tables import FeatureGroup, KeyColumn
+from taxi.features import tabulation
+from taxi.features.trip_keys import (
+    N_ZONE_PAIRS,
+    N_ZONE_SLOTS,
+    TripKeys,
+    as_float32,
+    target_free_features,
+    trip_keys,
+    zone_codes,
+    zone_slot,
+)
+from taxi.gbm_tables import FeatureGroup
 from taxi.zones import load_zone_lookup
-
-# Zone ids live in slots 0..N_ZONE_SLOTS-1 of lookup arrays; slot 0 is "unknown" (missing,
-# -1, or an id outside the TLC's range).
-N_ZONE_SLOTS = 300
-N_ZONE_PAIRS = N_ZONE_SLOTS * N_ZONE_SLOTS
-# With `tabular`: the pickup hour in quarter hours, blocks of this many hours, and this many
-# classes of zone pairs by their mean training duration.
-HOUR_BLOCK_HOURS = 4
-N_PAIR_LENGTH_CLASSES = 16
-# Features that are functions of the zone pair, and of its zones' borough and service zone.
-PAIR_FEATURES = (
-    "pu_id", "do_id", "pu_borough", "do_borough", "pu_service", "do_service", "same_zone", "same_borough",
-    "te_pu", "te_do", "te_bpair", "te_pair", "n_pu", "n_do", "n_pair", "pair_dist", "pair_length",
-)  # fmt: skip
-ZONE_CLASS_FEATURES = ("pu_borough", "do_borough", "pu_service", "do_service", "same_borough", "te_bpair")
-TIME_FEATURES = ("hour", "dow", "weekend", "hour_block")
-
-
-def _zone_slot(ids: np.ndarray) -> np.ndarray:
-    ids = np.asarray(ids, dtype=np.int64)
-    return np.where((ids > 0) & (ids < N_ZONE_SLOTS), ids, 0)
-
-
-def _smoothed_mean(
-    keys: np.ndarray, values: np.ndarray, n_keys: int, prior: np.ndarray, smoothing: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-key mean of `values` shrunk towards a per-key prior: (sum + m prior) / (n + m); and the counts."""
-    sums = np.bincount(keys, weights=values, minlength=n_keys)
-    counts = np.bincount(keys, minlength=n_keys).astype(np.float64)
-    return (sums + smoothing * prior) / (counts + smoothing), counts
-
-
-def _zone_codes(lookup: pd.DataFrame, column: str) -> np.ndarray:
-    """The code (1 + rank of the sorted distinct values) of `column` for each zone slot; 0
-    for unknown."""
-    values = lookup[column].astype(str)
-    codes = values.map({value: i + 1 for i, value in enumerate(sorted(values.unique()))}).to_numpy()
-    ids = lookup["LocationID"].to_numpy(dtype=np.int64)
-    valid = (ids > 0) & (ids < N_ZONE_SLOTS)
-    by_slot = np.zeros(N_ZONE_SLOTS, dtype=np.int64)
-    by_slot[ids[valid]] = codes[valid]
-    return by_slot
-
-
-@dataclass(frozen=True)
-class TripKeys:
-    """Each trip's lookup keys into the fitted tables: one array per kind, one entry per trip."""
-
-    pickup_zone: np.ndarray  # zone slot, 0 for unknown
-    dropoff_zone: np.ndarray
-    pickup_borough: np.ndarray  # borough code, 0 for unknown
-    dropoff_borough: np.ndarray
-    zone_pair: np.ndarray  # pickup_zone * N_ZONE_SLOTS + dropoff_zone
-    borough_pair: np.ndarray  # pickup_borough * n_boroughs + dropoff_borough
-    distance: np.ndarray  # the ride's planned miles, NaN where missing or implausible
-
-    def rows(self, index: np.ndarray | slice) -> TripKeys:
-        return TripKeys(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
 
 @dataclass(frozen=True)
@@ -90,10 +46,17 @@ class TargetTables:
 # TargetTables' fields under the names taxi 0.1 pickled them with (a dict), for loading
 # gbm models stored by that version.
 _TABLES_0_1 = {
-    "cscale": "count_scale", "pair_dist": "pair_distance", "bpair": "borough_pair_mean",
-    "pu": "pickup_mean", "pu_n": "pickup_count", "do": "dropoff_mean", "do_n": "dropoff_count",
-    "pair": "pair_mean", "pair_n": "pair_count", "pace": "pace",
-}  # fmt: skip
+    "cscale": "count_scale",
+    "pair_dist": "pair_distance",
+    "bpair": "borough_pair_mean",
+    "pu": "pickup_mean",
+    "pu_n": "pickup_count",
+    "do": "dropoff_mean",
+    "do_n": "dropoff_count",
+    "pair": "pair_mean",
+    "pair_n": "pair_count",
+    "pace": "pace",
+}
 
 
 class TripFeatureEncoder(TransformerMixin, BaseEstimator):
@@ -110,15 +73,13 @@ class TripFeatureEncoder(TransformerMixin, BaseEstimator):
 
     With `tabular` (the default; encoders pickled before it existed keep their features), the
     hour is in quarter hours, with two more features: the 4-hour block of the day and the
-    pair's length class (one of 16 quantile classes of the pairs' mean duration). Then every
-    feature is a function of a few discrete keys, and `interaction_groups` says which features
-    the trees may combine: the zone pair with the time block, the time with the zones'
-    boroughs and service zones, the time with the length class. A model trained within these
-    groups predicts from lookup tables (taxi.gbm_tables), filled from `tabulation_trips`.
+    pair's length class. Then every feature is a function of a few discrete keys, and
+    `interaction_groups` says which features the trees may combine; a model trained within
+    them predicts from lookup tables filled from `tabulation_trips` (taxi.features.tabulation).
 
     Target means are cross-fitted in `fit_transform` (each training row encoded from the
-    other folds), as scikit-learn's TargetEncoder does: in-sample means let the booster learn
-    the rows' own targets (test RMSE 7.00 instead of 6.36 on green 2021-02).
+    other folds), as scikit-learn's TargetEncoder does: with in-sample means the booster would
+    learn the rows' own targets, and test RMSE suffers (docs/models.md).
     """
 
     def __init__(
@@ -141,17 +102,17 @@ class TripFeatureEncoder(TransformerMixin, BaseEstimator):
 
     def fit(self, trips: pd.DataFrame, y: np.ndarray) -> TripFeatureEncoder:
         lookup = self.zone_lookup if self.zone_lookup is not None else load_zone_lookup()
-        self.borough_of_ = _zone_codes(lookup, "Borough")
-        self.service_of_ = _zone_codes(lookup, "service_zone")
+        self.borough_of_ = zone_codes(lookup, "Borough")
+        self.service_of_ = zone_codes(lookup, "service_zone")
         self.n_boroughs_ = lookup["Borough"].astype(str).nunique() + 1
         self.n_train_ = len(trips)
         keys = self._keys(trips)
         self.tables_ = self._fit_tables(keys, np.asarray(y, dtype=np.float64))
         if self.tabular:
-            quantiles = np.arange(1, N_PAIR_LENGTH_CLASSES) / N_PAIR_LENGTH_CLASSES
-            self.length_edges_ = np.quantile(self.tables_.pair_mean[keys.zone_pair], quantiles)
+            self.length_edges_ = tabulation.length_class_edges(self.tables_.pair_mean[keys.zone_pair])
         head = self._keys(trips.iloc[:1])
-        self.feature_names_ = np.array([*self._target_free(trips.iloc[:1], head), *self._encode(head, self.tables_)])
+        names = [*self._target_free(trips.iloc[:1], head), *self._encode(head, self.tables_)]
+        self.feature_names_ = np.array(names)
         return self
 
     def transform(self, trips: pd.DataFrame) -> np.ndarray:
@@ -168,8 +129,10 @@ class TripFeatureEncoder(TransformerMixin, BaseEstimator):
             return self.transform(trips)
         keys = self._keys(trips)
         y = np.asarray(y, dtype=np.float64)
-        encoded = {name: np.empty(len(trips), dtype=np.float32) for name in self._encode(keys.rows(slice(0, 1)), self.tables_)}
-        for fit_rows, encode_rows in KFold(self.n_splits, shuffle=True, random_state=self.random_state).split(y):
+        names = self._encode(keys.rows(slice(0, 1)), self.tables_)
+        encoded = {name: np.empty(len(trips), dtype=np.float32) for name in names}
+        folds = KFold(self.n_splits, shuffle=True, random_state=self.random_state)
+        for fit_rows, encode_rows in folds.split(y):
             tables = self._fit_tables(keys.rows(fit_rows), y[fit_rows])
             for name, values in self._encode(keys.rows(encode_rows), tables).items():
                 encoded[name][encode_rows] = values
@@ -184,61 +147,28 @@ class TripFeatureEncoder(TransformerMixin, BaseEstimator):
         their borough's or the global means)."""
         check_is_fitted(self, "tables_")
         counts = {}
-        for column, seen in (("PULocationID", self.tables_.pickup_count), ("DOLocationID", self.tables_.dropoff_count)):
-            slots = _zone_slot(trips[column].to_numpy(dtype=np.int64))
+        seen_by_column = {"PULocationID": self.tables_.pickup_count, "DOLocationID": self.tables_.dropoff_count}
+        for column, seen in seen_by_column.items():
+            slots = zone_slot(trips[column].to_numpy(dtype=np.int64))
             counts[column] = int(((slots == 0) | (seen[slots] == 0)).sum())
         return counts
 
     def interaction_groups(self) -> tuple[FeatureGroup, ...] | None:
-        """The feature groups a tabulated model is trained within (see the class docstring);
+        """The feature groups a tabulated model is trained within (taxi.features.tabulation);
         None without `tabular` or with `use_trip_distance` (a distance is not a discrete key)."""
         check_is_fitted(self, "tables_")
         if not self.tabular or self.use_trip_distance:
             return None
-        quarter_hour, day = KeyColumn("hour", 4.0, 96), KeyColumn("dow", 1.0, 7)
-        n_services = self._n_services()
-        return (
-            FeatureGroup(
-                "zone pair x time block",
-                (*PAIR_FEATURES, "hour_block", "weekend"),
-                (KeyColumn("pu_id", 1.0, N_ZONE_SLOTS), KeyColumn("do_id", 1.0, N_ZONE_SLOTS),
-                 KeyColumn("hour_block", 1.0, 24 // HOUR_BLOCK_HOURS), KeyColumn("weekend", 1.0, 2)),
-            ),
-            FeatureGroup(
-                "time x zone classes",
-                (*TIME_FEATURES, *ZONE_CLASS_FEATURES),
-                (quarter_hour, day, KeyColumn("pu_borough", 1.0, self.n_boroughs_), KeyColumn("do_borough", 1.0, self.n_boroughs_),
-                 KeyColumn("pu_service", 1.0, n_services), KeyColumn("do_service", 1.0, n_services)),
-            ),
-            FeatureGroup(
-                "time x pair length",
-                (*TIME_FEATURES, "pair_length"),
-                (quarter_hour, day, KeyColumn("pair_length", 1.0, N_PAIR_LENGTH_CLASSES)),
-            ),
-        )  # fmt: skip
+        return tabulation.interaction_groups(self.n_boroughs_, tabulation.n_services(self.service_of_))
 
     def tabulation_trips(self) -> pd.DataFrame:
-        """Synthetic trips whose features cover the keys of `interaction_groups` that trips are
-        likely to have: every zone pair seen in training at every time block, and every quarter
-        hour of the week (and a missing time) with every pair of zone classes and every length
-        class. Other keys (pairs never seen in training) are tabulated when first predicted."""
+        """Synthetic trips covering the keys of `interaction_groups` that trips are likely to
+        have (taxi.features.tabulation.tabulation_trips)."""
         check_is_fitted(self, "length_edges_")
-        monday = np.datetime64("2021-01-04T00:00", "m")  # any Monday
-        minute = np.timedelta64(1, "m")
-        block_starts = [day * 1440 + block * HOUR_BLOCK_HOURS * 60 for day in (0, 5) for block in range(24 // HOUR_BLOCK_HOURS)]
-        block_times = np.append(monday + np.asarray(block_starts) * minute, np.datetime64("NaT"))
-        quarter_hours = np.append(monday + np.arange(7 * 96) * 15 * minute, np.datetime64("NaT"))
-        seen = np.flatnonzero(self.tables_.pair_count > 0)
-        zone_class = self.borough_of_ * self._n_services() + self.service_of_
-        class_zones = np.unique(zone_class, return_index=True)[1]
-        lengths = self._pair_length_classes(self.tables_.pair_mean)[seen]
-        length_pairs = seen[np.unique(lengths, return_index=True)[1]]
-        parts = [
-            _trips_at(seen // N_ZONE_SLOTS, seen % N_ZONE_SLOTS, block_times),
-            _trips_at(np.repeat(class_zones, len(class_zones)), np.tile(class_zones, len(class_zones)), quarter_hours),
-            _trips_at(length_pairs // N_ZONE_SLOTS, length_pairs % N_ZONE_SLOTS, quarter_hours),
-        ]
-        return pd.concat(parts, ignore_index=True)
+        tables = self.tables_
+        return tabulation.tabulation_trips(
+            tables.pair_count, tables.pair_mean, self.borough_of_, self.service_of_, self.length_edges_
+        )
 
     def __setstate__(self, state: dict[str, object]) -> None:
         state.setdefault("tabular", False)  # pickled before tabular features existed
@@ -250,151 +180,123 @@ class TripFeatureEncoder(TransformerMixin, BaseEstimator):
 
     # --- internals ---------------------------------------------------------------------------
 
-    def _n_services(self) -> int:
-        return int(self.service_of_.max()) + 1
-
-    def _pair_length_classes(self, pair_mean: np.ndarray) -> np.ndarray:
-        """The length class (0 .. N_PAIR_LENGTH_CLASSES-1) of each zone pair's mean duration."""
-        return np.searchsorted(self.length_edges_, pair_mean, side="right")
-
     def _keys(self, trips: pd.DataFrame) -> TripKeys:
-        pickup = _zone_slot(trips["PULocationID"].to_numpy(dtype=np.int64))
-        dropoff = _zone_slot(trips["DOLocationID"].to_numpy(dtype=np.int64))
-        pickup_borough, dropoff_borough = self.borough_of_[pickup], self.borough_of_[dropoff]
-        if "trip_distance" in trips:
-            distance = trips["trip_distance"].to_numpy(dtype=np.float64, na_value=np.nan)
-        else:
-            distance = np.full(len(trips), np.nan)
-        return TripKeys(
-            pickup_zone=pickup,
-            dropoff_zone=dropoff,
-            pickup_borough=pickup_borough,
-            dropoff_borough=dropoff_borough,
-            zone_pair=pickup * N_ZONE_SLOTS + dropoff,
-            borough_pair=pickup_borough * self.n_boroughs_ + dropoff_borough,
-            distance=np.where((distance > 0) & (distance <= self.max_distance), distance, np.nan),
-        )
+        return trip_keys(trips, self.borough_of_, self.n_boroughs_, self.max_distance)
 
     def _fit_tables(self, keys: TripKeys, y: np.ndarray) -> TargetTables:
-        m = float(self.smoothing)
-        nb = self.n_boroughs_
-        mean = float(y.mean())
-        slots = np.arange(N_ZONE_PAIRS)
-        # Typical distance of a pair, shrunk towards its pickup zone's. Cross-fitted too: in
-        # sample it would leak a rare pair's own ride distance.
-        known = ~np.isnan(keys.distance)
-        miles = keys.distance[known]
-        mean_distance = float(miles.mean()) if known.any() else 0.0
-        pickup_prior = np.full(N_ZONE_SLOTS, mean_distance)
-        pickup_distance, _ = _smoothed_mean(keys.pickup_zone[known], miles, N_ZONE_SLOTS, pickup_prior, m)
-        pair_distance, _ = _smoothed_mean(keys.zone_pair[known], miles, N_ZONE_PAIRS, pickup_distance[slots // N_ZONE_SLOTS], m)
-        pickup_borough, _ = _smoothed_mean(keys.pickup_borough, y, nb, np.full(nb, mean), m)
-        dropoff_borough, _ = _smoothed_mean(keys.dropoff_borough, y, nb, np.full(nb, mean), m)
-        borough_pair, _ = _smoothed_mean(keys.borough_pair, y, nb * nb, np.full(nb * nb, mean), m)
-        pickup, pickup_count = _smoothed_mean(keys.pickup_zone, y, N_ZONE_SLOTS, pickup_borough[self.borough_of_], m)
-        dropoff, dropoff_count = _smoothed_mean(keys.dropoff_zone, y, N_ZONE_SLOTS, dropoff_borough[self.borough_of_], m)
-        pair_prior = borough_pair[self.borough_of_[slots // N_ZONE_SLOTS] * nb + self.borough_of_[slots % N_ZONE_SLOTS]]
-        pair, pair_count = _smoothed_mean(keys.zone_pair, y, N_ZONE_PAIRS, pair_prior, m)
-        pace = None
-        if self.use_trip_distance:
-            # Minutes per mile of each pair, as a ratio of sums (robust to tiny distances),
-            # shrunk by m miles at the global pace.
-            pair_miles = np.bincount(keys.zone_pair[known], weights=miles, minlength=N_ZONE_PAIRS)
-            pair_minutes = np.bincount(keys.zone_pair[known], weights=y[known], minlength=N_ZONE_PAIRS)
-            overall_pace = pair_minutes.sum() / max(pair_miles.sum(), 1e-9)
-            pace = (pair_minutes + m * overall_pace) / (pair_miles + m)
-        return TargetTables(
-            # Counts are rescaled to the full training set so out-of-fold values share its scale.
-            count_scale=self.n_train_ / len(y),
-            pair_distance=pair_distance,
-            borough_pair_mean=borough_pair,
-            pickup_mean=pickup,
-            pickup_count=pickup_count,
-            dropoff_mean=dropoff,
-            dropoff_count=dropoff_count,
-            pair_mean=pair,
-            pair_count=pair_count,
-            pace=pace,
+        return fit_target_tables(
+            keys,
+            y,
+            borough_of=self.borough_of_,
+            n_boroughs=self.n_boroughs_,
+            smoothing=float(self.smoothing),
+            n_train=self.n_train_,
+            with_pace=self.use_trip_distance,
         )
 
     def _encode(self, keys: TripKeys, tables: TargetTables) -> dict[str, np.ndarray]:
-        """The target-derived features, by feature name (float32 as each is made: the matrix's
-        type, and half the memory while a month's columns wait to be assembled)."""
-        scale = tables.count_scale
-        pair_mean = tables.pair_mean[keys.zone_pair]
-        encoded = {
-            "te_pu": _f32(tables.pickup_mean[keys.pickup_zone]),
-            "te_do": _f32(tables.dropoff_mean[keys.dropoff_zone]),
-            "te_bpair": _f32(tables.borough_pair_mean[keys.borough_pair]),
-            "te_pair": _f32(pair_mean),
-            "n_pu": _f32(np.log1p(tables.pickup_count[keys.pickup_zone] * scale)),
-            "n_do": _f32(np.log1p(tables.dropoff_count[keys.dropoff_zone] * scale)),
-            "n_pair": _f32(np.log1p(tables.pair_count[keys.zone_pair] * scale)),
-            "pair_dist": _f32(tables.pair_distance[keys.zone_pair]),
-        }
-        if tables.pace is not None:
-            encoded["pace_x_dist"] = _f32(tables.pace[keys.zone_pair] * keys.distance)
-        if self.tabular:
-            encoded["pair_length"] = _f32(self._pair_length_classes(tables.pair_mean)[keys.zone_pair])
-        return encoded
+        return encode_targets(keys, tables, self.length_edges_ if self.tabular else None)
 
     def _target_free(self, trips: pd.DataFrame, keys: TripKeys) -> dict[str, np.ndarray]:
-        """The features that do not depend on training durations, by feature name (float32)."""
-        hour, day = _hour_and_day_of_week(trips["pickup_datetime"])
-        if self.tabular:
-            hour = np.floor(hour * 4) / 4
-        features = {
-            "hour": _f32(hour),
-            "dow": _f32(day),
-            "weekend": _f32(day >= 5),
-            **({"hour_block": _f32(np.floor(hour / HOUR_BLOCK_HOURS))} if self.tabular else {}),
-            "pu_id": _f32(keys.pickup_zone),
-            "do_id": _f32(keys.dropoff_zone),
-            "pu_borough": _f32(keys.pickup_borough),
-            "do_borough": _f32(keys.dropoff_borough),
-            "pu_service": _f32(self.service_of_[keys.pickup_zone]),
-            "do_service": _f32(self.service_of_[keys.dropoff_zone]),
-            "same_zone": _f32(keys.pickup_zone == keys.dropoff_zone),
-            "same_borough": _f32(keys.pickup_borough == keys.dropoff_borough),
-        }
-        if self.use_trip_distance:
-            features["dist"] = _f32(keys.distance)
-        return features
+        return target_free_features(trips, keys, self.service_of_, self.tabular, self.use_trip_distance)
 
     def _assemble(self, trips: pd.DataFrame, keys: TripKeys, encoded: dict[str, np.ndarray]) -> np.ndarray:
         columns = {**self._target_free(trips, keys), **encoded}
         # float32, one column at a time into a column-major array: what the booster reads,
-        # half the memory of float64, and no row-by-row interleaving (np.column_stack of 19
-        # float64 columns took most of the encoding time of a 1.4M-trip month).
+        # half the memory of float64, and none of the row-by-row interleaving that made
+        # np.column_stack of float64 columns most of the encoding time.
         matrix = np.empty((len(trips), len(self.feature_names_)), dtype=np.float32, order="F")
         for i, name in enumerate(self.feature_names_):
             matrix[:, i] = columns[name]
         return matrix
 
 
-def _hour_and_day_of_week(pickup: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Hour of day at minute resolution and day of week (Monday 0), NaN for a missing time:
-    integer arithmetic on the minutes since 1970-01-01 (a Thursday), several times faster
-    than pandas' datetime field accessors."""
-    minutes = pd.to_datetime(pickup).to_numpy(dtype="datetime64[m]")
-    missing = np.isnat(minutes)
-    count = minutes.view(np.int64)
-    hour = np.where(missing, np.nan, (count % 1440) / 60.0)
-    day = np.where(missing, np.nan, (count // 1440 + 3) % 7)
-    return hour, day
-
-
-def _f32(values: np.ndarray) -> np.ndarray:
-    return np.asarray(values, dtype=np.float32)
-
-
-def _trips_at(pickup_zones: np.ndarray, dropoff_zones: np.ndarray, times: np.ndarray) -> pd.DataFrame:
-    """Every pair (pickup_zones[i], dropoff_zones[i]) at every time, as trips without a distance."""
-    return pd.DataFrame(
-        {
-            "pickup_datetime": np.tile(times, len(pickup_zones)).astype("datetime64[us]"),
-            "PULocationID": np.repeat(pickup_zones, len(times)),
-            "DOLocationID": np.repeat(dropoff_zones, len(times)),
-            "trip_distance": np.nan,
-        }
+def fit_target_tables(
+    keys: TripKeys,
+    y: np.ndarray,
+    *,
+    borough_of: np.ndarray,
+    n_boroughs: int,
+    smoothing: float,
+    n_train: int,
+    with_pace: bool,
+) -> TargetTables:
+    """The tables of `keys`' trips with durations `y`, means shrunk by `smoothing` trips
+    towards their parent in the hierarchy (see TripFeatureEncoder); counts are rescaled to
+    the `n_train` training rows so that out-of-fold values share the full set's scale."""
+    m = smoothing
+    nb = n_boroughs
+    mean = float(y.mean())
+    slots = np.arange(N_ZONE_PAIRS)
+    # Typical distance of a pair, shrunk towards its pickup zone's. Cross-fitted too: in
+    # sample it would leak a rare pair's own ride distance.
+    known = ~np.isnan(keys.distance)
+    miles = keys.distance[known]
+    mean_distance = float(miles.mean()) if known.any() else 0.0
+    pickup_prior = np.full(N_ZONE_SLOTS, mean_distance)
+    pickup_distance, _ = _smoothed_mean(keys.pickup_zone[known], miles, N_ZONE_SLOTS, pickup_prior, m)
+    pair_distance_prior = pickup_distance[slots // N_ZONE_SLOTS]
+    pair_distance, _ = _smoothed_mean(keys.zone_pair[known], miles, N_ZONE_PAIRS, pair_distance_prior, m)
+    pickup_borough, _ = _smoothed_mean(keys.pickup_borough, y, nb, np.full(nb, mean), m)
+    dropoff_borough, _ = _smoothed_mean(keys.dropoff_borough, y, nb, np.full(nb, mean), m)
+    borough_pair, _ = _smoothed_mean(keys.borough_pair, y, nb * nb, np.full(nb * nb, mean), m)
+    pickup_prior = pickup_borough[borough_of]
+    pickup, pickup_count = _smoothed_mean(keys.pickup_zone, y, N_ZONE_SLOTS, pickup_prior, m)
+    dropoff_prior = dropoff_borough[borough_of]
+    dropoff, dropoff_count = _smoothed_mean(keys.dropoff_zone, y, N_ZONE_SLOTS, dropoff_prior, m)
+    pair_prior = borough_pair[borough_of[slots // N_ZONE_SLOTS] * nb + borough_of[slots % N_ZONE_SLOTS]]
+    pair, pair_count = _smoothed_mean(keys.zone_pair, y, N_ZONE_PAIRS, pair_prior, m)
+    pace = None
+    if with_pace:
+        # Minutes per mile of each pair, as a ratio of sums (robust to tiny distances),
+        # shrunk by m miles at the global pace.
+        pair_miles = np.bincount(keys.zone_pair[known], weights=miles, minlength=N_ZONE_PAIRS)
+        pair_minutes = np.bincount(keys.zone_pair[known], weights=y[known], minlength=N_ZONE_PAIRS)
+        overall_pace = pair_minutes.sum() / max(pair_miles.sum(), 1e-9)
+        pace = (pair_minutes + m * overall_pace) / (pair_miles + m)
+    return TargetTables(
+        count_scale=n_train / len(y),
+        pair_distance=pair_distance,
+        borough_pair_mean=borough_pair,
+        pickup_mean=pickup,
+        pickup_count=pickup_count,
+        dropoff_mean=dropoff,
+        dropoff_count=dropoff_count,
+        pair_mean=pair,
+        pair_count=pair_count,
+        pace=pace,
     )
+
+
+def encode_targets(keys: TripKeys, tables: TargetTables, length_edges: np.ndarray | None) -> dict[str, np.ndarray]:
+    """The target-derived features, by feature name (float32 as each is made: the matrix's
+    type, and half the memory while a month's columns wait to be assembled); the pair's
+    length class too, given the class edges of the tabular features."""
+    scale = tables.count_scale
+    pair_mean = tables.pair_mean[keys.zone_pair]
+    encoded = {
+        "te_pu": as_float32(tables.pickup_mean[keys.pickup_zone]),
+        "te_do": as_float32(tables.dropoff_mean[keys.dropoff_zone]),
+        "te_bpair": as_float32(tables.borough_pair_mean[keys.borough_pair]),
+        "te_pair": as_float32(pair_mean),
+        "n_pu": as_float32(np.log1p(tables.pickup_count[keys.pickup_zone] * scale)),
+        "n_do": as_float32(np.log1p(tables.dropoff_count[keys.dropoff_zone] * scale)),
+        "n_pair": as_float32(np.log1p(tables.pair_count[keys.zone_pair] * scale)),
+        "pair_dist": as_float32(tables.pair_distance[keys.zone_pair]),
+    }
+    if tables.pace is not None:
+        encoded["pace_x_dist"] = as_float32(tables.pace[keys.zone_pair] * keys.distance)
+    if length_edges is not None:
+        length_classes = tabulation.pair_length_classes(length_edges, tables.pair_mean)
+        encoded["pair_length"] = as_float32(length_classes[keys.zone_pair])
+    return encoded
+
+
+def _smoothed_mean(
+    keys: np.ndarray, values: np.ndarray, n_keys: int, prior: np.ndarray, smoothing: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-key mean of `values` shrunk towards a per-key prior, (sum + m prior) / (n + m),
+    and the counts."""
+    sums = np.bincount(keys, weights=values, minlength=n_keys)
+    counts = np.bincount(keys, minlength=n_keys).astype(np.float64)
+    return (sums + smoothing * prior) / (counts + smoothing), counts
