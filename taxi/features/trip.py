@@ -12,7 +12,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from taxi.features import tabulation
+import taxi.features.tabulation as tabulation
 from taxi.features.trip_keys import (
     N_ZONE_PAIRS,
     N_ZONE_SLOTS,
