@@ -182,7 +182,7 @@ class Settings(BaseSettings):
         except ValidationError as error:
             wrong = dict.fromkeys(str(problem["loc"][0]) for problem in error.errors())
             # `from None`: the ValidationError, printed in a traceback, would show the values.
-            message = "; ".join(f"{name} must be {ACCEPTS[name]}" for name in wrong)
+            message = "; ".join(f"{name} must be {ACCEPTS.get(name, 'valid')}" for name in wrong)
             raise ValueError(message) from None
 
     @property
