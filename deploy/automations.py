@@ -30,7 +30,7 @@ from prefect.blocks.notifications import CustomWebhookNotificationBlock
 from prefect.client.orchestration import get_client
 from prefect.exceptions import ObjectNotFound
 
-from taxi.settings import ALERT_WEBHOOK_URL_ENV, Settings
+from taxi.settings import ALERT_WEBHOOK_URL_ENV, Settings, secret_value
 
 AUTOMATIONS_FILE = Path(__file__).with_name("automations.yaml")
 WEBHOOK_URL_ENV = ALERT_WEBHOOK_URL_ENV
@@ -123,7 +123,8 @@ async def setup_automations(webhook_url: str | None = None, path: Path = AUTOMAT
     and create or update the automations of `path`. Returns them ([] when no notification
     target is configured at all)."""
     block_name, declared = load_automations_file(path)
-    webhook_url = webhook_url if webhook_url is not None else Settings.from_env().alert_webhook_url
+    if webhook_url is None:
+        webhook_url = secret_value(Settings.from_env().alert_webhook_url)
     if webhook_url and webhook_url.strip():
         block_id = await save_notification_block(block_name, webhook_url)
     else:

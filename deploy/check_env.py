@@ -13,7 +13,13 @@ from __future__ import annotations
 
 import sys
 
-from taxi.settings import PREFECT_API_AUTH_STRING_ENV, S3_ROOT_PASSWORD_ENV, S3_ROOT_USER_ENV, Settings
+from taxi.settings import (
+    PREFECT_API_AUTH_STRING_ENV,
+    S3_ROOT_PASSWORD_ENV,
+    S3_ROOT_USER_ENV,
+    Settings,
+    secret_value,
+)
 
 # Every secret of .env.example contains this; scripts/make-env.sh replaces them all.
 PLACEHOLDER_MARK = "change-me"
@@ -32,8 +38,10 @@ def _secret_problem(name: str, value: str | None) -> str | None:
 
 def problems(settings: Settings) -> list[str]:
     """What is wrong with the stack's secrets in `settings` (empty: nothing)."""
+    auth = secret_value(settings.prefect_api_auth_string)
+    root_password = secret_value(settings.s3_root_password)
+    secret_key = secret_value(settings.aws_secret_access_key)
     found: list[str] = []
-    auth = settings.prefect_api_auth_string
     user, colon, password = (auth or "").partition(":")
     if auth and not (user and colon):
         found.append(f"{PREFECT_API_AUTH_STRING_ENV} must be USER:PASSWORD")
@@ -41,13 +49,13 @@ def problems(settings: Settings) -> list[str]:
         found.append(_secret_problem(f"the password in {PREFECT_API_AUTH_STRING_ENV}", password if auth else None))
     if not settings.s3_root_user:
         found.append(f"{S3_ROOT_USER_ENV} is not set")
-    found.append(_secret_problem(S3_ROOT_PASSWORD_ENV, settings.s3_root_password))
+    found.append(_secret_problem(S3_ROOT_PASSWORD_ENV, root_password))
     if not settings.aws_access_key_id:
         found.append("AWS_ACCESS_KEY_ID is not set")
-    found.append(_secret_problem("AWS_SECRET_ACCESS_KEY", settings.aws_secret_access_key))
+    found.append(_secret_problem("AWS_SECRET_ACCESS_KEY", secret_key))
     if settings.aws_access_key_id and settings.aws_access_key_id == settings.s3_root_user:
         found.append(f"AWS_ACCESS_KEY_ID (the flows' S3 user) must not be the root user {S3_ROOT_USER_ENV}")
-    if settings.aws_secret_access_key and settings.aws_secret_access_key == settings.s3_root_password:
+    if secret_key and secret_key == root_password:
         found.append(f"AWS_SECRET_ACCESS_KEY must differ from {S3_ROOT_PASSWORD_ENV}")
     return [problem for problem in found if problem]
 

@@ -37,7 +37,7 @@ from prefect.client.schemas.actions import WorkPoolCreate
 from prefect_docker.worker import DockerWorker
 
 from deploy.automations import setup_automations
-from taxi.settings import DEFAULT_WORK_POOL, FLOW_NETWORK_ENV, IMAGE_ENV, Settings
+from taxi.settings import DEFAULT_WORK_POOL, FLOW_NETWORK_ENV, IMAGE_ENV, Settings, secret_value
 
 DEFAULT_POOL = DEFAULT_WORK_POOL
 
@@ -124,7 +124,10 @@ def base_job_template(image_repository: str, network: str) -> dict:
 
 
 async def setup(pool_name: str, settings: Settings) -> None:
-    secrets = {"AWS_ACCESS_KEY_ID": settings.aws_access_key_id, "AWS_SECRET_ACCESS_KEY": settings.aws_secret_access_key}
+    secrets = {
+        "AWS_ACCESS_KEY_ID": settings.aws_access_key_id,
+        "AWS_SECRET_ACCESS_KEY": secret_value(settings.aws_secret_access_key),
+    }
     missing = [name for name, value in secrets.items() if not value]
     if missing:
         sys.exit(f"error: set {', '.join(missing)} (the S3 credentials for flow runs)")
@@ -140,7 +143,7 @@ async def setup(pool_name: str, settings: Settings) -> None:
     for env_name, block_name in SECRET_BLOCKS.items():
         await Secret(value=secrets[env_name]).save(block_name, overwrite=True)
     if settings.signing_key is not None:
-        await Secret(value=settings.signing_key.decode()).save(SIGNING_KEY_BLOCK, overwrite=True)
+        await Secret(value=settings.signing_key.get_secret_value()).save(SIGNING_KEY_BLOCK, overwrite=True)
         print(f"model signing key saved in the Secret block {SIGNING_KEY_BLOCK!r}")
     async with get_client() as client:
         pool = await client.create_work_pool(
@@ -160,7 +163,7 @@ def main() -> None:
     args = parser.parse_args()
     asyncio.run(setup(args.pool, settings))
     # Alerts: deploy/automations.yaml, notifying the webhook of TAXI_ALERT_WEBHOOK_URL.
-    asyncio.run(setup_automations(settings.alert_webhook_url))
+    asyncio.run(setup_automations(secret_value(settings.alert_webhook_url)))
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ def ingest_month(color: str, month: str) -> ingest.MonthResult:
     settings = Settings.from_env()
     store = ObjectStore(bucket=settings.bucket)
     result = ingest.ingest_month(
-        store, color, parse_month(month), settings.tlc_base_url,
+        store, color, parse_month(month), settings.tlc_base_url.get_secret_value(),
         max_bytes=settings.download_max_bytes, deadline_seconds=settings.download_deadline_seconds,
     )  # fmt: skip
     logger = get_run_logger()
@@ -90,7 +90,7 @@ def ingest_flow(color: Literal["yellow", "green"] = "yellow", start: str | None 
     months = ingest.months_to_ingest(color, start, end, present, datetime.now(UTC).date())
     summary: dict[str, Any] = {
         "color": color,
-        "source": public_url(settings.tlc_base_url),
+        "source": public_url(settings.tlc_base_url.get_secret_value()),
         "ingested": [],
         "skipped": [],
         "not_available": [],

@@ -117,7 +117,8 @@ def signing_key(settings: Settings | None = None) -> bytes | None:
                 f"(the compose stack's setup creates taxi-signing-key) or {SIGNING_KEY_ENV}; to run with unsigned "
                 f"models instead, set {ALLOW_UNSIGNED_ENV}=1"
             )
-        return settings.signing_key
+        key = settings.signing_key
+        return None if key is None else key.get_secret_value().encode()
     if settings.signing_key is not None:
         # Two sources could disagree between training and inference; make the choice explicit.
         raise ValueError(f"set {SIGNING_KEY_BLOCK_ENV} or {SIGNING_KEY_ENV}, not both")

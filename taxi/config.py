@@ -16,6 +16,7 @@ from taxi.settings import (
     DEFAULT_TLC_BASE_URL,
     SIGNING_KEY_ENV,
     Settings,
+    secret_value,
 )
 
 # The TLC publishes one parquet file per colour and month here.
@@ -90,7 +91,8 @@ class StoreConfig:
 
 def signing_key_from_env() -> bytes | None:
     """TAXI_SIGNING_KEY as bytes, or None when unset or empty: Settings.from_env().signing_key."""
-    return Settings.from_env().signing_key
+    key = secret_value(Settings.from_env().signing_key)
+    return None if key is None else key.encode()
 
 
 # The gradient-boosting model trains on at most this many trips of its window, sampled

@@ -1,187 +1,189 @@
-"""Every environment variable the project reads, in one object.
+"""Every environment variable the project reads, in one pydantic-settings class.
 
 `Settings.from_env()` reads the environment each time it is called: the flows call it when a
-run (or a task) starts and the command-line entrypoints when they start, so a changed
-environment takes effect on the next run. Nothing reads it at import time. This is the only
-module of `taxi/` and `flows/` that touches `os.environ`.
-
-Variables read by other programs, not by this project's code:
-- boto3 reads AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and
-  AWS_DEFAULT_REGION itself, each time an S3 client is made (taxi.storage.objects.s3_client);
-- `prefect deploy` resolves the `{{ $VAR }}` references of prefect.yaml, docker compose the
-  `${VAR}` references of docker-compose.yml (.env.example lists them).
+run (or a task) starts, the command-line entrypoints when they start, so a changed environment
+takes effect on the next run; nothing reads it at import time. This is the only module of
+`taxi/` and `flows/` that touches `os.environ` (boto3 reads the AWS_* variables itself).
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from typing import Annotated
+
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 DEFAULT_BUCKET = "taxi"
 DEFAULT_WORK_POOL = "taxi-docker"
-# The TLC's public folder of monthly trip files.
-DEFAULT_TLC_BASE_URL = "https://d37ci6vzurychx.cloudfront.net/trip-data"
-# Three retries, 2 + 10 + 30 s apart, of transient failures only: with botocore's bounds on
-# one S3 call (taxi.storage.objects: 4 tries, at most ~20 s when connections time out, about
-# 0 s when they are refused), a dead S3 endpoint fails an I/O task in at most
-# 4 x 20 + 42 = 122 s, and in about 42 s when connections are refused (docs/reliability.md,
-# "S3 outages", measured by benchmarks/s3_outage.py).
+DEFAULT_TLC_BASE_URL = "https://d37ci6vzurychx.cloudfront.net/trip-data"  # the TLC's own
+# Three retries of transient failures only: with botocore's own bounds on each S3 call
+# (taxi.storage.objects), a dead endpoint fails an I/O task in minutes, not hours.
 DEFAULT_IO_RETRY_DELAYS: tuple[int, ...] = (2, 10, 30)
+# A TLC month of yellow trips is tens of MB as parquet, the largest a few hundred: more than
+# this is not a month. The deadline bounds a whole transfer, however slowly a server sends.
+DEFAULT_DOWNLOAD_MAX_BYTES = 512 * 1024 * 1024
+DEFAULT_DOWNLOAD_DEADLINE_SECONDS = 15 * 60
+ALL_STATISTICS = "default"  # the name in TAXI_DRIFT_THRESHOLDS that sets every threshold
 
-BUCKET_ENV = "TAXI_BUCKET"
+# The variables other modules name in their messages.
 SIGNING_KEY_ENV = "TAXI_SIGNING_KEY"
 SIGNING_KEY_BLOCK_ENV = "TAXI_SIGNING_KEY_BLOCK"
 ALLOW_UNSIGNED_ENV = "TAXI_ALLOW_UNSIGNED"
 S3_ROOT_USER_ENV = "TAXI_S3_ROOT_USER"
 S3_ROOT_PASSWORD_ENV = "TAXI_S3_ROOT_PASSWORD"
 PREFECT_API_AUTH_STRING_ENV = "PREFECT_API_AUTH_STRING"
-IO_RETRY_DELAYS_ENV = "TAXI_IO_RETRY_DELAYS"
-WORK_POOL_ENV = "TAXI_WORK_POOL"
 TLC_BASE_URL_ENV = "TAXI_TLC_BASE_URL"
 ALERT_WEBHOOK_URL_ENV = "TAXI_ALERT_WEBHOOK_URL"
-OBJECT_URL_TEMPLATE_ENV = "TAXI_OBJECT_URL_TEMPLATE"
-DRIFT_THRESHOLDS_ENV = "TAXI_DRIFT_THRESHOLDS"
-SET_ASIDE_AFTER_FAILURES_ENV = "TAXI_SET_ASIDE_AFTER_FAILURES"
 IMAGE_ENV = "TAXI_IMAGE"
 FLOW_NETWORK_ENV = "TAXI_FLOW_NETWORK"
-KEEP_FAILED_CONTAINERS_HOURS_ENV = "TAXI_KEEP_FAILED_CONTAINERS_HOURS"
-CONTAINER_SWEEP_SECONDS_ENV = "TAXI_CONTAINER_SWEEP_SECONDS"
-# The docker worker keeps a failed run's container this long for its logs (deploy.containers).
-DEFAULT_KEEP_FAILED_CONTAINERS_HOURS = 72.0
-DEFAULT_CONTAINER_SWEEP_SECONDS = 60.0
-# The hourly job sets a file aside after this many failed runs (taxi.incoming).
-DEFAULT_SET_ASIDE_AFTER_FAILURES = 3
-DOWNLOAD_MAX_BYTES_ENV = "TAXI_DOWNLOAD_MAX_BYTES"
-DOWNLOAD_DEADLINE_ENV = "TAXI_DOWNLOAD_DEADLINE_SECONDS"
-# A remote input (an ingested TLC month, a run's s3:// or https:// source; taxi.download): a
-# TLC month of yellow trips is 20-60 MB as parquet, the largest a few hundred; more than this
-# is not a month. The deadline bounds the whole transfer, however slowly the server sends.
-DEFAULT_DOWNLOAD_MAX_BYTES = 512 * 1024 * 1024
-DEFAULT_DOWNLOAD_DEADLINE_SECONDS = 15 * 60
 ALLOW_LOCAL_SOURCES_ENV = "TAXI_ALLOW_LOCAL_SOURCES"
 SOURCE_BUCKETS_ENV = "TAXI_SOURCE_BUCKETS"
-# The name in TAXI_DRIFT_THRESHOLDS that sets every statistic's threshold at once.
-ALL_STATISTICS = "default"
-BOTO3_VARIABLES: tuple[str, ...] = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
+
+_FLAGS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
 
 
-@dataclass(frozen=True)
-class Settings:
-    """The environment as this project reads it. Secrets are kept out of the repr."""
+def _flag(value: object) -> bool:
+    if str(value).lower() not in _FLAGS:
+        raise ValueError("not a flag")
+    return _FLAGS[str(value).lower()]
 
-    # TAXI_BUCKET: the bucket of models, predictions, data and incoming files.
-    bucket: str = DEFAULT_BUCKET
-    # TAXI_SIGNING_KEY: signs model manifests (HMAC-SHA256); unset or empty: no signing.
-    signing_key: bytes | None = field(default=None, repr=False)
-    # TAXI_SIGNING_KEY_BLOCK: the Prefect Secret block holding the signing key, for flows
-    # (deployments name the block instead of carrying the key).
-    signing_key_block: str | None = None
-    # TAXI_ALLOW_UNSIGNED=1: the documented opt-out of model signing. Without a signing key and
-    # without it, training and inference refuse to start (flows.tasks.signing_key).
-    allow_unsigned: bool = False
-    # TAXI_IO_RETRY_DELAYS: seconds between retries of the flows' I/O tasks, e.g. "1,2,4".
-    io_retry_delays: tuple[int, ...] = DEFAULT_IO_RETRY_DELAYS
-    # TAXI_WORK_POOL: the docker work pool deploy.work_pool creates.
-    work_pool: str = DEFAULT_WORK_POOL
-    # TAXI_TLC_BASE_URL: the folder of monthly TLC files the ingest flow copies from, an
-    # http(s):// URL (the TLC's site, a mirror) or a local directory of files of the same
-    # names. Kept out of the repr: a mirror's URL may carry credentials.
-    tlc_base_url: str = field(default=DEFAULT_TLC_BASE_URL, repr=False)
-    # AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY: read here only by deploy.work_pool, which
-    # stores them in Secret blocks for flow containers (boto3 reads them on its own).
-    aws_access_key_id: str | None = field(default=None, repr=False)
-    aws_secret_access_key: str | None = field(default=None, repr=False)
-    # TAXI_S3_ROOT_USER, TAXI_S3_ROOT_PASSWORD: the S3 server's root user of the compose stack,
-    # read only by its setup (deploy.check_env, deploy.s3_setup); the flows never use them.
-    s3_root_user: str | None = field(default=None, repr=False)
-    s3_root_password: str | None = field(default=None, repr=False)
-    # PREFECT_API_AUTH_STRING: Prefect's own client setting ("user:password" of the server's
-    # basic auth); read here only by deploy.check_env, which refuses a placeholder.
-    prefect_api_auth_string: str | None = field(default=None, repr=False)
-    # TAXI_ALERT_WEBHOOK_URL: where the alerting automations post (deploy.automations stores
-    # it in a notification block); a secret, since such URLs often carry a token.
-    alert_webhook_url: str | None = field(default=None, repr=False)
-    # TAXI_DRIFT_THRESHOLDS: drift thresholds by statistic name, "pickup_zone=0.15,default=0.12",
-    # or one number for all; names are checked against taxi.monitoring's when a run starts.
-    drift_thresholds: Mapping[str, float] = field(default_factory=dict)
-    # TAXI_SET_ASIDE_AFTER_FAILURES: failed hourly runs after which an incoming file is set aside.
-    set_aside_after_failures: int = DEFAULT_SET_ASIDE_AFTER_FAILURES
-    # TAXI_OBJECT_URL_TEMPLATE: how a browser opens a bucket object, with {bucket} and {key}, e.g.
-    # MinIO's console http://localhost:9001/browser/{bucket}/{key}; the run reports link there.
-    object_url_template: str | None = None
-    # TAXI_DOWNLOAD_MAX_BYTES, TAXI_DOWNLOAD_DEADLINE_SECONDS: bounds on each remote input
-    # (s3:// or http(s)://) a run reads or ingests: its size, checked before reading and
-    # while streaming, and the whole transfer's duration.
-    download_max_bytes: int = DEFAULT_DOWNLOAD_MAX_BYTES
-    download_deadline_seconds: int = DEFAULT_DOWNLOAD_DEADLINE_SECONDS
-    # TAXI_ALLOW_LOCAL_SOURCES: "true" lets a deployment's runs read local paths named by their
-    # parameters (a worker with a data directory of its own); off by default. Flows called
-    # directly (quickstart, tests, notebooks) always may.
-    allow_local_sources: bool = False
-    # TAXI_SOURCE_BUCKETS: buckets besides TAXI_BUCKET that a deployment's run parameters may
-    # name as s3:// sources, comma-separated (e.g. a landing bucket); none by default.
-    source_buckets: tuple[str, ...] = ()
-    # TAXI_IMAGE, TAXI_FLOW_NETWORK: read by deploy.work_pool, which allows deployments of its
-    # pool only images of this repository (no tag) and runs every flow container on this network.
-    image: str | None = None
-    flow_network: str | None = None
-    # TAXI_KEEP_FAILED_CONTAINERS_HOURS, TAXI_CONTAINER_SWEEP_SECONDS: read by deploy.worker:
-    # how long a failed run's container is kept, how often finished containers are looked at.
-    keep_failed_containers_hours: float = DEFAULT_KEEP_FAILED_CONTAINERS_HOURS
-    container_sweep_seconds: float = DEFAULT_CONTAINER_SWEEP_SECONDS
-    # PREFECT_API_URL: Prefect's own setting; read here only to print the UI's address.
-    prefect_api_url: str | None = None
+
+def _split(value: object) -> object:
+    """ "a, b" -> ["a", "b"]; a value that is not text (a default) as it is."""
+    return [piece.strip() for piece in value.split(",")] if isinstance(value, str) else value
+
+
+def _nonblank(names: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(name for name in names if name)
+
+
+def _named_thresholds(value: object) -> object:
+    """ "a=0.1, b = 0.2" -> {"a": "0.1", "b": " 0.2"}; a lone value is every statistic's."""
+    if not isinstance(value, str):
+        return value
+    pairs = value if "=" in value else f"{ALL_STATISTICS}={value}"
+    parts = (pair.partition("=") for pair in pairs.split(","))
+    return {name.strip(): text for name, _, text in parts}
+
+
+def _url_template(template: str) -> str:
+    try:
+        template.format(bucket="b", key="k")
+    except (KeyError, IndexError, ValueError, AttributeError):
+        raise ValueError("placeholders other than {bucket} and {key}") from None
+    if not template.startswith(("http://", "https://")) or "{key}" not in template:
+        raise ValueError("not an http(s) URL with {key}")
+    return template
+
+
+# Numbers are read as Python's int() and float() read text. NoDecode: lists and pairs are
+# written as documented, not as the JSON pydantic-settings would expect.
+Flag = Annotated[bool, BeforeValidator(_flag)]
+WholeNumber = Annotated[int, BeforeValidator(int), Field(ge=1)]
+Positive = Annotated[float, BeforeValidator(float), Field(gt=0, allow_inf_nan=False)]
+Seconds = Annotated[int, BeforeValidator(int), Field(ge=0)]
+Delays = Annotated[tuple[Seconds, ...], NoDecode, BeforeValidator(_split)]
+Names = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_split), AfterValidator(_nonblank)]
+Threshold = Annotated[float, BeforeValidator(float), Field(gt=0, le=1)]  # Jensen-Shannon
+Thresholds = Annotated[
+    dict[Annotated[str, Field(min_length=1)], Threshold],
+    NoDecode,
+    BeforeValidator(_named_thresholds),
+]
+UrlTemplate = Annotated[str, AfterValidator(_url_template)]
+
+
+# What each variable that can be malformed accepts: "VARIABLE must be ..." (never its value).
+ACCEPTS = {
+    "TAXI_ALLOW_UNSIGNED": "1 or 0 (true or false)",
+    "TAXI_ALLOW_LOCAL_SOURCES": "true or false",
+    "TAXI_IO_RETRY_DELAYS": "comma-separated whole seconds, none negative",
+    "TAXI_DRIFT_THRESHOLDS": "comma-separated NAME=VALUE pairs or one VALUE, each in (0, 1]",
+    "TAXI_SET_ASIDE_AFTER_FAILURES": "a whole number of failed runs, at least 1",
+    "TAXI_DOWNLOAD_MAX_BYTES": "a whole number of bytes, at least 1",
+    "TAXI_DOWNLOAD_DEADLINE_SECONDS": "a whole number of seconds, at least 1",
+    "TAXI_KEEP_FAILED_CONTAINERS_HOURS": "a number greater than 0",
+    "TAXI_CONTAINER_SWEEP_SECONDS": "a number greater than 0",
+    "TAXI_OBJECT_URL_TEMPLATE": "an http(s) URL with placeholders {key} and optionally {bucket}",
+}
+
+
+class Settings(BaseSettings):
+    """The environment as this project reads it (README, "Configuration"), each field under
+    its variable's name (its alias). Secrets are SecretStr, out of the repr."""
+
+    model_config = SettingsConfigDict(frozen=True, case_sensitive=True)
+
+    bucket: str = Field(DEFAULT_BUCKET, alias="TAXI_BUCKET")
+    # Used as given, spaces included: a key is bytes, not a name.
+    signing_key: SecretStr | None = Field(None, alias=SIGNING_KEY_ENV)
+    signing_key_block: str | None = Field(None, alias=SIGNING_KEY_BLOCK_ENV)
+    allow_unsigned: Flag = Field(False, alias=ALLOW_UNSIGNED_ENV)
+    io_retry_delays: Delays = Field(DEFAULT_IO_RETRY_DELAYS, alias="TAXI_IO_RETRY_DELAYS")
+    work_pool: str = Field(DEFAULT_WORK_POOL, alias="TAXI_WORK_POOL")
+    # Secret: a mirror's URL may carry credentials.
+    tlc_base_url: SecretStr = Field(SecretStr(DEFAULT_TLC_BASE_URL), alias=TLC_BASE_URL_ENV)
+    # boto3 reads these itself; deploy.work_pool stores the keys in Secret blocks for flow
+    # containers, deploy.check_env checks them. The ids stay out of the repr too.
+    aws_endpoint_url: str | None = Field(None, alias="AWS_ENDPOINT_URL")
+    aws_default_region: str | None = Field(None, alias="AWS_DEFAULT_REGION")
+    aws_access_key_id: str | None = Field(None, alias="AWS_ACCESS_KEY_ID", repr=False)
+    aws_secret_access_key: SecretStr | None = Field(None, alias="AWS_SECRET_ACCESS_KEY")
+    s3_root_user: str | None = Field(None, alias=S3_ROOT_USER_ENV, repr=False)
+    s3_root_password: SecretStr | None = Field(None, alias=S3_ROOT_PASSWORD_ENV)
+    prefect_api_auth_string: SecretStr | None = Field(None, alias=PREFECT_API_AUTH_STRING_ENV)
+    prefect_api_url: str | None = Field(None, alias="PREFECT_API_URL")
+    # Secret: webhook URLs often carry a token.
+    alert_webhook_url: SecretStr | None = Field(None, alias=ALERT_WEBHOOK_URL_ENV)
+    # The names are checked against taxi.monitoring's statistics when a run starts.
+    drift_thresholds: Thresholds = Field(default_factory=dict, alias="TAXI_DRIFT_THRESHOLDS")
+    set_aside_after_failures: WholeNumber = Field(3, alias="TAXI_SET_ASIDE_AFTER_FAILURES")
+    object_url_template: UrlTemplate | None = Field(None, alias="TAXI_OBJECT_URL_TEMPLATE")
+    download_max_bytes: WholeNumber = Field(
+        DEFAULT_DOWNLOAD_MAX_BYTES,
+        alias="TAXI_DOWNLOAD_MAX_BYTES",
+    )
+    download_deadline_seconds: WholeNumber = Field(
+        DEFAULT_DOWNLOAD_DEADLINE_SECONDS,
+        alias="TAXI_DOWNLOAD_DEADLINE_SECONDS",
+    )
+    allow_local_sources: Flag = Field(False, alias=ALLOW_LOCAL_SOURCES_ENV)
+    source_buckets: Names = Field((), alias=SOURCE_BUCKETS_ENV)
+    image: str | None = Field(None, alias=IMAGE_ENV)
+    flow_network: str | None = Field(None, alias=FLOW_NETWORK_ENV)
+    keep_failed_containers_hours: Positive = Field(72.0, alias="TAXI_KEEP_FAILED_CONTAINERS_HOURS")
+    container_sweep_seconds: Positive = Field(60.0, alias="TAXI_CONTAINER_SWEEP_SECONDS")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        **_: object,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)  # the environment is read by from_env only
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """The settings in `environ` (default: this process's environment, read now).
 
-        Empty values count as unset. A malformed value raises ValueError naming the
-        variable, never the value of a secret."""
-        env = os.environ if environ is None else environ
-
-        def value(name: str) -> str | None:
-            text = env.get(name, "").strip()
-            return text or None
-
-        signing_key = env.get(SIGNING_KEY_ENV, "")  # a key is used as given, spaces included
-        return cls(
-            bucket=value(BUCKET_ENV) or DEFAULT_BUCKET,
-            signing_key=signing_key.encode() if signing_key else None,
-            signing_key_block=value(SIGNING_KEY_BLOCK_ENV),
-            allow_unsigned=parse_flag(value(ALLOW_UNSIGNED_ENV), ALLOW_UNSIGNED_ENV),
-            io_retry_delays=parse_retry_delays(value(IO_RETRY_DELAYS_ENV)),
-            work_pool=value(WORK_POOL_ENV) or DEFAULT_WORK_POOL,
-            tlc_base_url=value(TLC_BASE_URL_ENV) or DEFAULT_TLC_BASE_URL,
-            aws_access_key_id=value("AWS_ACCESS_KEY_ID"),
-            aws_secret_access_key=value("AWS_SECRET_ACCESS_KEY"),
-            s3_root_user=value(S3_ROOT_USER_ENV),
-            s3_root_password=value(S3_ROOT_PASSWORD_ENV),
-            prefect_api_auth_string=value(PREFECT_API_AUTH_STRING_ENV),
-            prefect_api_url=value("PREFECT_API_URL"),
-            alert_webhook_url=value(ALERT_WEBHOOK_URL_ENV),
-            drift_thresholds=parse_drift_thresholds(value(DRIFT_THRESHOLDS_ENV)),
-            set_aside_after_failures=parse_set_aside_after(value(SET_ASIDE_AFTER_FAILURES_ENV)),
-            object_url_template=parse_object_url_template(value(OBJECT_URL_TEMPLATE_ENV)),
-            download_max_bytes=parse_positive_whole(
-                DOWNLOAD_MAX_BYTES_ENV, value(DOWNLOAD_MAX_BYTES_ENV), DEFAULT_DOWNLOAD_MAX_BYTES, "bytes"
-            ),
-            download_deadline_seconds=parse_positive_whole(
-                DOWNLOAD_DEADLINE_ENV, value(DOWNLOAD_DEADLINE_ENV), DEFAULT_DOWNLOAD_DEADLINE_SECONDS, "seconds"
-            ),
-            allow_local_sources=parse_switch(ALLOW_LOCAL_SOURCES_ENV, value(ALLOW_LOCAL_SOURCES_ENV)),
-            source_buckets=tuple(b.strip() for b in (value(SOURCE_BUCKETS_ENV) or "").split(",") if b.strip()),
-            image=value(IMAGE_ENV),
-            flow_network=value(FLOW_NETWORK_ENV),
-            keep_failed_containers_hours=parse_positive_number(
-                KEEP_FAILED_CONTAINERS_HOURS_ENV, value(KEEP_FAILED_CONTAINERS_HOURS_ENV), DEFAULT_KEEP_FAILED_CONTAINERS_HOURS
-            ),
-            container_sweep_seconds=parse_positive_number(
-                CONTAINER_SWEEP_SECONDS_ENV, value(CONTAINER_SWEEP_SECONDS_ENV), DEFAULT_CONTAINER_SWEEP_SECONDS
-            ),
-        )
+        Values are stripped (the signing key aside) and blank ones count as unset. A malformed
+        value raises ValueError naming the variable and what it accepts, never the value."""
+        try:
+            return cls(**_Environ(cls, os.environ if environ is None else environ)())
+        except ValidationError as error:
+            wrong = dict.fromkeys(str(problem["loc"][0]) for problem in error.errors())
+            # `from None`: the ValidationError, printed in a traceback, would show the values.
+            message = "; ".join(f"{name} must be {ACCEPTS.get(name, 'valid')}" for name in wrong)
+            raise ValueError(message) from None
 
     @property
     def readable_buckets(self) -> tuple[str, ...]:
@@ -190,106 +192,20 @@ class Settings:
         return (self.bucket, *self.source_buckets)
 
 
-def parse_flag(raw: str | None, name: str) -> bool:
-    """1/true/yes -> True; 0/false/no or unset -> False; anything else is an error naming `name`."""
-    if raw is None:
-        return False
-    if raw.lower() in ("1", "true", "yes"):
-        return True
-    if raw.lower() in ("0", "false", "no"):
-        return False
-    raise ValueError(f"{name} must be 1 or 0 (true or false), got {raw!r}")
+def secret_value(secret: SecretStr | None) -> str | None:
+    """The text of a secret setting where it is used; None when unset."""
+    return None if secret is None else secret.get_secret_value()
 
 
-def parse_retry_delays(raw: str | None) -> tuple[int, ...]:
-    """Whole seconds from "2,10,30"; the defaults when unset."""
-    if raw is None:
-        return DEFAULT_IO_RETRY_DELAYS
-    try:
-        delays = tuple(int(part) for part in raw.split(","))
-    except ValueError as error:
-        raise ValueError(f"{IO_RETRY_DELAYS_ENV} must be comma-separated whole seconds, got {raw!r}") from error
-    if any(d < 0 for d in delays):
-        raise ValueError(f"{IO_RETRY_DELAYS_ENV} must not be negative, got {raw!r}")
-    return delays
+class _Environ(EnvSettingsSource):
+    """pydantic-settings' environment source, reading `environ`: values stripped (the signing
+    key aside), blank ones left out."""
 
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self.environ = environ
+        super().__init__(settings_cls)
 
-def parse_drift_thresholds(raw: str | None) -> dict[str, float]:
-    """{"pickup_zone": 0.15, "default": 0.12} from "pickup_zone=0.15,default=0.12"; a lone
-    number is the threshold of every statistic ({"default": value}); {} when unset. Each
-    value is a Jensen-Shannon distance, in (0, 1]."""
-    if raw is None:
-        return {}
-    if "=" not in raw:
-        raw = f"{ALL_STATISTICS}={raw}"
-    thresholds: dict[str, float] = {}
-    for part in raw.split(","):
-        name, _, text = (piece.strip() for piece in part.partition("="))
-        try:
-            number = float(text)
-        except ValueError:
-            number = math.nan
-        if not name or not 0 < number <= 1:
-            raise ValueError(
-                f"{DRIFT_THRESHOLDS_ENV} must be NAME=VALUE pairs separated by commas (or one value), "
-                f"each value a number in (0, 1]; got {part.strip()!r}"
-            )
-        thresholds[name] = number
-    return thresholds
-
-
-def parse_set_aside_after(raw: str | None) -> int:
-    """A whole number of failed runs, at least 1; the default when unset."""
-    return parse_positive_whole(SET_ASIDE_AFTER_FAILURES_ENV, raw, DEFAULT_SET_ASIDE_AFTER_FAILURES, "failed runs")
-
-
-def parse_positive_whole(name: str, raw: str | None, default: int, unit: str = "") -> int:
-    """A whole number (of `unit`) of at least 1; `default` when unset."""
-    if raw is None:
-        return default
-    try:
-        number = int(raw)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise ValueError(f"{name} must be a whole number{' of ' + unit if unit else ''}, at least 1; got {raw!r}")
-    return number
-
-
-def parse_switch(name: str, raw: str | None) -> bool:
-    """true/false (also 1/0, yes/no); False when unset."""
-    if raw is None:
-        return False
-    switch = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}.get(raw.lower())
-    if switch is None:
-        raise ValueError(f"{name} must be true or false; got {raw!r}")
-    return switch
-
-
-def parse_positive_number(name: str, raw: str | None, default: float) -> float:
-    """A number greater than 0 (decimals allowed); `default` when unset."""
-    if raw is None:
-        return default
-    try:
-        number = float(raw)
-    except ValueError:
-        number = math.nan
-    if not 0 < number < math.inf:
-        raise ValueError(f"{name} must be a number greater than 0; got {raw!r}")
-    return number
-
-
-def parse_object_url_template(raw: str | None) -> str | None:
-    """An http(s) URL with a {key} placeholder (and optionally {bucket}), or None when unset."""
-    if raw is None:
-        return None
-    try:
-        filled = raw.format(bucket="b", key="k")
-    except (KeyError, IndexError, ValueError):
-        filled = ""
-    if not raw.startswith(("http://", "https://")) or "{key}" not in raw or not filled:
-        raise ValueError(
-            f"{OBJECT_URL_TEMPLATE_ENV} must be an http(s) URL with a {{key}} placeholder and no other than {{bucket}}, "
-            "e.g. http://localhost:9001/browser/{bucket}/{key}"
-        )
-    return raw
+    def _load_env_vars(self) -> Mapping[str, str]:
+        stripped = {name: text.strip() for name, text in self.environ.items()}
+        stripped[SIGNING_KEY_ENV] = self.environ.get(SIGNING_KEY_ENV, "")  # used as given
+        return {name: text for name, text in stripped.items() if text}

@@ -9,7 +9,6 @@ import secrets
 import subprocess
 import sys
 import time
-from dataclasses import replace
 
 import httpx
 import pytest
@@ -47,7 +46,7 @@ def pool(prefect_api) -> tuple[str, str]:
     """A pool made by deploy.work_pool for REPOSITORY on the network taxi-net, and a flow;
     yields (pool name, flow id)."""
     name = f"taxi-pool-{secrets.token_hex(4)}"
-    asyncio.run(setup(name, replace(Settings.from_env(), image=REPOSITORY, flow_network="taxi-net")))
+    asyncio.run(setup(name, Settings.from_env().model_copy(update={"image": REPOSITORY, "flow_network": "taxi-net"})))
     flow_id = _post(f"{prefect_api}/flows/", {"name": "pool-test-flow"}).raise_for_status().json()["id"]
     return name, flow_id
 

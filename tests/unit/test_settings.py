@@ -5,12 +5,14 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr, ValidationError
 
 from flows import tasks
-from taxi.settings import Settings
+from taxi.settings import Settings, secret_value
 
 
 def test_io_retry_delays(monkeypatch):
@@ -56,22 +58,24 @@ def test_settings_from_a_mapping_keep_secrets_out_of_their_repr():
             "AWS_SECRET_ACCESS_KEY": "secret-0123456789",
         }
     )
-    assert settings.signing_key == b"signing-key-0123456789" and settings.signing_key_block == "taxi-signing-key"
+    assert settings.signing_key.get_secret_value() == "signing-key-0123456789"
+    assert settings.signing_key_block == "taxi-signing-key"
     assert settings.io_retry_delays == (1, 2) and settings.work_pool == "pool" and settings.bucket == "taxi"
-    assert settings.aws_secret_access_key == "secret-0123456789"
+    assert settings.aws_secret_access_key.get_secret_value() == "secret-0123456789"
     for secret in ("signing-key-0123456789", "access-id-0123", "secret-0123456789"):
         assert secret not in repr(settings)
     assert Settings.from_env({}) == Settings()
 
 
 def test_tlc_source_is_read_from_the_environment_and_kept_out_of_the_repr():
-    assert Settings.from_env({}).tlc_base_url == "https://d37ci6vzurychx.cloudfront.net/trip-data"
-    assert Settings.from_env({"TAXI_TLC_BASE_URL": " "}).tlc_base_url == "https://d37ci6vzurychx.cloudfront.net/trip-data"
+    tlc = "https://d37ci6vzurychx.cloudfront.net/trip-data"
+    assert Settings.from_env({}).tlc_base_url.get_secret_value() == tlc
+    assert Settings.from_env({"TAXI_TLC_BASE_URL": " "}).tlc_base_url.get_secret_value() == tlc
     mirror = "https://user:mirror-secret@mirror.example/trip-data"
     settings = Settings.from_env({"TAXI_TLC_BASE_URL": f" {mirror} "})
-    assert settings.tlc_base_url == mirror
+    assert settings.tlc_base_url.get_secret_value() == mirror
     assert "mirror-secret" not in repr(settings)
-    assert Settings.from_env({"TAXI_TLC_BASE_URL": "/srv/tlc"}).tlc_base_url == "/srv/tlc"
+    assert Settings.from_env({"TAXI_TLC_BASE_URL": "/srv/tlc"}).tlc_base_url.get_secret_value() == "/srv/tlc"
 
 
 def test_only_the_settings_module_reads_the_environment():
@@ -122,7 +126,7 @@ def test_monitoring_settings(monkeypatch):
 
     url = "https://hooks.example.com/services/T000/B000/secret-token"
     settings = Settings.from_env({"TAXI_ALERT_WEBHOOK_URL": url})
-    assert settings.alert_webhook_url == url and "secret-token" not in repr(settings)
+    assert settings.alert_webhook_url.get_secret_value() == url and "secret-token" not in repr(settings)
 
 
 def test_worker_and_pool_settings():
@@ -142,3 +146,122 @@ def test_worker_and_pool_settings():
     for bad in ("0", "-1", "a day", "inf"):
         with pytest.raises(ValueError, match="TAXI_KEEP_FAILED_CONTAINERS_HOURS must be a number greater than 0"):
             Settings.from_env({"TAXI_KEEP_FAILED_CONTAINERS_HOURS": bad})
+
+
+SECRETS = {
+    "TAXI_SIGNING_KEY": "signing-secret-0123456789",
+    "AWS_SECRET_ACCESS_KEY": "aws-secret-0123456789",
+    "TAXI_S3_ROOT_PASSWORD": "root-secret-0123456789",
+    "PREFECT_API_AUTH_STRING": "taxi:auth-secret-0123456789",
+    "TAXI_ALERT_WEBHOOK_URL": "https://hooks.example.com/webhook-secret-0123456789",
+    "TAXI_TLC_BASE_URL": "https://user:mirror-secret-0123456789@mirror.example/trip-data",
+}
+FIELD_OF = {field.alias: name for name, field in Settings.model_fields.items()}
+
+
+def test_secrets_are_secret_strings_out_of_repr_and_str():
+    ids = {"AWS_ACCESS_KEY_ID": "access-id-0123", "TAXI_S3_ROOT_USER": "root-7f3a"}
+    settings = Settings.from_env({**SECRETS, **ids})
+    for name, value in SECRETS.items():
+        secret = getattr(settings, FIELD_OF[name])
+        assert isinstance(secret, SecretStr) and secret.get_secret_value() == value
+        assert secret_value(secret) == value
+    for value in (*SECRETS.values(), *ids.values(), "mirror-secret"):
+        assert value not in repr(settings) and value not in str(settings), value
+    dumped = str(settings.model_dump())  # the key ids are not secrets, only kept out of the repr
+    assert not any(value in dumped for value in SECRETS.values())
+    assert (settings.aws_access_key_id, settings.s3_root_user) == tuple(ids.values())
+    assert secret_value(Settings.from_env({}).s3_root_password) is None
+
+
+def test_every_configuration_variable_of_the_readme_is_a_setting():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|")[1] for line in table.splitlines() if line.startswith("| `")]
+    named = {name for row in rows for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", row)}
+    assert len(named) > 20 and named <= set(FIELD_OF), named - set(FIELD_OF)
+
+
+def test_empty_or_blank_values_count_as_unset():
+    defaults = Settings()
+    for name in FIELD_OF:
+        for blank in ("", "  ", "\t"):
+            if name == "TAXI_SIGNING_KEY" and blank:
+                continue
+            assert Settings.from_env({name: blank}) == defaults, (name, blank)
+    # A signing key is used as given, spaces included; only an empty one is unset.
+    assert Settings.from_env({"TAXI_SIGNING_KEY": " key "}).signing_key.get_secret_value() == " key "
+    assert Settings.from_env({"TAXI_SIGNING_KEY": ""}).signing_key is None
+    assert Settings.from_env({"TAXI_BUCKET": " landing "}).bucket == "landing"
+
+
+def test_settings_hold_the_defaults_and_read_the_environment_only_in_from_env(monkeypatch):
+    monkeypatch.setenv("TAXI_BUCKET", "from-the-environment")
+    assert Settings().bucket == "taxi" and Settings.from_env().bucket == "from-the-environment"
+    assert Settings.from_env({"taxi_bucket": "lower-case"}).bucket == "taxi"
+    settings = Settings.from_env({})
+    with pytest.raises(ValidationError):
+        settings.bucket = "other"  # frozen
+    defaults = (settings.io_retry_delays, settings.download_max_bytes, settings.download_deadline_seconds)
+    assert defaults == ((2, 10, 30), 512 * 1024 * 1024, 900)
+    assert (settings.allow_unsigned, settings.allow_local_sources, settings.source_buckets) == (False, False, ())
+    assert (settings.work_pool, settings.object_url_template, settings.signing_key) == ("taxi-docker", None, None)
+
+
+@pytest.mark.parametrize("name", ["TAXI_ALLOW_UNSIGNED", "TAXI_ALLOW_LOCAL_SOURCES"])
+def test_flags_accept_one_zero_true_false_yes_no(name):
+    field = FIELD_OF[name]
+    for text, value in (("1", True), ("TRUE", True), ("Yes", True), ("0", False), ("false", False), ("NO", False)):
+        assert getattr(Settings.from_env({name: text}), field) is value, text
+    for bad in ("on", "off", "y", "2", "maybe"):
+        with pytest.raises(ValueError, match=f"^{name} must be "):
+            Settings.from_env({name: bad})
+
+
+def test_documented_list_formats_are_not_read_as_json():
+    settings = Settings.from_env({"TAXI_IO_RETRY_DELAYS": "2,10,30", "TAXI_SOURCE_BUCKETS": " landing ,, archive, "})
+    assert settings.io_retry_delays == (2, 10, 30) and settings.source_buckets == ("landing", "archive")
+    assert Settings.from_env({"TAXI_IO_RETRY_DELAYS": "0"}).io_retry_delays == (0,)
+    for bad in ("[1, 2]", "1,,2", "1,2,", "1.5", "2;10"):
+        with pytest.raises(ValueError, match="TAXI_IO_RETRY_DELAYS must be comma-separated whole seconds"):
+            Settings.from_env({"TAXI_IO_RETRY_DELAYS": bad})
+    with pytest.raises(ValueError, match="TAXI_DRIFT_THRESHOLDS must be"):
+        Settings.from_env({"TAXI_DRIFT_THRESHOLDS": '{"pickup_zone": 0.2}'})
+    assert Settings.from_env({"TAXI_DRIFT_THRESHOLDS": "1"}).drift_thresholds == {"default": 1.0}
+    assert Settings.from_env({"TAXI_DRIFT_THRESHOLDS": "a=0.1,a=0.2"}).drift_thresholds == {"a": 0.2}
+
+
+def test_numbers_are_read_as_whole_or_positive_numbers():
+    whole = {"TAXI_SET_ASIDE_AFTER_FAILURES": 1, "TAXI_DOWNLOAD_MAX_BYTES": 1000, "TAXI_DOWNLOAD_DEADLINE_SECONDS": 5}
+    for name, number in whole.items():
+        assert getattr(Settings.from_env({name: f" {number} "}), FIELD_OF[name]) == number
+        for bad in ("0", "-3", "1.0", "1e3", "ten"):
+            with pytest.raises(ValueError, match=f"^{name} must be a whole number of .*, at least 1$"):
+                Settings.from_env({name: bad})
+    assert Settings.from_env({"TAXI_CONTAINER_SWEEP_SECONDS": "1e-1"}).container_sweep_seconds == 0.1
+    for bad in ("0", "-0.5", "nan", "inf", "fast"):
+        with pytest.raises(ValueError, match="^TAXI_CONTAINER_SWEEP_SECONDS must be a number greater than 0$"):
+            Settings.from_env({"TAXI_CONTAINER_SWEEP_SECONDS": bad})
+    with pytest.raises(ValueError, match="TAXI_OBJECT_URL_TEMPLATE must be an http"):
+        Settings.from_env({"TAXI_OBJECT_URL_TEMPLATE": "http://x/{key.name}"})
+
+
+def test_errors_name_every_malformed_variable_and_show_no_value():
+    environ = {
+        **SECRETS,
+        "TAXI_IO_RETRY_DELAYS": "1,-2777",
+        "TAXI_DRIFT_THRESHOLDS": "pickup_zone=1.5777",
+        "TAXI_DOWNLOAD_MAX_BYTES": "1GB777",
+        "TAXI_ALLOW_UNSIGNED": "maybe777",
+    }
+    with pytest.raises(ValueError) as raised:
+        Settings.from_env(environ)
+    message = str(raised.value)
+    assert message.count(" must be ") == 4, message
+    for name in ("TAXI_IO_RETRY_DELAYS", "TAXI_DRIFT_THRESHOLDS", "TAXI_DOWNLOAD_MAX_BYTES", "TAXI_ALLOW_UNSIGNED"):
+        assert f"{name} must be " in message
+    # Neither the message nor a printed traceback (no chained pydantic error) shows a value.
+    printed = "".join(traceback.format_exception(raised.value))
+    assert raised.value.__cause__ is None and raised.value.__suppress_context__
+    for value in ("777", *SECRETS.values()):
+        assert value not in printed, value
