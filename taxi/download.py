@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from taxi.config import DOWNLOAD_DEADLINE_SECONDS, DOWNLOAD_MAX_BYTES
+from taxi.settings import DEFAULT_DOWNLOAD_DEADLINE_SECONDS, DEFAULT_DOWNLOAD_MAX_BYTES
 from taxi.tlc import DataError
 
 READ_TIMEOUT_SECONDS = 30
@@ -69,8 +69,8 @@ def download(
     source: str,
     destination: Path,
     *,
-    max_bytes: int = DOWNLOAD_MAX_BYTES,
-    deadline_seconds: float = DOWNLOAD_DEADLINE_SECONDS,
+    max_bytes: int = DEFAULT_DOWNLOAD_MAX_BYTES,
+    deadline_seconds: float = DEFAULT_DOWNLOAD_DEADLINE_SECONDS,
     open_s3: S3Opener | None = None,
 ) -> Download:
     """Copy `source` (http(s):// URL, s3:// URI read with `open_s3`, or local path) to
