@@ -39,6 +39,7 @@ from taxi.storage.objects import IntegrityError, StorageError, sha256_hex
 KEY = b"k" * 32
 OTHER_KEY = b"o" * 32
 VERSION = "20260101T120000Z-1a2b3c"
+EXAMPLE = "20260101T120000Z-1a2b3c"  # the id every version-id error shows as an example
 OTHER_VERSION = "20260102T120000Z-4d5e6f"
 URI = f"s3://bucket/models/{VERSION}/manifest.json"
 SIG_URI = f"s3://bucket/models/{VERSION}/manifest.json.sig"
@@ -88,7 +89,7 @@ def test_bad_version_ids_are_refused_without_echoing_them(bad):
     with pytest.raises(InvalidVersionError) as error:
         check_version_id(bad)
     # The message is the same whatever was passed: the value is never echoed.
-    expected = "model_version must be 'latest' or a model version id such as '20260101T120000Z-1a2b3c'"
+    expected = f"model_version must be 'latest' or a model version id such as {EXAMPLE!r}"
     assert str(error.value) == expected
     with pytest.raises(InvalidVersionError, match="^version must be a model version id such as"):
         check_version_id(bad, "version must be a model version id")
@@ -120,7 +121,8 @@ def test_the_signature_file_is_the_hmac_of_the_manifest_bytes():
     assert manifest_signature(OTHER_KEY, body) != expected
     stored = signature_body(KEY, body)
     # As earlier releases wrote it (and read it back).
-    assert stored == json.dumps({"algorithm": "HMAC-SHA256", "signature": expected}, indent=2).encode()
+    as_written = {"algorithm": "HMAC-SHA256", "signature": expected}
+    assert stored == json.dumps(as_written, indent=2).encode()
     check_signature(stored, body, KEY, VERSION, SIG_URI)
 
 
@@ -159,8 +161,8 @@ def test_a_malformed_signature_file_is_an_integrity_error_that_never_echoes_it(n
     body = _manifest_body()
     with pytest.raises(IntegrityError) as error:
         check_signature(SIGNATURE_FILES[name], body, KEY, VERSION, SIG_URI)
-    message = str(error.value)
-    assert message == f"{SIG_URI} is not a signature file: refusing to load model version '{VERSION}'"
+    refusing = f"refusing to load model version {VERSION!r}"
+    assert str(error.value) == f"{SIG_URI} is not a signature file: {refusing}"
 
 
 def test_a_signature_of_another_algorithm_is_refused():
@@ -243,7 +245,8 @@ def test_a_manifest_is_checked_against_the_marker_checksum():
 
 
 def test_a_manifest_of_another_version_is_refused():
-    with pytest.raises(IntegrityError, match=f"is the manifest of another model version: refusing to load it as '{VERSION}'"):
+    refused = f"is the manifest of another model version: refusing to load it as '{VERSION}'"
+    with pytest.raises(IntegrityError, match=refused):
         parse_manifest(_manifest_body(OTHER_VERSION), VERSION, URI)
 
 
@@ -256,7 +259,7 @@ def test_a_manifest_listing_objects_of_another_version_is_refused():
 
 @pytest.mark.parametrize(
     "objects",
-    [None, [], "model.pkl", {"model.pkl": "key"}, {"model.pkl": {"key": f"models/{VERSION}/model.pkl"}}],
+    [None, [], "model.pkl", {"model.pkl": "key"}, {"model.pkl": {"key": f"models/{VERSION}/x"}}],
 )
 def test_a_manifest_with_malformed_objects_is_refused(objects):
     manifest = json.loads(_manifest_body())
@@ -308,7 +311,7 @@ def test_a_gbm_version_from_before_model_formats_says_to_retrain():
 
 @pytest.mark.parametrize("saved", ["xgboost-ubj-0", "linear-1", "pickle"])
 def test_an_unknown_format_is_named_and_refused(saved):
-    with pytest.raises(UnsupportedModelError, match=f"saved in format '{saved}', which this version"):
+    with pytest.raises(UnsupportedModelError, match=f"saved in format '{saved}', which this"):
         check_model_format(VERSION, {"model_type": "gbm", "model_format": saved})
 
 
