@@ -91,7 +91,7 @@ def prepare_bucket(history: int) -> str:
     from taxi.layout import data_key, monitoring_record_key
     from taxi.months import parse_month
     from taxi.seed import seed_bucket
-    from taxi.storage import ObjectStore
+    from taxi.storage.objects import ObjectStore
 
     store = ObjectStore()
     seed_bucket(DATA, store, incoming=())
@@ -108,7 +108,7 @@ def prepare_bucket(history: int) -> str:
 
 def measure_run(prefix: str, code: Path = ROOT) -> dict:
     """One run over the sample put under `prefix`, with the flows of the source tree `code`."""
-    from taxi.storage import ObjectStore
+    from taxi.storage.objects import ObjectStore
 
     store = ObjectStore()
     store.put(f"{prefix}{SAMPLE}", (DATA / SAMPLE).read_bytes())

@@ -27,7 +27,7 @@ from taxi.incoming import Claim, IncomingFile
 from taxi.layout import INCOMING_PREFIX, SET_ASIDE_PREFIX, browser_url, incoming_name, s3_uri
 from taxi.pipeline import predictions_frame
 from taxi.settings import Settings
-from taxi.storage import LoadedModel
+from taxi.storage.registry import LoadedModel
 
 DEFAULT_INCOMING_PREFIX = INCOMING_PREFIX
 P = ParamSpec("P")

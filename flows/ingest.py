@@ -21,7 +21,7 @@ from taxi.layout import s3_uri
 from taxi.months import Month, month_name, parse_month
 from taxi.settings import Settings
 from taxi.sources import public_url
-from taxi.storage import ObjectStore
+from taxi.storage.objects import ObjectStore
 
 
 class IngestError(RuntimeError):

@@ -32,7 +32,7 @@ from prefect.client.schemas.objects import TaskRun
 from prefect.states import State
 
 import taxi
-import taxi.storage
+import taxi.storage.predictions
 from taxi import incoming, monitoring, monitoring_report
 from taxi.errors import DeadlineError, DownloadError
 from taxi.features import FeatureMatrix, Vectorizer
@@ -53,18 +53,9 @@ from taxi.months import month_name
 from taxi.settings import ALLOW_UNSIGNED_ENV, DEFAULT_IO_RETRY_DELAYS, SIGNING_KEY_BLOCK_ENV, SIGNING_KEY_ENV, Settings
 from taxi.sources import check_source
 from taxi.steps import StepRunner
-from taxi.storage import (
-    ANY_CHAMPION,
-    IntegrityError,
-    LoadedModel,
-    ModelNotFoundError,
-    ModelRegistry,
-    NotFoundError,
-    ObjectStore,
-    StorageError,
-    TransientStorageError,
-    UnsupportedModelError,
-)
+from taxi.storage.manifests import UnsupportedModelError
+from taxi.storage.objects import IntegrityError, NotFoundError, ObjectStore, StorageError, TransientStorageError
+from taxi.storage.registry import ANY_CHAMPION, LoadedModel, ModelNotFoundError, ModelRegistry
 from taxi.window import WindowPlan, plan_window
 
 P = ParamSpec("P")
@@ -369,7 +360,7 @@ def load_model(version: str) -> LoadedModel:
 
 @task(name="write-predictions", tags=["taxi", "io", "s3"], **io_task)
 def write_predictions(predictions: pd.DataFrame, source: str, version: str, name: str | None = None) -> str:
-    uri = taxi.storage.write_predictions(ObjectStore(), predictions, source, version, name)
+    uri = taxi.storage.predictions.write_predictions(ObjectStore(), predictions, source, version, name)
     get_run_logger().info("Wrote %d predictions to %s", len(predictions), uri)
     return uri
 

@@ -1,6 +1,6 @@
 """NYC taxi trip duration: the ML steps as plain functions (no orchestration here)."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from taxi.errors import DataError
 from taxi.model import evaluate_model, predict, train_model

@@ -25,11 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import taxi
-from taxi.config import DOWNLOAD_DEADLINE_SECONDS, DOWNLOAD_MAX_BYTES
 from taxi.errors import DataError, NotPublishedError
 from taxi.layout import DATA_MANIFEST_SUFFIX, data_color_prefix, data_key, data_manifest_key, parse_tlc_file_name, tlc_file_name
 from taxi.months import Month, month_name, month_of, month_range, parse_month, shift_month
-from taxi.settings import TLC_BASE_URL_ENV
+from taxi.settings import DEFAULT_DOWNLOAD_DEADLINE_SECONDS, DEFAULT_DOWNLOAD_MAX_BYTES, TLC_BASE_URL_ENV
 from taxi.sources import download, load_data, public_url
 from taxi.storage.objects import IntegrityError, ObjectStore
 
@@ -112,8 +111,8 @@ def ingest_month(
     month: Month,
     base_url: str,
     *,
-    max_bytes: int = DOWNLOAD_MAX_BYTES,
-    deadline_seconds: float = DOWNLOAD_DEADLINE_SECONDS,
+    max_bytes: int = DEFAULT_DOWNLOAD_MAX_BYTES,
+    deadline_seconds: float = DEFAULT_DOWNLOAD_DEADLINE_SECONDS,
 ) -> MonthResult:
     """Copy one month from `base_url` into the bucket: download to a temporary file, check it
     against the input contract, store it, read it back, then write its manifest.

@@ -79,13 +79,20 @@ def prefect_api():
 
 @pytest.fixture
 def store(s3_server):
-    """An ArtifactStore on a bucket of its own, so tests do not see each other's objects."""
-    from taxi.config import StoreConfig
-    from taxi.storage import ArtifactStore
+    """An ObjectStore on a bucket of its own, so tests do not see each other's objects."""
+    from taxi.storage.objects import ObjectStore
 
-    store = ArtifactStore(config=StoreConfig(bucket=f"test-{secrets.token_hex(4)}"))
+    store = ObjectStore(bucket=f"test-{secrets.token_hex(4)}")
     store.ensure_bucket()
     return store
+
+
+@pytest.fixture
+def registry(store):
+    """The model registry of the test's bucket, unsigned."""
+    from taxi.storage.registry import ModelRegistry
+
+    return ModelRegistry(store)
 
 
 @pytest.fixture

@@ -15,8 +15,9 @@ def small_model() -> TrainingResult:
 
 
 @pytest.fixture
-def published(prefect_api, bucket_env, small_model):
-    """The test's bucket (also TAXI_BUCKET) with `small_model` published as latest, unsigned;
-    yields (store, version)."""
-    manifest = bucket_env.save_model(small_model.model, small_model.vectorizer, metrics=small_model.metrics, details={})
+def published(prefect_api, bucket_env, registry, small_model):
+    """The test's bucket (also TAXI_BUCKET) with `small_model` published as latest, unsigned
+    (by `registry`); yields (store, version)."""
+    model = small_model
+    manifest = registry.save_model(model.model, model.vectorizer, metrics=model.metrics, details={})
     return bucket_env, manifest["version"]

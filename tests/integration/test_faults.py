@@ -17,9 +17,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from taxi import encode_categorical_columns, load_data
-from taxi.config import StoreConfig
 from taxi.settings import Settings
-from taxi.storage import ArtifactStore, ObjectStore
+from taxi.storage.objects import ObjectStore
+from taxi.storage.registry import ModelRegistry
 from tests.conftest import DATA, GREEN_JAN, YELLOW_FEB, YELLOW_JAN, devstack
 from tests.integration import prefect_api as api
 
@@ -87,7 +87,7 @@ def test_training_data_left_empty_by_the_filter_fails_the_run(prefect_api, bucke
     assert f"DataError: {uri}: no trips left after keeping durations of 1-60 minutes (200 read)" in state.message
     loads = api.task_runs(state.state_details.flow_run_id, "load-data", until=lambda r: r and r[0].state.is_final())
     assert [run.run_count for run in loads] == [1]  # the test month is never read
-    assert bucket_env.latest_marker() is None and bucket_env.list_keys("models/") == []
+    assert ModelRegistry(bucket_env).latest_marker() is None and bucket_env.list_keys("models/") == []
 
 
 def test_unknown_zones_are_predicted_and_counted(published, small_model):
@@ -190,7 +190,7 @@ def test_s3_restart_in_the_middle_of_publishing(prefect_api, tmp_path, monkeypat
     try:
         monkeypatch.setenv("AWS_ENDPOINT_URL", server.url)
         monkeypatch.setenv("TAXI_BUCKET", "restart-test")
-        store = ArtifactStore(config=StoreConfig(bucket="restart-test"))
+        store = ObjectStore(bucket="restart-test")
         devstack.wait_until(lambda: store.ensure_bucket() is None, "bucket on the new S3 server", 60)
 
         # Instrumentation only (the outage itself is real): pause the run right after the
@@ -230,10 +230,10 @@ def test_s3_restart_in_the_middle_of_publishing(prefect_api, tmp_path, monkeypat
             f"cannot write s3://restart-test/models/{interrupted[0]}/vectorizer.pkl: S3 endpoint {server.url} unreachable"
         )
         assert any(failed_attempt in message for message in api.logs(state.state_details.flow_run_id))
-        fresh = ArtifactStore(config=StoreConfig(bucket="restart-test"))
+        fresh = ModelRegistry(ObjectStore(bucket="restart-test"))
         assert fresh.latest_marker()["version"] == version
         assert fresh.load_model().version == version
-        assert fresh.list_keys(f"models/{interrupted[0]}/") == [f"models/{interrupted[0]}/model.pkl"]
+        assert fresh.objects.list_keys(f"models/{interrupted[0]}/") == [f"models/{interrupted[0]}/model.pkl"]
         assert fresh.incomplete_versions(older_than=timedelta(0)) == [interrupted[0]]
     finally:
         server.stop()

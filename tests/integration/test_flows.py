@@ -11,6 +11,7 @@ import pytest
 
 from taxi.gbm import GBM_FORMAT
 from taxi.seed import seed_bucket
+from taxi.storage.registry import ModelRegistry
 from tests.conftest import DATA
 
 
@@ -53,7 +54,7 @@ def test_training_then_inference(seeded):
     assert manifest["train_data"] == {"uri": f"{data}/green_tripdata_2021-01.parquet", "rows_read": 76_518, "rows_used": 73_908}
     assert manifest["test_data"]["rows_used"] == 61_921
     assert set(manifest["objects"]) == {"model.pkl", "vectorizer.pkl", "metrics.json", "evaluation.png", "reference.json"}
-    assert store.latest_marker()["version"] == version
+    assert ModelRegistry(store).latest_marker()["version"] == version
     test_predictions = pd.read_parquet(io.BytesIO(store.get(f"predictions/green_tripdata_2021-02/{version}.parquet")))
     assert len(test_predictions) == 61_921
 
@@ -68,7 +69,7 @@ def test_training_then_inference(seeded):
     again = training_flow(f"{data}/green_tripdata_2021-01.parquet", f"{data}/green_tripdata_2021-02.parquet")
     assert again["model_version"] != version and not again["promoted"]
     assert again["champion_version"] == version and round(again["champion_rmse_test"], 4) == 10.4475
-    assert store.latest_marker()["version"] == version
+    assert ModelRegistry(store).latest_marker()["version"] == version
     kept = json.loads(store.get(f"models/{again['model_version']}/manifest.json"))
     assert not kept["promoted"] and "does not beat the champion" in kept["promotion"]["reason"]
 
@@ -80,7 +81,7 @@ def test_training_then_inference(seeded):
     gbm = state.result()
     assert gbm["promoted"] and gbm["rmse_test"] <= 7.0 and gbm["champion_version"] == version
     assert round(gbm["rmse_test_course_baseline"], 4) == 10.4475
-    assert store.latest_marker()["version"] == gbm["model_version"]
+    assert ModelRegistry(store).latest_marker()["version"] == gbm["model_version"]
     assert json.loads(store.get(f"models/{gbm['model_version']}/manifest.json"))["model_format"] == GBM_FORMAT
     report = _artifacts(state.state_details.flow_run_id, "taxi-training-report")[0].data
     for expected in (

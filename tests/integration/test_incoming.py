@@ -27,7 +27,7 @@ from taxi.incoming import (
     release,
 )
 from taxi.layout import incoming_name
-from taxi.storage import ObjectStore, StorageError
+from taxi.storage.objects import ObjectStore, StorageError
 from tests.conftest import GREEN_MAR, YELLOW_FEB, YELLOW_JAN
 from tests.integration import prefect_api as api
 from tests.integration.s3_faults import error_for_key, header_ignored, s3_hook
@@ -235,12 +235,12 @@ def test_the_server_honours_the_conditional_writes_claims_need(store):
     assert store.list_keys("") == []
 
 
-def test_the_hourly_job_predicts_with_the_gbm_model(prefect_api, bucket_env):
+def test_the_hourly_job_predicts_with_the_gbm_model(prefect_api, bucket_env, registry):
     """The deployed model type through the hourly flow: loaded from its verified artifact,
     predictions equal the fitted model's own on the same trips."""
     trained = run_training(str(YELLOW_JAN), str(YELLOW_FEB), model_type="gbm")
     details = {"model_type": "gbm", "model_format": MODEL_FORMATS["gbm"]}
-    version = bucket_env.save_model(trained.model, trained.vectorizer, metrics=trained.metrics, details=details)["version"]
+    version = registry.save_model(trained.model, trained.vectorizer, metrics=trained.metrics, details=details)["version"]
     bucket_env.put("incoming/2021-03/green.parquet", _green_slice())
 
     state, summary = _run()

@@ -19,7 +19,7 @@ from taxi.errors import DownloadError
 from taxi.ingest import ingest_month, months_present
 from taxi.layout import data_key, data_manifest_key
 from taxi.sources import public_url
-from taxi.storage import IntegrityError, ObjectStore, sha256_hex
+from taxi.storage.objects import IntegrityError, ObjectStore, sha256_hex
 from tests.conftest import DATA, YELLOW_JAN
 from tests.integration import prefect_api as api
 

@@ -20,7 +20,7 @@ from prefect.client.orchestration import get_client
 
 from taxi import DataError, load_data
 from taxi.errors import DeadlineError
-from taxi.storage import ObjectStore
+from taxi.storage.objects import ObjectStore
 from tests.conftest import GREEN_FEB, GREEN_JAN, ROOT
 from tests.integration import prefect_api as api
 from tests.integration.test_ingest import tlc  # noqa: F401 (the stand-in HTTP server, a fixture)

@@ -12,15 +12,9 @@ from datetime import timedelta
 import pytest
 
 from taxi.layout import LATEST_KEY
-from taxi.storage import (
-    ANY_CHAMPION,
-    ArtifactStore,
-    IntegrityError,
-    InvalidVersionError,
-    ModelRegistry,
-    ObjectStore,
-    new_version_id,
-)
+from taxi.storage.manifests import InvalidVersionError, new_version_id
+from taxi.storage.objects import IntegrityError, ObjectStore
+from taxi.storage.registry import ANY_CHAMPION, ModelRegistry
 from tests.conftest import YELLOW_FEB, YELLOW_JAN
 from tests.integration import prefect_api as api
 
@@ -35,7 +29,7 @@ def _save(registry: ModelRegistry, model, **kwargs) -> dict:
     return registry.save_model(model.model, model.vectorizer, metrics=model.metrics, details={"model_type": "linear"}, **kwargs)
 
 
-def _signed(store: ArtifactStore) -> ModelRegistry:
+def _signed(store: ObjectStore) -> ModelRegistry:
     return ModelRegistry(ObjectStore(bucket=store.bucket, client=store.client), signing_key=KEY)
 
 
@@ -118,18 +112,18 @@ def test_a_bad_version_id_fails_the_inference_run_once_without_echoing_it(publis
 
 
 @pytest.mark.parametrize("marker", [{"version": "../../incoming/x"}, {"version": 7}, ["a"], "not json"])
-def test_latest_json_naming_no_valid_version_is_refused(published, marker):
+def test_latest_json_naming_no_valid_version_is_refused(published, registry, marker):
     store, version = published
     store.put("models/latest.json", marker.encode() if isinstance(marker, str) else json.dumps(marker).encode())
     with pytest.raises(IntegrityError, match="models/latest.json (does not name a valid model version id|is not a model marker)"):
-        store.load_model()
-    assert store.load_model(version).version == version  # by id it still loads
+        registry.load_model()
+    assert registry.load_model(version).version == version  # by id it still loads
     # A new publication replaces the broken marker (it names nothing to keep).
-    again = store.save_model(object(), object(), metrics={}, details={})
-    assert again["promoted"] and store.latest_marker()["version"] == again["version"]
+    again = registry.save_model(object(), object(), metrics={}, details={})
+    assert again["promoted"] and registry.latest_marker()["version"] == again["version"]
 
 
-def test_listing_ignores_prefixes_that_are_not_version_ids(published):
+def test_listing_ignores_prefixes_that_are_not_version_ids(published, registry):
     """Cleanup of incomplete versions only ever judges (and deletes) version folders."""
     store, version = published
     foreign = ["models/backup/model.pkl", "models/..x/notes.txt", "models/2026-01-01/model.pkl"]
@@ -137,10 +131,10 @@ def test_listing_ignores_prefixes_that_are_not_version_ids(published):
         store.put(key, b"not ours")
     incomplete = new_version_id()
     store.put(f"models/{incomplete}/model.pkl", b"half-written")
-    assert store.incomplete_versions(older_than=timedelta(0)) == [incomplete]
-    assert store.delete_incomplete_versions(older_than=timedelta(0)) == [incomplete]
+    assert registry.incomplete_versions(older_than=timedelta(0)) == [incomplete]
+    assert registry.delete_incomplete_versions(older_than=timedelta(0)) == [incomplete]
     assert all(store.exists(key) for key in foreign)
-    assert store.load_model().version == version
+    assert registry.load_model().version == version
 
 
 # --- manifests bound to their version ------------------------------------------------------
@@ -184,7 +178,7 @@ class RaceAfterRead(ObjectStore):
     latest.json: the window between reading and writing that a race hits. Counts our
     conditional writes the server refused."""
 
-    def __init__(self, store: ArtifactStore, meanwhile: Callable[[], object]):
+    def __init__(self, store: ObjectStore, meanwhile: Callable[[], object]):
         super().__init__(bucket=store.bucket, client=store.client)
         self.meanwhile, self.raced, self.refused = meanwhile, False, 0
 
@@ -201,16 +195,16 @@ class RaceAfterRead(ObjectStore):
         return written
 
 
-def _plain(store: ArtifactStore) -> ModelRegistry:
+def _plain(store: ObjectStore) -> ModelRegistry:
     return ModelRegistry(ObjectStore(bucket=store.bucket, client=store.client))
 
 
-def _publish(store: ArtifactStore, version: str) -> None:
+def _publish(store: ObjectStore, version: str) -> None:
     """Another publisher points latest.json at `version` (a complete version)."""
     _plain(store).set_latest(version, hashlib.sha256(store.get(f"models/{version}/manifest.json")).hexdigest())
 
 
-def test_a_training_that_loses_the_race_for_latest_is_stored_not_promoted(published, small_model):
+def test_a_training_that_loses_the_race_for_latest_is_stored_not_promoted(published, registry, small_model):
     """We compared with `champion`; between our read of latest.json and our write, another
     training publishes. The server refuses our stale If-Match write, we read again, see a
     version we were not compared with, and keep it: ours is complete, not promoted, no error."""
@@ -222,22 +216,22 @@ def test_a_training_that_loses_the_race_for_latest_is_stored_not_promoted(publis
 
     assert racing.refused == 1  # the server honoured If-Match: our stale write was refused
     assert manifest["promoted"] is False
-    assert store.latest_marker()["version"] == rival
-    assert store.load_model(manifest["version"]).version == manifest["version"]  # stored, complete
+    assert registry.latest_marker()["version"] == rival
+    assert registry.load_model(manifest["version"]).version == manifest["version"]  # stored, complete
 
 
-def test_a_lost_race_is_retried_when_the_champion_is_still_latest(published, small_model):
+def test_a_lost_race_is_retried_when_the_champion_is_still_latest(published, registry, small_model):
     """latest.json is rewritten (same version, new bytes and ETag) between our read and our
     write: our write is refused, we read again, the champion is still latest, we write again."""
     store, champion = published
-    marker = store.latest_marker()
+    marker = registry.latest_marker()
     racing = RaceAfterRead(store, lambda: store.put(LATEST_KEY, json.dumps(marker).encode()))
     manifest = _save(ModelRegistry(racing), small_model, champion=champion)
     assert racing.refused == 1 and manifest["promoted"] is True
-    assert store.latest_marker()["version"] == manifest["version"]
+    assert registry.latest_marker()["version"] == manifest["version"]
 
 
-def test_the_first_marker_is_created_with_if_none_match(store, small_model):
+def test_the_first_marker_is_created_with_if_none_match(store, registry, small_model):
     """No latest.json yet; another training creates it between our read and our write: our
     If-None-Match write is refused. Compared with "no model yet" (None) we leave theirs;
     compared with nothing (ANY_CHAMPION: e.g. the champion could not be trusted) we write
@@ -247,16 +241,16 @@ def test_the_first_marker_is_created_with_if_none_match(store, small_model):
     cautious = RaceAfterRead(store, lambda: _publish(store, rival))
     kept = _save(ModelRegistry(cautious), small_model, champion=None)
     assert cautious.refused == 1 and kept["promoted"] is False
-    assert store.latest_marker()["version"] == rival
+    assert registry.latest_marker()["version"] == rival
 
     store.delete(LATEST_KEY)
     eager = RaceAfterRead(store, lambda: _publish(store, rival))
     taken = _save(ModelRegistry(eager), small_model, champion=ANY_CHAMPION)
     assert eager.refused == 1 and taken["promoted"] is True
-    assert store.latest_marker()["version"] == taken["version"]
+    assert registry.latest_marker()["version"] == taken["version"]
 
 
-def test_a_training_run_that_loses_the_race_completes(published, small_model, monkeypatch):
+def test_a_training_run_that_loses_the_race_completes(published, registry, small_model, monkeypatch):
     """Through the training flow: another training publishes between save-model's read of
     latest.json and its write. The run ends Completed, says it was not promoted, `latest`
     names the other version, and save-model ran once (nothing failed, nothing retried)."""
@@ -280,6 +274,6 @@ def test_a_training_run_that_loses_the_race_completes(published, small_model, mo
     result = state.result()
     assert result["champion_version"] == champion and raced
     assert result["promoted"] is False and "another training moved latest meanwhile" in result["promotion_reason"]
-    assert store.latest_marker()["version"] == rival
+    assert registry.latest_marker()["version"] == rival
     saves = api.task_runs(state.state_details.flow_run_id, "save-model", until=lambda r: r and r[0].state.is_final())
     assert [run.run_count for run in saves] == [1]

@@ -19,14 +19,10 @@ import pytest
 from taxi import process_train_data, run_training
 from taxi.features import TripFeatureEncoder
 from taxi.gbm import GBM_FORMAT, GBM_PARAMS, GbmRegressor
-from taxi.storage import (
-    LATEST_MARKER,
-    ArtifactStore,
-    IntegrityError,
-    ModelNotFoundError,
-    StorageError,
-    UnsupportedModelError,
-)
+from taxi.layout import LATEST_MARKER
+from taxi.storage.manifests import UnsupportedModelError
+from taxi.storage.objects import IntegrityError, ObjectStore, StorageError
+from taxi.storage.registry import ModelNotFoundError, ModelRegistry
 from tests.conftest import YELLOW_FEB, YELLOW_JAN
 
 KEY = b"k" * 32
@@ -38,19 +34,19 @@ def trained():
     return run_training(str(YELLOW_JAN), str(YELLOW_FEB))
 
 
-def _save(store: ArtifactStore, trained, **kwargs) -> dict:
-    return store.save_model(
+def _save(registry: ModelRegistry, trained, **kwargs) -> dict:
+    return registry.save_model(
         trained.model, trained.vectorizer, metrics=trained.metrics, details={"model_type": "linear"}, **kwargs
     )
 
 
-def _with(store: ArtifactStore, signing_key: bytes | None) -> ArtifactStore:
-    """The same bucket and client, another signing key."""
-    return ArtifactStore(config=store.config, client=store.client, signing_key=signing_key)
+def _with(store: ObjectStore, signing_key: bytes | None) -> ModelRegistry:
+    """The registry of the same bucket and client, with another signing key."""
+    return ModelRegistry(store, signing_key=signing_key)
 
 
 @dataclass
-class FailingStore(ArtifactStore):
+class FailingStore(ObjectStore):
     """Fails writing any key that ends with `fail_on`, as a crash or outage at that moment would."""
 
     fail_on: str = ""
@@ -70,7 +66,7 @@ class FailingStore(ArtifactStore):
 def test_a_run_that_dies_midway_leaves_latest_alone(store, trained, fail_on):
     signed = _with(store, KEY)
     good = _save(signed, trained)["version"]
-    failing = FailingStore(config=store.config, client=store.client, signing_key=KEY, fail_on=fail_on)
+    failing = ModelRegistry(FailingStore(store.bucket, store.client, fail_on=fail_on), KEY)
     broken = "20260101T000000Z-dead01"
     with pytest.raises(StorageError, match="injected failure"):
         _save(failing, trained, version=broken)
@@ -111,7 +107,7 @@ def test_concurrent_publishing_never_points_latest_at_an_incomplete_version(stor
     def save() -> None:
         try:
             start.wait()
-            versions.append(_save(ArtifactStore(config=store.config), trained)["version"])
+            versions.append(_save(ModelRegistry(ObjectStore(bucket=store.bucket)), trained)["version"])
         except BaseException as error:  # noqa: BLE001 (reported by the assertion below)
             errors.append(error)
 
@@ -119,7 +115,7 @@ def test_concurrent_publishing_never_points_latest_at_an_incomplete_version(stor
     for writer in writers:
         writer.start()
     start.wait()
-    reader = ArtifactStore(config=store.config)
+    reader = ModelRegistry(ObjectStore(bucket=store.bucket))
     while any(w.is_alive() for w in writers):
         marker = reader.latest_marker()
         if marker is not None and marker["version"] not in seen:
@@ -159,7 +155,7 @@ def test_model_swapped_by_someone_without_the_key_is_refused(store, trained):
     legit = _save(signed, trained)["version"]
     intruder = _with(store, None)
     forged = _save(intruder, trained)["version"]
-    assert store.latest_marker()["version"] == forged
+    assert intruder.latest_marker()["version"] == forged
     with pytest.raises(IntegrityError, match=f"model version '{forged}' is not signed"):
         signed.load_model()
 
@@ -190,19 +186,20 @@ def test_short_signing_keys_are_rejected(store):
     assert "short-key" not in str(error.value)
 
 
-def test_a_gbm_version_saved_before_xgboost_fails_with_a_clear_error(store, trained):
+def test_a_gbm_version_saved_before_xgboost_fails_with_a_clear_error(registry, trained):
     """Versions of the gbm model from before the model format tag held pickled
     HistGradientBoostingRegressor objects: refused by the manifest, before unpickling."""
-    old = store.save_model(trained.model, trained.vectorizer, metrics=trained.metrics, details={"model_type": "gbm"})["version"]
+    untagged = {"model_type": "gbm"}
+    old = registry.save_model(trained.model, trained.vectorizer, metrics=trained.metrics, details=untagged)["version"]
     with pytest.raises(UnsupportedModelError, match=f"model version '{old}' is a gbm model .* retrain it"):
-        store.load_model(old)
+        registry.load_model(old)
     with pytest.raises(UnsupportedModelError, match=f"'{old}'"):
-        store.load_model()  # it is latest
-    current = store.save_model(
+        registry.load_model()  # it is latest
+    current = registry.save_model(
         trained.model, trained.vectorizer, metrics=trained.metrics, details={"model_type": "gbm", "model_format": GBM_FORMAT}
     )
-    assert store.load_model().version == current["version"]
-    assert store.load_model(_save(store, trained)["version"]).manifest.get("model_format") is None  # linear: unchanged
+    assert registry.load_model().version == current["version"]
+    assert registry.load_model(_save(registry, trained)["version"]).manifest.get("model_format") is None  # linear: unchanged
 
 
 def test_a_gbm_version_of_the_previous_xgboost_configuration_still_loads(store):

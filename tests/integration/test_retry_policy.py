@@ -23,15 +23,8 @@ import pytest
 
 from taxi.layout import LATEST_KEY
 from taxi.settings import Settings
-from taxi.storage import (
-    BucketNotFoundError,
-    ObjectStore,
-    StorageError,
-    TransientStorageError,
-    UnsupportedModelError,
-    s3_client,
-)
-from taxi.storage.objects import S3_ATTEMPTS
+from taxi.storage.manifests import UnsupportedModelError
+from taxi.storage.objects import S3_ATTEMPTS, BucketNotFoundError, ObjectStore, StorageError, TransientStorageError, s3_client
 from tests.conftest import YELLOW_FEB, devstack
 from tests.integration import prefect_api as api
 
@@ -186,11 +179,11 @@ class FailsToUnpickle:
         return (_refuse_to_load, ())
 
 
-def test_a_model_that_cannot_be_unpickled_fails_inference_once(published, small_model):
+def test_a_model_that_cannot_be_unpickled_fails_inference_once(published, registry, small_model):
     from flows.inference import inference_flow
 
     store, _ = published
-    version = store.save_model(FailsToUnpickle(), small_model.vectorizer, metrics={}, details={})["version"]
+    version = registry.save_model(FailsToUnpickle(), small_model.vectorizer, metrics={}, details={})["version"]
     UNPICKLED.clear()
     state = inference_flow(str(YELLOW_FEB), return_state=True)
     assert state.is_failed()
@@ -200,7 +193,7 @@ def test_a_model_that_cannot_be_unpickled_fails_inference_once(published, small_
     )
     assert _load_model_runs(state) == [1] and UNPICKLED == ["tried"]
     with pytest.raises(UnsupportedModelError, match=r"cannot be unpickled by this version of the code \(UnpicklingError\)"):
-        store.load_model(version)
+        registry.load_model(version)
 
 
 # --- transient failures: retried, a bounded number of times --------------------------------
@@ -286,7 +279,9 @@ def test_the_retry_condition_retries_only_transient_errors():
     from flows.tasks import is_transient
     from taxi import DataError
     from taxi.errors import DownloadError
-    from taxi.storage import IntegrityError, InvalidVersionError, ModelNotFoundError
+    from taxi.storage.manifests import InvalidVersionError
+    from taxi.storage.objects import IntegrityError
+    from taxi.storage.registry import ModelNotFoundError
 
     transient = [
         TransientStorageError("503"),

@@ -10,8 +10,7 @@ import secrets
 import pytest
 from botocore.exceptions import ClientError
 
-from taxi.storage import ObjectStore, StorageError
-from taxi.storage.objects import s3_client
+from taxi.storage.objects import ObjectStore, StorageError, s3_client
 from tests.conftest import ROOT, devstack
 
 BUCKET = "taxi"

@@ -25,12 +25,12 @@ def no_key(prefect_api, bucket_env, monkeypatch):
     return bucket_env
 
 
-def test_without_a_key_training_and_inference_fail_before_any_work(no_key, small_model):
+def test_without_a_key_training_and_inference_fail_before_any_work(no_key, registry, small_model):
     from flows.inference import incoming_inference_flow, inference_flow
     from flows.training import training_flow
 
     # A published model, so that inference would have something to load, and a file to predict.
-    no_key.save_model(small_model.model, small_model.vectorizer, metrics=small_model.metrics, details={})
+    registry.save_model(small_model.model, small_model.vectorizer, metrics=small_model.metrics, details={})
     no_key.put("incoming/yellow.csv", YELLOW_FEB.read_bytes())
     stored = no_key.list_keys("")
     states = [

@@ -1,4 +1,5 @@
-"""The artifact store against a real S3 server over HTTP."""
+"""The object store, the model registry and the predictions writer against a real S3 server
+over HTTP."""
 
 from __future__ import annotations
 
@@ -12,8 +13,11 @@ import pytest
 from botocore.exceptions import ClientError
 
 from taxi import run_training
+from taxi.layout import source_name
 from taxi.seed import seed_bucket
-from taxi.storage import IntegrityError, ModelNotFoundError, ObjectStore, sha256_hex, source_name
+from taxi.storage.objects import IntegrityError, ObjectStore, sha256_hex
+from taxi.storage.predictions import write_predictions
+from taxi.storage.registry import ModelNotFoundError
 from tests.conftest import DATA, YELLOW_FEB, YELLOW_JAN
 
 
@@ -22,8 +26,8 @@ def trained():
     return run_training(str(YELLOW_JAN), str(YELLOW_FEB))
 
 
-def _save(store, trained, **kwargs):
-    return store.save_model(
+def _save(registry, trained, **kwargs):
+    return registry.save_model(
         trained.model, trained.vectorizer, metrics=trained.metrics, details={"model_type": "linear"}, **kwargs
     )
 
@@ -34,8 +38,8 @@ def test_credentials_are_enforced(s3_server, store):
         wrong.list_objects_v2(Bucket=store.bucket)
 
 
-def test_save_model_writes_objects_manifest_and_moves_latest(store, trained):
-    manifest = _save(store, trained)
+def test_save_model_writes_objects_manifest_and_moves_latest(store, registry, trained):
+    manifest = _save(registry, trained)
     version = manifest["version"]
     keys = set(store.list_keys(f"models/{version}/"))
     assert keys == {f"models/{version}/{n}" for n in ("model.pkl", "vectorizer.pkl", "metrics.json", "manifest.json")}
@@ -46,54 +50,54 @@ def test_save_model_writes_objects_manifest_and_moves_latest(store, trained):
     assert manifest["metrics"] == trained.metrics
     assert {"scikit-learn", "pandas", "numpy", "python"} <= set(manifest["library_versions"])
     assert json.loads(store.get(f"models/{version}/metrics.json")) == trained.metrics
-    assert store.latest_marker()["version"] == version
+    assert registry.latest_marker()["version"] == version
 
-    second = _save(store, trained)
+    second = _save(registry, trained)
     assert second["version"] != version
-    assert store.latest_marker()["version"] == second["version"]
+    assert registry.latest_marker()["version"] == second["version"]
 
 
-def test_load_model_round_trip(store, trained):
-    version = _save(store, trained)["version"]
-    loaded = store.load_model()
+def test_load_model_round_trip(registry, trained):
+    version = _save(registry, trained)["version"]
+    loaded = registry.load_model()
     assert loaded.version == version
     X = loaded.vectorizer.transform(trained.test.trips)
     assert (loaded.model.predict(X) == trained.model.predict(trained.test.X)).all()
-    assert store.load_model(version).version == version
+    assert registry.load_model(version).version == version
 
 
-def test_unpromoted_version_leaves_latest_alone(store, trained):
-    first = _save(store, trained)["version"]
-    _save(store, trained, promote=False)
-    assert store.latest_marker()["version"] == first
+def test_unpromoted_version_leaves_latest_alone(registry, trained):
+    first = _save(registry, trained)["version"]
+    _save(registry, trained, promote=False)
+    assert registry.latest_marker()["version"] == first
 
 
-def test_missing_models_are_named(store, trained):
+def test_missing_models_are_named(registry, trained):
     with pytest.raises(ModelNotFoundError, match="no model has been published"):
-        store.load_model()
-    _save(store, trained)
+        registry.load_model()
+    _save(registry, trained)
     with pytest.raises(ModelNotFoundError, match="model version '20990101T000000Z-abcdef' not found"):
-        store.load_model("20990101T000000Z-abcdef")
+        registry.load_model("20990101T000000Z-abcdef")
 
 
-def test_tampered_model_is_refused_before_unpickling(store, trained):
-    version = _save(store, trained)["version"]
+def test_tampered_model_is_refused_before_unpickling(store, registry, trained):
+    version = _save(registry, trained)["version"]
     store.put(f"models/{version}/model.pkl", b"not the model")
     with pytest.raises(IntegrityError, match="model.pkl does not match the sha256"):
-        store.load_model()
+        registry.load_model()
 
 
-def test_tampered_manifest_is_refused(store, trained):
-    manifest = _save(store, trained)
+def test_tampered_manifest_is_refused(store, registry, trained):
+    manifest = _save(registry, trained)
     manifest["objects"]["model.pkl"]["sha256"] = "0" * 64
     store.put(f"models/{manifest['version']}/manifest.json", json.dumps(manifest).encode())
     with pytest.raises(IntegrityError, match="manifest.json does not match the checksum"):
-        store.load_model()
+        registry.load_model()
 
 
 def test_write_predictions(store):
     frame = pd.DataFrame({"PULocationID": [1, 2], "predicted_duration": [3.5, 4.5]})
-    uri = store.write_predictions(frame, "s3://elsewhere/incoming/green_tripdata_2021-03.parquet", "v1")
+    uri = write_predictions(store, frame, "s3://elsewhere/incoming/green_tripdata_2021-03.parquet", "v1")
     assert uri == f"s3://{store.bucket}/predictions/green_tripdata_2021-03/v1.parquet"
     assert pd.read_parquet(io.BytesIO(store.get("predictions/green_tripdata_2021-03/v1.parquet"))).equals(frame)
 

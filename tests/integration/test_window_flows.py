@@ -9,6 +9,7 @@ from datetime import date
 import pytest
 
 from taxi.seed import seed_bucket
+from taxi.storage.registry import ModelRegistry
 from tests.conftest import DATA
 from tests.integration import prefect_api as api
 
@@ -57,13 +58,13 @@ def test_window_as_of_picks_the_months_and_reproduces_the_course(green_months, m
     assert rows[-1]["model"].startswith("course baseline") and rows[-1]["rmse_test"] == 10.4475
     # An older window than today's is a backfill: stored, not promoted, even with no champion.
     assert not result["promoted"] and "backfill" in result["promotion_reason"]
-    assert store.latest_marker() is None
+    assert ModelRegistry(store).latest_marker() is None
 
     april = training_flow(color="green", as_of="2021-04-02")
     assert (april["train_months"], april["test_month"]) == (["2021-02"], "2021-03")
     assert april["test_rows"] == 80_372
     assert april["promoted"]  # today's window: the newest month in the bucket is its test month
-    assert store.latest_marker()["version"] == april["model_version"]
+    assert ModelRegistry(store).latest_marker()["version"] == april["model_version"]
 
     two = training_flow(color="green", as_of="2021-04-02", train_months=2, promote=False)
     assert (two["train_months"], two["test_month"]) == (["2021-01", "2021-02"], "2021-03")
@@ -101,7 +102,7 @@ def test_backfill_publishes_a_version_per_date_and_never_promotes(green_months):
     ]
     assert len({r["model_version"] for r in rows} | {champion}) == 3
     assert not any(r["promoted"] for r in rows)
-    assert store.latest_marker()["version"] == champion
+    assert ModelRegistry(store).latest_marker()["version"] == champion
     for row in rows:
         metrics = json.loads(store.get(f"models/{row['model_version']}/metrics.json"))
         assert round(metrics["rmse_test"], 4) == row["rmse_test"]
