@@ -9,21 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ParamSpec, TypeVar
 
 from prefect import Task, get_run_logger
 from prefect.artifacts import create_link_artifact
 from prefect.states import State
 
 from flows import incoming_tasks, reports
+from flows.policy import Retrying
 from taxi import monitoring
 from taxi.incoming import Claim, ClaimResult, IncomingFile
 from taxi.layout import SET_ASIDE_PREFIX, browser_url, incoming_name
 from taxi.records import DoneRecord, FileFailed, HourlySummary, MonitoringPlot
-
-P = ParamSpec("P")
-R = TypeVar("R")
-Retrying = Callable[[Task[P, R]], Task[P, R]]
 
 ALREADY_PREDICTED = "already predicted"
 BUSY = "being predicted by another run"

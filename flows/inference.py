@@ -21,7 +21,7 @@ from prefect.runtime import flow_run
 from prefect.states import State
 
 from flows import hourly, incoming_tasks, policy, reports, tasks
-from flows.hourly import Retrying
+from flows.policy import Retrying
 from flows.processing import process_inference_data_flow
 from taxi import monitoring
 from taxi.incoming import IncomingFile

@@ -73,7 +73,11 @@ def retry_if_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any
     return False
 
 
-def io_retries(settings: Settings) -> Callable[[Task[P, R]], Task[P, R]]:
+# What io_retries returns: gives an I/O task the run's retries.
+Retrying = Callable[[Task[P, R]], Task[P, R]]
+
+
+def io_retries(settings: Settings) -> Retrying:
     """Gives an I/O task the retry delays of `settings` (taken when a run starts)."""
     delays = list(settings.io_retry_delays)
 

@@ -318,20 +318,3 @@ def run_inference(source: str, model: Model, vectorizer: Vectorizer) -> pd.DataF
     # As predict_trips, with the loaded trips handed on, not held here while they are processed.
     processed = process_trips(load_data(source), source, vectorizer, INFERENCE_STEPS)
     return predict_processed(processed, model).predictions
-
-
-__all__ = [
-    "InferenceResult",
-    "MonthUsage",
-    "TrainingOutputs",
-    "TrainingResult",
-    "WindowTrainingResult",
-    "finish_training",
-    "manifest_details",
-    "predict_processed",
-    "predict_trips",
-    "predictions_frame",
-    "run_inference",
-    "run_training",
-    "run_window_training",
-]
