@@ -17,16 +17,15 @@ statistic) and what a batch is compared on, with the measured values: docs/monit
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
-from scipy.spatial.distance import jensenshannon
 from sklearn.metrics import root_mean_squared_error
 
 from taxi.config import MAX_DURATION_MINUTES, MIN_DURATION_MINUTES, TARGET_COLUMN
+from taxi.drift import STATISTIC, compare_categorical, compare_numeric, histogram
 from taxi.records import (
     CategoricalReference,
     DriftStatistic,
@@ -41,10 +40,7 @@ from taxi.tlc import PICKUP
 from taxi.zones import load_zone_lookup
 
 REFERENCE_FORMAT = 1
-STATISTIC = "jensen_shannon"
 DEFAULT_THRESHOLD = 0.1
-# A statistic is flagged only above this many times the distance sampling noise alone gives.
-NOISE_MULTIPLIER = 2.0
 # Bucket of values the reference never saw (or too rare to keep a bucket of their own).
 OTHER = "other"
 # Categories kept per feature (zone ids stop at 265): bounds a reference built from hostile
@@ -125,15 +121,7 @@ def _numeric_reference(values: np.ndarray) -> NumericReference:
         edges = [float(edge) for edge in np.unique(np.round(quantiles, 6))]
     else:
         edges = []
-    return {"kind": "numeric", "edges": edges, "counts": _histogram(values, edges)}
-
-
-def _histogram(values: np.ndarray, edges: Sequence[float]) -> list[int]:
-    """Counts of (-inf, e1), [e1, e2), ..., [em, inf), then of missing (NaN) values."""
-    finite = np.isfinite(values)
-    bins = np.searchsorted(np.asarray(edges, dtype=np.float64), values[finite], side="right")
-    counts = np.bincount(bins, minlength=len(edges) + 1)
-    return [int(n) for n in counts] + [int((~finite).sum())]
+    return {"kind": "numeric", "edges": edges, "counts": histogram(values, edges)}
 
 
 # --- one batch ---------------------------------------------------------------------------------
@@ -151,8 +139,7 @@ def batch_record(
     """Monitoring record of one inference batch: `trips_raw` are every trip of the input as
     loaded (taxi.tlc.load_data, before any filter) and `predictions` the model's minutes for
     each of them, in order. `thresholds` overrides DEFAULT_THRESHOLDS (see
-    `drift_thresholds`). JSON-serialisable; see the module docstring for the statistic,
-    thresholds and noise.
+    `drift_thresholds`). JSON-serialisable; the statistic, its thresholds and noise: taxi.drift.
 
     `reference` None (a model version published before reference statistics were stored):
     the record has the rows and the realized RMSE but no drift statistics, says so in
@@ -187,13 +174,13 @@ def batch_record(
     features: dict[str, DriftStatistic] = {}
     for name, summary in reference["features"].items():
         if summary["kind"] == "categorical":
-            features[name] = _compare_categorical(summary, values[name], limits[name])
+            features[name] = compare_categorical(summary, values[name], limits[name])
         else:
-            features[name] = _compare_numeric(summary, trips[name].to_numpy(dtype=np.float64), limits[name])
+            features[name] = compare_numeric(summary, trips[name].to_numpy(dtype=np.float64), limits[name])
     seen_zones = [set(reference["features"][name]["counts"]) for name in ZONE_FEATURES]
     unknown_zone = ~values["pickup_zone"].isin(seen_zones[0]) | ~values["dropoff_zone"].isin(seen_zones[1])
-    target_drift = _compare_numeric(reference["target"], actual, limits["target"]) if realized.size else None
-    prediction_drift = _compare_numeric(reference["predictions"], predictions, limits["predictions"])
+    target_drift = compare_numeric(reference["target"], actual, limits["target"]) if realized.size else None
+    prediction_drift = compare_numeric(reference["predictions"], predictions, limits["predictions"])
     statistics = [*features.values(), prediction_drift, *([target_drift] if target_drift else [])]
     record.update(
         unknown_zone_rows=int(unknown_zone.sum()),
@@ -237,42 +224,6 @@ def _realized_positions(trips: pd.DataFrame) -> np.ndarray:
     """Positions of the trips the training filter keeps (1-60 minutes, recorded dropoff)."""
     kept = filter_outliers(compute_target(trips), MIN_DURATION_MINUTES, MAX_DURATION_MINUTES)
     return kept.index.to_numpy(dtype=np.int64)  # trips has a RangeIndex: labels are positions
-
-
-def _compare_categorical(summary: CategoricalReference, keys: pd.Series, threshold: float) -> DriftStatistic:
-    categories = list(summary["counts"])
-    expected = np.array([*summary["counts"].values(), summary[OTHER]], dtype=np.float64)
-    batch = keys.value_counts()
-    observed = batch.reindex(categories, fill_value=0).to_numpy(dtype=np.float64)
-    observed = np.append(observed, len(keys) - observed.sum())
-    return _statistic(expected, observed, threshold)
-
-
-def _compare_numeric(summary: NumericReference, values: np.ndarray, threshold: float) -> DriftStatistic:
-    expected = np.asarray(summary["counts"], dtype=np.float64)
-    observed = np.asarray(_histogram(np.asarray(values, dtype=np.float64), summary["edges"]), dtype=np.float64)
-    return _statistic(expected, observed, threshold)
-
-
-def _statistic(expected: np.ndarray, observed: np.ndarray, threshold: float) -> DriftStatistic:
-    n_reference, n_batch = expected.sum(), observed.sum()
-    """The distance, the threshold it is judged by (the configured one, raised to twice the
-    sampling noise for small batches) and whether it is over it."""
-    configured = {"configured_threshold": threshold}
-    if n_batch == 0 or n_reference == 0:
-        return {"statistic": STATISTIC, "value": None, "threshold": threshold, "drift": False, "noise": None, **configured}
-    value = float(jensenshannon(expected / n_reference, observed / n_batch, base=2))
-    buckets = int(np.count_nonzero(expected + observed))
-    noise = math.sqrt(max(buckets - 1, 0) * (1 / n_batch + 1 / n_reference) / (8 * math.log(2)))
-    effective = round(max(threshold, NOISE_MULTIPLIER * noise), 6)
-    return {
-        "statistic": STATISTIC,
-        "value": round(value, 6),
-        "threshold": effective,
-        "drift": bool(value > effective),
-        "noise": round(noise, 6),
-        **configured,
-    }
 
 
 # --- shared ----------------------------------------------------------------------------------
