@@ -12,34 +12,20 @@ the second asks the deployment for one run per date (on its work pool) and retur
 from __future__ import annotations
 
 import argparse
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 from prefect.deployments import run_deployment
 
-from flows import tasks
+from flows import policy, reports
+from flows.parameters import backfill_dates, backfill_parameters
 from flows.training import Color, ModelType, training_flow
 from taxi.config import DEFAULT_MAX_TRAIN_ROWS
-from taxi.window import parse_as_of, whole_number
-
-MAX_BACKFILL_RUNS = 520  # ten years of weeks: a typo in a date should not start thousands of runs
 
 
-def backfill_dates(start: date, end: date, every_days: int = 7) -> list[date]:
-    """start, start + every_days, ... up to end inclusive."""
-    if every_days < 1:
-        raise ValueError("every_days must be at least 1")
-    if end < start:
-        raise ValueError("the backfill's end is before its start")
-    count = (end - start).days // every_days + 1
-    if count > MAX_BACKFILL_RUNS:
-        raise ValueError(f"the backfill would start {count} runs, more than {MAX_BACKFILL_RUNS}: narrow the range")
-    return [start + timedelta(days=every_days * n) for n in range(count)]
-
-
-@flow(name="taxi-backfill", version=tasks.VERSION, log_prints=True, validate_parameters=False)
+@flow(name="taxi-backfill", version=policy.VERSION, log_prints=True, validate_parameters=False)
 def backfill_flow(
     start: date,
     end: date,
@@ -66,24 +52,20 @@ def backfill_flow(
             versions are stored, never made `latest`).
 
     Returns one row per date: as_of, version, months, RMSE and whether it was promoted."""
+    dates = backfill_parameters(start, end, every_days).dates
     logger = get_run_logger()
-    start, end = parse_as_of(start, "start"), parse_as_of(end, "end")
-    every_days = whole_number(every_days, "every_days")
     rows = []
-    for as_of in backfill_dates(start, end, every_days):
+    for as_of in dates:
         result = training_flow(
-            model_type=model_type, use_trip_distance=use_trip_distance, color=color, as_of=as_of,
-            train_months=train_months, max_train_rows=max_train_rows, promote=promote,
-        )  # fmt: skip
-        row = {
-            "as_of": as_of.isoformat(),
-            "model_version": result["model_version"],
-            "train_months": ", ".join(result["train_months"]),
-            "test_month": result["test_month"],
-            "rmse_train": round(result["rmse_train"], 4),
-            "rmse_test": round(result["rmse_test"], 4),
-            "promoted": result["promoted"],
-        }
+            model_type=model_type,
+            use_trip_distance=use_trip_distance,
+            color=color,
+            as_of=as_of,
+            train_months=train_months,
+            max_train_rows=max_train_rows,
+            promote=promote,
+        )
+        row = reports.backfill_row(as_of, result)
         logger.info("Backfill as of %s: version %s, test RMSE %.4f", row["as_of"], row["model_version"], result["rmse_test"])
         rows.append(row)
     create_table_artifact(key="taxi-backfill", table=rows, description=f"Training replayed from {start} to {end}")
@@ -115,16 +97,28 @@ def main() -> None:
     if args.deployment:
         dates = backfill_dates(args.start, args.end, args.every_days)
         parameters = {
-            "color": args.color, "model_type": args.model_type, "use_trip_distance": args.use_trip_distance,
-            "train_months": args.train_months, "max_train_rows": args.max_train_rows, "promote": args.promote,
-        }  # fmt: skip
+            "color": args.color,
+            "model_type": args.model_type,
+            "use_trip_distance": args.use_trip_distance,
+            "train_months": args.train_months,
+            "max_train_rows": args.max_train_rows,
+            "promote": args.promote,
+        }
         for as_of, run_id in zip(dates, trigger_deployment_runs(args.deployment, dates, parameters), strict=True):
             print(f"as_of {as_of}: flow run {run_id}")
         return
-    for row in backfill_flow(
-        args.start, args.end, args.every_days, args.color, args.model_type, args.use_trip_distance,
-        args.train_months, args.max_train_rows, args.promote,
-    ):  # fmt: skip
+    rows = backfill_flow(
+        args.start,
+        args.end,
+        args.every_days,
+        args.color,
+        args.model_type,
+        args.use_trip_distance,
+        args.train_months,
+        args.max_train_rows,
+        args.promote,
+    )
+    for row in rows:
         print(row)
 
 

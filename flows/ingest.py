@@ -7,18 +7,18 @@ python -m flows.ingest --color yellow        # the months after the newest one i
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
-from flows import tasks
-from flows.reports import table_cell
-from flows.tasks import io_task
+from flows import policy, reports
+from flows.parameters import ingest_parameters
+from flows.policy import io_task
 from taxi import ingest
 from taxi.layout import s3_uri
 from taxi.months import Month, month_name, parse_month
+from taxi.records import IngestSummary
 from taxi.settings import Settings
 from taxi.sources import public_url
 from taxi.storage.objects import ObjectStore
@@ -27,7 +27,7 @@ from taxi.storage.objects import ObjectStore
 class IngestError(RuntimeError):
     """A month could not be ingested; the months before it were. `summary` has the lists."""
 
-    def __init__(self, summary: dict[str, Any]):
+    def __init__(self, summary: IngestSummary):
         self.summary = summary
         failed = summary["failed"][0]
         super().__init__(f"{summary['color']} {failed['month']} could not be ingested: {failed['error']}")
@@ -48,9 +48,13 @@ def ingest_month(color: str, month: str) -> ingest.MonthResult:
     settings = Settings.from_env()
     store = ObjectStore(bucket=settings.bucket)
     result = ingest.ingest_month(
-        store, color, parse_month(month), settings.tlc_base_url.get_secret_value(),
-        max_bytes=settings.download_max_bytes, deadline_seconds=settings.download_deadline_seconds,
-    )  # fmt: skip
+        store,
+        color,
+        parse_month(month),
+        settings.tlc_base_url.get_secret_value(),
+        max_bytes=settings.download_max_bytes,
+        deadline_seconds=settings.download_deadline_seconds,
+    )
     logger = get_run_logger()
     if result.manifest is not None:
         logger.info("Ingested %s %s: %s -> %s", color, month, result.detail, store.uri(result.manifest["key"]))
@@ -59,10 +63,10 @@ def ingest_month(color: str, month: str) -> ingest.MonthResult:
     return result
 
 
-# Parameters are checked in the flow (ingest.check_color, months_to_ingest), not by Prefect's
-# validation, whose errors repeat the values given.
-@flow(name="taxi-ingest", version=tasks.VERSION, log_prints=True, validate_parameters=False)
-def ingest_flow(color: Literal["yellow", "green"] = "yellow", start: str | None = None, end: str | None = None) -> dict[str, Any]:
+# Parameters are checked by flows.parameters, not by Prefect's validation, whose errors repeat
+# the values given.
+@flow(name="taxi-ingest", version=policy.VERSION, log_prints=True, validate_parameters=False)
+def ingest_flow(color: Literal["yellow", "green"] = "yellow", start: str | None = None, end: str | None = None) -> IngestSummary:
     """Copy the TLC's monthly `color` trip files for `start`..`end` ("YYYY-MM", both included)
     into the bucket's data/ folder, each checked against the input contract and with a data
     manifest. Without `start`: the months after the newest one already in the bucket; without
@@ -82,13 +86,13 @@ def ingest_flow(color: Literal["yellow", "green"] = "yellow", start: str | None 
         start: First month to copy, YYYY-MM (default: the month after the newest one in the bucket).
         end: Last month to copy, YYYY-MM, included (default: the current month).
     """
-    ingest.check_color(color)
+    parameters = ingest_parameters(color, start, end)
     logger = get_run_logger()
     settings = Settings.from_env()
-    retrying = tasks.io_retries(settings)
+    retrying = policy.io_retries(settings)
     present = retrying(list_data_months)(color)
-    months = ingest.months_to_ingest(color, start, end, present, datetime.now(UTC).date())
-    summary: dict[str, Any] = {
+    months = ingest.months_to_ingest(color, parameters.first, parameters.last, present)
+    summary: IngestSummary = {
         "color": color,
         "source": public_url(settings.tlc_base_url.get_secret_value()),
         "ingested": [],
@@ -98,7 +102,7 @@ def ingest_flow(color: Literal["yellow", "green"] = "yellow", start: str | None 
         "not_attempted": [],
     }
     for index, month in enumerate(months):
-        name = month_name(month)
+        name, later = month_name(month), [month_name(m) for m in months[index + 1 :]]
         if month in present:
             summary["skipped"].append({"month": name, "reason": "already in the bucket"})
             continue
@@ -106,25 +110,24 @@ def ingest_flow(color: Literal["yellow", "green"] = "yellow", start: str | None 
             result = retrying(ingest_month)(color, name)
         except Exception as error:  # noqa: BLE001 (reported below; the run then fails)
             summary["failed"].append({"month": name, "error": f"{type(error).__name__}: {error}"})
-            summary["not_attempted"] = [month_name(m) for m in months[index + 1 :]]
+            summary["not_attempted"] = later
             break
         if result.manifest is None:
             summary["not_available"].append({"month": name, "reason": result.detail})
-            summary["not_available"] += [
-                {"month": month_name(m), "reason": f"not requested: {name} is not published yet"} for m in months[index + 1 :]
-            ]
+            reason = f"not requested: {name} is not published yet"
+            summary["not_available"] += [{"month": m, "reason": reason} for m in later]
             break
         manifest = result.manifest
-        summary["ingested"].append(
-            {"month": name, "uri": s3_uri(settings.bucket, manifest["key"]), "rows": manifest["rows"], "bytes": manifest["bytes"]}
-        )
+        uri = s3_uri(settings.bucket, manifest["key"])
+        summary["ingested"].append({"month": name, "uri": uri, "rows": manifest["rows"], "bytes": manifest["bytes"]})
     logger.info(
         "%s months %s: %d ingested, %d already in the bucket, %d not available yet, %d failed",
-        color, _span(months), len(summary["ingested"]), len(summary["skipped"]), len(summary["not_available"]),
-        len(summary["failed"]),
-    )  # fmt: skip
+        color,
+        _span(months),
+        *(len(summary[outcome]) for outcome in ("ingested", "skipped", "not_available", "failed")),
+    )
     create_markdown_artifact(
-        key="taxi-ingest-report", markdown=ingest_report(summary), description=f"{color} months {_span(months)}"
+        key="taxi-ingest-report", markdown=reports.ingest_report(summary), description=f"{color} months {_span(months)}"
     )
     if summary["failed"]:
         raise IngestError(summary)
@@ -135,26 +138,6 @@ def _span(months: list[Month]) -> str:
     if not months:
         return "(none: the bucket is up to date)"
     return month_name(months[0]) if len(months) == 1 else f"{month_name(months[0])}..{month_name(months[-1])}"
-
-
-def ingest_report(summary: dict[str, Any]) -> str:
-    lines = [
-        f"# Ingestion of {summary['color']} TLC months",
-        "",
-        f"Source: `{summary['source']}`. {len(summary['ingested'])} ingested, {len(summary['skipped'])} skipped, "
-        f"{len(summary['not_available'])} not available yet, {len(summary['failed'])} failed.",
-        "",
-        "| month | result | details |",
-        "|---|---|---|",
-    ]
-    lines += [
-        f"| {i['month']} | ingested | {i['rows']:,} trips, {i['bytes']:,} bytes: `{i['uri']}` |" for i in summary["ingested"]
-    ]
-    lines += [f"| {s['month']} | skipped | {s['reason']} |" for s in summary["skipped"]]
-    lines += [f"| {n['month']} | not available yet | {table_cell(n['reason'])} |" for n in summary["not_available"]]
-    lines += [f"| {f['month']} | **failed** | {table_cell(f['error'])} |" for f in summary["failed"]]
-    lines += [f"| {m} | not attempted | an earlier month failed |" for m in summary["not_attempted"]]
-    return "\n".join(lines) + "\n"
 
 
 def main() -> None:

@@ -33,7 +33,8 @@ killed expires after CLAIM_TTL: another run replaces it, only if it is still tha
 (If-Match). Only a missing claim is free: a claim that cannot be read (timeout, 403, 503)
 is left alone, and the error is that file's failure in this run.
 
-Plain Python on an ObjectStore, no Prefect: flows/inference.py wires these into a flow.
+Plain Python on an ObjectStore, no Prefect: flows/hourly.py and flows/inference.py wire these
+into a flow.
 """
 
 from __future__ import annotations
@@ -43,7 +44,6 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
-from typing import Any
 
 from taxi.layout import (
     claim_key,
@@ -55,6 +55,7 @@ from taxi.layout import (
     incoming_name,
     set_aside_key,
 )
+from taxi.records import DoneRecord
 from taxi.storage.objects import NotFoundError, ObjectStore, StorageError
 
 # The error kept in a failure record: enough to say what went wrong, not a whole traceback.
@@ -208,9 +209,9 @@ def release(store: ObjectStore, file: IncomingFile, etag: str) -> bool:
     return store.delete_if_unchanged(key, etag)
 
 
-def record_done(store: ObjectStore, file: IncomingFile, predictions_uri: str, model_version: str, run: str) -> dict[str, Any]:
+def record_done(store: ObjectStore, file: IncomingFile, predictions_uri: str, model_version: str, run: str) -> DoneRecord:
     """Write the done-record of `file`; call only once its predictions object is written."""
-    record = {
+    record: DoneRecord = {
         "input": store.uri(file.key),
         "input_etag": file.etag,
         "input_bytes": file.size,

@@ -22,12 +22,12 @@ import tempfile
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
 
 import taxi
 from taxi.errors import DataError, NotPublishedError
 from taxi.layout import DATA_MANIFEST_SUFFIX, data_color_prefix, data_key, data_manifest_key, parse_tlc_file_name, tlc_file_name
 from taxi.months import Month, month_name, month_of, month_range, parse_month, shift_month
+from taxi.records import DataManifest
 from taxi.settings import DEFAULT_DOWNLOAD_DEADLINE_SECONDS, DEFAULT_DOWNLOAD_MAX_BYTES, TLC_BASE_URL_ENV
 from taxi.sources import download, load_data, public_url
 from taxi.storage.objects import IntegrityError, ObjectStore
@@ -68,30 +68,35 @@ def months_present(store: ObjectStore, color: str) -> list[Month]:
     return sorted(files & manifests)
 
 
-def months_to_ingest(
-    color: str, start: str | None, end: str | None, present: list[Month], today: date | None = None
-) -> list[Month]:
-    """The months a run asked for `start`..`end` ("YYYY-MM", both included) covers.
-
-    Without `start`: the months after the newest one in the bucket (`present`), which must
-    then hold at least one. Without `end`: up to the current month (UTC)."""
-    check_color(color)
+def requested_months(start: str | None, end: str | None, today: date | None = None) -> tuple[Month | None, Month]:
+    """The first and last month a run asked for with `start`..`end` ("YYYY-MM", both
+    included): without `start` the first is None (the month after the newest one in the
+    bucket), without `end` the last is the current month (UTC)."""
     current = month_of(today or datetime.now(UTC).date())
     last = parse_month(end, "end") if end is not None else current
     if last > current:
         raise ValueError(f"end must not be after the current month ({month_name(current)})")
     if start is None:
+        return None, last
+    first = parse_month(start, "start")
+    if first < FIRST_TLC_MONTH:
+        raise ValueError(f"start must not be before {month_name(FIRST_TLC_MONTH)}, the TLC's first month")
+    if first > last:
+        raise ValueError(f"start must not be after end ({month_name(last)})")
+    return first, last
+
+
+def months_to_ingest(color: str, first: Month | None, last: Month, present: list[Month]) -> list[Month]:
+    """The months from `first` to `last` (see requested_months). Without `first`: the months
+    after the newest one in the bucket (`present`), which must then hold at least one."""
+    check_color(color)
+    if first is None:
         if not present:
             raise ValueError(
                 f"no {color} month is in the bucket yet, so there is nothing to continue from: "
                 "give start (YYYY-MM), the first month to ingest"
             )
         return month_range(shift_month(max(present), 1), last)
-    first = parse_month(start, "start")
-    if first < FIRST_TLC_MONTH:
-        raise ValueError(f"start must not be before {month_name(FIRST_TLC_MONTH)}, the TLC's first month")
-    if first > last:
-        raise ValueError(f"start must not be after end ({month_name(last)})")
     return month_range(first, last)
 
 
@@ -102,7 +107,7 @@ class MonthResult:
     month: str
     status: str
     detail: str
-    manifest: dict[str, Any] | None = None
+    manifest: DataManifest | None = None
 
 
 def ingest_month(
@@ -139,7 +144,7 @@ def ingest_month(
         except IntegrityError:
             store.delete(key)  # not the month downloaded: it must not be taken for one
             raise
-    manifest = {
+    manifest: DataManifest = {
         "color": color,
         "month": month_name(month),
         "key": key,

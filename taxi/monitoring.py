@@ -1,8 +1,8 @@
 """Watching a model in production: reference statistics, drift of each batch, realized error.
 
 Pure functions: pandas and numpy in, plain JSON-serialisable dicts out. Storage, Prefect
-artifacts and events are the callers' business; taxi.monitoring_report presents the records
-(table, plot, drift event).
+artifacts and events are the callers' business; taxi.monitoring_plot draws the records, the
+flows' reports (flows/reports.py) show them as a table and announce drift.
 
 - `reference_statistics`: a compact summary of the training trips (category counts and
   fixed-edge histograms of the model's inputs, of the target and of the model's predictions),
@@ -17,27 +17,30 @@ statistic) and what a batch is compared on, with the measured values: docs/monit
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.spatial.distance import jensenshannon
 from sklearn.metrics import root_mean_squared_error
 
 from taxi.config import MAX_DURATION_MINUTES, MIN_DURATION_MINUTES, TARGET_COLUMN
+from taxi.drift import STATISTIC, compare_categorical, compare_numeric, histogram
+from taxi.records import (
+    CategoricalReference,
+    DriftStatistic,
+    FeatureReference,
+    MonitoringRecord,
+    NumericReference,
+    ReferenceStatistics,
+)
 from taxi.settings import ALL_STATISTICS
 from taxi.steps import compute_target, encode_categorical_columns, filter_outliers
 from taxi.tlc import PICKUP
 from taxi.zones import load_zone_lookup
 
 REFERENCE_FORMAT = 1
-STATISTIC = "jensen_shannon"
 DEFAULT_THRESHOLD = 0.1
-# A statistic is flagged only above this many times the distance sampling noise alone gives.
-NOISE_MULTIPLIER = 2.0
 # Bucket of values the reference never saw (or too rare to keep a bucket of their own).
 OTHER = "other"
 # Categories kept per feature (zone ids stop at 265): bounds a reference built from hostile
@@ -77,7 +80,9 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
 # --- reference ---------------------------------------------------------------------------------
 
 
-def reference_statistics(trips: pd.DataFrame, predictions: np.ndarray, include_trip_distance: bool = False) -> dict[str, Any]:
+def reference_statistics(
+    trips: pd.DataFrame, predictions: np.ndarray, include_trip_distance: bool = False
+) -> ReferenceStatistics:
     """Summary of the training trips for later comparison: category counts of the model's
     inputs, fixed-edge histograms of trip_distance (when `include_trip_distance`), of the
     target (trips' `duration` column, minutes) and of `predictions` (the model's minutes on
@@ -88,7 +93,7 @@ def reference_statistics(trips: pd.DataFrame, predictions: np.ndarray, include_t
     if TARGET_COLUMN not in trips:
         raise ValueError(f"reference statistics need the training trips with their target column {TARGET_COLUMN!r}")
     values = _monitored_values(trips)
-    features: dict[str, Any] = {name: _categorical_reference(values[name]) for name in CATEGORICAL_FEATURES}
+    features: dict[str, FeatureReference] = {name: _categorical_reference(values[name]) for name in CATEGORICAL_FEATURES}
     if include_trip_distance:
         features[TRIP_DISTANCE] = _numeric_reference(trips[TRIP_DISTANCE].to_numpy(dtype=np.float64))
     return {
@@ -101,48 +106,40 @@ def reference_statistics(trips: pd.DataFrame, predictions: np.ndarray, include_t
     }
 
 
-def _categorical_reference(keys: pd.Series) -> dict[str, Any]:
+def _categorical_reference(keys: pd.Series) -> CategoricalReference:
     counts = keys.value_counts(sort=True)
     kept = counts.iloc[:MAX_CATEGORIES]
     other = int(counts.iloc[MAX_CATEGORIES:].sum())
-    return {"kind": "categorical", "counts": {str(key): int(n) for key, n in kept.items()}, OTHER: other}
+    counts_kept = {str(key): int(n) for key, n in kept.items()}
+    return {"kind": "categorical", "counts": counts_kept, "other": other}
 
 
-def _numeric_reference(values: np.ndarray) -> dict[str, Any]:
+def _numeric_reference(values: np.ndarray) -> NumericReference:
     finite = values[np.isfinite(values)]
     if finite.size:
         quantiles = np.quantile(finite, np.linspace(0, 1, NUMERIC_BINS + 1)[1:-1])
         edges = [float(edge) for edge in np.unique(np.round(quantiles, 6))]
     else:
         edges = []
-    return {"kind": "numeric", "edges": edges, "counts": _histogram(values, edges)}
-
-
-def _histogram(values: np.ndarray, edges: Sequence[float]) -> list[int]:
-    """Counts of (-inf, e1), [e1, e2), ..., [em, inf), then of missing (NaN) values."""
-    finite = np.isfinite(values)
-    bins = np.searchsorted(np.asarray(edges, dtype=np.float64), values[finite], side="right")
-    counts = np.bincount(bins, minlength=len(edges) + 1)
-    return [int(n) for n in counts] + [int((~finite).sum())]
+    return {"kind": "numeric", "edges": edges, "counts": histogram(values, edges)}
 
 
 # --- one batch ---------------------------------------------------------------------------------
 
 
 def batch_record(
-    reference: Mapping[str, Any] | None,
+    reference: ReferenceStatistics | None,
     trips_raw: pd.DataFrame,
     predictions: np.ndarray,
     input: str,
     model_version: str,
     thresholds: Mapping[str, float] | None = None,
     created_at: datetime | None = None,
-) -> dict[str, Any]:
+) -> MonitoringRecord:
     """Monitoring record of one inference batch: `trips_raw` are every trip of the input as
     loaded (taxi.load_data, before any filter) and `predictions` the model's minutes for
     each of them, in order. `thresholds` overrides DEFAULT_THRESHOLDS (see
-    `drift_thresholds`). JSON-serialisable; see the module docstring for the statistic,
-    thresholds and noise.
+    `drift_thresholds`). JSON-serialisable; the statistic, its thresholds and noise: taxi.drift.
 
     `reference` None (a model version published before reference statistics were stored):
     the record has the rows and the realized RMSE but no drift statistics, says so in
@@ -155,7 +152,7 @@ def batch_record(
     realized = _realized_positions(trips)
     actual = compute_target(trips.iloc[realized])[TARGET_COLUMN].to_numpy(dtype=np.float64)
     realized_rmse = float(root_mean_squared_error(actual, predictions[realized])) if realized.size else None
-    record: dict[str, Any] = {
+    record: MonitoringRecord = {
         "input": input,
         "model_version": model_version,
         "rows": len(trips),
@@ -174,16 +171,16 @@ def batch_record(
         return record
 
     values = _monitored_values(trips)
-    features: dict[str, Any] = {}
+    features: dict[str, DriftStatistic] = {}
     for name, summary in reference["features"].items():
         if summary["kind"] == "categorical":
-            features[name] = _compare_categorical(summary, values[name], limits[name])
+            features[name] = compare_categorical(summary, values[name], limits[name])
         else:
-            features[name] = _compare_numeric(summary, trips[name].to_numpy(dtype=np.float64), limits[name])
+            features[name] = compare_numeric(summary, trips[name].to_numpy(dtype=np.float64), limits[name])
     seen_zones = [set(reference["features"][name]["counts"]) for name in ZONE_FEATURES]
     unknown_zone = ~values["pickup_zone"].isin(seen_zones[0]) | ~values["dropoff_zone"].isin(seen_zones[1])
-    target_drift = _compare_numeric(reference["target"], actual, limits["target"]) if realized.size else None
-    prediction_drift = _compare_numeric(reference["predictions"], predictions, limits["predictions"])
+    target_drift = compare_numeric(reference["target"], actual, limits["target"]) if realized.size else None
+    prediction_drift = compare_numeric(reference["predictions"], predictions, limits["predictions"])
     statistics = [*features.values(), prediction_drift, *([target_drift] if target_drift else [])]
     record.update(
         unknown_zone_rows=int(unknown_zone.sum()),
@@ -195,13 +192,13 @@ def batch_record(
     return record
 
 
-def drifted_statistics(record: Mapping[str, Any]) -> list[str]:
+def drifted_statistics(record: MonitoringRecord) -> list[str]:
     """Names of the statistics over their threshold in a batch record ("predictions" and
     "target" for the prediction and target drift)."""
     return [name for name, statistic in statistics_by_name(record).items() if statistic and statistic["drift"]]
 
 
-def statistics_by_name(record: Mapping[str, Any]) -> dict[str, Mapping[str, Any] | None]:
+def statistics_by_name(record: MonitoringRecord) -> dict[str, DriftStatistic | None]:
     """Every drift statistic of a batch record by its threshold name (None: not computed)."""
     return {**record["features"], "predictions": record.get("prediction_drift"), "target": record.get("target_drift")}
 
@@ -227,42 +224,6 @@ def _realized_positions(trips: pd.DataFrame) -> np.ndarray:
     """Positions of the trips the training filter keeps (1-60 minutes, recorded dropoff)."""
     kept = filter_outliers(compute_target(trips), MIN_DURATION_MINUTES, MAX_DURATION_MINUTES)
     return kept.index.to_numpy(dtype=np.int64)  # trips has a RangeIndex: labels are positions
-
-
-def _compare_categorical(summary: Mapping[str, Any], keys: pd.Series, threshold: float) -> dict[str, Any]:
-    categories = list(summary["counts"])
-    expected = np.array([*summary["counts"].values(), summary[OTHER]], dtype=np.float64)
-    batch = keys.value_counts()
-    observed = batch.reindex(categories, fill_value=0).to_numpy(dtype=np.float64)
-    observed = np.append(observed, len(keys) - observed.sum())
-    return _statistic(expected, observed, threshold)
-
-
-def _compare_numeric(summary: Mapping[str, Any], values: np.ndarray, threshold: float) -> dict[str, Any]:
-    expected = np.asarray(summary["counts"], dtype=np.float64)
-    observed = np.asarray(_histogram(np.asarray(values, dtype=np.float64), summary["edges"]), dtype=np.float64)
-    return _statistic(expected, observed, threshold)
-
-
-def _statistic(expected: np.ndarray, observed: np.ndarray, threshold: float) -> dict[str, Any]:
-    n_reference, n_batch = expected.sum(), observed.sum()
-    """The distance, the threshold it is judged by (the configured one, raised to twice the
-    sampling noise for small batches) and whether it is over it."""
-    configured = {"configured_threshold": threshold}
-    if n_batch == 0 or n_reference == 0:
-        return {"statistic": STATISTIC, "value": None, "threshold": threshold, "drift": False, "noise": None, **configured}
-    value = float(jensenshannon(expected / n_reference, observed / n_batch, base=2))
-    buckets = int(np.count_nonzero(expected + observed))
-    noise = math.sqrt(max(buckets - 1, 0) * (1 / n_batch + 1 / n_reference) / (8 * math.log(2)))
-    effective = round(max(threshold, NOISE_MULTIPLIER * noise), 6)
-    return {
-        "statistic": STATISTIC,
-        "value": round(value, 6),
-        "threshold": effective,
-        "drift": bool(value > effective),
-        "noise": round(noise, 6),
-        **configured,
-    }
 
 
 # --- shared ----------------------------------------------------------------------------------

@@ -1,4 +1,6 @@
-"""The two entrypoints: training (process, train, evaluate) and inference (process, predict).
+"""The entrypoints: training (process, train, evaluate, then what a version stores besides its
+model) and inference (process, predict, the predictions frame), from a source or from trips
+already in memory.
 
 This is the one place in `taxi/` that strings the steps together. The entrypoints take and
 return plain Python objects and touch no storage, so they can be called from a notebook, a
@@ -8,13 +10,23 @@ trip months (taxi.memory).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
 
-from taxi.config import DEFAULT_MAX_TRAIN_ROWS, PREDICTION_COLUMN, REFERENCE_ROWS, SAMPLE_SEED, TARGET_COLUMN
+from taxi.config import (
+    DEFAULT_MAX_TRAIN_ROWS,
+    MODEL_FORMATS,
+    PREDICTION_COLUMN,
+    REFERENCE_ROWS,
+    SAMPLE_SEED,
+    TARGET_COLUMN,
+)
+from taxi.evaluation import PromotionDecision, evaluation_plot
 from taxi.features import Vectorizer
+from taxi.layout import PLOT_OBJECT, REFERENCE_OBJECT
 from taxi.memory import return_freed_memory_to_the_os
 from taxi.model import (
     Model,
@@ -26,18 +38,23 @@ from taxi.model import (
     train_model,
     training_rmse,
 )
+from taxi.monitoring import reference_statistics
+from taxi.records import ManifestDetails, ReferenceStatistics
 from taxi.sampling import UniformRowSample
+from taxi.sources import load_data
 from taxi.steps import (
+    INFERENCE_STEPS,
     TRAIN_STEPS,
     ProcessedData,
     StepRunner,
     apply_steps,
     call_directly,
     process,
-    process_inference_data,
     process_train_data,
+    process_trips,
 )
 from taxi.tlc import PICKUP
+from taxi.window import WindowPlan
 
 
 @dataclass
@@ -186,19 +203,119 @@ def predictions_frame(processed: ProcessedData, predicted_minutes: np.ndarray) -
     return frame.assign(**{PREDICTION_COLUMN: predicted_minutes})
 
 
+# --- the end of a training run ---------------------------------------------------------------
+
+
+@dataclass
+class TrainingOutputs:
+    """What a trained window leaves besides its model: the manifest's details, the evaluation
+    plot and the monitoring reference (both stored in the version) and the test predictions."""
+
+    details: ManifestDetails
+    plot: bytes
+    reference: ReferenceStatistics
+    test_predictions: pd.DataFrame
+
+    def attachments(self) -> dict[str, tuple[bytes, str]]:
+        """The version's objects besides the model, vectorizer and metrics."""
+        return {
+            PLOT_OBJECT: (self.plot, "image/png"),
+            REFERENCE_OBJECT: (json.dumps(self.reference).encode(), "application/json"),
+        }
+
+
+def finish_training(
+    trained: WindowTrainingResult,
+    plan: WindowPlan,
+    model_type: str,
+    use_trip_distance: bool,
+    max_train_rows: int,
+    promotion: PromotionDecision,
+    run: StepRunner = call_directly,
+) -> TrainingOutputs:
+    """Predict the test month, plot it, describe the version for its manifest and summarise
+    its training trips for monitoring (predicting and summarising through `run`)."""
+    test = trained.test
+    test_minutes = run(predict, trained.model, test.X)
+    title = f"{model_type} model, test data {plan.test_source}"
+    plot = evaluation_plot(test.trips, test.y, test_minutes, title)
+    details = manifest_details(trained, plan, model_type, use_trip_distance, max_train_rows, promotion)
+    # Monitoring reference (taxi.monitoring): a uniform sample of the window's training trips
+    # and the model's predictions on them, stored in the version like its other objects
+    # (manifest, sha256, signature); each inference batch is compared with it.
+    trips = trained.reference_trips
+    minutes = run(predict, trained.model, trained.vectorizer.transform(trips))
+    reference = run(reference_statistics, trips, minutes, use_trip_distance)
+    return TrainingOutputs(details, plot, reference, predictions_frame(test, test_minutes))
+
+
+def manifest_details(
+    trained: WindowTrainingResult,
+    plan: WindowPlan,
+    model_type: str,
+    use_trip_distance: bool,
+    max_train_rows: int,
+    promotion: PromotionDecision,
+) -> ManifestDetails:
+    """What the manifest says of how the version was trained."""
+    test = trained.test
+    train_uri = plan.train_sources[0] if len(plan.train_sources) == 1 else list(plan.train_sources)
+    return {
+        "model_type": model_type,
+        "model_format": MODEL_FORMATS[model_type],
+        "use_trip_distance": use_trip_distance,
+        "features": [str(name) for name in trained.vectorizer.get_feature_names_out()],
+        "train_data": {"uri": train_uri, "rows_read": trained.rows_read, "rows_used": trained.rows_kept},
+        "test_data": {"uri": plan.test_source, "rows_read": test.rows_read, "rows_used": test.rows_kept},
+        "window": plan.as_dict(),
+        "training_sample": {
+            "rows_trained": trained.rows_trained,
+            "sampled": trained.sampled,
+            "max_train_rows": max_train_rows if model_type == "gbm" else None,
+            "months": [asdict(month) for month in trained.months],
+        },
+        "promotion": promotion.as_dict(),
+    }
+
+
+# --- inference ---------------------------------------------------------------------------------
+
+
+@dataclass
+class InferenceResult:
+    """Trips and their predictions, every input trip in input order."""
+
+    processed: ProcessedData  # the trips as processed: categories encoded, none dropped
+    predicted_minutes: np.ndarray
+    predictions: pd.DataFrame  # predictions_frame: what is stored
+
+    def unknown_counts(self) -> dict[str, int]:
+        """Trips per input column with a value not seen in training (the model's fallback
+        for unknowns predicted them)."""
+        return self.processed.vectorizer.unknown_counts(self.processed.trips)
+
+
+def predict_processed(processed: ProcessedData, model: Model, run: StepRunner = call_directly) -> InferenceResult:
+    """Predict processed trips (predicting through `run`) and frame the predictions."""
+    minutes = run(predict, model, processed.X)
+    return InferenceResult(processed, minutes, predictions_frame(processed, minutes))
+
+
+def predict_trips(
+    trips: pd.DataFrame,
+    model: Model,
+    vectorizer: Vectorizer,
+    source: str = "trips in memory",
+    run: StepRunner = call_directly,
+) -> InferenceResult:
+    """Predict the duration of trips already in memory (as taxi.load_data returns them), each
+    processing step through `run`; `source` names them in errors."""
+    return predict_processed(process_trips(trips, source, vectorizer, INFERENCE_STEPS, run), model, run)
+
+
 def run_inference(source: str, model: Model, vectorizer: Vectorizer) -> pd.DataFrame:
     """Predict the duration of every trip in `source`, in input order."""
     return_freed_memory_to_the_os()
-    processed = process_inference_data(source, vectorizer)
-    return predictions_frame(processed, predict(model, processed.X))
-
-
-__all__ = [
-    "MonthUsage",
-    "TrainingResult",
-    "WindowTrainingResult",
-    "predictions_frame",
-    "run_inference",
-    "run_training",
-    "run_window_training",
-]
+    # As predict_trips, with the loaded trips handed on, not held here while they are processed.
+    processed = process_trips(load_data(source), source, vectorizer, INFERENCE_STEPS)
+    return predict_processed(processed, model).predictions

@@ -148,6 +148,22 @@ def process(
     return ProcessedData(X, y, vectorizer, trips, source, rows_read)
 
 
+def process_trips(
+    trips: pd.DataFrame,
+    source: str,
+    vectorizer: Vectorizer | None,
+    steps: tuple[TripStep, ...],
+    run: StepRunner = call_directly,
+) -> ProcessedData:
+    """`process` for trips already in memory (`source` names them in errors)."""
+    rows_read = len(trips)
+    for step in steps:
+        trips = run(step, trips)
+    ensure_trips_left(trips, rows_read, source)
+    X, y, vectorizer = run(extract_x_y, trips, vectorizer)
+    return ProcessedData(X, y, vectorizer, trips, source, rows_read)
+
+
 def process_train_data(source: str, vectorizer: Vectorizer | None = None) -> ProcessedData:
     """Every step for data with a known outcome: load, target, outlier filter, encode, features.
 

@@ -26,9 +26,9 @@ from prefect.flow_engine import run_flow
 from prefect.states import Crashed, Failed
 
 from deploy.automations import AlertSetupError, check_webhook_url, load_automations_file, setup_automations
+from flows.reports import drift_event
 from taxi import load_data, predict, process_inference_data
 from taxi.monitoring import batch_record, reference_statistics
-from taxi.monitoring_report import drift_event
 from tests.conftest import GREEN_FEB
 
 WAIT_SECONDS = 90  # the server's trigger and action services work in the background

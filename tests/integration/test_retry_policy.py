@@ -276,7 +276,7 @@ def test_the_retry_condition_retries_only_transient_errors():
     """The classification the tasks' retry condition uses, on the errors the code raises."""
     import urllib.error
 
-    from flows.tasks import is_transient
+    from flows.policy import is_transient
     from taxi import DataError
     from taxi.errors import DownloadError
     from taxi.storage.manifests import InvalidVersionError

@@ -98,7 +98,7 @@ def test_stack_setup_generates_a_signing_key_into_its_block_once_and_never_print
     assert said == f"model signing key: keeping the existing Secret block {block!r}"
     assert Secret.load(block).get() == key
     # The flows find it through the block.
-    from flows.tasks import signing_key
+    from flows.policy import signing_key
 
     monkeypatch.setenv("TAXI_SIGNING_KEY_BLOCK", block)
     assert signing_key() == key.encode()

@@ -129,7 +129,8 @@ def test_backfill_through_a_deployment_asks_for_one_run_per_date_never_promoting
 
     from prefect.client.orchestration import get_client
 
-    from flows.backfill import backfill_dates, trigger_deployment_runs
+    from flows.backfill import trigger_deployment_runs
+    from flows.parameters import backfill_dates
     from flows.training import training_flow
 
     name = f"taxi-training-backfill-{secrets.token_hex(3)}"

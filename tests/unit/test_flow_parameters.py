@@ -64,3 +64,28 @@ def test_report_links_open_in_a_browser_when_a_template_is_set():
         with pytest.raises(ValueError, match="TAXI_OBJECT_URL_TEMPLATE must be an http") as error:
             Settings.from_env({"TAXI_OBJECT_URL_TEMPLATE": bad})
         assert bad not in str(error.value)
+
+
+def test_each_flow_checks_its_parameters_in_one_function():
+    from flows.parameters import backfill_parameters, ingest_parameters, training_parameters
+
+    checked = training_parameters(as_of="2021-03-15T10:00:00", train_months=2)
+    assert (checked.as_of, checked.train_months, checked.promote) == (date(2021, 3, 15), 2, None)
+    for bad, message in [
+        ({"train_path": "a.parquet"}, "give both train_path and test_path, or neither"),
+        ({"promotion_margin": True}, "promotion_margin must be a number of minutes"),
+        ({"promote": "yes"}, "use_trip_distance must be true or false, and promote true, false or unset"),
+        ({"max_train_rows": 0}, "max_train_rows must be a whole number of at least 1"),
+        ({"color": "purple"}, "color must be one of yellow, green"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            training_parameters(**bad)
+    today = date(2024, 5, 2)
+    assert ingest_parameters("green", None, None, today) == ingest_parameters("green", None, "2024-05", today)
+    assert ingest_parameters("green", "2021-01", "2021-03", today).first == (2021, 1)
+    with pytest.raises(ValueError, match="start must not be after end"):
+        ingest_parameters("green", "2021-03", "2021-01", today)
+    dates = backfill_parameters("2021-03-01", date(2021, 3, 20)).dates
+    assert dates == (date(2021, 3, 1), date(2021, 3, 8), date(2021, 3, 15))
+    with pytest.raises(ValueError, match="the backfill's end is before its start"):
+        backfill_parameters("2021-03-20", "2021-03-01")

@@ -22,7 +22,7 @@ from taxi.monitoring import (
     drifted_statistics,
     reference_statistics,
 )
-from taxi.monitoring_report import monitoring_plot
+from taxi.monitoring_plot import monitoring_plot
 from taxi.zones import load_zone_lookup
 from tests.conftest import GREEN_FEB, GREEN_JAN, GREEN_MAR
 

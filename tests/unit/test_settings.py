@@ -11,30 +11,30 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from flows import tasks
+from flows import policy
 from taxi.settings import Settings, secret_value
 
 
 def test_io_retry_delays(monkeypatch):
     monkeypatch.delenv("TAXI_IO_RETRY_DELAYS", raising=False)
-    assert tasks.io_retry_delays() == [2, 10, 30]
+    assert list(Settings.from_env().io_retry_delays) == [2, 10, 30]
     monkeypatch.setenv("TAXI_IO_RETRY_DELAYS", "1, 3")
-    assert tasks.io_retry_delays() == [1, 3]
+    assert list(Settings.from_env().io_retry_delays) == [1, 3]
     for bad in ("fast", "1,-2"):
         monkeypatch.setenv("TAXI_IO_RETRY_DELAYS", bad)
         with pytest.raises(ValueError, match="TAXI_IO_RETRY_DELAYS"):
-            tasks.io_retry_delays()
+            list(Settings.from_env().io_retry_delays)
 
 
 def test_signing_key_sources(monkeypatch):
     monkeypatch.delenv("TAXI_SIGNING_KEY", raising=False)
     monkeypatch.delenv("TAXI_SIGNING_KEY_BLOCK", raising=False)
-    assert tasks.signing_key() is None
+    assert policy.signing_key() is None
     monkeypatch.setenv("TAXI_SIGNING_KEY", "x" * 20)
-    assert tasks.signing_key() == b"x" * 20
+    assert policy.signing_key() == b"x" * 20
     monkeypatch.setenv("TAXI_SIGNING_KEY_BLOCK", "taxi-signing-key")
     with pytest.raises(ValueError, match="not both") as error:
-        tasks.signing_key()
+        policy.signing_key()
     assert "x" * 20 not in str(error.value)
 
 

@@ -9,7 +9,7 @@ import pytest
 from taxi import evaluate_model
 from taxi.features import OneHotVectorizer
 from taxi.model import OneHotNormalEquations, SparseLinearRegression
-from taxi.pipeline import run_window_training
+from taxi.pipeline import predict_trips, run_inference, run_window_training
 from taxi.sampling import UniformRowSample
 from taxi.sources import load_data
 from taxi.steps import compute_target, encode_categorical_columns, extract_x_y, filter_outliers
@@ -98,3 +98,11 @@ def test_uniform_sample_keeps_everything_below_its_size():
     assert not sample.sampled
     with pytest.raises(ValueError, match="at least 1"):
         UniformRowSample(0)
+
+
+def test_trips_in_memory_are_predicted_as_their_file():
+    trained = run_window_training([str(GREEN_JAN)], str(GREEN_FEB))
+    from_file = run_inference(str(GREEN_MAR), trained.model, trained.vectorizer)
+    in_memory = predict_trips(load_data(str(GREEN_MAR)), trained.model, trained.vectorizer)
+    pd.testing.assert_frame_equal(in_memory.predictions, from_file)
+    assert len(in_memory.predicted_minutes) == in_memory.processed.rows_read == len(from_file)
