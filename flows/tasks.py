@@ -170,7 +170,7 @@ def save_model(
     model: Model,
     vectorizer: Vectorizer,
     metrics: dict[str, float],
-    details: ManifestDetails | dict[str, Any],
+    details: ManifestDetails,
     promote: bool,
     attachments: dict[str, tuple[bytes, str]],
     champion: str | None = None,

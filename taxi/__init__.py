@@ -4,7 +4,7 @@ __version__ = "0.2.0"
 
 from taxi.errors import DataError
 from taxi.model import evaluate_model, predict, train_model
-from taxi.pipeline import TrainingResult, run_inference, run_training
+from taxi.pipeline import TrainingResult, predict_trips, run_inference, run_training
 from taxi.sources import load_data
 from taxi.steps import (
     ProcessedData,
@@ -27,6 +27,7 @@ __all__ = [
     "filter_outliers",
     "load_data",
     "predict",
+    "predict_trips",
     "process_inference_data",
     "process_train_data",
     "run_inference",

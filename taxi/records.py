@@ -97,6 +97,16 @@ class Manifest(TypedDict):
     promotion: NotRequired[PromotionRecord]
 
 
+class LatestMarker(TypedDict):
+    """models/latest.json: the promoted version and the checksum of its manifest (markers
+    written before the checksum existed lack it)."""
+
+    version: str
+    manifest: NotRequired[str]
+    manifest_sha256: NotRequired[str | None]
+    updated_at: NotRequired[str]
+
+
 # --- monitoring (taxi.monitoring) ------------------------------------------------------------
 
 

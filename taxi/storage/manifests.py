@@ -15,10 +15,10 @@ import re
 import secrets
 from datetime import UTC, datetime
 from importlib import metadata
-from typing import Any
 
 from taxi.config import LOADABLE_MODEL_FORMATS, MODEL_FORMATS
 from taxi.layout import MANIFEST_OBJECT, model_key
+from taxi.records import LatestMarker, Manifest, ManifestDetails, StoredObject
 from taxi.storage.objects import IntegrityError, StorageError, sha256_hex
 
 # What new_version_id makes: the only version ids a run parameter, latest.json or a listing
@@ -33,9 +33,6 @@ SIGNATURE_ALGORITHM = "HMAC-SHA256"
 MIN_SIGNING_KEY_BYTES = 16
 
 _LIBRARIES = ("scikit-learn", "xgboost-cpu", "numpy", "scipy", "pandas", "pyarrow", "boto3")
-
-# A manifest, a marker, metrics: JSON objects as stored.
-Json = dict[str, Any]
 
 
 class UnsupportedModelError(StorageError):
@@ -100,7 +97,13 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def new_manifest(version: str, details: Json, metrics: Json, promoted: bool, objects: Json) -> Json:
+def new_manifest(
+    version: str,
+    details: ManifestDetails,
+    metrics: dict[str, float],
+    promoted: bool,
+    objects: dict[str, StoredObject],
+) -> Manifest:
     """The manifest of a new version: `details` as given, then what the registry records.
     `objects` maps each object's name to its key, sha256 and size."""
     return {
@@ -139,7 +142,7 @@ def marker_body(version: str, manifest_sha256: str) -> bytes:
 # --- reading -------------------------------------------------------------------------------
 
 
-def parse_marker(body: bytes, uri: str) -> Json:
+def parse_marker(body: bytes, uri: str) -> LatestMarker:
     """latest.json's content (`body`, read from `uri`), checked; IntegrityError (never its
     content) if malformed."""
     try:
@@ -193,7 +196,7 @@ def check_signature(
         )
 
 
-def parse_manifest(body: bytes, version: str, uri: str) -> Json:
+def parse_manifest(body: bytes, version: str, uri: str) -> Manifest:
     """The manifest of `version` (`body`, read from `uri`), bound to where it was loaded from:
     a manifest names its own version and that version's object keys (both signed), so a
     manifest copied under another version id is refused."""
@@ -219,7 +222,7 @@ def _is_object_of(version: str, name: str, entry: object) -> bool:
     return entry.get("key") == model_key(version, name) and isinstance(entry.get("sha256"), str)
 
 
-def check_model_format(version: str, manifest: Json) -> None:
+def check_model_format(version: str, manifest: Manifest) -> None:
     """Refuse, before unpickling, a version whose manifest records a model format this code
     cannot load (taxi.config.LOADABLE_MODEL_FORMATS; model types it does not list pass)."""
     model_type = manifest.get("model_type")
@@ -238,7 +241,7 @@ def check_model_format(version: str, manifest: Json) -> None:
     )
 
 
-def check_object(body: bytes, entry: Json, uri: str) -> bytes:
+def check_object(body: bytes, entry: StoredObject, uri: str) -> bytes:
     """`body` (read from `uri`) if it matches the sha256 its manifest `entry` lists; unpickle
     or parse an object only after this."""
     if sha256_hex(body) != entry["sha256"]:

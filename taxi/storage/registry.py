@@ -28,8 +28,8 @@ from taxi.layout import (
     model_key,
     model_prefix,
 )
+from taxi.records import LatestMarker, Manifest, ManifestDetails, ReferenceStatistics
 from taxi.storage.manifests import (
-    Json,
     UnsupportedModelError,
     check_manifest_checksum,
     check_model_format,
@@ -81,10 +81,10 @@ class LoadedModel:
     version: str
     model: Any  # whatever was pickled: storage knows nothing of model types
     vectorizer: Any
-    manifest: Json
+    manifest: Manifest
     # Reference statistics of the training trips (taxi.monitoring); None for versions
     # published before they were stored.
-    reference: Json | None = None
+    reference: ReferenceStatistics | None = None
 
 
 @dataclass
@@ -106,13 +106,13 @@ class ModelRegistry:
         model: object,
         vectorizer: object,
         *,
-        metrics: Json,
-        details: Json,
+        metrics: dict[str, float],
+        details: ManifestDetails,
         promote: bool = True,
         version: str | None = None,
         attachments: dict[str, tuple[bytes, str]] | None = None,
         champion: str | None | AnyChampion = ANY_CHAMPION,
-    ) -> Json:
+    ) -> Manifest:
         """Store a new model version and, if `promote`, point `latest` at it (see `promote`;
         `champion` is the version this one was compared with).
 
@@ -210,10 +210,10 @@ class ModelRegistry:
                 self.objects.delete(key)
         return versions
 
-    def _parse_marker(self, body: bytes) -> Json:
+    def _parse_marker(self, body: bytes) -> LatestMarker:
         return parse_marker(body, self.objects.uri(LATEST_KEY))
 
-    def latest_marker(self) -> Json | None:
+    def latest_marker(self) -> LatestMarker | None:
         """latest.json's content (checked), or None while no version has been published."""
         found = self.objects.get_with_etag(LATEST_KEY)
         return self._parse_marker(found[0]) if found else None
@@ -244,7 +244,7 @@ class ModelRegistry:
             ) from error
         check_signature(body, manifest_body, self.signing_key, version, uri)
 
-    def load_manifest(self, version: str, expected_sha256: str | None = None) -> Json:
+    def load_manifest(self, version: str, expected_sha256: str | None = None) -> Manifest:
         """The manifest of `version`, verified: against `expected_sha256` (latest.json's) if
         given, against its signature with a key, and against where it was loaded from
         (taxi.storage.manifests.parse_manifest)."""
@@ -276,11 +276,11 @@ class ModelRegistry:
             reference = json.loads(self.verified_object(manifest, REFERENCE_OBJECT))
         return LoadedModel(concrete, model, vectorizer, manifest, reference)
 
-    def _unpickle(self, version: str, manifest: Json, name: str) -> Any:
+    def _unpickle(self, version: str, manifest: Manifest, name: str) -> Any:
         body = self.verified_object(manifest, name)
         return unpickle(body, self.objects.uri(model_key(version, name)), version)
 
-    def verified_object(self, manifest: Json, name: str) -> bytes:
+    def verified_object(self, manifest: Manifest, name: str) -> bytes:
         """The bytes of object `name` of a (verified) manifest's version, refused unless
         they match the sha256 the manifest lists; unpickle or parse only after this."""
         entry = manifest["objects"][name]
