@@ -11,7 +11,7 @@ import pytest
 
 from taxi.gbm import GBM_FORMAT
 from taxi.seed import seed_bucket
-from tests.conftest import DATA
+from tests.paths import DATA
 
 
 @pytest.fixture

@@ -21,8 +21,8 @@ from taxi.storage import (
     ObjectStore,
     new_version_id,
 )
-from tests.conftest import YELLOW_FEB, YELLOW_JAN
 from tests.integration import prefect_api as api
+from tests.paths import YELLOW_FEB, YELLOW_JAN
 
 KEY = b"k" * 32
 

@@ -27,7 +27,7 @@ from taxi.storage import (
     StorageError,
     UnsupportedModelError,
 )
-from tests.conftest import YELLOW_FEB, YELLOW_JAN
+from tests.paths import YELLOW_FEB, YELLOW_JAN
 
 KEY = b"k" * 32
 OTHER_KEY = b"o" * 32

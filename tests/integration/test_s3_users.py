@@ -10,9 +10,10 @@ import secrets
 import pytest
 from botocore.exceptions import ClientError
 
+import devstack
 from taxi.storage import ObjectStore, StorageError
 from taxi.storage.objects import s3_client
-from tests.conftest import ROOT, devstack
+from tests.paths import ROOT
 
 BUCKET = "taxi"
 OTHER = "other-team"

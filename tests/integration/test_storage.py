@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 from taxi import run_training
 from taxi.seed import seed_bucket
 from taxi.storage import IntegrityError, ModelNotFoundError, ObjectStore, sha256_hex, source_name
-from tests.conftest import DATA, YELLOW_FEB, YELLOW_JAN
+from tests.paths import DATA, YELLOW_FEB, YELLOW_JAN
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ from datetime import date
 import pytest
 
 from taxi.seed import seed_bucket
-from tests.conftest import DATA
 from tests.integration import prefect_api as api
+from tests.paths import DATA
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from taxi import (
     process_train_data,
 )
 from taxi.features import OneHotVectorizer
-from tests.conftest import DATA, GREEN_FEB, GREEN_JAN, GREEN_MAR, YELLOW_JAN
+from tests.paths import DATA, GREEN_FEB, GREEN_JAN, GREEN_MAR, YELLOW_JAN
 
 COLUMNS = ["pickup_datetime", "dropoff_datetime", "PULocationID", "DOLocationID", "passenger_count", "trip_distance"]
 

@@ -13,7 +13,7 @@ from taxi.pipeline import run_window_training
 from taxi.sampling import UniformRowSample
 from taxi.steps import compute_target, encode_categorical_columns, extract_x_y, filter_outliers
 from taxi.tlc import load_data
-from tests.conftest import GREEN_FEB, GREEN_JAN, GREEN_MAR
+from tests.paths import GREEN_FEB, GREEN_JAN, GREEN_MAR
 
 
 def _kept_trips(path) -> pd.DataFrame:
