@@ -1,4 +1,4 @@
-"""Shared fixtures: real sample data, and real servers started once per test session.
+"""Shared fixtures: real servers, one of each per test session (tests/servers.py).
 
 The S3 server (SeaweedFS) and the Prefect server run on free loopback ports in a temporary
 directory, so the tests never touch a user's own servers, buckets or ~/.prefect. Their
@@ -9,72 +9,92 @@ from __future__ import annotations
 
 import os
 import secrets
-import sys
-import tempfile
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / "data"
-sys.path.insert(0, str(ROOT / "scripts"))
+from tests.servers import SessionServers, process_name
 
-import devstack  # noqa: E402
+if TYPE_CHECKING:
+    from xdist.workermanage import WorkerController
 
-# One OpenMP thread for the boosting model: the test session's own servers share the two
-# cores, and oversubscribed OpenMP threads slow tree fitting down several times over.
+SERVERS = pytest.StashKey[SessionServers]()
+# A user's settings that would point the tests elsewhere, or sign their models.
+UNSET = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "TAXI_SIGNING_KEY", "TAXI_SIGNING_KEY_BLOCK")
+# (test id, what it printed) of the Docker end-to-end tests, for the end of the run.
+_DOCKER_TEST_OUTPUT: list[tuple[str, str]] = []
+
+# One OpenMP thread for the boosting model: the test session's own servers and parallel
+# workers share the two cores, and oversubscribed OpenMP threads slow tree fitting down
+# several times over.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-
-GREEN_JAN = DATA / "green_tripdata_2021-01.parquet"
-GREEN_FEB = DATA / "green_tripdata_2021-02.parquet"
-GREEN_MAR = DATA / "green_tripdata_2021-03.parquet"
-YELLOW_JAN = DATA / "yellow_tripdata_2021-01.head28401.csv"
-YELLOW_FEB = DATA / "yellow_tripdata_2021-02.head999.csv"
-
-_WORK = Path(tempfile.mkdtemp(prefix="taxi-tests-"))
-_S3_PORT = devstack.free_port()
-_PREFECT_PORT = devstack.free_port()
-_CREDENTIALS = ("test-" + secrets.token_hex(4), secrets.token_urlsafe(24))
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    worker_input = getattr(config, "workerinput", None)
+    if worker_input:
+        servers = SessionServers(**worker_input["taxi_servers"])
+    else:
+        servers = SessionServers.new()
+    config.stash[SERVERS] = servers
     os.environ.update(
         {
-            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{_S3_PORT}",
-            "AWS_ACCESS_KEY_ID": _CREDENTIALS[0],
-            "AWS_SECRET_ACCESS_KEY": _CREDENTIALS[1],
-            "AWS_DEFAULT_REGION": "us-east-1",
+            **servers.environment(process_name()),
             "TAXI_BUCKET": "taxi-test",
-            "PREFECT_API_URL": f"http://127.0.0.1:{_PREFECT_PORT}/api",
-            "PREFECT_HOME": str(_WORK / "prefect-client"),
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_LOGGING_LEVEL": "INFO",
         }
     )
     # Short task retry delays (production: 2, 10, 30 s) keep the fault tests quick; set
     # TAXI_IO_RETRY_DELAYS=2,10,30 to measure with production delays.
     os.environ.setdefault("TAXI_IO_RETRY_DELAYS", "1,2,4")
-    for variable in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "TAXI_SIGNING_KEY", "TAXI_SIGNING_KEY_BLOCK"):
+    for variable in UNSET:
         os.environ.pop(variable, None)
     # The flow tests publish and load models without a key, through the documented opt-out;
     # the tests of signing set a key (or a Secret block), those of the refusal unset this.
     os.environ["TAXI_ALLOW_UNSIGNED"] = "1"
 
 
-@pytest.fixture(scope="session")
-def s3_server():
-    """A real S3 server over HTTP with credentials enforced; yields its endpoint URL."""
-    server = devstack.start_s3_server(_WORK / "s3", *_CREDENTIALS, s3_port=_S3_PORT)
-    yield server
-    server.stop()
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: WorkerController) -> None:
+    """In xdist's controller: each worker uses the controller's servers."""
+    node.workerinput["taxi_servers"] = node.config.stash[SERVERS].as_dict()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput") and SERVERS in config.stash:
+        config.stash[SERVERS].stop()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In a parallel run the Docker end-to-end tests are handed out first: they take longest,
+    mostly waiting for image builds and containers, while the other workers run the rest."""
+    if hasattr(config, "workerinput"):
+        items.sort(key=lambda item: item.get_closest_marker("docker") is None)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call" and "docker" in report.keywords and report.capstdout:
+        _DOCKER_TEST_OUTPUT.append((report.nodeid, report.capstdout))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """What the Docker end-to-end tests printed (image sizes, where a run's time went), also
+    from parallel workers, whose output `-s` cannot show."""
+    for nodeid, output in _DOCKER_TEST_OUTPUT:
+        terminalreporter.write_sep("-", f"printed by {nodeid}")
+        terminalreporter.write(output)
 
 
 @pytest.fixture(scope="session")
-def prefect_api():
-    """A real Prefect server (SQLite); yields its API URL."""
-    server = devstack.start_prefect_server(_WORK / "prefect-server", port=_PREFECT_PORT)
-    yield f"{server.url}/api"
-    server.stop()
+def s3_server(pytestconfig: pytest.Config) -> str:
+    """A real S3 server over HTTP with credentials enforced; its endpoint URL."""
+    return pytestconfig.stash[SERVERS].s3()
+
+
+@pytest.fixture(scope="session")
+def prefect_api(pytestconfig: pytest.Config) -> str:
+    """A real Prefect server (SQLite); its API URL."""
+    return pytestconfig.stash[SERVERS].prefect()
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from taxi import TrainingResult, run_training
-from tests.conftest import YELLOW_FEB, YELLOW_JAN
+from tests.paths import YELLOW_FEB, YELLOW_JAN
 
 
 @pytest.fixture(scope="session")

@@ -29,7 +29,7 @@ from deploy.automations import AlertSetupError, check_webhook_url, load_automati
 from flows.reports import drift_event
 from taxi import load_data, predict, process_inference_data
 from taxi.monitoring import batch_record, reference_statistics
-from tests.conftest import GREEN_FEB
+from tests.paths import GREEN_FEB
 
 WAIT_SECONDS = 90  # the server's trigger and action services work in the background
 

@@ -12,7 +12,7 @@ import pytest
 from taxi.gbm import GBM_FORMAT
 from taxi.seed import seed_bucket
 from taxi.storage.registry import ModelRegistry
-from tests.conftest import DATA
+from tests.paths import DATA
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ import pytest
 from taxi import monitoring
 from taxi.layout import MODEL_OBJECT, model_key
 from taxi.storage.objects import IntegrityError
-from tests.conftest import YELLOW_FEB
 from tests.integration import prefect_api as api
+from tests.paths import YELLOW_FEB
 
 
 def test_the_model_is_loaded_once_per_run_and_lent_only_to_its_files(published):

@@ -28,9 +28,9 @@ from taxi.incoming import (
 )
 from taxi.layout import incoming_name
 from taxi.storage.objects import ObjectStore, StorageError
-from tests.conftest import GREEN_MAR, YELLOW_FEB, YELLOW_JAN
 from tests.integration import prefect_api as api
-from tests.integration.s3_faults import error_for_key, header_ignored, s3_hook
+from tests.integration.faults.s3_faults import error_for_key, header_ignored, s3_hook
+from tests.paths import GREEN_MAR, YELLOW_FEB, YELLOW_JAN
 
 YELLOW_MAR = YELLOW_FEB.parent / "yellow_tripdata_2021-03.head999.csv"
 

@@ -20,8 +20,8 @@ from taxi.ingest import ingest_month, months_present
 from taxi.layout import data_key, data_manifest_key
 from taxi.sources import public_url
 from taxi.storage.objects import IntegrityError, ObjectStore, sha256_hex
-from tests.conftest import DATA, YELLOW_JAN
 from tests.integration import prefect_api as api
+from tests.paths import DATA, YELLOW_JAN
 
 SHIPPED_ROWS = {"2021-01": 76_518, "2021-02": 64_572, "2021-03": 83_827}
 PREFIX = "/trip-data/"

@@ -15,8 +15,8 @@ from taxi.layout import LATEST_KEY
 from taxi.storage.manifests import InvalidVersionError, new_version_id
 from taxi.storage.objects import IntegrityError, ObjectStore
 from taxi.storage.registry import ANY_CHAMPION, ModelRegistry
-from tests.conftest import YELLOW_FEB, YELLOW_JAN
 from tests.integration import prefect_api as api
+from tests.paths import YELLOW_FEB, YELLOW_JAN
 
 KEY = b"k" * 32
 

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from taxi.layout import monitoring_record_key, parse_s3_uri
-from tests.conftest import GREEN_FEB, GREEN_JAN, GREEN_MAR, YELLOW_FEB
 from tests.integration import prefect_api as api
+from tests.paths import GREEN_FEB, GREEN_JAN, GREEN_MAR, YELLOW_FEB
 
 
 def _record(store, predictions_uri: str) -> dict:

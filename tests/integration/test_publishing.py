@@ -23,7 +23,7 @@ from taxi.layout import LATEST_MARKER
 from taxi.storage.manifests import UnsupportedModelError
 from taxi.storage.objects import IntegrityError, ObjectStore, StorageError
 from taxi.storage.registry import ModelNotFoundError, ModelRegistry
-from tests.conftest import YELLOW_FEB, YELLOW_JAN
+from tests.paths import YELLOW_FEB, YELLOW_JAN
 
 KEY = b"k" * 32
 OTHER_KEY = b"o" * 32

@@ -10,8 +10,9 @@ import secrets
 import pytest
 from botocore.exceptions import ClientError
 
+import devstack
 from taxi.storage.objects import ObjectStore, StorageError, s3_client
-from tests.conftest import ROOT, devstack
+from tests.paths import ROOT
 
 BUCKET = "taxi"
 OTHER = "other-team"

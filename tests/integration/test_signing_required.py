@@ -10,8 +10,8 @@ import secrets
 import pytest
 
 from taxi.settings import Settings
-from tests.conftest import YELLOW_FEB, YELLOW_JAN
 from tests.integration import prefect_api as api
+from tests.paths import YELLOW_FEB, YELLOW_JAN
 
 UNSIGNED_IN_LOG = "Models are NOT signed and not checked (TAXI_ALLOW_UNSIGNED=1)"
 UNSIGNED_IN_REPORT = "**unsigned**: Models are NOT signed and not checked (TAXI_ALLOW_UNSIGNED=1)"

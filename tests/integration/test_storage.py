@@ -18,7 +18,7 @@ from taxi.seed import seed_bucket
 from taxi.storage.objects import IntegrityError, ObjectStore, sha256_hex
 from taxi.storage.predictions import write_predictions
 from taxi.storage.registry import ModelNotFoundError
-from tests.conftest import DATA, YELLOW_FEB, YELLOW_JAN
+from tests.paths import DATA, YELLOW_FEB, YELLOW_JAN
 
 
 @pytest.fixture(scope="module")

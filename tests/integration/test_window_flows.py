@@ -10,8 +10,8 @@ import pytest
 
 from taxi.seed import seed_bucket
 from taxi.storage.registry import ModelRegistry
-from tests.conftest import DATA
 from tests.integration import prefect_api as api
+from tests.paths import DATA
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import yaml
 
 from deploy.work_pool import setup
 from taxi.settings import Settings
-from tests.conftest import ROOT
+from tests.paths import ROOT
 
 REPOSITORY = "registry.example.com:5000/team/taxi-duration"
 IMAGE = f"{REPOSITORY}:20261128T120000"

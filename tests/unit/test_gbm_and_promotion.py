@@ -13,7 +13,7 @@ from taxi.evaluation import course_baseline_rmse, decide_promotion, evaluation_p
 from taxi.features import TripFeatureEncoder
 from taxi.gbm import GbmRegressor
 from taxi.model import make_vectorizer
-from tests.conftest import GREEN_FEB, GREEN_JAN, GREEN_MAR
+from tests.paths import GREEN_FEB, GREEN_JAN, GREEN_MAR
 
 
 @pytest.fixture(scope="module", params=[False, True], ids=["zones-and-time", "with-distance"])

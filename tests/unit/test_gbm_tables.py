@@ -12,7 +12,7 @@ import xgboost as xgb
 
 from taxi import process_train_data, run_training
 from taxi.gbm_tables import ForestTables
-from tests.conftest import GREEN_FEB, GREEN_JAN, GREEN_MAR
+from tests.paths import GREEN_FEB, GREEN_JAN, GREEN_MAR
 
 # The trees add their leaves in float32, the tables in float64.
 TOLERANCE = 1e-3

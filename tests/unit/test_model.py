@@ -12,7 +12,7 @@ from sklearn.linear_model import LinearRegression
 from taxi import evaluate_model, predict, process_train_data, run_inference, run_training, train_model
 from taxi.features import OneHotVectorizer
 from taxi.model import SparseLinearRegression
-from tests.conftest import GREEN_FEB, GREEN_JAN, GREEN_MAR, YELLOW_FEB, YELLOW_JAN
+from tests.paths import GREEN_FEB, GREEN_JAN, GREEN_MAR, YELLOW_FEB, YELLOW_JAN
 
 CATEGORICAL = ["PULocationID", "DOLocationID", "passenger_count"]
 

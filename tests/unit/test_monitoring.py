@@ -24,7 +24,7 @@ from taxi.monitoring import (
 )
 from taxi.monitoring_plot import monitoring_plot
 from taxi.zones import load_zone_lookup
-from tests.conftest import GREEN_FEB, GREEN_JAN, GREEN_MAR
+from tests.paths import GREEN_FEB, GREEN_JAN, GREEN_MAR
 
 PICKUP, DROPOFF = "lpep_pickup_datetime", "lpep_dropoff_datetime"
 

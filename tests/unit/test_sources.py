@@ -19,7 +19,7 @@ import pytest
 from taxi import DataError, load_data
 from taxi.settings import DEFAULT_DOWNLOAD_DEADLINE_SECONDS, DEFAULT_DOWNLOAD_MAX_BYTES, Settings
 from taxi.sources import _NoDowngradeRedirects, check_source, open_source
-from tests.conftest import GREEN_MAR
+from tests.paths import GREEN_MAR
 
 BUCKETS = ("taxi", "landing")
 

@@ -10,7 +10,7 @@ import pytest
 
 from deploy.check_env import problems
 from taxi.settings import Settings
-from tests.conftest import ROOT
+from tests.paths import ROOT
 
 
 def _env_file(text: str) -> dict[str, str]:
@@ -96,7 +96,7 @@ def test_a_misspelt_opt_out_is_an_error_naming_the_variable():
 
 
 def test_the_quickstart_keeps_one_signing_key_per_checkout(tmp_path):
-    from tests.conftest import devstack
+    import devstack
 
     first = devstack._credentials(tmp_path)
     assert len(first["signing_key"]) == 43 and devstack._credentials(tmp_path) == first

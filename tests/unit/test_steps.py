@@ -19,7 +19,7 @@ from taxi import (
     process_train_data,
 )
 from taxi.features import OneHotVectorizer
-from tests.conftest import GREEN_FEB, GREEN_JAN, GREEN_MAR
+from tests.paths import GREEN_FEB, GREEN_JAN, GREEN_MAR
 
 
 def test_compute_target_is_minutes_between_pickup_and_dropoff():

@@ -16,7 +16,7 @@ import pytest
 
 from taxi import DataError, load_data
 from taxi.tlc import read_trips
-from tests.conftest import DATA, GREEN_FEB, GREEN_JAN, YELLOW_JAN
+from tests.paths import DATA, GREEN_FEB, GREEN_JAN, YELLOW_JAN
 
 COLUMNS = ["pickup_datetime", "dropoff_datetime", "PULocationID", "DOLocationID", "passenger_count", "trip_distance"]
 

@@ -13,7 +13,7 @@ from taxi.pipeline import predict_trips, run_inference, run_window_training
 from taxi.sampling import UniformRowSample
 from taxi.sources import load_data
 from taxi.steps import compute_target, encode_categorical_columns, extract_x_y, filter_outliers
-from tests.conftest import GREEN_FEB, GREEN_JAN, GREEN_MAR
+from tests.paths import GREEN_FEB, GREEN_JAN, GREEN_MAR
 
 
 def _kept_trips(path) -> pd.DataFrame:

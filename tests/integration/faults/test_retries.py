@@ -3,7 +3,10 @@
 runs of a task (its run_count). Permanent answers of the real S3 server (a missing bucket,
 wrong credentials, access denied) and models that cannot be unpickled or verified are tried
 once; an endpoint that resets connections or answers 503 SlowDown is tried 4 times per call
-(botocore) and 4 times per task (Prefect)."""
+(botocore) and 4 times per task (Prefect).
+
+A new test of whether, or how often, a failure is retried belongs here; what a run does while
+the S3 server is down or restarting is in test_s3_outages.py."""
 
 from __future__ import annotations
 
@@ -21,12 +24,14 @@ from contextlib import contextmanager
 import boto3
 import pytest
 
+import devstack
 from taxi.layout import LATEST_KEY
 from taxi.settings import Settings
 from taxi.storage.manifests import UnsupportedModelError
 from taxi.storage.objects import S3_ATTEMPTS, BucketNotFoundError, ObjectStore, StorageError, TransientStorageError, s3_client
-from tests.conftest import YELLOW_FEB, devstack
 from tests.integration import prefect_api as api
+from tests.integration.faults.runs import ran_once
+from tests.paths import YELLOW_FEB
 
 
 def _failed(runs):
@@ -112,6 +117,39 @@ def test_wrong_credentials_fail_inference_once(published, monkeypatch):
     state = inference_flow(str(YELLOW_FEB), return_state=True)
     assert state.is_failed() and "SignatureDoesNotMatch" in state.message and wrong not in state.message
     assert _load_model_runs(state) == [1]
+
+
+@pytest.mark.parametrize(
+    ("wrong", "read_error"),
+    [
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            "the S3 server refused the credentials (SignatureDoesNotMatch): the secret key does not match the access key",
+        ),
+        ("AWS_ACCESS_KEY_ID", "the S3 server refused the credentials (InvalidAccessKeyId): it does not know the access key"),
+    ],
+)
+def test_wrong_s3_credentials_are_named_and_fail_the_run_without_retries(published, monkeypatch, wrong, read_error):
+    from flows.inference import inference_flow
+
+    store, _ = published
+    value = "wrong-" + secrets.token_hex(8)
+    monkeypatch.setenv(wrong, value)
+    # boto3's default session keeps the credentials it first read: start a new one, as a new
+    # process (a flow run) would.
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    check = "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+
+    with pytest.raises(StorageError) as refused:
+        ObjectStore(bucket=store.bucket).get("models/latest.json")
+    assert str(refused.value) == f"cannot read {store.uri('models/latest.json')}: {read_error}; {check}"
+
+    state = inference_flow(str(YELLOW_FEB), return_state=True)
+    assert state.is_failed()
+    assert f"cannot read {store.uri('models/latest.json')}: {read_error}; {check}" in state.message
+    assert check in state.message and value not in state.message
+    # A refusal is permanent: the same credentials fail the same way on every attempt.
+    ran_once(state.state_details.flow_run_id, "load-model")
 
 
 @pytest.fixture(scope="module")

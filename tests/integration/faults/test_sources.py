@@ -1,7 +1,10 @@
 """Hostile inputs: sources a deployment's run may not read, and remote sources too large or too
 slow. On the real Prefect API and S3 server; deployment runs are executed the way a process
 worker executes them (`python -m prefect.engine` with the flow run's id, the flow loaded from
-the deployment's entrypoint), an HTTP server on loopback stands in for remote sites."""
+the deployment's entrypoint), an HTTP server on loopback stands in for remote sites.
+
+A new test of a source a run may not read, or of a remote source that is too large or too
+slow, belongs here; trip files that are read but cannot be used are in test_bad_inputs.py."""
 
 from __future__ import annotations
 
@@ -21,9 +24,9 @@ from prefect.client.orchestration import get_client
 from taxi import DataError, load_data
 from taxi.errors import DeadlineError
 from taxi.storage.objects import ObjectStore
-from tests.conftest import GREEN_FEB, GREEN_JAN, ROOT
 from tests.integration import prefect_api as api
 from tests.integration.test_ingest import tlc  # noqa: F401 (the stand-in HTTP server, a fixture)
+from tests.paths import GREEN_FEB, GREEN_JAN, ROOT
 
 ENGINE_TIMEOUT = 240  # seconds for the engine subprocesses to finish, on a busy 2-core machine
 CONTENT_OF_PASSWD = "root:"  # every /etc/passwd starts with root's line
