@@ -13,7 +13,8 @@ from taxi import incoming, monitoring, monitoring_plot
 from taxi.incoming import ClaimResult, IncomingFile
 from taxi.layout import MONITORING_PLOT_KEY, MONITORING_PREFIX, is_monitoring_record
 from taxi.records import DoneRecord, MonitoringPlot
-from taxi.storage.objects import NotFoundError, ObjectStore
+from taxi.storage.errors import NotFoundError
+from taxi.storage.objects import ObjectStore
 
 
 @task(name="list-incoming", tags=["taxi", "io", "s3"], **io_task)

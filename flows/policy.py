@@ -38,7 +38,8 @@ from taxi.settings import (
     Settings,
 )
 from taxi.sources import check_source
-from taxi.storage.objects import ObjectStore, TransientStorageError
+from taxi.storage.errors import TransientStorageError
+from taxi.storage.objects import ObjectStore
 from taxi.storage.registry import ModelRegistry
 
 P = ParamSpec("P")

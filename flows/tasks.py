@@ -37,8 +37,9 @@ from taxi.records import (
 )
 from taxi.settings import Settings
 from taxi.steps import StepRunner
+from taxi.storage.errors import IntegrityError, StorageError
 from taxi.storage.manifests import UnsupportedModelError
-from taxi.storage.objects import IntegrityError, ObjectStore, StorageError
+from taxi.storage.objects import ObjectStore
 from taxi.storage.registry import ANY_CHAMPION, LoadedModel, ModelNotFoundError
 from taxi.window import WindowPlan, plan_window
 

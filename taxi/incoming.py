@@ -56,7 +56,8 @@ from taxi.layout import (
     set_aside_key,
 )
 from taxi.records import DoneRecord
-from taxi.storage.objects import NotFoundError, ObjectStore, StorageError
+from taxi.storage.errors import NotFoundError, StorageError
+from taxi.storage.objects import ObjectStore
 
 # The error kept in a failure record: enough to say what went wrong, not a whole traceback.
 MAX_ERROR_CHARS = 500

@@ -30,7 +30,8 @@ from taxi.months import Month, month_name, month_of, month_range, parse_month, s
 from taxi.records import DataManifest
 from taxi.settings import DEFAULT_DOWNLOAD_DEADLINE_SECONDS, DEFAULT_DOWNLOAD_MAX_BYTES, TLC_BASE_URL_ENV
 from taxi.sources import download, load_data, public_url
-from taxi.storage.objects import IntegrityError, ObjectStore
+from taxi.storage.errors import IntegrityError
+from taxi.storage.objects import ObjectStore
 
 COLORS = ("yellow", "green")
 # The TLC's trip records start in January 2009 (yellow); nothing older can be asked for.

@@ -19,7 +19,8 @@ from importlib import metadata
 from taxi.config import LOADABLE_MODEL_FORMATS, MODEL_FORMATS
 from taxi.layout import MANIFEST_OBJECT, model_key
 from taxi.records import LatestMarker, Manifest, ManifestDetails, StoredObject
-from taxi.storage.objects import IntegrityError, StorageError, sha256_hex
+from taxi.storage.errors import IntegrityError, StorageError
+from taxi.storage.objects import sha256_hex
 
 # What new_version_id makes: the only version ids a run parameter, latest.json or a listing
 # may name (nothing like "../" can then reach a key).

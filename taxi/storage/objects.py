@@ -1,17 +1,13 @@
-"""The S3 object store: plain objects in one bucket, and the project's storage errors.
-
-This is the one place where botocore's exceptions become the project's: `StorageError` (and
-its kinds below) with a message that names the bucket and key, never a credential. Failures
-that may pass (the endpoint unreachable or timing out, a 5xx answer, throttling) are
-`TransientStorageError`, the only kind worth retrying; any other answer (403, a missing
-bucket, a key too long...) fails the same way every time.
+"""The S3 object store: plain objects in one bucket (get, put-verified, list, delete, and the
+conditional writes). Every call runs inside taxi.storage.errors.s3_errors, so botocore's
+exceptions reach the caller as the project's storage errors.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -20,11 +16,16 @@ from typing import TypedDict
 import boto3
 from botocore.client import BaseClient
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
-from botocore.exceptions import ConnectionError as ConnectionFailure
 
 from taxi.layout import parse_s3_uri, s3_uri
 from taxi.settings import Settings
+from taxi.storage.errors import (
+    AlreadyExistsError,
+    BucketNotFoundError,
+    IntegrityError,
+    NotFoundError,
+    s3_errors,
+)
 
 # Bounds on one S3 call: botocore retries a transient failure S3_RETRIES times (the client
 # config's `max_attempts` counts retries, not tries: a call is tried S3_RETRIES + 1 = 4 times),
@@ -39,52 +40,6 @@ S3_CONNECT_TIMEOUT = 5
 S3_READ_TIMEOUT = 30
 # Objects are read back for checking in pieces of this size, never whole.
 READ_BACK_CHUNK_BYTES = 1024 * 1024
-
-# S3 error codes, by what they mean for the caller.
-_NOT_FOUND = ("NoSuchKey", "404", "NotFound")
-# 412 when a conditional write finds the object; 409 when another one to it is in flight.
-_EXISTS = ("PreconditionFailed", "412", "ConditionalRequestConflict", "409", "BucketAlreadyOwnedByYou", "BucketAlreadyExists")
-# Answers that say "not now" rather than "no" (botocore's own transient and throttling codes);
-# any 5xx status counts too.
-_TRANSIENT = (
-    "RequestTimeout", "RequestTimeoutException", "PriorRequestNotComplete", "SlowDown", "Throttling",
-    "ThrottlingException", "ThrottledException", "RequestThrottled", "RequestThrottledException",
-    "TooManyRequestsException", "ProvisionedThroughputExceededException", "RequestLimitExceeded",
-    "BandwidthLimitExceeded", "InternalError", "ServiceUnavailable", "503", "500", "502", "504",
-)  # fmt: skip
-# The server refused the credentials or what they may do, by S3 error code (HEAD requests
-# get a bare 403 with no code). Named so that the run's error says what to check.
-_ACCESS_REFUSED = {
-    "SignatureDoesNotMatch": "the S3 server refused the credentials (SignatureDoesNotMatch): the secret key does not match the access key",
-    "InvalidAccessKeyId": "the S3 server refused the credentials (InvalidAccessKeyId): it does not know the access key",
-    "AccessDenied": "access denied by the S3 server (AccessDenied): the credentials lack the right to do this",
-    "403": "access denied by the S3 server (HTTP 403): wrong credentials, or no right to do this",
-}
-
-
-class StorageError(RuntimeError):
-    """An S3 operation failed; the message names the bucket and key."""
-
-
-class TransientStorageError(StorageError):
-    """S3 could not be reached or answered "not now" (timeout, 5xx, throttling) even after
-    botocore's retries: trying again later may work."""
-
-
-class NotFoundError(StorageError):
-    """The object, or its bucket, does not exist."""
-
-
-class BucketNotFoundError(NotFoundError):
-    """The bucket itself does not exist (a setup or TAXI_BUCKET problem, not a missing object)."""
-
-
-class AlreadyExistsError(StorageError):
-    """A create-only write found the object (or bucket) already there."""
-
-
-class IntegrityError(StorageError):
-    """An object does not match the checksum recorded for it: it was altered or truncated."""
 
 
 class ObjectInfo(TypedDict):
@@ -294,34 +249,9 @@ class ObjectStore:
         with self._errors("delete", self.uri(key)):
             self.client.delete_object(Bucket=self.bucket, Key=key)
 
-    @contextmanager
-    def _errors(self, action: str, target: str) -> Iterator[None]:
+    def _errors(self, action: str, target: str) -> AbstractContextManager[None]:
         """botocore's exceptions as the project's, naming what was being done to what."""
-        try:
-            yield
-        except ClientError as error:
-            code = str(error.response.get("Error", {}).get("Code", ""))
-            status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-            if code == "NoSuchBucket":
-                raise BucketNotFoundError(f"bucket {self.bucket!r} does not exist (cannot {action} {target})") from error
-            if code in _NOT_FOUND:
-                raise NotFoundError(f"{target} does not exist") from error
-            if code in _EXISTS:
-                raise AlreadyExistsError(f"cannot {action} {target}: it already exists") from error
-            if code in _TRANSIENT or status >= 500:
-                raise TransientStorageError(f"cannot {action} {target}: {error}") from error
-            if code in _ACCESS_REFUSED:
-                raise StorageError(
-                    f"cannot {action} {target}: {_ACCESS_REFUSED[code]}; check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
-                ) from error
-            raise StorageError(f"cannot {action} {target}: {error}") from error
-        except (ConnectionFailure, HTTPClientError) as error:
-            # Connection-level failures (refused, timed out, cut off) after botocore's own
-            # retries: name the endpoint so the run's error says where S3 was expected.
-            endpoint = self.client.meta.endpoint_url
-            raise TransientStorageError(f"cannot {action} {target}: S3 endpoint {endpoint} unreachable ({error})") from error
-        except BotoCoreError as error:  # no credentials, invalid parameters...: the same next time
-            raise StorageError(f"cannot {action} {target}: {error}") from error
+        return s3_errors(action, target, self.bucket, self.client.meta.endpoint_url)
 
 
 def open_s3_uri(uri: str) -> tuple[int, Iterator[bytes]]:

@@ -29,6 +29,7 @@ from taxi.layout import (
     model_prefix,
 )
 from taxi.records import LatestMarker, Manifest, ManifestDetails, ReferenceStatistics
+from taxi.storage.errors import BucketNotFoundError, IntegrityError, NotFoundError, StorageError
 from taxi.storage.manifests import (
     UnsupportedModelError,
     check_manifest_checksum,
@@ -46,14 +47,7 @@ from taxi.storage.manifests import (
     parse_marker,
     signature_body,
 )
-from taxi.storage.objects import (
-    BucketNotFoundError,
-    IntegrityError,
-    NotFoundError,
-    ObjectInfo,
-    ObjectStore,
-    StorageError,
-)
+from taxi.storage.objects import ObjectInfo, ObjectStore
 
 # Conditional writes of latest.json lost in a row to other publishers before giving up on
 # promoting (each loss means another version was just published).

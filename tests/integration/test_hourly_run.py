@@ -9,7 +9,7 @@ import pytest
 
 from taxi import monitoring
 from taxi.layout import MODEL_OBJECT, model_key
-from taxi.storage.objects import IntegrityError
+from taxi.storage.errors import IntegrityError
 from tests.integration import prefect_api as api
 from tests.paths import YELLOW_FEB
 

@@ -27,7 +27,8 @@ from taxi.incoming import (
     release,
 )
 from taxi.layout import incoming_name
-from taxi.storage.objects import ObjectStore, StorageError
+from taxi.storage.errors import StorageError
+from taxi.storage.objects import ObjectStore
 from tests.integration import prefect_api as api
 from tests.integration.faults.s3_faults import error_for_key, header_ignored, s3_hook
 from tests.paths import GREEN_MAR, YELLOW_FEB, YELLOW_JAN

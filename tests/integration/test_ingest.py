@@ -19,7 +19,8 @@ from taxi.errors import DownloadError
 from taxi.ingest import ingest_month, months_present
 from taxi.layout import data_key, data_manifest_key
 from taxi.sources import public_url
-from taxi.storage.objects import IntegrityError, ObjectStore, sha256_hex
+from taxi.storage.errors import IntegrityError
+from taxi.storage.objects import ObjectStore, sha256_hex
 from tests.integration import prefect_api as api
 from tests.paths import DATA, YELLOW_JAN
 

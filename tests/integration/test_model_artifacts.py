@@ -12,8 +12,9 @@ from datetime import timedelta
 import pytest
 
 from taxi.layout import LATEST_KEY
+from taxi.storage.errors import IntegrityError
 from taxi.storage.manifests import InvalidVersionError, new_version_id
-from taxi.storage.objects import IntegrityError, ObjectStore
+from taxi.storage.objects import ObjectStore
 from taxi.storage.registry import ANY_CHAMPION, ModelRegistry
 from tests.integration import prefect_api as api
 from tests.paths import YELLOW_FEB, YELLOW_JAN

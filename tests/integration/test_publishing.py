@@ -20,8 +20,9 @@ from taxi import process_train_data, run_training
 from taxi.features import TripFeatureEncoder
 from taxi.gbm import GBM_FORMAT, GBM_PARAMS, GbmRegressor
 from taxi.layout import LATEST_MARKER
+from taxi.storage.errors import IntegrityError, StorageError
 from taxi.storage.manifests import UnsupportedModelError
-from taxi.storage.objects import IntegrityError, ObjectStore, StorageError
+from taxi.storage.objects import ObjectStore
 from taxi.storage.registry import ModelNotFoundError, ModelRegistry
 from tests.paths import YELLOW_FEB, YELLOW_JAN
 

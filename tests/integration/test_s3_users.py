@@ -11,7 +11,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 import devstack
-from taxi.storage.objects import ObjectStore, StorageError, s3_client
+from taxi.storage.errors import StorageError
+from taxi.storage.objects import ObjectStore, s3_client
 from tests.paths import ROOT
 
 BUCKET = "taxi"

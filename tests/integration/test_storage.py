@@ -15,7 +15,8 @@ from botocore.exceptions import ClientError
 from taxi import run_training
 from taxi.layout import source_name
 from taxi.seed import seed_bucket
-from taxi.storage.objects import IntegrityError, ObjectStore, sha256_hex
+from taxi.storage.errors import IntegrityError
+from taxi.storage.objects import ObjectStore, sha256_hex
 from taxi.storage.predictions import write_predictions
 from taxi.storage.registry import ModelNotFoundError
 from tests.paths import DATA, YELLOW_FEB, YELLOW_JAN

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import pytest
 
 from taxi.config import MODEL_FORMATS
+from taxi.storage.errors import IntegrityError, StorageError
 from taxi.storage.manifests import (
     MIN_SIGNING_KEY_BYTES,
     SIGNATURE_ALGORITHM,
@@ -34,7 +35,7 @@ from taxi.storage.manifests import (
     parse_marker,
     signature_body,
 )
-from taxi.storage.objects import IntegrityError, StorageError, sha256_hex
+from taxi.storage.objects import sha256_hex
 
 KEY = b"k" * 32
 OTHER_KEY = b"o" * 32

@@ -27,8 +27,9 @@ import pytest
 import devstack
 from taxi.layout import LATEST_KEY
 from taxi.settings import Settings
+from taxi.storage.errors import BucketNotFoundError, StorageError, TransientStorageError
 from taxi.storage.manifests import UnsupportedModelError
-from taxi.storage.objects import S3_ATTEMPTS, BucketNotFoundError, ObjectStore, StorageError, TransientStorageError, s3_client
+from taxi.storage.objects import S3_ATTEMPTS, ObjectStore, s3_client
 from tests.integration import prefect_api as api
 from tests.integration.faults.runs import ran_once
 from tests.paths import YELLOW_FEB
@@ -317,8 +318,8 @@ def test_the_retry_condition_retries_only_transient_errors():
     from flows.policy import is_transient
     from taxi import DataError
     from taxi.errors import DownloadError
+    from taxi.storage.errors import IntegrityError
     from taxi.storage.manifests import InvalidVersionError
-    from taxi.storage.objects import IntegrityError
     from taxi.storage.registry import ModelNotFoundError
 
     transient = [
