@@ -95,8 +95,13 @@ def run_baseline(train_file: str, test_file: str) -> dict:
     rmse_train = root_mean_squared_error(y_train, lr.predict(X_train))
     rmse_test = root_mean_squared_error(y_val, lr.predict(X_val))
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "peak_mb": peak_rss_mb(), "rows": len(df_train) + len(df_val),
-            "rmse_train": rmse_train, "rmse_test": rmse_test}  # fmt: skip
+    return {
+        "seconds": seconds,
+        "peak_mb": peak_rss_mb(),
+        "rows": len(df_train) + len(df_val),
+        "rmse_train": rmse_train,
+        "rmse_test": rmse_test,
+    }
 
 
 def run_train(train_file: str, test_file: str, model_path: str) -> dict:
@@ -107,8 +112,13 @@ def run_train(train_file: str, test_file: str, model_path: str) -> dict:
     seconds = time.perf_counter() - start
     with open(model_path, "wb") as f:
         pickle.dump((result.model, result.vectorizer), f)
-    return {"seconds": seconds, "peak_mb": peak_rss_mb(), "rows": result.train.rows_kept + result.test.rows_kept,
-            "rmse_train": result.rmse_train, "rmse_test": result.rmse_test}  # fmt: skip
+    return {
+        "seconds": seconds,
+        "peak_mb": peak_rss_mb(),
+        "rows": result.train.rows_kept + result.test.rows_kept,
+        "rmse_train": result.rmse_train,
+        "rmse_test": result.rmse_test,
+    }
 
 
 def run_inference(test_file: str, model_path: str) -> dict:
@@ -125,7 +135,12 @@ def run_inference(test_file: str, model_path: str) -> dict:
 def measure(kind: str, *args: str, script: str = __file__) -> dict:
     """Run one measurement in a fresh interpreter (`script --measure kind args...`) and return
     the JSON it prints last."""
-    output = subprocess.run([sys.executable, script, "--measure", kind, *args], check=True, capture_output=True, text=True).stdout
+    output = subprocess.run(
+        [sys.executable, script, "--measure", kind, *args],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     return json.loads(output.strip().splitlines()[-1])
 
 
@@ -133,9 +148,15 @@ def measure(kind: str, *args: str, script: str = __file__) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train-file", help="a real TLC month to train on (default: resampled yellow 2021-01)")
-    parser.add_argument("--test-file", help="a real TLC month to test and predict on (default: resampled)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--train-file", help="a real TLC month to train on (default: resampled yellow 2021-01)"
+    )
+    parser.add_argument(
+        "--test-file", help="a real TLC month to test and predict on (default: resampled)"
+    )
     parser.add_argument("--rows", type=int, default=MONTH_ROWS, help="trips per resampled month")
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--measure", nargs="+", help=argparse.SUPPRESS)
@@ -152,17 +173,31 @@ def main() -> None:
         train_file, test_file = args.train_file, args.test_file
         if not train_file:
             train_file = str(work_dir / "train.parquet")
-            build_month([DATA / "yellow_tripdata_2021-01.head28401.csv"], args.rows, args.seed, Path(train_file))
+            build_month(
+                [DATA / "yellow_tripdata_2021-01.head28401.csv"],
+                args.rows,
+                args.seed,
+                Path(train_file),
+            )
         if not test_file:
             test_file = str(work_dir / "test.parquet")
-            samples = [DATA / "yellow_tripdata_2021-02.head999.csv", DATA / "yellow_tripdata_2021-03.head999.csv"]
+            samples = [
+                DATA / "yellow_tripdata_2021-02.head999.csv",
+                DATA / "yellow_tripdata_2021-03.head999.csv",
+            ]
             build_month(samples, args.rows, args.seed + 1, Path(test_file))
         model_path = str(work_dir / "model.pkl")
 
-        print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+        print(
+            f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+        )
         print(f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
-        print(f"train: {args.train_file or f'{args.rows:,} trips resampled from the yellow 2021-01 sample'}")
-        print(f"test:  {args.test_file or f'{args.rows:,} trips resampled from the yellow 2021-02/03 samples'}")
+        print(
+            f"train: {args.train_file or f'{args.rows:,} trips resampled from the yellow 2021-01 sample'}"
+        )
+        print(
+            f"test:  {args.test_file or f'{args.rows:,} trips resampled from the yellow 2021-02/03 samples'}"
+        )
         baseline = measure("baseline", train_file, test_file)
         train = measure("train", train_file, test_file, model_path)
         inference = measure("inference", test_file, model_path)
@@ -170,20 +205,37 @@ def main() -> None:
     speedup = baseline["seconds"] / train["seconds"]
     memory_ratio = train["peak_mb"] / baseline["peak_mb"]
     rows_per_s = inference["rows"] / inference["seconds"]
-    rmse_diff = max(abs(baseline["rmse_test"] - train["rmse_test"]), abs(baseline["rmse_train"] - train["rmse_train"]))
+    rmse_diff = max(
+        abs(baseline["rmse_test"] - train["rmse_test"]),
+        abs(baseline["rmse_train"] - train["rmse_train"]),
+    )
     print()
     print(f"{'':28}{'seconds':>10}{'peak MB':>10}{'rows/s':>14}{'RMSE train':>12}{'RMSE test':>11}")
-    for name, figures in (("course baseline (train)", baseline), ("project training", train), ("project inference", inference)):
-        rmse = f"{figures['rmse_train']:>12.4f}{figures['rmse_test']:>11.4f}" if "rmse_test" in figures else ""
+    for name, figures in (
+        ("course baseline (train)", baseline),
+        ("project training", train),
+        ("project inference", inference),
+    ):
+        rmse = (
+            f"{figures['rmse_train']:>12.4f}{figures['rmse_test']:>11.4f}"
+            if "rmse_test" in figures
+            else ""
+        )
         print(
             f"{name:28}{figures['seconds']:>10.2f}{figures['peak_mb']:>10.0f}{figures['rows'] / figures['seconds']:>14,.0f}{rmse}"
         )
     print()
-    print(f"training: {speedup:.1f}x faster than the baseline, peak memory {memory_ratio:.2f}x the baseline's")
-    print(f"inference: {rows_per_s:,.0f} trips per second ({inference['rows']:,} trips in {inference['seconds']:.2f} s)")
+    print(
+        f"training: {speedup:.1f}x faster than the baseline, peak memory {memory_ratio:.2f}x the baseline's"
+    )
+    print(
+        f"inference: {rows_per_s:,.0f} trips per second ({inference['rows']:,} trips in {inference['seconds']:.2f} s)"
+    )
     print(f"RMSE difference project vs baseline: {rmse_diff:.6f}")
-    print(f"summary train_speedup={speedup:.2f} train_memory_ratio={memory_ratio:.3f} "
-          f"inference_rows_per_s={rows_per_s:.0f} rmse_diff={rmse_diff:.6f}")  # fmt: skip
+    print(
+        f"summary train_speedup={speedup:.2f} train_memory_ratio={memory_ratio:.3f} "
+        f"inference_rows_per_s={rows_per_s:.0f} rmse_diff={rmse_diff:.6f}"
+    )
 
 
 if __name__ == "__main__":

@@ -62,7 +62,13 @@ def train(config: str, train_file: str, test_file: str) -> tuple:
     test_data = taxi.process_train_data(test_file, train_data.vectorizer)
     rmse_train = taxi.evaluate_model(model, train_data.X, train_data.y)
     rmse_test = taxi.evaluate_model(model, test_data.X, test_data.y)
-    return model, train_data.vectorizer, rmse_train, rmse_test, train_data.rows_kept + test_data.rows_kept
+    return (
+        model,
+        train_data.vectorizer,
+        rmse_train,
+        rmse_test,
+        train_data.rows_kept + test_data.rows_kept,
+    )
 
 
 def run_train(config: str, train_file: str, test_file: str, model_path: str) -> dict:
@@ -71,7 +77,13 @@ def run_train(config: str, train_file: str, test_file: str, model_path: str) -> 
     seconds = time.perf_counter() - start
     with open(model_path, "wb") as f:
         pickle.dump((model, vectorizer), f)
-    return {"seconds": seconds, "peak_mb": peak_rss_mb(), "rows": rows, "rmse_train": rmse_train, "rmse_test": rmse_test}
+    return {
+        "seconds": seconds,
+        "peak_mb": peak_rss_mb(),
+        "rows": rows,
+        "rmse_train": rmse_train,
+        "rmse_test": rmse_test,
+    }
 
 
 def run_quality(config: str, model_path: str) -> dict:
@@ -93,7 +105,9 @@ def build_green_month(rows: int, seed: int, path: Path) -> None:
 
     trips = pd.concat([pd.read_parquet(GREEN[month]) for month in ("02", "03")], ignore_index=True)
     rng = np.random.default_rng(seed)
-    trips.iloc[rng.integers(0, len(trips), rows)].reset_index(drop=True).to_parquet(path, index=False)
+    trips.iloc[rng.integers(0, len(trips), rows)].reset_index(drop=True).to_parquet(
+        path, index=False
+    )
 
 
 def main() -> None:
@@ -106,21 +120,38 @@ def main() -> None:
     figures: dict[str, dict] = {config: {} for config in CONFIGS}
     with tempfile.TemporaryDirectory(prefix="taxi-gbm-benchmark-") as work:
         train_file, test_file = str(Path(work) / "train.parquet"), str(Path(work) / "test.parquet")
-        build_month([DATA / "yellow_tripdata_2021-01.head28401.csv"], MONTH_ROWS, SEED, Path(train_file))
-        samples = [DATA / "yellow_tripdata_2021-02.head999.csv", DATA / "yellow_tripdata_2021-03.head999.csv"]
+        build_month(
+            [DATA / "yellow_tripdata_2021-01.head28401.csv"], MONTH_ROWS, SEED, Path(train_file)
+        )
+        samples = [
+            DATA / "yellow_tripdata_2021-02.head999.csv",
+            DATA / "yellow_tripdata_2021-03.head999.csv",
+        ]
         build_month(samples, MONTH_ROWS, SEED + 1, Path(test_file))
         green_file = str(Path(work) / "green.parquet")
         build_green_month(MONTH_ROWS, SEED + 2, Path(green_file))
-        print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+        print(
+            f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+        )
         print(f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
-        print(f"train/test: {MONTH_ROWS:,} trips each, resampled from the yellow 2021-01 and 2021-02/03 samples")
+        print(
+            f"train/test: {MONTH_ROWS:,} trips each, resampled from the yellow 2021-01 and 2021-02/03 samples"
+        )
         for config in CONFIGS:
             model_path = str(Path(work) / f"{config}.pkl")
-            figures[config]["train"] = measure("train", config, train_file, test_file, model_path, script=__file__)
-            figures[config]["inference"] = measure("inference", test_file, model_path, script=__file__)
+            figures[config]["train"] = measure(
+                "train", config, train_file, test_file, model_path, script=__file__
+            )
+            figures[config]["inference"] = measure(
+                "inference", test_file, model_path, script=__file__
+            )
             green_model_path = str(Path(work) / f"{config}-green.pkl")
-            figures[config]["quality"] = measure("quality", config, green_model_path, script=__file__)
-            figures[config]["green inference"] = measure("inference", green_file, green_model_path, script=__file__)
+            figures[config]["quality"] = measure(
+                "quality", config, green_model_path, script=__file__
+            )
+            figures[config]["green inference"] = measure(
+                "inference", green_file, green_model_path, script=__file__
+            )
 
     print()
     print(
@@ -128,8 +159,10 @@ def main() -> None:
     )
     for config in CONFIGS:
         t, i, q = figures[config]["train"], figures[config]["inference"], figures[config]["quality"]
-        print(f"{config:10}{t['seconds']:>9.2f}{t['peak_mb']:>10.0f}{t['rmse_test']:>12.4f}{i['seconds']:>9.2f}{i['peak_mb']:>10.0f}"
-              f"{i['rows'] / i['seconds']:>12,.0f}{q['rmse_02']:>10.4f}{q['rmse_03']:>10.4f}")  # fmt: skip
+        print(
+            f"{config:10}{t['seconds']:>9.2f}{t['peak_mb']:>10.0f}{t['rmse_test']:>12.4f}{i['seconds']:>9.2f}{i['peak_mb']:>10.0f}"
+            f"{i['rows'] / i['seconds']:>12,.0f}{q['rmse_02']:>10.4f}{q['rmse_03']:>10.4f}"
+        )
     base, new = figures["baseline"], figures["new"]
     train_speedup = base["train"]["seconds"] / new["train"]["seconds"]
     inference_speedup = base["inference"]["seconds"] / new["inference"]["seconds"]
@@ -141,11 +174,17 @@ def main() -> None:
         f"{base_green / new_green:.1f}x faster"
     )
     print()
-    print(f"training: {train_speedup:.1f}x faster than the baseline, peak {new['train']['peak_mb']:.0f} MB")
-    print(f"inference: {inference_speedup:.1f}x faster than the baseline, {rows_per_s:,.0f} trips per second")
-    print(f"summary gbm_train_speedup={train_speedup:.2f} gbm_inference_speedup={inference_speedup:.2f} "
-          f"gbm_train_peak_mb={new['train']['peak_mb']:.0f} gbm_inference_rows_per_s={rows_per_s:.0f} "
-          f"gbm_rmse_02={new['quality']['rmse_02']:.4f} gbm_rmse_03={new['quality']['rmse_03']:.4f}")  # fmt: skip
+    print(
+        f"training: {train_speedup:.1f}x faster than the baseline, peak {new['train']['peak_mb']:.0f} MB"
+    )
+    print(
+        f"inference: {inference_speedup:.1f}x faster than the baseline, {rows_per_s:,.0f} trips per second"
+    )
+    print(
+        f"summary gbm_train_speedup={train_speedup:.2f} gbm_inference_speedup={inference_speedup:.2f} "
+        f"gbm_train_peak_mb={new['train']['peak_mb']:.0f} gbm_inference_rows_per_s={rows_per_s:.0f} "
+        f"gbm_rmse_02={new['quality']['rmse_02']:.4f} gbm_rmse_03={new['quality']['rmse_03']:.4f}"
+    )
 
 
 if __name__ == "__main__":

@@ -91,7 +91,9 @@ class TripFeatureEncoder(TransformerMixin, BaseEstimator):
         base = self._base(trips)
         self.tables_ = self._fit_tables(base, np.asarray(y, dtype=np.float64))
         head = self._base(trips.iloc[:1])
-        self.feature_names_ = np.array([*self._target_free(trips.iloc[:1], head), *self._encode(head, self.tables_)])
+        self.feature_names_ = np.array(
+            [*self._target_free(trips.iloc[:1], head), *self._encode(head, self.tables_)]
+        )
         return self
 
     def transform(self, trips: pd.DataFrame) -> np.ndarray:
@@ -99,7 +101,9 @@ class TripFeatureEncoder(TransformerMixin, BaseEstimator):
         base = self._base(trips)
         return self._assemble(trips, base, self._encode(base, self.tables_))
 
-    def fit_transform(self, trips: pd.DataFrame, y: np.ndarray = None, **fit_params: object) -> np.ndarray:
+    def fit_transform(
+        self, trips: pd.DataFrame, y: np.ndarray = None, **fit_params: object
+    ) -> np.ndarray:
         """Fit on all rows, and return out-of-fold encodings for them."""
         from sklearn.model_selection import KFold
 
@@ -108,10 +112,17 @@ class TripFeatureEncoder(TransformerMixin, BaseEstimator):
             return self.transform(trips)
         base = self._base(trips)
         y = np.asarray(y, dtype=np.float64)
-        encoded = {name: np.empty(len(trips)) for name in self._encode({k: v[:1] for k, v in base.items()}, self.tables_)}
-        for fit_rows, encode_rows in KFold(self.n_splits, shuffle=True, random_state=self.random_state).split(y):
+        encoded = {
+            name: np.empty(len(trips))
+            for name in self._encode({k: v[:1] for k, v in base.items()}, self.tables_)
+        }
+        for fit_rows, encode_rows in KFold(
+            self.n_splits, shuffle=True, random_state=self.random_state
+        ).split(y):
             tables = self._fit_tables({k: v[fit_rows] for k, v in base.items()}, y[fit_rows])
-            for name, values in self._encode({k: v[encode_rows] for k, v in base.items()}, tables).items():
+            for name, values in self._encode(
+                {k: v[encode_rows] for k, v in base.items()}, tables
+            ).items():
                 encoded[name][encode_rows] = values
         return self._assemble(trips, base, encoded)
 
@@ -143,10 +154,16 @@ class TripFeatureEncoder(TransformerMixin, BaseEstimator):
         self.borough_of_ = np.zeros(N_ZONE_SLOTS, dtype=np.int64)
         self.service_of_ = np.zeros(N_ZONE_SLOTS, dtype=np.int64)
         self.borough_of_[ids[valid]] = (
-            lookup["Borough"].astype(str).map({b: i + 1 for i, b in enumerate(boroughs)}).to_numpy()[valid]
+            lookup["Borough"]
+            .astype(str)
+            .map({b: i + 1 for i, b in enumerate(boroughs)})
+            .to_numpy()[valid]
         )
         self.service_of_[ids[valid]] = (
-            lookup["service_zone"].astype(str).map({s: i + 1 for i, s in enumerate(services)}).to_numpy()[valid]
+            lookup["service_zone"]
+            .astype(str)
+            .map({s: i + 1 for i, s in enumerate(services)})
+            .to_numpy()[valid]
         )
         self.n_boroughs_ = len(boroughs) + 1
 
@@ -183,17 +200,31 @@ class TripFeatureEncoder(TransformerMixin, BaseEstimator):
         known = ~np.isnan(base["dist"])
         mean_distance = float(base["dist"][known].mean()) if known.any() else 0.0
         pickup_distance, _ = _smoothed_mean(
-            base["pu"][known], base["dist"][known], N_ZONE_SLOTS, np.full(N_ZONE_SLOTS, mean_distance), m
+            base["pu"][known],
+            base["dist"][known],
+            N_ZONE_SLOTS,
+            np.full(N_ZONE_SLOTS, mean_distance),
+            m,
         )
         tables["pair_dist"], _ = _smoothed_mean(
-            base["pair"][known], base["dist"][known], n_pairs, pickup_distance[slots // N_ZONE_SLOTS], m
+            base["pair"][known],
+            base["dist"][known],
+            n_pairs,
+            pickup_distance[slots // N_ZONE_SLOTS],
+            m,
         )
         pickup_borough, _ = _smoothed_mean(base["pb"], y, nb, np.full(nb, mean), m)
         dropoff_borough, _ = _smoothed_mean(base["db"], y, nb, np.full(nb, mean), m)
         tables["bpair"], _ = _smoothed_mean(base["bpair"], y, nb * nb, np.full(nb * nb, mean), m)
-        tables["pu"], tables["pu_n"] = _smoothed_mean(base["pu"], y, N_ZONE_SLOTS, pickup_borough[self.borough_of_], m)
-        tables["do"], tables["do_n"] = _smoothed_mean(base["do"], y, N_ZONE_SLOTS, dropoff_borough[self.borough_of_], m)
-        pair_prior = tables["bpair"][self.borough_of_[slots // N_ZONE_SLOTS] * nb + self.borough_of_[slots % N_ZONE_SLOTS]]
+        tables["pu"], tables["pu_n"] = _smoothed_mean(
+            base["pu"], y, N_ZONE_SLOTS, pickup_borough[self.borough_of_], m
+        )
+        tables["do"], tables["do_n"] = _smoothed_mean(
+            base["do"], y, N_ZONE_SLOTS, dropoff_borough[self.borough_of_], m
+        )
+        pair_prior = tables["bpair"][
+            self.borough_of_[slots // N_ZONE_SLOTS] * nb + self.borough_of_[slots % N_ZONE_SLOTS]
+        ]
         tables["pair"], tables["pair_n"] = _smoothed_mean(base["pair"], y, n_pairs, pair_prior, m)
         if self.use_trip_distance:
             # Minutes per mile of each pair, as a ratio of sums (robust to tiny distances),
@@ -204,7 +235,9 @@ class TripFeatureEncoder(TransformerMixin, BaseEstimator):
             tables["pace"] = (minutes + m * overall_pace) / (miles + m)
         return tables
 
-    def _encode(self, base: dict[str, np.ndarray], tables: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _encode(
+        self, base: dict[str, np.ndarray], tables: dict[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
         encoded = {
             "te_pu": tables["pu"][base["pu"]],
             "te_do": tables["do"][base["do"]],
@@ -219,7 +252,9 @@ class TripFeatureEncoder(TransformerMixin, BaseEstimator):
             encoded["pace_x_dist"] = tables["pace"][base["pair"]] * base["dist"]
         return encoded
 
-    def _target_free(self, trips: pd.DataFrame, base: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _target_free(
+        self, trips: pd.DataFrame, base: dict[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
         pickup_time = pd.to_datetime(trips["pickup_datetime"])
         hour = (pickup_time.dt.hour + pickup_time.dt.minute / 60.0).to_numpy(dtype=np.float64)
         day = pickup_time.dt.day_of_week.to_numpy(dtype=np.float64)
@@ -240,6 +275,8 @@ class TripFeatureEncoder(TransformerMixin, BaseEstimator):
             features["dist"] = base["dist"]
         return features
 
-    def _assemble(self, trips: pd.DataFrame, base: dict[str, np.ndarray], encoded: dict[str, np.ndarray]) -> np.ndarray:
+    def _assemble(
+        self, trips: pd.DataFrame, base: dict[str, np.ndarray], encoded: dict[str, np.ndarray]
+    ) -> np.ndarray:
         columns = {**self._target_free(trips, base), **encoded}
         return np.column_stack([columns[name] for name in self.feature_names_])

@@ -79,7 +79,12 @@ def start_servers(work: Path) -> list:
             "TAXI_SIGNING_KEY": secrets.token_hex(32),
         }
     )
-    for variable in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "TAXI_SIGNING_KEY_BLOCK", "TAXI_ALLOW_UNSIGNED"):
+    for variable in (
+        "AWS_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "TAXI_SIGNING_KEY_BLOCK",
+        "TAXI_ALLOW_UNSIGNED",
+    ):
         os.environ.pop(variable, None)
     return [prefect, s3]
 
@@ -97,8 +102,17 @@ def prepare_bucket(history: int) -> str:
     seed_bucket(DATA, store, incoming=())
     jan, feb = (store.uri(data_key("green", parse_month(m))) for m in ("2021-01", "2021-02"))
     version = training_flow(jan, feb, model_type="gbm", color="green")["model_version"]
-    record = {"input": "", "model_version": version, "rows": 0, "realized_rmse": 6.0, "drift_detected": False,
-              "drift_statistics": "computed", "features": {}, "predictions": None, "target": None}  # fmt: skip
+    record = {
+        "input": "",
+        "model_version": version,
+        "rows": 0,
+        "realized_rmse": 6.0,
+        "drift_detected": False,
+        "drift_statistics": "computed",
+        "features": {},
+        "predictions": None,
+        "target": None,
+    }
     for i in range(history):
         record["input"] = store.uri(f"incoming/history/{i:03d}/green.parquet")
         key = monitoring_record_key(f"predictions/incoming/history/{i:03d}/green/{version}.parquet")
@@ -112,12 +126,20 @@ def measure_run(prefix: str, code: Path = ROOT) -> dict:
 
     store = ObjectStore()
     store.put(f"{prefix}{SAMPLE}", (DATA / SAMPLE).read_bytes())
-    result = subprocess.run([sys.executable, "-c", RUN_ONE, prefix], capture_output=True, text=True, cwd=code, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", RUN_ONE, prefix],
+        capture_output=True,
+        text=True,
+        cwd=code,
+        check=False,
+    )
     if result.returncode != 0:
         raise RuntimeError(f"the run over {prefix} failed:\n{result.stderr[-4000:]}")
     measured = json.loads(result.stdout.strip().splitlines()[-1])
     if measured["predicted"] != 1:
-        raise RuntimeError(f"the run over {prefix} predicted {measured['predicted']} files, expected 1")
+        raise RuntimeError(
+            f"the run over {prefix} predicted {measured['predicted']} files, expected 1"
+        )
     time.sleep(2)  # the server records task runs from events, a moment after the run ends
     measured["tasks"] = task_seconds(measured["flow_run_id"])
     return measured
@@ -130,7 +152,9 @@ def task_seconds(flow_run_id: str) -> dict[str, float]:
 
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(flow_run_id)
-        during = TaskRunFilter(start_time=TaskRunFilterStartTime(after_=run.start_time, before_=run.end_time))
+        during = TaskRunFilter(
+            start_time=TaskRunFilterStartTime(after_=run.start_time, before_=run.end_time)
+        )
         seconds: dict[str, float] = defaultdict(float)
         for task_run in client.read_task_runs(task_run_filter=during):
             if task_run.start_time and task_run.end_time:
@@ -143,7 +167,11 @@ def task_seconds(flow_run_id: str) -> dict[str, float]:
 def import_seconds() -> float:
     """Cumulative seconds of `import flows.inference` by python -X importtime (stderr)."""
     result = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", "import flows.inference"], capture_output=True, text=True, cwd=ROOT, check=True
+        [sys.executable, "-X", "importtime", "-c", "import flows.inference"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
     )
     for line in result.stderr.splitlines():
         fields = [field.strip() for field in line.removeprefix("import time:").split("|")]
@@ -153,15 +181,21 @@ def import_seconds() -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--history", type=int, default=100, help="monitoring records already in the bucket")
+    parser.add_argument(
+        "--history", type=int, default=100, help="monitoring records already in the bucket"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="taxi-hourly-bench-") as work:
         servers = start_servers(Path(work))
         try:
             version = prepare_bucket(args.history)
-            print(f"model {version} (gbm), {args.history} monitoring records of history, sample {SAMPLE}")
+            print(
+                f"model {version} (gbm), {args.history} monitoring records of history, sample {SAMPLE}"
+            )
             measure_run("incoming-warmup/")  # the Prefect server's first flow run is slower
             runs = [measure_run(f"incoming-run{i}/") for i in range(1, args.runs + 1)]
         finally:
@@ -170,20 +204,39 @@ def main() -> None:
     importtimes = [import_seconds() for _ in range(args.runs)]
 
     names = sorted(
-        {name for run in runs for name in run["tasks"]}, key=lambda n: -statistics.median(r["tasks"].get(n, 0) for r in runs)
+        {name for run in runs for name in run["tasks"]},
+        key=lambda n: -statistics.median(r["tasks"].get(n, 0) for r in runs),
     )
-    print(f"{'seconds':<32}" + "".join(f"{'run ' + str(i + 1):>8}" for i in range(args.runs)) + f"{'median':>8}")
-    rows = [("imports (in the run process)", [r["imports"] for r in runs]), ("flow itself", [r["flow"] for r in runs])]
+    print(
+        f"{'seconds':<32}"
+        + "".join(f"{'run ' + str(i + 1):>8}" for i in range(args.runs))
+        + f"{'median':>8}"
+    )
+    rows = [
+        ("imports (in the run process)", [r["imports"] for r in runs]),
+        ("flow itself", [r["flow"] for r in runs]),
+    ]
     rows += [("flow itself, CPU seconds", [r["flow_cpu"] for r in runs])]
     rows += [(f"  {name}", [r["tasks"].get(name, 0.0) for r in runs]) for name in names]
     for label, values in rows:
-        print(f"{label:<32}" + "".join(f"{v:8.2f}" for v in values) + f"{statistics.median(values):8.2f}")
-    print(f"python -X importtime, import flows.inference (cumulative): {', '.join(f'{s:.2f}' for s in importtimes)} s")
-    imports, flow = statistics.median(r["imports"] for r in runs), statistics.median(r["flow"] for r in runs)
+        print(
+            f"{label:<32}"
+            + "".join(f"{v:8.2f}" for v in values)
+            + f"{statistics.median(values):8.2f}"
+        )
+    print(
+        f"python -X importtime, import flows.inference (cumulative): {', '.join(f'{s:.2f}' for s in importtimes)} s"
+    )
+    imports, flow = (
+        statistics.median(r["imports"] for r in runs),
+        statistics.median(r["flow"] for r in runs),
+    )
     flow_cpu = statistics.median(r["flow_cpu"] for r in runs)
-    print(f"summary runs={args.runs} history={args.history} imports_s={imports:.2f} flow_s={flow:.2f} flow_cpu_s={flow_cpu:.2f} "
-          f"imports_plus_flow_s={statistics.median(r['imports'] + r['flow'] for r in runs):.2f} "
-          f"importtime_s={statistics.median(importtimes):.2f}")  # fmt: skip
+    print(
+        f"summary runs={args.runs} history={args.history} imports_s={imports:.2f} flow_s={flow:.2f} flow_cpu_s={flow_cpu:.2f} "
+        f"imports_plus_flow_s={statistics.median(r['imports'] + r['flow'] for r in runs):.2f} "
+        f"importtime_s={statistics.median(importtimes):.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -105,7 +105,9 @@ SCENARIOS: dict[str, Callable[[], AbstractContextManager[str]]] = {
 def per_try_timeout(scenario: str) -> float:
     from taxi.storage.objects import S3_CONNECT_TIMEOUT, S3_READ_TIMEOUT
 
-    return {"refused": 0.0, "connect-timeout": S3_CONNECT_TIMEOUT, "hanging": S3_READ_TIMEOUT}[scenario]
+    return {"refused": 0.0, "connect-timeout": S3_CONNECT_TIMEOUT, "hanging": S3_READ_TIMEOUT}[
+        scenario
+    ]
 
 
 def measure(scenario: str) -> dict[str, object]:
@@ -118,14 +120,18 @@ def measure(scenario: str) -> dict[str, object]:
 
     tries = [0]
     boto3.setup_default_session()
-    boto3.DEFAULT_SESSION.events.register("before-send.s3", lambda **_: tries.__setitem__(0, tries[0] + 1))
+    boto3.DEFAULT_SESSION.events.register(
+        "before-send.s3", lambda **_: tries.__setitem__(0, tries[0] + 1)
+    )
     delays = Settings.from_env().io_retry_delays
     with SCENARIOS[scenario]() as endpoint:
         os.environ["AWS_ENDPOINT_URL"] = endpoint
         started = time.monotonic()
         state = inference_flow(str(SAMPLE), return_state=True)
         seconds = time.monotonic() - started
-    runs = api.task_runs(state.state_details.flow_run_id, "load-model", until=lambda r: r and r[0].state.is_final())
+    runs = api.task_runs(
+        state.state_details.flow_run_id, "load-model", until=lambda r: r and r[0].state.is_final()
+    )
     task_runs = len(delays) + 1
     bound = task_runs * (S3_ATTEMPTS * per_try_timeout(scenario) + BACKOFF_BOUND) + sum(delays)
     return {
@@ -141,8 +147,12 @@ def measure(scenario: str) -> dict[str, object]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scenarios", nargs="+", choices=list(SCENARIOS), default=["refused", "connect-timeout"])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--scenarios", nargs="+", choices=list(SCENARIOS), default=["refused", "connect-timeout"]
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="taxi-s3-outage-"))

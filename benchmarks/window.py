@@ -54,20 +54,33 @@ def run_window(model_type: str, *paths: str) -> dict:
     start = time.perf_counter()
     result = run_window_training(list(paths[:-1]), paths[-1], model_type)
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "peak_mb": peak_rss_mb(), "rows_kept": result.rows_kept,
-            "rows_trained": result.rows_trained, "rmse_train": result.rmse_train, "rmse_test": result.rmse_test}  # fmt: skip
+    return {
+        "seconds": seconds,
+        "peak_mb": peak_rss_mb(),
+        "rows_kept": result.rows_kept,
+        "rows_trained": result.rows_trained,
+        "rmse_train": result.rmse_train,
+        "rmse_test": result.rmse_test,
+    }
 
 
 def measure(model_type: str, paths: list[Path]) -> dict:
     output = subprocess.run(
-        [sys.executable, __file__, "--measure", model_type, *map(str, paths)], check=True, capture_output=True, text=True
+        [sys.executable, __file__, "--measure", model_type, *map(str, paths)],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     return json.loads(output.strip().splitlines()[-1])
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--months", type=int, default=WINDOW_MONTHS, help="training months in the window")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--months", type=int, default=WINDOW_MONTHS, help="training months in the window"
+    )
     parser.add_argument("--rows", type=int, default=MONTH_ROWS, help="trips per resampled month")
     parser.add_argument("--measure", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -75,20 +88,30 @@ def main() -> None:
         print(json.dumps(run_window(*args.measure)))
         return
 
-    print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(
+        f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
     print(f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
-    print(f"window: {args.months} training months + 1 test month of {args.rows:,} trips each, resampled")
+    print(
+        f"window: {args.months} training months + 1 test month of {args.rows:,} trips each, resampled"
+    )
     with tempfile.TemporaryDirectory(prefix="taxi-window-benchmark-") as work:
         paths = build_window(Path(work), args.months, args.rows)
         results = {model_type: measure(model_type, paths) for model_type in ("linear", "gbm")}
     print()
-    print(f"{'model':8}{'seconds':>10}{'peak MB':>10}{'trips kept':>14}{'trained on':>14}{'RMSE train':>12}{'RMSE test':>11}")
+    print(
+        f"{'model':8}{'seconds':>10}{'peak MB':>10}{'trips kept':>14}{'trained on':>14}{'RMSE train':>12}{'RMSE test':>11}"
+    )
     for name, r in results.items():
-        print(f"{name:8}{r['seconds']:>10.1f}{r['peak_mb']:>10.0f}{r['rows_kept']:>14,}{r['rows_trained']:>14,}"
-              f"{r['rmse_train']:>12.4f}{r['rmse_test']:>11.4f}")  # fmt: skip
+        print(
+            f"{name:8}{r['seconds']:>10.1f}{r['peak_mb']:>10.0f}{r['rows_kept']:>14,}{r['rows_trained']:>14,}"
+            f"{r['rmse_train']:>12.4f}{r['rmse_test']:>11.4f}"
+        )
     linear, gbm = results["linear"], results["gbm"]
-    print(f"summary window_months={args.months} linear_peak_mb={linear['peak_mb']:.0f} "
-          f"linear_seconds={linear['seconds']:.1f} gbm_peak_mb={gbm['peak_mb']:.0f} gbm_seconds={gbm['seconds']:.1f}")  # fmt: skip
+    print(
+        f"summary window_months={args.months} linear_peak_mb={linear['peak_mb']:.0f} "
+        f"linear_seconds={linear['seconds']:.1f} gbm_peak_mb={gbm['peak_mb']:.0f} gbm_seconds={gbm['seconds']:.1f}"
+    )
 
 
 if __name__ == "__main__":

@@ -49,10 +49,16 @@ def load_automations_file(path: Path = AUTOMATIONS_FILE) -> tuple[str, list[dict
     except (OSError, yaml.YAMLError) as error:
         raise AlertSetupError(f"{path}: cannot read the automations file ({error})") from error
     if not isinstance(declared, dict) or not isinstance(declared.get("notification_block"), str):
-        raise AlertSetupError(f"{path}: expected a mapping with 'notification_block' (a block name) and 'automations'")
+        raise AlertSetupError(
+            f"{path}: expected a mapping with 'notification_block' (a block name) and 'automations'"
+        )
     automations = declared.get("automations")
-    if not isinstance(automations, list) or not all(isinstance(a, dict) and a.get("name") for a in automations):
-        raise AlertSetupError(f"{path}: 'automations' must be a list of mappings, each with a 'name'")
+    if not isinstance(automations, list) or not all(
+        isinstance(a, dict) and a.get("name") for a in automations
+    ):
+        raise AlertSetupError(
+            f"{path}: 'automations' must be a list of mappings, each with a 'name'"
+        )
     names = [a["name"] for a in automations]
     if len(set(names)) != len(names):
         raise AlertSetupError(f"{path}: automation names must be unique, got {names}")
@@ -115,10 +121,14 @@ def _with_block(spec: dict[str, Any], block_id: Any) -> Automation:
     try:
         return Automation.model_validate({**spec, "actions": actions})
     except ValueError as error:
-        raise AlertSetupError(f"automation {spec.get('name')!r} in {AUTOMATIONS_FILE.name} is not valid: {error}") from error
+        raise AlertSetupError(
+            f"automation {spec.get('name')!r} in {AUTOMATIONS_FILE.name} is not valid: {error}"
+        ) from error
 
 
-async def setup_automations(webhook_url: str | None = None, path: Path = AUTOMATIONS_FILE) -> list[Automation]:
+async def setup_automations(
+    webhook_url: str | None = None, path: Path = AUTOMATIONS_FILE
+) -> list[Automation]:
     """Save the notification block (when a webhook URL is given, else from the environment)
     and create or update the automations of `path`. Returns them ([] when no notification
     target is configured at all)."""
@@ -130,10 +140,14 @@ async def setup_automations(webhook_url: str | None = None, path: Path = AUTOMAT
     else:
         block_id = await _existing_block_id(block_name)
         if block_id is None:
-            print(f"alerts not set up: set {WEBHOOK_URL_ENV} (see docs/monitoring.md) and re-run the setup")
+            print(
+                f"alerts not set up: set {WEBHOOK_URL_ENV} (see docs/monitoring.md) and re-run the setup"
+            )
             return []
     applied = await apply_automations(block_id, declared)
-    print(f"automations {', '.join(a.name for a in applied)} notify through the block {block_name!r}")
+    print(
+        f"automations {', '.join(a.name for a in applied)} notify through the block {block_name!r}"
+    )
     return applied
 
 

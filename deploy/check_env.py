@@ -46,7 +46,11 @@ def problems(settings: Settings) -> list[str]:
     if auth and not (user and colon):
         found.append(f"{PREFECT_API_AUTH_STRING_ENV} must be USER:PASSWORD")
     else:
-        found.append(_secret_problem(f"the password in {PREFECT_API_AUTH_STRING_ENV}", password if auth else None))
+        found.append(
+            _secret_problem(
+                f"the password in {PREFECT_API_AUTH_STRING_ENV}", password if auth else None
+            )
+        )
     if not settings.s3_root_user:
         found.append(f"{S3_ROOT_USER_ENV} is not set")
     found.append(_secret_problem(S3_ROOT_PASSWORD_ENV, root_password))
@@ -54,7 +58,9 @@ def problems(settings: Settings) -> list[str]:
         found.append("AWS_ACCESS_KEY_ID is not set")
     found.append(_secret_problem("AWS_SECRET_ACCESS_KEY", secret_key))
     if settings.aws_access_key_id and settings.aws_access_key_id == settings.s3_root_user:
-        found.append(f"AWS_ACCESS_KEY_ID (the flows' S3 user) must not be the root user {S3_ROOT_USER_ENV}")
+        found.append(
+            f"AWS_ACCESS_KEY_ID (the flows' S3 user) must not be the root user {S3_ROOT_USER_ENV}"
+        )
     if secret_key and secret_key == root_password:
         found.append(f"AWS_SECRET_ACCESS_KEY must differ from {S3_ROOT_PASSWORD_ENV}")
     return [problem for problem in found if problem]
@@ -64,10 +70,12 @@ def main() -> None:
     found = problems(Settings.from_env())
     if found:
         print(
-            "error: refusing to start the stack: " + "; ".join(found)
+            "error: refusing to start the stack: "
+            + "; ".join(found)
             + ". Write a .env with generated secrets: bash scripts/make-env.sh",
-            file=sys.stderr, flush=True,
-        )  # fmt: skip
+            file=sys.stderr,
+            flush=True,
+        )
         # 78: EX_CONFIG, a configuration error (restarting will not help).
         sys.exit(78)
     print("stack settings checked: no placeholder or missing secrets", flush=True)

@@ -68,22 +68,36 @@ def pool_id(pool: str) -> str:
         return str(client.read_work_pool(pool).id)
 
 
-def sweep(client: docker.DockerClient, pool_id: str, keep_failed_for: timedelta, now: datetime | None = None) -> list[str]:
+def sweep(
+    client: docker.DockerClient,
+    pool_id: str,
+    keep_failed_for: timedelta,
+    now: datetime | None = None,
+) -> list[str]:
     """Remove the stopped containers of the pool `pool_id` that are due; returns their names."""
     now = now or datetime.now(UTC)
     removed = []
-    for container in client.containers.list(all=True, filters={"label": f"{POOL_LABEL}={pool_id}"}, ignore_removed=True):
+    for container in client.containers.list(
+        all=True, filters={"label": f"{POOL_LABEL}={pool_id}"}, ignore_removed=True
+    ):
         if container.status not in STOPPED:
             continue
         stopped = stopped_at(container)
         if now - stopped >= keep_failed_for:
             due = True
-        elif now - stopped >= SUCCESS_GRACE and container.status == "exited" and container.attrs["State"]["ExitCode"] == 0:
+        elif (
+            now - stopped >= SUCCESS_GRACE
+            and container.status == "exited"
+            and container.attrs["State"]["ExitCode"] == 0
+        ):
             flow_run_id = container.labels.get(FLOW_RUN_LABEL)
             try:
                 due = run_completed(flow_run_id)
             except Exception as exc:  # noqa: BLE001 (API unreachable, auth, ...: keep it for now)
-                print(f"warning: cannot read flow run {flow_run_id} ({exc.__class__.__name__}: {exc})", flush=True)
+                print(
+                    f"warning: cannot read flow run {flow_run_id} ({exc.__class__.__name__}: {exc})",
+                    flush=True,
+                )
                 due = False
         else:
             due = False
@@ -112,7 +126,10 @@ def sweep_forever(pool: str, keep_failed_for: timedelta, every_seconds: float) -
             finally:
                 client.close()
         except Exception as exc:  # noqa: BLE001 (any failure: try again next time)
-            print(f"warning: could not sweep finished flow containers ({exc.__class__.__name__}: {exc})", flush=True)
+            print(
+                f"warning: could not sweep finished flow containers ({exc.__class__.__name__}: {exc})",
+                flush=True,
+            )
         time.sleep(every_seconds)
 
 

@@ -21,10 +21,14 @@ from taxi.storage.objects import ObjectStore, s3_client
 def main() -> None:
     settings = Settings.from_env()
     if not (settings.s3_root_user and settings.s3_root_password):
-        sys.exit(f"error: set {S3_ROOT_USER_ENV} and {S3_ROOT_PASSWORD_ENV} (the S3 server's root user)")
+        sys.exit(
+            f"error: set {S3_ROOT_USER_ENV} and {S3_ROOT_PASSWORD_ENV} (the S3 server's root user)"
+        )
     root = s3_client(settings.s3_root_user, settings.s3_root_password.get_secret_value())
     ObjectStore(bucket=settings.bucket, client=root).ensure_bucket()
-    print(f"bucket {settings.bucket!r} ready (the flows' user may read, write and list it, nothing else)")
+    print(
+        f"bucket {settings.bucket!r} ready (the flows' user may read, write and list it, nothing else)"
+    )
 
 
 if __name__ == "__main__":

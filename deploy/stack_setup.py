@@ -26,10 +26,14 @@ from taxi.settings import Settings
 GENERATED_KEY_BYTES = 32
 
 
-async def ensure_signing_key(settings: Settings, block_name: str = work_pool.SIGNING_KEY_BLOCK) -> str:
+async def ensure_signing_key(
+    settings: Settings, block_name: str = work_pool.SIGNING_KEY_BLOCK
+) -> str:
     """Make sure the Secret block `block_name` holds a signing key; says what was done."""
     if settings.signing_key is not None:
-        return f"model signing key given: deploy.work_pool saves it in the Secret block {block_name!r}"
+        return (
+            f"model signing key given: deploy.work_pool saves it in the Secret block {block_name!r}"
+        )
     try:
         existing = await Secret.aload(block_name)
     except ValueError:  # no such block yet

@@ -66,7 +66,16 @@ DEFAULT_MEM_LIMIT = "4g"
 # container_create_kwargs (cap_add, devices, pid/ipc modes, ...), networks, network_mode,
 # labels (the pool's label decides which containers deploy.worker removes), auto_remove and
 # memswap_limit (swap is off: memswap_limit equals mem_limit).
-ALLOWED_VARIABLES = ("command", "env", "name", "image", "registry_credentials", "image_pull_policy", "stream_output", "mem_limit")
+ALLOWED_VARIABLES = (
+    "command",
+    "env",
+    "name",
+    "image",
+    "registry_credentials",
+    "image_pull_policy",
+    "stream_output",
+    "mem_limit",
+)
 
 
 def image_pattern(repository: str) -> str:
@@ -91,10 +100,17 @@ def base_job_template(image_repository: str, network: str) -> dict:
     without dropping these. (The server only accepts placeholders of declared variables in
     job_configuration itself.)
     """
-    if not IMAGE_REPOSITORY.fullmatch(image_repository) or ":" in image_repository.rsplit("/", 1)[-1]:
-        raise ValueError(f"{IMAGE_ENV} must be an image name without tag, e.g. taxi-duration or ghcr.io/owner/repo")
+    if (
+        not IMAGE_REPOSITORY.fullmatch(image_repository)
+        or ":" in image_repository.rsplit("/", 1)[-1]
+    ):
+        raise ValueError(
+            f"{IMAGE_ENV} must be an image name without tag, e.g. taxi-duration or ghcr.io/owner/repo"
+        )
     if not NETWORK_NAME.fullmatch(network):
-        raise ValueError(f"{FLOW_NETWORK_ENV} must be the name of a Docker network (e.g. taxi-net or host)")
+        raise ValueError(
+            f"{FLOW_NETWORK_ENV} must be the name of a Docker network (e.g. taxi-net or host)"
+        )
     template = DockerWorker.get_default_base_job_template()
     variables = template["variables"]
     variables["properties"] = {name: variables["properties"][name] for name in ALLOWED_VARIABLES}
@@ -143,7 +159,9 @@ async def setup(pool_name: str, settings: Settings) -> None:
     for env_name, block_name in SECRET_BLOCKS.items():
         await Secret(value=secrets[env_name]).save(block_name, overwrite=True)
     if settings.signing_key is not None:
-        await Secret(value=settings.signing_key.get_secret_value()).save(SIGNING_KEY_BLOCK, overwrite=True)
+        await Secret(value=settings.signing_key.get_secret_value()).save(
+            SIGNING_KEY_BLOCK, overwrite=True
+        )
         print(f"model signing key saved in the Secret block {SIGNING_KEY_BLOCK!r}")
     async with get_client() as client:
         pool = await client.create_work_pool(
@@ -152,7 +170,8 @@ async def setup(pool_name: str, settings: Settings) -> None:
         )
     print(
         f"work pool {pool.name!r} (type {pool.type}) ready: images of {settings.image}, network {settings.flow_network}, "
-        f"memory limit {DEFAULT_MEM_LIMIT} by default; secrets in blocks " + ", ".join(SECRET_BLOCKS.values())
+        f"memory limit {DEFAULT_MEM_LIMIT} by default; secrets in blocks "
+        + ", ".join(SECRET_BLOCKS.values())
     )
 
 

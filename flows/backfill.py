@@ -66,33 +66,58 @@ def backfill_flow(
             promote=promote,
         )
         row = reports.backfill_row(as_of, result)
-        logger.info("Backfill as of %s: version %s, test RMSE %.4f", row["as_of"], row["model_version"], result["rmse_test"])
+        logger.info(
+            "Backfill as of %s: version %s, test RMSE %.4f",
+            row["as_of"],
+            row["model_version"],
+            result["rmse_test"],
+        )
         rows.append(row)
-    create_table_artifact(key="taxi-backfill", table=rows, description=f"Training replayed from {start} to {end}")
+    create_table_artifact(
+        key="taxi-backfill", table=rows, description=f"Training replayed from {start} to {end}"
+    )
     return rows
 
 
-def trigger_deployment_runs(deployment: str, dates: list[date], parameters: dict[str, Any]) -> list[str]:
+def trigger_deployment_runs(
+    deployment: str, dates: list[date], parameters: dict[str, Any]
+) -> list[str]:
     """One run of `deployment` per date, as_of set, without waiting for them: their ids."""
     runs = [
-        run_deployment(deployment, parameters={**parameters, "as_of": as_of.isoformat()}, timeout=0, as_subflow=False)
+        run_deployment(
+            deployment,
+            parameters={**parameters, "as_of": as_of.isoformat()},
+            timeout=0,
+            as_subflow=False,
+        )
         for as_of in dates
     ]
     return [str(run.id) for run in runs]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Replay training for past dates (see flows/backfill.py).")
-    parser.add_argument("--start", required=True, type=date.fromisoformat, help="first as_of date, YYYY-MM-DD")
-    parser.add_argument("--end", required=True, type=date.fromisoformat, help="last as_of date, YYYY-MM-DD")
+    parser = argparse.ArgumentParser(
+        description="Replay training for past dates (see flows/backfill.py)."
+    )
+    parser.add_argument(
+        "--start", required=True, type=date.fromisoformat, help="first as_of date, YYYY-MM-DD"
+    )
+    parser.add_argument(
+        "--end", required=True, type=date.fromisoformat, help="last as_of date, YYYY-MM-DD"
+    )
     parser.add_argument("--every-days", type=int, default=7)
     parser.add_argument("--color", default="yellow", choices=["yellow", "green"])
     parser.add_argument("--model-type", default="linear", choices=["linear", "gbm"])
     parser.add_argument("--use-trip-distance", action="store_true")
     parser.add_argument("--train-months", type=int, default=1)
     parser.add_argument("--max-train-rows", type=int, default=DEFAULT_MAX_TRAIN_ROWS)
-    parser.add_argument("--promote", action="store_true", help="let backfilled versions become latest if better")
-    parser.add_argument("--deployment", help="run through this deployment (e.g. taxi-training/taxi-training) instead")
+    parser.add_argument(
+        "--promote", action="store_true", help="let backfilled versions become latest if better"
+    )
+    parser.add_argument(
+        "--deployment",
+        help="run through this deployment (e.g. taxi-training/taxi-training) instead",
+    )
     args = parser.parse_args()
     if args.deployment:
         dates = backfill_dates(args.start, args.end, args.every_days)
@@ -104,7 +129,9 @@ def main() -> None:
             "max_train_rows": args.max_train_rows,
             "promote": args.promote,
         }
-        for as_of, run_id in zip(dates, trigger_deployment_runs(args.deployment, dates, parameters), strict=True):
+        for as_of, run_id in zip(
+            dates, trigger_deployment_runs(args.deployment, dates, parameters), strict=True
+        ):
             print(f"as_of {as_of}: flow run {run_id}")
         return
     rows = backfill_flow(

@@ -32,4 +32,6 @@ INFERENCE_TIMEOUT_SECONDS = 50 * 60
 
 ingest_flow = _ingest_flow.with_options(timeout_seconds=INGEST_TIMEOUT_SECONDS)
 training_flow = _training_flow.with_options(timeout_seconds=TRAINING_TIMEOUT_SECONDS)
-incoming_inference_flow = _incoming_inference_flow.with_options(timeout_seconds=INFERENCE_TIMEOUT_SECONDS)
+incoming_inference_flow = _incoming_inference_flow.with_options(
+    timeout_seconds=INFERENCE_TIMEOUT_SECONDS
+)

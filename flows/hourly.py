@@ -64,7 +64,9 @@ class HourlyRun:
     set_aside: Task[[IncomingFile], str]
 
     @classmethod
-    def start(cls, run: str, model_version: str, done: set[str], set_aside_after: int, retrying: Retrying) -> HourlyRun:
+    def start(
+        cls, run: str, model_version: str, done: set[str], set_aside_after: int, retrying: Retrying
+    ) -> HourlyRun:
         return cls(
             run,
             model_version,
@@ -78,7 +80,9 @@ class HourlyRun:
         )
 
 
-def predict_incoming_file(file: IncomingFile, job: HourlyRun, predict: Callable[[IncomingFile], State[str]]) -> FileOutcome:
+def predict_incoming_file(
+    file: IncomingFile, job: HourlyRun, predict: Callable[[IncomingFile], State[str]]
+) -> FileOutcome:
     """Claim `file`, predict it (`predict`: its inference_flow run, as a final state), record
     it done, and release the claim. A failure at any step from the claim on is the file's
     (`Failed`: counted, and on the job's `set_aside_after`-th failed run the file is set
@@ -98,7 +102,9 @@ def predict_incoming_file(file: IncomingFile, job: HourlyRun, predict: Callable[
             _release(job.release_claim, file, claimed.etag)
 
 
-def _predict_claimed(file: IncomingFile, job: HourlyRun, predict: Callable[[IncomingFile], State[str]]) -> FileOutcome:
+def _predict_claimed(
+    file: IncomingFile, job: HourlyRun, predict: Callable[[IncomingFile], State[str]]
+) -> FileOutcome:
     """Predict a file this run holds the claim on and record it done; or count its failure."""
     try:
         state = predict(file)
@@ -123,7 +129,9 @@ def _failed(file: IncomingFile, error: str, job: HourlyRun) -> Failed:
         if failures >= job.set_aside_after:
             moved_to = job.set_aside(file)
     except Exception as bookkeeping:  # noqa: BLE001 (the file stays and is retried next run)
-        get_run_logger().warning("Could not count or set aside the failure of %s: %s", file.key, bookkeeping)
+        get_run_logger().warning(
+            "Could not count or set aside the failure of %s: %s", file.key, bookkeeping
+        )
     return Failed(file.key, error, failures, moved_to)
 
 
@@ -141,7 +149,9 @@ def _release(release_claim: Task[[IncomingFile, str], bool], file: IncomingFile,
     try:
         release_claim(file, etag)
     except Exception as error:  # noqa: BLE001
-        get_run_logger().warning("Could not release the claim on %s (it expires by itself): %s", file.key, error)
+        get_run_logger().warning(
+            "Could not release the claim on %s (it expires by itself): %s", file.key, error
+        )
 
 
 def hourly_summary(outcomes: list[FileOutcome], model_version: str, signed: bool) -> HourlySummary:
@@ -155,20 +165,32 @@ def hourly_summary(outcomes: list[FileOutcome], model_version: str, signed: bool
         "model_version": model_version,
         "model_signed": signed,
         "files": len(outcomes),
-        "predicted": [{"input": o.input, "predictions": o.predictions} for o in outcomes if isinstance(o, Predicted)],
-        "skipped": [{"input": o.input, "reason": o.reason} for o in outcomes if isinstance(o, Skipped)],
+        "predicted": [
+            {"input": o.input, "predictions": o.predictions}
+            for o in outcomes
+            if isinstance(o, Predicted)
+        ],
+        "skipped": [
+            {"input": o.input, "reason": o.reason} for o in outcomes if isinstance(o, Skipped)
+        ],
         "failed": failed,
-        "set_aside": [{"input": f["input"], "moved_to": f["set_aside"]} for f in failed if f["set_aside"]],
+        "set_aside": [
+            {"input": f["input"], "moved_to": f["set_aside"]} for f in failed if f["set_aside"]
+        ],
         "monitoring_plot": None,
     }
 
 
-def refresh_monitoring_plot(retrying: Retrying, object_url_template: str | None) -> MonitoringPlot | None:
+def refresh_monitoring_plot(
+    retrying: Retrying, object_url_template: str | None
+) -> MonitoringPlot | None:
     """Redraw the plot of the newest monitoring records unless it was drawn less than
     taxi.monitoring.PLOT_REDRAW_INTERVAL ago, and link it; a failure here is only logged (the
     files are predicted and recorded)."""
     try:
-        plot = retrying(incoming_tasks.refresh_monitoring_plot)(unless_newer_than=monitoring.PLOT_REDRAW_INTERVAL)
+        plot = retrying(incoming_tasks.refresh_monitoring_plot)(
+            unless_newer_than=monitoring.PLOT_REDRAW_INTERVAL
+        )
     except Exception as error:  # noqa: BLE001
         get_run_logger().warning("Could not refresh the monitoring plot: %s", error)
         return None
@@ -198,7 +220,9 @@ class IncomingFilesFailed(RuntimeError):  # noqa: N818 (a public name since 0.1)
             else "will be retried next run"
         )
         files = summary["files"]
-        super().__init__(f"{len(failed)} of {files} incoming file(s) failed and {retried}: {listed}{more}")
+        super().__init__(
+            f"{len(failed)} of {files} incoming file(s) failed and {retried}: {listed}{more}"
+        )
 
 
 def end_run(summary: HourlySummary, set_aside_after: int) -> None:

@@ -58,7 +58,9 @@ def release_claim(file: IncomingFile, etag: str) -> bool:
 
 
 @task(name="record-done", tags=["taxi", "io", "s3"], **io_task)
-def record_done(file: IncomingFile, predictions_uri: str, model_version: str, run: str) -> DoneRecord:
+def record_done(
+    file: IncomingFile, predictions_uri: str, model_version: str, run: str
+) -> DoneRecord:
     return incoming.record_done(ObjectStore(), file, predictions_uri, model_version, run)
 
 
@@ -76,7 +78,9 @@ def clear_failures(file: IncomingFile) -> None:
 def set_aside(file: IncomingFile) -> str:
     objects = ObjectStore()
     target = incoming.set_aside(objects, file)
-    get_run_logger().warning("Set %s aside as %s: it failed too many runs", objects.uri(file.key), objects.uri(target))
+    get_run_logger().warning(
+        "Set %s aside as %s: it failed too many runs", objects.uri(file.key), objects.uri(target)
+    )
     return objects.uri(target)
 
 
@@ -95,14 +99,23 @@ def refresh_monitoring_plot(
     if drawn and datetime.now(UTC) - drawn[0] < unless_newer_than:
         drawn_at = drawn[0].isoformat(timespec="seconds")
         return {"uri": uri, "redrawn": False, "drawn_at": drawn_at, "records": None}
-    listed = [item for item in objects.list_objects(MONITORING_PREFIX) if is_monitoring_record(item["Key"])]
+    listed = [
+        item
+        for item in objects.list_objects(MONITORING_PREFIX)
+        if is_monitoring_record(item["Key"])
+    ]
     listed = sorted(listed, key=lambda item: (item["LastModified"], item["Key"]))[-newest:]
     records = []
     for item in listed:
         try:
             records.append(json.loads(objects.get(item["Key"])))
-        except (NotFoundError, ValueError) as error:  # removed meanwhile, or not a record: leave it out
-            get_run_logger().warning("Left %s out of the monitoring plot: %s", objects.uri(item["Key"]), error)
+        except (
+            NotFoundError,
+            ValueError,
+        ) as error:  # removed meanwhile, or not a record: leave it out
+            get_run_logger().warning(
+                "Left %s out of the monitoring plot: %s", objects.uri(item["Key"]), error
+            )
     if not records:
         return None
     objects.put_verified(MONITORING_PLOT_KEY, monitoring_plot.monitoring_plot(records), "image/png")

@@ -41,7 +41,9 @@ _run_model: ContextVar[LoadedModel | None] = ContextVar("taxi_run_model", defaul
 
 
 @flow(name="taxi-inference", version=policy.VERSION, log_prints=True)
-def inference_flow(input_path: str, model_version: str = "latest", output_name: str | None = None) -> str:
+def inference_flow(
+    input_path: str, model_version: str = "latest", output_name: str | None = None
+) -> str:
     """Predict the duration of every trip of one TLC trip file and store the predictions as one
     parquet object, predictions/<output_name>/<version>.parquet, with a monitoring record.
 
@@ -56,28 +58,40 @@ def inference_flow(input_path: str, model_version: str = "latest", output_name: 
     settings = Settings.from_env()
     policy.check_sources(settings, input_path)
     signed = policy.model_signing(settings)  # no signing key (and no opt-out): fail before any work
-    thresholds = monitoring.drift_thresholds(settings.drift_thresholds)  # a bad setting fails before any work
+    thresholds = monitoring.drift_thresholds(
+        settings.drift_thresholds
+    )  # a bad setting fails before any work
     retrying = policy.io_retries(settings)
     loaded = _model(model_version, retrying)
     processed = process_inference_data_flow(input_path, loaded.vectorizer)
     unknown = loaded.vectorizer.unknown_counts(processed.trips)
     if any(unknown.values()):
-        logger.warning("Values not seen in training (predicted with the model's fallback for unknowns): %s", unknown)
+        logger.warning(
+            "Values not seen in training (predicted with the model's fallback for unknowns): %s",
+            unknown,
+        )
     result = predict_processed(processed, loaded.model, tasks.step_runner(settings))
     rows, version = len(result.predictions), loaded.version
     uri = retrying(tasks.write_predictions)(result.predictions, input_path, version, output_name)
     # Inference keeps every trip in input order, so processed.trips is the input as loaded
     # (categories encoded, which the monitoring encodes the same way).
-    record = tasks.monitor_batch(loaded.reference, processed.trips, result.predicted_minutes, input_path, version, thresholds)
+    record = tasks.monitor_batch(
+        loaded.reference, processed.trips, result.predicted_minutes, input_path, version, thresholds
+    )
     publish_monitoring_record(record, uri, retrying)
     template = settings.object_url_template
     create_link_artifact(
-        key="taxi-predictions", link=browser_url(uri, template), link_text=uri, description=f"Predictions for `{input_path}`"
+        key="taxi-predictions",
+        link=browser_url(uri, template),
+        link_text=uri,
+        description=f"Predictions for `{input_path}`",
     )
     model_type = loaded.manifest.get("model_type", "linear")
     create_markdown_artifact(
         key="taxi-inference-report",
-        markdown=reports.inference_report(input_path, uri, version, model_type, rows, unknown, template, signed),
+        markdown=reports.inference_report(
+            input_path, uri, version, model_type, rows, unknown, template, signed
+        ),
         description=f"{rows:,} trips predicted with model {version}",
     )
     logger.info("Predicted %d trips from %s with model %s -> %s", rows, input_path, version, uri)
@@ -89,7 +103,9 @@ def _model(model_version: str, retrying: Retrying) -> LoadedModel:
     this version, else loaded and verified now."""
     lent = _run_model.get()
     if lent is not None and lent.version == model_version:
-        get_run_logger().info("Model version %s as loaded and verified by the hourly run", lent.version)
+        get_run_logger().info(
+            "Model version %s as loaded and verified by the hourly run", lent.version
+        )
         return lent
     return retrying(tasks.load_model)(model_version)
 
@@ -104,29 +120,42 @@ def _lending(loaded: LoadedModel) -> Iterator[None]:
         _run_model.reset(token)
 
 
-def publish_monitoring_record(record: MonitoringRecord, predictions_uri: str, retrying: Retrying) -> str:
+def publish_monitoring_record(
+    record: MonitoringRecord, predictions_uri: str, retrying: Retrying
+) -> str:
     """Store the batch's monitoring record next to its predictions, show it as a table
     artifact, and emit taxi.drift.detected when a statistic is over its threshold."""
     logger = get_run_logger()
     record_uri = retrying(tasks.write_monitoring_record)(record, predictions_uri)
     if record["drift_statistics"] != "computed":
         version = record["model_version"]
-        logger.warning("Model version %s has no reference statistics: no drift statistics for this batch", version)
+        logger.warning(
+            "Model version %s has no reference statistics: no drift statistics for this batch",
+            version,
+        )
     create_table_artifact(
         key="taxi-monitoring",
         table=reports.monitoring_table(record),
         description=reports.monitoring_description(record, record_uri),
     )
     if record["drift_detected"]:
-        logger.warning("Drift detected in %s: %s", record["input"], ", ".join(monitoring.drifted_statistics(record)))
+        logger.warning(
+            "Drift detected in %s: %s",
+            record["input"],
+            ", ".join(monitoring.drifted_statistics(record)),
+        )
         emit_event(**reports.drift_event(record, record_uri))
     verdict = reports.monitoring_verdict(record)
-    logger.info("Monitoring record %s: %s, realized RMSE %s", record_uri, verdict, record["realized_rmse"])
+    logger.info(
+        "Monitoring record %s: %s, realized RMSE %s", record_uri, verdict, record["realized_rmse"]
+    )
     return record_uri
 
 
 @flow(name="taxi-incoming-inference", version=policy.VERSION, log_prints=True)
-def incoming_inference_flow(prefix: str = DEFAULT_INCOMING_PREFIX, model_version: str = "latest") -> HourlySummary:
+def incoming_inference_flow(
+    prefix: str = DEFAULT_INCOMING_PREFIX, model_version: str = "latest"
+) -> HourlySummary:
     """Predict every file under `prefix` in the bucket that has no done-record yet.
 
     Args:
@@ -153,22 +182,35 @@ def incoming_inference_flow(prefix: str = DEFAULT_INCOMING_PREFIX, model_version
     files = retrying(incoming_tasks.list_incoming)(prefix)
     done = retrying(incoming_tasks.list_processed)(prefix)
     run = str(flow_run.get_id() or "local")
-    job = hourly.HourlyRun.start(run, loaded.version, done, settings.set_aside_after_failures, retrying)
+    job = hourly.HourlyRun.start(
+        run, loaded.version, done, settings.set_aside_after_failures, retrying
+    )
 
     def predict(file: IncomingFile) -> State[str]:
         with _lending(loaded):
             source = s3_uri(settings.bucket, file.key)
-            return inference_flow(source, loaded.version, incoming_name(file.key), return_state=True)
+            return inference_flow(
+                source, loaded.version, incoming_name(file.key), return_state=True
+            )
 
     outcomes = [hourly.predict_incoming_file(file, job, predict) for file in files]
     summary = hourly.hourly_summary(outcomes, loaded.version, signed)
     for entry in summary["failed"]:
         logger.error("Could not predict %s: %s", entry["input"], entry["error"])
-    if summary["predicted"]:  # new monitoring records: redraw the plot (nothing new, nothing to redraw)
-        summary["monitoring_plot"] = hourly.refresh_monitoring_plot(retrying, settings.object_url_template)
+    if summary[
+        "predicted"
+    ]:  # new monitoring records: redraw the plot (nothing new, nothing to redraw)
+        summary["monitoring_plot"] = hourly.refresh_monitoring_plot(
+            retrying, settings.object_url_template
+        )
     where = s3_uri(settings.bucket, prefix)
     counts = (len(summary["predicted"]), len(summary["skipped"]), len(summary["failed"]))
-    logger.info("Incoming files under %s: %d predicted, %d skipped, %d failed (model %s)", where, *counts, loaded.version)
+    logger.info(
+        "Incoming files under %s: %d predicted, %d skipped, %d failed (model %s)",
+        where,
+        *counts,
+        loaded.version,
+    )
     create_markdown_artifact(
         key="taxi-incoming-inference",
         markdown=reports.incoming_report(where, summary, settings.object_url_template),
@@ -179,11 +221,15 @@ def incoming_inference_flow(prefix: str = DEFAULT_INCOMING_PREFIX, model_version
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Run an inference flow once, outside any deployment.")
+    parser = argparse.ArgumentParser(
+        description="Run an inference flow once, outside any deployment."
+    )
     parser.add_argument("input_path", nargs="?", help="a trip file; omit with --incoming")
     parser.add_argument("--model-version", default="latest")
     parser.add_argument(
-        "--incoming", metavar="PREFIX", help=f"predict every new file under PREFIX (e.g. {DEFAULT_INCOMING_PREFIX})"
+        "--incoming",
+        metavar="PREFIX",
+        help=f"predict every new file under PREFIX (e.g. {DEFAULT_INCOMING_PREFIX})",
     )
     args = parser.parse_args()
     if args.incoming:

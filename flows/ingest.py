@@ -30,7 +30,9 @@ class IngestError(RuntimeError):
     def __init__(self, summary: IngestSummary):
         self.summary = summary
         failed = summary["failed"][0]
-        super().__init__(f"{summary['color']} {failed['month']} could not be ingested: {failed['error']}")
+        super().__init__(
+            f"{summary['color']} {failed['month']} could not be ingested: {failed['error']}"
+        )
 
 
 @task(name="list-data-months", tags=["taxi", "io", "s3"], **io_task)
@@ -57,7 +59,13 @@ def ingest_month(color: str, month: str) -> ingest.MonthResult:
     )
     logger = get_run_logger()
     if result.manifest is not None:
-        logger.info("Ingested %s %s: %s -> %s", color, month, result.detail, store.uri(result.manifest["key"]))
+        logger.info(
+            "Ingested %s %s: %s -> %s",
+            color,
+            month,
+            result.detail,
+            store.uri(result.manifest["key"]),
+        )
     else:
         logger.info("%s %s is not available yet: %s", color, month, result.detail)
     return result
@@ -66,7 +74,9 @@ def ingest_month(color: str, month: str) -> ingest.MonthResult:
 # Parameters are checked by flows.parameters, not by Prefect's validation, whose errors repeat
 # the values given.
 @flow(name="taxi-ingest", version=policy.VERSION, log_prints=True, validate_parameters=False)
-def ingest_flow(color: Literal["yellow", "green"] = "yellow", start: str | None = None, end: str | None = None) -> IngestSummary:
+def ingest_flow(
+    color: Literal["yellow", "green"] = "yellow", start: str | None = None, end: str | None = None
+) -> IngestSummary:
     """Copy the TLC's monthly `color` trip files for `start`..`end` ("YYYY-MM", both included)
     into the bucket's data/ folder, each checked against the input contract and with a data
     manifest. Without `start`: the months after the newest one already in the bucket; without
@@ -119,7 +129,9 @@ def ingest_flow(color: Literal["yellow", "green"] = "yellow", start: str | None 
             break
         manifest = result.manifest
         uri = s3_uri(settings.bucket, manifest["key"])
-        summary["ingested"].append({"month": name, "uri": uri, "rows": manifest["rows"], "bytes": manifest["bytes"]})
+        summary["ingested"].append(
+            {"month": name, "uri": uri, "rows": manifest["rows"], "bytes": manifest["bytes"]}
+        )
     logger.info(
         "%s months %s: %d ingested, %d already in the bucket, %d not available yet, %d failed",
         color,
@@ -127,7 +139,9 @@ def ingest_flow(color: Literal["yellow", "green"] = "yellow", start: str | None 
         *(len(summary[outcome]) for outcome in ("ingested", "skipped", "not_available", "failed")),
     )
     create_markdown_artifact(
-        key="taxi-ingest-report", markdown=reports.ingest_report(summary), description=f"{color} months {_span(months)}"
+        key="taxi-ingest-report",
+        markdown=reports.ingest_report(summary),
+        description=f"{color} months {_span(months)}",
     )
     if summary["failed"]:
         raise IngestError(summary)
@@ -137,13 +151,22 @@ def ingest_flow(color: Literal["yellow", "green"] = "yellow", start: str | None 
 def _span(months: list[Month]) -> str:
     if not months:
         return "(none: the bucket is up to date)"
-    return month_name(months[0]) if len(months) == 1 else f"{month_name(months[0])}..{month_name(months[-1])}"
+    return (
+        month_name(months[0])
+        if len(months) == 1
+        else f"{month_name(months[0])}..{month_name(months[-1])}"
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Copy TLC monthly trip files into the bucket, once, outside any deployment.")
+    parser = argparse.ArgumentParser(
+        description="Copy TLC monthly trip files into the bucket, once, outside any deployment."
+    )
     parser.add_argument("--color", default="yellow", help="yellow or green (default yellow)")
-    parser.add_argument("--start", help="first month, YYYY-MM (default: the month after the newest one in the bucket)")
+    parser.add_argument(
+        "--start",
+        help="first month, YYYY-MM (default: the month after the newest one in the bucket)",
+    )
     parser.add_argument("--end", help="last month, YYYY-MM (default: the current month)")
     args = parser.parse_args()
     summary = ingest_flow(args.color, args.start, args.end)

@@ -55,11 +55,15 @@ def training_parameters(
     rows = whole_number(max_train_rows, "max_train_rows")
     day = None if as_of is None else parse_as_of(as_of)
     if not isinstance(use_trip_distance, bool) or promote not in (None, True, False):
-        raise ValueError("use_trip_distance must be true or false, and promote true, false or unset")
+        raise ValueError(
+            "use_trip_distance must be true or false, and promote true, false or unset"
+        )
     if isinstance(promotion_margin, bool) or not isinstance(promotion_margin, int | float):
         raise ValueError("promotion_margin must be a number of minutes")
     if (train_path or test_path) and not (train_path and test_path):
-        raise ValueError("give both train_path and test_path, or neither (the window then comes from as_of)")
+        raise ValueError(
+            "give both train_path and test_path, or neither (the window then comes from as_of)"
+        )
     return TrainingParameters(
         train_path,
         test_path,
@@ -81,7 +85,9 @@ class IngestParameters:
     last: Month
 
 
-def ingest_parameters(color: object, start: str | None, end: str | None, today: date | None = None) -> IngestParameters:
+def ingest_parameters(
+    color: object, start: str | None, end: str | None, today: date | None = None
+) -> IngestParameters:
     """ingest_flow's parameters, checked (`today`: the current month's date, UTC)."""
     checked = check_color(color)
     first, last = requested_months(start, end, today or datetime.now(UTC).date())
@@ -111,5 +117,7 @@ def backfill_dates(start: date, end: date, every_days: int = 7) -> list[date]:
         raise ValueError("the backfill's end is before its start")
     count = (end - start).days // every_days + 1
     if count > MAX_BACKFILL_RUNS:
-        raise ValueError(f"the backfill would start {count} runs, more than {MAX_BACKFILL_RUNS}: narrow the range")
+        raise ValueError(
+            f"the backfill would start {count} runs, more than {MAX_BACKFILL_RUNS}: narrow the range"
+        )
     return [start + timedelta(days=every_days * n) for n in range(count)]

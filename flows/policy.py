@@ -135,7 +135,9 @@ def signing_key(settings: Settings | None = None) -> bytes | None:
 
     value = Secret.load(settings.signing_key_block).get()
     if not isinstance(value, str) or not value:
-        raise ValueError(f"the Secret block {settings.signing_key_block!r} must hold a non-empty string (the signing key)")
+        raise ValueError(
+            f"the Secret block {settings.signing_key_block!r} must hold a non-empty string (the signing key)"
+        )
     return value.encode()
 
 

@@ -19,11 +19,15 @@ def process_train_data_flow(source: str, vectorizer: Vectorizer | None = None) -
     """Load, compute the target, drop outliers, encode, and build features (fitting the
     vectorizer when none is given)."""
     return_freed_memory_to_the_os()
-    return steps.process(source, vectorizer, steps.TRAIN_STEPS, tasks.step_runner(Settings.from_env()))
+    return steps.process(
+        source, vectorizer, steps.TRAIN_STEPS, tasks.step_runner(Settings.from_env())
+    )
 
 
 @flow(name="process-inference-data", version=policy.VERSION, validate_parameters=False)
 def process_inference_data_flow(source: str, vectorizer: Vectorizer) -> ProcessedData:
     """Load, encode and build features with a fitted vectorizer; no target, no filtering."""
     return_freed_memory_to_the_os()
-    return steps.process(source, vectorizer, steps.INFERENCE_STEPS, tasks.step_runner(Settings.from_env()))
+    return steps.process(
+        source, vectorizer, steps.INFERENCE_STEPS, tasks.step_runner(Settings.from_env())
+    )

@@ -98,7 +98,10 @@ MONITORED_FIGURES = (
 def monitoring_table(record: MonitoringRecord) -> TableRows:
     """A batch record as the rows of a table (a Prefect table artifact): the batch's figures,
     then one row per drift statistic with its value, threshold and verdict."""
-    rows: TableRows = [{"item": name, "value": record[name], "threshold": "", "drift": ""} for name in MONITORED_FIGURES]
+    rows: TableRows = [
+        {"item": name, "value": record[name], "threshold": "", "drift": ""}
+        for name in MONITORED_FIGURES
+    ]
     for name, statistic in statistics_by_name(record).items():
         if statistic:
             rows.append(
@@ -228,7 +231,9 @@ def _rmse_row(model: str, version: str, train: float | None, test: float | None)
     return {"model": model, "version": version, "rmse_train": rounded, "rmse_test": round(test, 4)}
 
 
-def training_report(result: TrainingSummary, details: ManifestDetails, object_url_template: str | None = None) -> str:
+def training_report(
+    result: TrainingSummary, details: ManifestDetails, object_url_template: str | None = None
+) -> str:
     """The run's markdown artifact: what was used, how it scored, what was decided, where it is."""
     test, sample = details["test_data"], details["training_sample"]
     train_rows = "\n".join(
@@ -254,9 +259,7 @@ def training_report(result: TrainingSummary, details: ManifestDetails, object_ur
     verdict = promoted if result["promoted"] else kept
     distance = " with planned trip distance" if details["use_trip_distance"] else ""
     new_model = f"new: {details['model_type']}{distance}, {len(details['features'])} features"
-    test_row = (
-        f"| test | `{test['uri']}` | {test['rows_read']:,} | {test['rows_read'] - test['rows_used']:,} | {test['rows_used']:,} |"
-    )
+    test_row = f"| test | `{test['uri']}` | {test['rows_read']:,} | {test['rows_read'] - test['rows_used']:,} | {test['rows_used']:,} |"
     new_row = f"| {new_model} | `{result['model_version']}` | {result['rmse_train']:.4f} | {result['rmse_test']:.4f} |"
 
     def link(uri: str) -> str:
@@ -323,11 +326,15 @@ def ingest_report(summary: IngestSummary) -> str:
         "|---|---|---|",
     ]
     for i in summary["ingested"]:
-        lines.append(f"| {i['month']} | ingested | {i['rows']:,} trips, {i['bytes']:,} bytes: `{i['uri']}` |")
+        lines.append(
+            f"| {i['month']} | ingested | {i['rows']:,} trips, {i['bytes']:,} bytes: `{i['uri']}` |"
+        )
     lines += [f"| {s['month']} | skipped | {s['reason']} |" for s in summary["skipped"]]
     for n in summary["not_available"]:
         lines.append(f"| {n['month']} | not available yet | {table_cell(n['reason'])} |")
     for f in summary["failed"]:
         lines.append(f"| {f['month']} | **failed** | {table_cell(f['error'])} |")
-    lines += [f"| {m} | not attempted | an earlier month failed |" for m in summary["not_attempted"]]
+    lines += [
+        f"| {m} | not attempted | an earlier month failed |" for m in summary["not_attempted"]
+    ]
     return "\n".join(lines) + "\n"

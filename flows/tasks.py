@@ -80,14 +80,23 @@ def encode_categorical_columns(trips: pd.DataFrame) -> pd.DataFrame:
 
 
 @task(name="extract-x-y", tags=["taxi"], **pure_task)
-def extract_x_y(trips: pd.DataFrame, vectorizer: Vectorizer | None = None) -> tuple[FeatureMatrix, np.ndarray | None, Vectorizer]:
+def extract_x_y(
+    trips: pd.DataFrame, vectorizer: Vectorizer | None = None
+) -> tuple[FeatureMatrix, np.ndarray | None, Vectorizer]:
     return taxi.extract_x_y(trips, vectorizer)
 
 
 @task(name="train-model", tags=["taxi", "ml"], **pure_task)
-def train_model(X: FeatureMatrix, y: np.ndarray, model_type: str = "linear", vectorizer: Vectorizer | None = None) -> Model:
+def train_model(
+    X: FeatureMatrix,
+    y: np.ndarray,
+    model_type: str = "linear",
+    vectorizer: Vectorizer | None = None,
+) -> Model:
     model = taxi.train_model(X, y, model_type, vectorizer)
-    get_run_logger().info("Trained %s on %d trips x %d features", type(model).__name__, X.shape[0], X.shape[1])
+    get_run_logger().info(
+        "Trained %s on %d trips x %d features", type(model).__name__, X.shape[0], X.shape[1]
+    )
     return model
 
 
@@ -138,7 +147,9 @@ def plan_training_window(color: str, as_of: date, train_months: int) -> WindowPl
     listed = ", ".join(month_name(m) for m in sorted(present)) or "none"
     get_run_logger().info("%s months in the bucket: %s", color, listed)
     today = datetime.now(UTC).date()
-    return plan_window(as_of, today, color, present, train_months, lambda m: objects.uri(data_key(color, m)))
+    return plan_window(
+        as_of, today, color, present, train_months, lambda m: objects.uri(data_key(color, m))
+    )
 
 
 @task(name="evaluate-champion", tags=["taxi", "ml", "s3"], **io_task)
@@ -154,12 +165,16 @@ def evaluate_champion(test_trips: pd.DataFrame, y: np.ndarray) -> tuple[str | No
     except IntegrityError as error:
         # An altered or unsigned champion (e.g. published before signing was turned on) is
         # not a model to keep: compare with nothing, so this signed model can replace it.
-        logger.warning("The current latest model cannot be trusted, not comparing with it: %s", error)
+        logger.warning(
+            "The current latest model cannot be trusted, not comparing with it: %s", error
+        )
         return None, None
     except UnsupportedModelError as error:
         # A champion in a retired format (e.g. a gbm saved before XGBoost) cannot be scored:
         # compare with nothing, so this run's model can replace it.
-        logger.warning("The current latest model cannot be loaded, not comparing with it: %s", error)
+        logger.warning(
+            "The current latest model cannot be loaded, not comparing with it: %s", error
+        )
         return None, None
     rmse = taxi.evaluate_model(champion.model, champion.vectorizer.transform(test_trips), y)
     logger.info("Champion %s on the same test trips: RMSE %.4f", champion.version, rmse)
@@ -200,7 +215,9 @@ def save_model(
         where, sha = objects.uri(entry["key"]), entry["sha256"][:12]
         logger.info("Wrote %s (%d bytes, sha256 %s)", where, entry["bytes"], sha)
     version = manifest["version"]
-    signed = "signed" if registry.signing_key is not None else "not signed: no signing key configured"
+    signed = (
+        "signed" if registry.signing_key is not None else "not signed: no signing key configured"
+    )
     latest = objects.uri(LATEST_KEY)
     if manifest["promoted"]:
         logger.info("Published model version %s (%s); %s now points at it", version, signed, latest)
@@ -214,7 +231,12 @@ def save_model(
             champion,
         )
     else:
-        logger.info("Stored model version %s (%s) without promoting it; %s unchanged", version, signed, latest)
+        logger.info(
+            "Stored model version %s (%s) without promoting it; %s unchanged",
+            version,
+            signed,
+            latest,
+        )
     try:
         removed = registry.delete_incomplete_versions()
     except StorageError as error:
@@ -223,7 +245,9 @@ def save_model(
         logger.warning("Could not remove incomplete model versions: %s", error)
     else:
         if removed:
-            logger.info("Removed incomplete model versions left by failed training runs: %s", removed)
+            logger.info(
+                "Removed incomplete model versions left by failed training runs: %s", removed
+            )
     return manifest
 
 
@@ -242,8 +266,12 @@ def load_model(version: str) -> LoadedModel:
 
 
 @task(name="write-predictions", tags=["taxi", "io", "s3"], **io_task)
-def write_predictions(predictions: pd.DataFrame, source: str, version: str, name: str | None = None) -> str:
-    uri = taxi.storage.predictions.write_predictions(ObjectStore(), predictions, source, version, name)
+def write_predictions(
+    predictions: pd.DataFrame, source: str, version: str, name: str | None = None
+) -> str:
+    uri = taxi.storage.predictions.write_predictions(
+        ObjectStore(), predictions, source, version, name
+    )
     get_run_logger().info("Wrote %d predictions to %s", len(predictions), uri)
     return uri
 

@@ -88,7 +88,9 @@ def training_flow(
     if params.train_path and params.test_path:
         plan = WindowPlan.explicit(params.train_path, params.test_path)
     else:
-        plan = retrying(tasks.plan_training_window)(params.color, params.as_of or scheduled_date(), params.train_months)
+        plan = retrying(tasks.plan_training_window)(
+            params.color, params.as_of or scheduled_date(), params.train_months
+        )
     logger.info("Training data: %s", plan.describe())
 
     trained = run_window_training(
@@ -107,13 +109,25 @@ def training_flow(
         metrics["rmse_test"],
         metrics["rmse_test_course_baseline"],
     )
-    champion_version, champion_rmse = retrying(tasks.evaluate_champion)(trained.test.trips, trained.test.y)
+    champion_version, champion_rmse = retrying(tasks.evaluate_champion)(
+        trained.test.trips, trained.test.y
+    )
     blocked = plan.promotion_blocked(params.promote)
-    decision = decide_promotion(metrics["rmse_test"], champion_version, champion_rmse, params.promotion_margin, blocked)
+    decision = decide_promotion(
+        metrics["rmse_test"], champion_version, champion_rmse, params.promotion_margin, blocked
+    )
     verdict = "promote" if decision.promote else "keep the champion"
     logger.info("Promotion decision: %s (%s)", verdict, decision.reason)
 
-    outputs = finish_training(trained, plan, params.model_type, params.use_trip_distance, params.max_train_rows, decision, runner)
+    outputs = finish_training(
+        trained,
+        plan,
+        params.model_type,
+        params.use_trip_distance,
+        params.max_train_rows,
+        decision,
+        runner,
+    )
     manifest = retrying(tasks.save_model)(
         trained.model,
         trained.vectorizer,
@@ -123,7 +137,9 @@ def training_flow(
         outputs.attachments(),
         champion_version,
     )
-    predictions_uri = retrying(tasks.write_predictions)(outputs.test_predictions, plan.test_source, manifest["version"])
+    predictions_uri = retrying(tasks.write_predictions)(
+        outputs.test_predictions, plan.test_source, manifest["version"]
+    )
     result = _summary(trained, plan, decision, manifest, predictions_uri, settings.bucket, signed)
     version = result["model_version"]
     create_markdown_artifact(
@@ -132,9 +148,16 @@ def training_flow(
         description=f"Model version {version}",
     )
     create_table_artifact(
-        key="taxi-training-metrics", table=reports.metrics_table(result), description=f"RMSE of model version {version}"
+        key="taxi-training-metrics",
+        table=reports.metrics_table(result),
+        description=f"RMSE of model version {version}",
     )
-    logger.info("Training complete: version %s, RMSE train %.4f, test %.4f", version, result["rmse_train"], result["rmse_test"])
+    logger.info(
+        "Training complete: version %s, RMSE train %.4f, test %.4f",
+        version,
+        result["rmse_train"],
+        result["rmse_test"],
+    )
     return result
 
 
@@ -187,18 +210,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description="Run the training flow once, outside any deployment: on two files, or on the moving window."
     )
-    parser.add_argument("train_path", nargs="?", help="file to train on (omit both files to use the window)")
+    parser.add_argument(
+        "train_path", nargs="?", help="file to train on (omit both files to use the window)"
+    )
     parser.add_argument("test_path", nargs="?", help="file to test on")
     parser.add_argument("--model-type", default="linear", choices=["linear", "gbm"])
     parser.add_argument("--use-trip-distance", action="store_true")
     parser.add_argument("--promotion-margin", type=float, default=0.0)
     parser.add_argument("--color", default="yellow", choices=["yellow", "green"])
-    parser.add_argument("--as-of", type=date.fromisoformat, help="window date, YYYY-MM-DD (default: today)")
+    parser.add_argument(
+        "--as-of", type=date.fromisoformat, help="window date, YYYY-MM-DD (default: today)"
+    )
     parser.add_argument("--train-months", type=int, default=1)
     parser.add_argument("--max-train-rows", type=int, default=DEFAULT_MAX_TRAIN_ROWS)
     promote = parser.add_mutually_exclusive_group()
-    promote.add_argument("--promote", dest="promote", action="store_const", const=True, help="promote even a backfill")
-    promote.add_argument("--no-promote", dest="promote", action="store_const", const=False, help="never promote")
+    promote.add_argument(
+        "--promote",
+        dest="promote",
+        action="store_const",
+        const=True,
+        help="promote even a backfill",
+    )
+    promote.add_argument(
+        "--no-promote", dest="promote", action="store_const", const=False, help="never promote"
+    )
     args = parser.parse_args()
     result = training_flow(
         args.train_path,

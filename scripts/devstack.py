@@ -61,7 +61,11 @@ def free_port() -> int:
 
 
 def wait_until(
-    check: Callable[[], object], what: str, timeout: float, process: subprocess.Popen | None = None, log_path: Path | None = None
+    check: Callable[[], object],
+    what: str,
+    timeout: float,
+    process: subprocess.Popen | None = None,
+    log_path: Path | None = None,
 ) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -121,15 +125,22 @@ def start_s3_server(
         "admin.port.grpc": free_port(),
     }
     command = [
-        weed_binary(), "mini", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-        "-master.telemetry=false", "-webdav=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
+        weed_binary(),
+        "mini",
+        f"-dir={data_dir}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        "-master.telemetry=false",
+        "-webdav=false",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
         # Each bucket takes a volume of its own on its first write; by default weed allows
         # one per GiB of free disk, which a test session with a bucket per test can exhaust
         # on a full disk ("No writable volumes"). Volumes are sparse files: allow plenty.
         f"-volume.max={MAX_VOLUMES}",
         *(f"-{flag}={port}" for flag, port in ports.items()),
         *([f"-s3.config={s3_config}"] if s3_config else []),
-    ]  # fmt: skip
+    ]
     # weed enforces S3 auth only when these are set at start.
     env = {**os.environ, "AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key}
     log_path = data_dir.parent / "s3.log"
@@ -144,7 +155,15 @@ def start_prefect_server(home: Path, port: int | None = None, detach: bool = Fal
     port = port or free_port()
     env = {**os.environ, **prefect_server_env(home)}
     env.pop("PREFECT_API_URL", None)
-    command = [str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    command = [
+        str(Path(sys.executable).parent / "prefect"),
+        "server",
+        "start",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     log_path = home / "server.log"
     process = _spawn(command, env, log_path, detach)
     url = f"http://127.0.0.1:{port}"
@@ -160,13 +179,20 @@ def prefect_server_env(home: Path) -> dict[str, str]:
     }
 
 
-def _spawn(command: list[str], env: dict[str, str], log_path: Path, detach: bool, cwd: Path | None = None) -> subprocess.Popen:
+def _spawn(
+    command: list[str], env: dict[str, str], log_path: Path, detach: bool, cwd: Path | None = None
+) -> subprocess.Popen:
     log = open(log_path, "ab")
     # Detached servers outlive the script that starts them (the quickstart leaves them running).
     return subprocess.Popen(
-        command, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        cwd=cwd, start_new_session=detach,
-    )  # fmt: skip
+        command,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        cwd=cwd,
+        start_new_session=detach,
+    )
 
 
 def stop_process(pid: int, timeout: float = 30) -> None:
@@ -206,7 +232,10 @@ def _credentials(state: Path) -> dict[str, str]:
     path = state / "credentials.json"
     credentials = json.loads(path.read_text()) if path.exists() else {}
     if not credentials:
-        credentials = {"access_key": "taxi-" + secrets.token_hex(4), "secret_key": secrets.token_urlsafe(24)}
+        credentials = {
+            "access_key": "taxi-" + secrets.token_hex(4),
+            "secret_key": secrets.token_urlsafe(24),
+        }
     if "signing_key" not in credentials:
         credentials["signing_key"] = secrets.token_urlsafe(32)
         path.write_text(json.dumps(credentials))
@@ -222,7 +251,12 @@ def start(state: Path = STATE_DIR) -> None:
         if port_open(S3_PORT):
             raise SystemExit(f"port {S3_PORT} is taken by another program: stop it first")
         s3 = start_s3_server(
-            state / "s3", credentials["access_key"], credentials["secret_key"], S3_PORT, S3_CONSOLE_PORT, detach=True
+            state / "s3",
+            credentials["access_key"],
+            credentials["secret_key"],
+            S3_PORT,
+            S3_CONSOLE_PORT,
+            detach=True,
         )
         pids["s3"] = s3.process.pid
     if not (pids.get("prefect") and _alive(pids["prefect"])):
@@ -246,7 +280,9 @@ def start(state: Path = STATE_DIR) -> None:
     (state / "env.sh").write_text("".join(f"export {k}='{v}'\n" for k, v in env.items()))
     (state / "env.sh").chmod(0o600)
     print(f"Prefect UI:  http://127.0.0.1:{PREFECT_PORT}")
-    print(f"S3 endpoint: http://127.0.0.1:{S3_PORT}  (file browser: http://127.0.0.1:{S3_CONSOLE_PORT})")
+    print(
+        f"S3 endpoint: http://127.0.0.1:{S3_PORT}  (file browser: http://127.0.0.1:{S3_CONSOLE_PORT})"
+    )
     print(f"Settings:    source {state / 'env.sh'}")
 
 
@@ -272,7 +308,9 @@ def _read_pids(state: Path) -> dict[str, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("command", choices=["start", "stop", "status"])
     args = parser.parse_args()
     {"start": start, "stop": stop, "status": status}[args.command]()

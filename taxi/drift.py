@@ -29,7 +29,9 @@ def histogram(values: np.ndarray, edges: Sequence[float]) -> list[int]:
     return [int(n) for n in counts] + [int((~finite).sum())]
 
 
-def compare_categorical(summary: CategoricalReference, keys: pd.Series, threshold: float) -> DriftStatistic:
+def compare_categorical(
+    summary: CategoricalReference, keys: pd.Series, threshold: float
+) -> DriftStatistic:
     """A batch's category keys against the reference's counts (unseen keys count as "other")."""
     categories = list(summary["counts"])
     expected = np.array([*summary["counts"].values(), summary["other"]], dtype=np.float64)
@@ -39,10 +41,14 @@ def compare_categorical(summary: CategoricalReference, keys: pd.Series, threshol
     return _statistic(expected, observed, threshold)
 
 
-def compare_numeric(summary: NumericReference, values: np.ndarray, threshold: float) -> DriftStatistic:
+def compare_numeric(
+    summary: NumericReference, values: np.ndarray, threshold: float
+) -> DriftStatistic:
     """A batch's values against the reference's histogram, on the reference's bin edges."""
     expected = np.asarray(summary["counts"], dtype=np.float64)
-    observed = np.asarray(histogram(np.asarray(values, dtype=np.float64), summary["edges"]), dtype=np.float64)
+    observed = np.asarray(
+        histogram(np.asarray(values, dtype=np.float64), summary["edges"]), dtype=np.float64
+    )
     return _statistic(expected, observed, threshold)
 
 

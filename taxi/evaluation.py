@@ -48,23 +48,36 @@ def decide_promotion(
     if margin < 0:
         raise ValueError(f"the promotion margin must be >= 0 minutes, got {margin}")
     if blocked:
-        return PromotionDecision(False, f"not promoted: {blocked}", challenger_rmse, champion_version, champion_rmse, margin)
+        return PromotionDecision(
+            False,
+            f"not promoted: {blocked}",
+            challenger_rmse,
+            champion_version,
+            champion_rmse,
+            margin,
+        )
     if champion_version is None or champion_rmse is None:
-        return PromotionDecision(True, "no model is published yet", challenger_rmse, None, None, margin)
+        return PromotionDecision(
+            True, "no model is published yet", challenger_rmse, None, None, margin
+        )
     improvement = champion_rmse - challenger_rmse
     if improvement > margin:
-        reason = (
-            f"test RMSE {challenger_rmse:.4f} beats the champion's {champion_rmse:.4f} by {improvement:.4f} > margin {margin:g}"
+        reason = f"test RMSE {challenger_rmse:.4f} beats the champion's {champion_rmse:.4f} by {improvement:.4f} > margin {margin:g}"
+        return PromotionDecision(
+            True, reason, challenger_rmse, champion_version, champion_rmse, margin
         )
-        return PromotionDecision(True, reason, challenger_rmse, champion_version, champion_rmse, margin)
     reason = (
         f"test RMSE {challenger_rmse:.4f} does not beat the champion's {champion_rmse:.4f} "
         f"by more than the margin {margin:g}: kept {champion_version} as latest"
     )
-    return PromotionDecision(False, reason, challenger_rmse, champion_version, champion_rmse, margin)
+    return PromotionDecision(
+        False, reason, challenger_rmse, champion_version, champion_rmse, margin
+    )
 
 
-def evaluation_plot(test_trips: pd.DataFrame, y_true: np.ndarray, y_pred: np.ndarray, title: str) -> bytes:
+def evaluation_plot(
+    test_trips: pd.DataFrame, y_true: np.ndarray, y_pred: np.ndarray, title: str
+) -> bytes:
     """PNG: predicted against actual minutes, and RMSE by pickup hour."""
     import matplotlib
 
@@ -72,14 +85,28 @@ def evaluation_plot(test_trips: pd.DataFrame, y_true: np.ndarray, y_pred: np.nda
     import matplotlib.pyplot as plt
 
     figure, (scatter, by_hour) = plt.subplots(1, 2, figsize=(11, 4.5), dpi=100)
-    scatter.hexbin(y_true, y_pred, gridsize=60, extent=(0, 60, 0, 60), bins="log", cmap="viridis", mincnt=1)
+    scatter.hexbin(
+        y_true, y_pred, gridsize=60, extent=(0, 60, 0, 60), bins="log", cmap="viridis", mincnt=1
+    )
     scatter.plot([0, 60], [0, 60], color="white", linewidth=1, linestyle="--")
-    scatter.set(xlabel="actual minutes", ylabel="predicted minutes", title="Predicted vs actual (test trips)")
+    scatter.set(
+        xlabel="actual minutes",
+        ylabel="predicted minutes",
+        title="Predicted vs actual (test trips)",
+    )
     hours = pd.to_datetime(test_trips[PICKUP]).dt.hour.to_numpy()
     squared = (np.asarray(y_pred) - np.asarray(y_true)) ** 2
-    rmse_by_hour = np.sqrt(np.bincount(hours, weights=squared, minlength=24) / np.maximum(np.bincount(hours, minlength=24), 1))
+    rmse_by_hour = np.sqrt(
+        np.bincount(hours, weights=squared, minlength=24)
+        / np.maximum(np.bincount(hours, minlength=24), 1)
+    )
     by_hour.bar(np.arange(24), rmse_by_hour, color="#4c72b0")
-    by_hour.set(xlabel="pickup hour", ylabel="RMSE (minutes)", title="Error by pickup hour", xticks=range(0, 24, 3))
+    by_hour.set(
+        xlabel="pickup hour",
+        ylabel="RMSE (minutes)",
+        title="Error by pickup hour",
+        xticks=range(0, 24, 3),
+    )
     figure.suptitle(title)
     figure.tight_layout()
     buffer = io.BytesIO()

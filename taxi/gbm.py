@@ -56,7 +56,12 @@ MAX_FIT_ROWS = 200_000
 class GbmRegressor:
     """Gradient-boosted trees predicting trip minutes from `TripFeatureEncoder` features."""
 
-    def __init__(self, n_trees: int | None = None, max_fit_rows: int = MAX_FIT_ROWS, params: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        n_trees: int | None = None,
+        max_fit_rows: int = MAX_FIT_ROWS,
+        params: dict[str, Any] | None = None,
+    ):
         self.n_trees = n_trees  # None: TABULATED_TREES or GBM_TREES, whichever way it is fitted
         self.max_fit_rows = max_fit_rows
         self.params = None if params is None else dict(params)
@@ -68,11 +73,17 @@ class GbmRegressor:
         interaction groups, the trees are fitted within them and tabulated (taxi.gbm_tables)."""
         X, y = np.asarray(X, dtype=np.float32), np.asarray(y, dtype=np.float32)
         if X.ndim != 2 or len(X) != len(y) or len(y) == 0:
-            raise ValueError(f"need a 2-D feature matrix with one row per target, got {X.shape} and {y.shape}")
+            raise ValueError(
+                f"need a 2-D feature matrix with one row per target, got {X.shape} and {y.shape}"
+            )
         groups = encoder.interaction_groups() if hasattr(encoder, "interaction_groups") else None
         params = dict(self.params or (TABULATED_PARAMS if groups else GBM_PARAMS))
         if len(y) > self.max_fit_rows:
-            rows = np.sort(np.random.default_rng(int(params.get("seed", 0))).choice(len(y), self.max_fit_rows, replace=False))
+            rows = np.sort(
+                np.random.default_rng(int(params.get("seed", 0))).choice(
+                    len(y), self.max_fit_rows, replace=False
+                )
+            )
             X, y = X[rows], y[rows]
         self.n_fit_rows_ = len(y)
         n_trees = self.n_trees or (TABULATED_TREES if groups else GBM_TREES)
@@ -86,7 +97,12 @@ class GbmRegressor:
         record: dict[str, Any] = {}
         params["eval_metric"] = "rmse"
         self.booster_ = xgb.train(
-            params, data, num_boost_round=n_trees, evals=[(data, "fit")], evals_result=record, verbose_eval=False
+            params,
+            data,
+            num_boost_round=n_trees,
+            evals=[(data, "fit")],
+            evals_result=record,
+            verbose_eval=False,
         )
         self.fit_rmse_ = float(record["fit"]["rmse"][-1])
         self.n_features_in_ = X.shape[1]
@@ -101,7 +117,9 @@ class GbmRegressor:
             raise ValueError("GbmRegressor is not fitted yet: call fit first")
         X = np.asarray(X, dtype=np.float32)
         if X.ndim != 2 or X.shape[1] != self.n_features_in_:
-            raise ValueError(f"expected {self.n_features_in_} features, got an array of shape {X.shape}")
+            raise ValueError(
+                f"expected {self.n_features_in_} features, got an array of shape {X.shape}"
+            )
         if self.tables_ is not None:
             return self.tables_.predict(self.booster_, X)
         return np.asarray(self.booster_.inplace_predict(X), dtype=np.float64)
@@ -109,14 +127,18 @@ class GbmRegressor:
     def __getstate__(self) -> dict[str, Any]:
         state = {key: value for key, value in self.__dict__.items() if key != "booster_"}
         state["format"] = GBM_FORMAT
-        state["model"] = None if self.booster_ is None else bytes(self.booster_.save_raw(raw_format="ubj"))
+        state["model"] = (
+            None if self.booster_ is None else bytes(self.booster_.save_raw(raw_format="ubj"))
+        )
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state = dict(state)
         saved_format, model = state.pop("format", None), state.pop("model", None)
         if saved_format != GBM_FORMAT:
-            raise ValueError(f"gbm model in format {saved_format!r}, this code reads {GBM_FORMAT!r}: retrain the model")
+            raise ValueError(
+                f"gbm model in format {saved_format!r}, this code reads {GBM_FORMAT!r}: retrain the model"
+            )
         self.__dict__.update(state)
         self.__dict__.setdefault("tables_", None)  # saved before tabulation
         self.booster_ = None

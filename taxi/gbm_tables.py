@@ -78,8 +78,13 @@ class ForestTables:
         learner = model["learner"]
         self.base_score = float(str(learner["learner_model_param"]["base_score"]).strip("[]"))
         forest = learner["gradient_booster"]["model"]
-        masks = [sum(1 << self.feature_names.index(name) for name in group.features) for group in self.groups]
-        leaf_groups = [_leaf_groups(tree, masks, number) for number, tree in enumerate(forest["trees"])]
+        masks = [
+            sum(1 << self.feature_names.index(name) for name in group.features)
+            for group in self.groups
+        ]
+        leaf_groups = [
+            _leaf_groups(tree, masks, number) for number, tree in enumerate(forest["trees"])
+        ]
         # One booster per group: the trees with leaves in the group, every other leaf set to 0,
         # so that XGBoost's own predictor sums the group's leaves (fast, multi-threaded).
         self.group_models: list[bytes] = []
@@ -95,17 +100,25 @@ class ForestTables:
                 "trees": trees,
                 "tree_info": [0] * len(trees),
                 "iteration_indptr": list(range(len(trees) + 1)),
-                "gbtree_model_param": {**forest["gbtree_model_param"], "num_trees": str(len(trees))},
+                "gbtree_model_param": {
+                    **forest["gbtree_model_param"],
+                    "num_trees": str(len(trees)),
+                },
             }
             model_of_group = {
                 **model,
-                "learner": {**learner, "gradient_booster": {**learner["gradient_booster"], "model": forest_of_group}},
+                "learner": {
+                    **learner,
+                    "gradient_booster": {**learner["gradient_booster"], "model": forest_of_group},
+                },
             }
             masked = xgb.Booster(model_file=bytearray(json.dumps(model_of_group).encode()))
             self.group_models.append(bytes(masked.save_raw(raw_format="ubj")))
         # Filled entries, by group: sorted keys and their sums. Dense arrays are built from
         # them on first use and not pickled, nor are the group boosters.
-        self.filled: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros(0, np.int32), np.zeros(0, np.float32)) for _ in self.groups]
+        self.filled: list[tuple[np.ndarray, np.ndarray]] = [
+            (np.zeros(0, np.int32), np.zeros(0, np.float32)) for _ in self.groups
+        ]
         self._dense: list[np.ndarray] | None = None
         self._boosters: list[Any] | None = None
 
@@ -122,7 +135,9 @@ class ForestTables:
         missing = [np.isnan(group_sums) & valid for group_sums in sums]
         new = self._evaluate_new_keys(X, keys, missing)
         for group, (new_keys, new_sums) in new.items():
-            sums[group][missing[group]] = new_sums[np.searchsorted(new_keys, keys[group][missing[group]])]
+            sums[group][missing[group]] = new_sums[
+                np.searchsorted(new_keys, keys[group][missing[group]])
+            ]
         total = np.full(len(X), self.base_score)
         for group_sums in sums:
             total += group_sums
@@ -146,7 +161,10 @@ class ForestTables:
         for group, (new_keys, new_sums) in new.items():
             old_keys, old_sums = self.filled[group]
             merged_keys, first = np.unique(np.concatenate([new_keys, old_keys]), return_index=True)
-            self.filled[group] = (merged_keys, np.concatenate([new_sums, old_sums])[first].astype(np.float32))
+            self.filled[group] = (
+                merged_keys,
+                np.concatenate([new_sums, old_sums])[first].astype(np.float32),
+            )
         self._dense = None
 
     def keys(self, X: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
@@ -158,7 +176,9 @@ class ForestTables:
             key = np.zeros(len(X), dtype=np.int32)
             stride = 1
             for column in group.keys:
-                codes, invalid = _codes(X[:, self.feature_names.index(column.feature)], column.scale, column.radix)
+                codes, invalid = _codes(
+                    X[:, self.feature_names.index(column.feature)], column.scale, column.radix
+                )
                 valid &= ~invalid
                 codes *= stride
                 key += codes
@@ -182,7 +202,9 @@ class ForestTables:
         import xgboost as xgb
 
         if self._boosters is None:
-            self._boosters = [xgb.Booster(model_file=bytearray(model)) for model in self.group_models]
+            self._boosters = [
+                xgb.Booster(model_file=bytearray(model)) for model in self.group_models
+            ]
         return self._boosters[group]
 
     def _evaluate_new_keys(
@@ -204,7 +226,12 @@ class ForestTables:
             return True
         rows = np.unique(np.linspace(0, len(X) - 1, min(len(X), _CHECK_ROWS)).astype(np.int64))
         walked = np.asarray(booster.inplace_predict(X[rows]), dtype=np.float64)
-        return bool(np.all(np.abs(walked - predicted[rows]) <= _CHECK_TOLERANCE * np.maximum(1.0, np.abs(walked))))
+        return bool(
+            np.all(
+                np.abs(walked - predicted[rows])
+                <= _CHECK_TOLERANCE * np.maximum(1.0, np.abs(walked))
+            )
+        )
 
 
 def _codes(values: np.ndarray, scale: float, radix: int) -> tuple[np.ndarray, np.ndarray]:
@@ -231,6 +258,8 @@ def _leaf_groups(tree: dict[str, Any], masks: list[int], number: int) -> np.ndar
         if left[node] == -1:
             group = next((g for g, mask in enumerate(masks) if paths[node] & ~mask == 0), None)
             if group is None:
-                raise ValueError(f"tree {number} has a leaf whose path crosses interaction groups: cannot tabulate")
+                raise ValueError(
+                    f"tree {number} has a leaf whose path crosses interaction groups: cannot tabulate"
+                )
             groups[node] = group
     return groups

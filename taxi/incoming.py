@@ -103,7 +103,9 @@ class Claim(Enum):
 @dataclass(frozen=True)
 class ClaimResult:
     outcome: Claim
-    etag: str | None = None  # of the claim object this run wrote (CLAIMED): release deletes only that object
+    etag: str | None = (
+        None  # of the claim object this run wrote (CLAIMED): release deletes only that object
+    )
 
 
 class ConditionalWritesUnsupportedError(StorageError):
@@ -120,7 +122,9 @@ def check_conditional_writes(store: ObjectStore) -> bool:
     key = conditional_write_probe_key(secrets.token_hex(8))
     first = store.put_if_absent(key, b"{}")
     if first is None:
-        raise StorageError(f"{store.uri(key)} exists already: cannot check conditional writes with it")
+        raise StorageError(
+            f"{store.uri(key)} exists already: cannot check conditional writes with it"
+        )
     try:
         if store.put_if_absent(key, b"{}") is not None:
             raise ConditionalWritesUnsupportedError(
@@ -143,7 +147,9 @@ def list_incoming(store: ObjectStore, prefix: str) -> list[IncomingFile]:
     """Input files under `prefix`, sorted by key ("folder" placeholder objects left out)."""
     return sorted(
         (
-            IncomingFile(item["Key"], str(item.get("ETag", "")).strip('"'), int(item.get("Size", 0)))
+            IncomingFile(
+                item["Key"], str(item.get("ETag", "")).strip('"'), int(item.get("Size", 0))
+            )
             for item in store.list_objects(prefix)
             if not item["Key"].endswith("/")
         ),
@@ -158,13 +164,17 @@ def processed_names(store: ObjectStore, prefix: str) -> set[str]:
     return {name for name in names if name is not None}
 
 
-def claim(store: ObjectStore, file: IncomingFile, owner: str, now: datetime | None = None) -> ClaimResult:
+def claim(
+    store: ObjectStore, file: IncomingFile, owner: str, now: datetime | None = None
+) -> ClaimResult:
     """Try to take `file` for this run (`owner` names the run in the claim, for people reading
     the bucket). A storage error (a claim that cannot be read or written) is raised: the
     caller counts it as this file's failure, and no claim of another run is touched."""
     now = now or datetime.now(UTC)
     key = claim_key(file.key)
-    body = json.dumps({"input": file.key, "owner": owner, "claimed_at": now.isoformat(timespec="seconds")}).encode()
+    body = json.dumps(
+        {"input": file.key, "owner": owner, "claimed_at": now.isoformat(timespec="seconds")}
+    ).encode()
     etag = store.put_if_absent(key, body)
     if etag is None:
         etag = _take_over_if_expired(store, key, body, now)
@@ -210,7 +220,9 @@ def release(store: ObjectStore, file: IncomingFile, etag: str) -> bool:
     return store.delete_if_unchanged(key, etag)
 
 
-def record_done(store: ObjectStore, file: IncomingFile, predictions_uri: str, model_version: str, run: str) -> DoneRecord:
+def record_done(
+    store: ObjectStore, file: IncomingFile, predictions_uri: str, model_version: str, run: str
+) -> DoneRecord:
     """Write the done-record of `file`; call only once its predictions object is written."""
     record: DoneRecord = {
         "input": store.uri(file.key),
@@ -221,11 +233,15 @@ def record_done(store: ObjectStore, file: IncomingFile, predictions_uri: str, mo
         "run": run,
         "processed_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    store.put_verified(done_record_key(file.key), json.dumps(record, indent=2).encode(), "application/json")
+    store.put_verified(
+        done_record_key(file.key), json.dumps(record, indent=2).encode(), "application/json"
+    )
     return record
 
 
-def record_failure(store: ObjectStore, file: IncomingFile, error: str, run: str, now: datetime | None = None) -> int:
+def record_failure(
+    store: ObjectStore, file: IncomingFile, error: str, run: str, now: datetime | None = None
+) -> int:
     """Count one more failed run on `file` (its failure record) and return the count so far.
 
     Called by the run holding the file's claim, or by a run whose claim on it failed with an

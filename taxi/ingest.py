@@ -25,10 +25,21 @@ from pathlib import Path
 
 import taxi
 from taxi.errors import DataError, NotPublishedError
-from taxi.layout import DATA_MANIFEST_SUFFIX, data_color_prefix, data_key, data_manifest_key, parse_tlc_file_name, tlc_file_name
+from taxi.layout import (
+    DATA_MANIFEST_SUFFIX,
+    data_color_prefix,
+    data_key,
+    data_manifest_key,
+    parse_tlc_file_name,
+    tlc_file_name,
+)
 from taxi.months import Month, month_name, month_of, month_range, parse_month, shift_month
 from taxi.records import DataManifest
-from taxi.settings import DEFAULT_DOWNLOAD_DEADLINE_SECONDS, DEFAULT_DOWNLOAD_MAX_BYTES, TLC_BASE_URL_ENV
+from taxi.settings import (
+    DEFAULT_DOWNLOAD_DEADLINE_SECONDS,
+    DEFAULT_DOWNLOAD_MAX_BYTES,
+    TLC_BASE_URL_ENV,
+)
 from taxi.sources import download, load_data, public_url
 from taxi.storage.errors import IntegrityError
 from taxi.storage.objects import ObjectStore
@@ -52,7 +63,9 @@ def month_source(base_url: str, color: str, month: Month) -> str:
     if base_url.startswith(("http://", "https://")):
         return f"{base_url.rstrip('/')}/{name}"
     if "://" in base_url:
-        raise ValueError(f"{TLC_BASE_URL_ENV} must be an http:// or https:// URL or a local directory")
+        raise ValueError(
+            f"{TLC_BASE_URL_ENV} must be an http:// or https:// URL or a local directory"
+        )
     return os.path.join(base_url, name)
 
 
@@ -63,13 +76,17 @@ def months_present(store: ObjectStore, color: str) -> list[Month]:
     for key in store.list_keys(prefix):
         name = key[len(prefix) :]
         is_manifest = name.endswith(DATA_MANIFEST_SUFFIX)
-        parsed = parse_tlc_file_name(name.removesuffix(DATA_MANIFEST_SUFFIX) if is_manifest else name)
+        parsed = parse_tlc_file_name(
+            name.removesuffix(DATA_MANIFEST_SUFFIX) if is_manifest else name
+        )
         if parsed is not None and parsed[0] == color:
             (manifests if is_manifest else files).add(parsed[1])
     return sorted(files & manifests)
 
 
-def requested_months(start: str | None, end: str | None, today: date | None = None) -> tuple[Month | None, Month]:
+def requested_months(
+    start: str | None, end: str | None, today: date | None = None
+) -> tuple[Month | None, Month]:
     """The first and last month a run asked for with `start`..`end` ("YYYY-MM", both
     included): without `start` the first is None (the month after the newest one in the
     bucket), without `end` the last is the current month (UTC)."""
@@ -81,13 +98,17 @@ def requested_months(start: str | None, end: str | None, today: date | None = No
         return None, last
     first = parse_month(start, "start")
     if first < FIRST_TLC_MONTH:
-        raise ValueError(f"start must not be before {month_name(FIRST_TLC_MONTH)}, the TLC's first month")
+        raise ValueError(
+            f"start must not be before {month_name(FIRST_TLC_MONTH)}, the TLC's first month"
+        )
     if first > last:
         raise ValueError(f"start must not be after end ({month_name(last)})")
     return first, last
 
 
-def months_to_ingest(color: str, first: Month | None, last: Month, present: list[Month]) -> list[Month]:
+def months_to_ingest(
+    color: str, first: Month | None, last: Month, present: list[Month]
+) -> list[Month]:
     """The months from `first` to `last` (see requested_months). Without `first`: the months
     after the newest one in the bucket (`present`), which must then hold at least one."""
     check_color(color)
@@ -133,7 +154,10 @@ def ingest_month(
         # The TLC's file name keeps the suffix load_data reads the format from.
         try:
             fetched = download(
-                source, Path(scratch) / tlc_file_name(color, month), max_bytes=max_bytes, deadline_seconds=deadline_seconds
+                source,
+                Path(scratch) / tlc_file_name(color, month),
+                max_bytes=max_bytes,
+                deadline_seconds=deadline_seconds,
             )
         except NotPublishedError as error:
             return MonthResult(month_name(month), "not available", str(error))
@@ -158,7 +182,9 @@ def ingest_month(
         "package_version": taxi.__version__,
     }
     store.put_verified(manifest_at, json.dumps(manifest, indent=2).encode(), "application/json")
-    return MonthResult(month_name(month), "ingested", f"{rows:,} trips, {fetched.bytes:,} bytes", manifest)
+    return MonthResult(
+        month_name(month), "ingested", f"{rows:,} trips, {fetched.bytes:,} bytes", manifest
+    )
 
 
 def _check_contract(path: Path, source: str, color: str) -> tuple[int, str]:

@@ -217,7 +217,10 @@ def incoming_name(input_key: str) -> str:
         return input_key
     folders = ""
     for part in parts[:-1]:
-        if len(part.encode()) > MAX_INCOMING_NAME_PART_BYTES or len(f"{folders}{part}/".encode()) > SHORTENED_FOLDERS_BYTES:
+        if (
+            len(part.encode()) > MAX_INCOMING_NAME_PART_BYTES
+            or len(f"{folders}{part}/".encode()) > SHORTENED_FOLDERS_BYTES
+        ):
             break
         folders += part + "/"
     # Cut on a byte count, dropping a character split in two by the cut.
@@ -255,7 +258,11 @@ def set_aside_key(input_key: str) -> str:
     dropping failed/; failed/<its incoming name> when failed/<its key> would be too long (the
     run's report names both)."""
     whole = SET_ASIDE_PREFIX + input_key
-    return whole if len(whole.encode()) <= MAX_KEY_BYTES else SET_ASIDE_PREFIX + incoming_name(input_key)
+    return (
+        whole
+        if len(whole.encode()) <= MAX_KEY_BYTES
+        else SET_ASIDE_PREFIX + incoming_name(input_key)
+    )
 
 
 def conditional_write_probe_key(probe_id: str) -> str:

@@ -25,7 +25,9 @@ class SparseLinearRegression(LinearRegression):
     matrix), exactly and in a fraction of the time. Prediction is LinearRegression's own.
     """
 
-    def fit(self, X: FeatureMatrix, y: np.ndarray, sample_weight: np.ndarray | None = None) -> SparseLinearRegression:
+    def fit(
+        self, X: FeatureMatrix, y: np.ndarray, sample_weight: np.ndarray | None = None
+    ) -> SparseLinearRegression:
         if sample_weight is not None:
             raise ValueError("SparseLinearRegression does not support sample weights")
         if not self.fit_intercept:
@@ -34,11 +36,15 @@ class SparseLinearRegression(LinearRegression):
         y = np.asarray(y, dtype=np.float64)
         n_rows = X.shape[0]
         if n_rows == 0 or n_rows != y.shape[0]:
-            raise ValueError(f"need as many targets as rows and at least one row, got {n_rows} rows and {y.shape[0]} targets")
+            raise ValueError(
+                f"need as many targets as rows and at least one row, got {n_rows} rows and {y.shape[0]} targets"
+            )
 
         gram = _gram(X)
         sums = np.asarray(X.sum(axis=0)).ravel()
-        self.coef_, self.intercept_, self.rank_ = solve_normal_equations(gram, sums, X.T @ y, float(y.sum()), n_rows)
+        self.coef_, self.intercept_, self.rank_ = solve_normal_equations(
+            gram, sums, X.T @ y, float(y.sum()), n_rows
+        )
         self.n_features_in_ = X.shape[1]
         return self
 
@@ -68,13 +74,19 @@ class OneHotNormalEquations:
         """Fold in processed trips (categories already encoded as integers) and their targets."""
         y = np.asarray(y, dtype=np.float64)
         if len(trips) != y.shape[0]:
-            raise ValueError(f"need as many targets as rows, got {len(trips)} rows and {y.shape[0]} targets")
+            raise ValueError(
+                f"need as many targets as rows, got {len(trips)} rows and {y.shape[0]} targets"
+            )
         if y.size == 0:
             return
         codes = np.empty((len(trips), len(self.columns)), dtype=np.int64)
         for i, column in enumerate(self.columns):
-            distinct, inverse = np.unique(trips[column].to_numpy(dtype=np.int64), return_inverse=True)
-            codes[:, i] = np.array([self._feature(i, int(value)) for value in distinct], dtype=np.int64)[inverse]
+            distinct, inverse = np.unique(
+                trips[column].to_numpy(dtype=np.int64), return_inverse=True
+            )
+            codes[:, i] = np.array(
+                [self._feature(i, int(value)) for value in distinct], dtype=np.int64
+            )[inverse]
         self._grow()
         X = sp.csr_matrix(
             (np.ones(codes.size), codes.ravel(), np.arange(0, codes.size + 1, len(self.columns))),
@@ -92,9 +104,15 @@ class OneHotNormalEquations:
         if self.n_rows == 0:
             raise ValueError("no trips were added: nothing to fit")
         categories, order = self._sorted_features()
-        gram, sums, moment = self._gram[np.ix_(order, order)], self._sums[order], self._moment[order]
+        gram, sums, moment = (
+            self._gram[np.ix_(order, order)],
+            self._sums[order],
+            self._moment[order],
+        )
         model = SparseLinearRegression()
-        model.coef_, model.intercept_, model.rank_ = solve_normal_equations(gram, sums, moment, self.y_sum, self.n_rows)
+        model.coef_, model.intercept_, model.rank_ = solve_normal_equations(
+            gram, sums, moment, self.y_sum, self.n_rows
+        )
         model.n_features_in_ = len(order)
         return model, OneHotVectorizer.from_categories(categories, self.columns)
 
@@ -120,8 +138,17 @@ class OneHotNormalEquations:
     def _sorted_features(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Each column's categories sorted (OneHotVectorizer's order), and the index each of
         those features was gathered under."""
-        categories = {column: np.array(sorted(self._features[i]), dtype=np.int64) for i, column in enumerate(self.columns)}
-        order = np.array([self._features[i][int(value)] for i, column in enumerate(self.columns) for value in categories[column]])
+        categories = {
+            column: np.array(sorted(self._features[i]), dtype=np.int64)
+            for i, column in enumerate(self.columns)
+        }
+        order = np.array(
+            [
+                self._features[i][int(value)]
+                for i, column in enumerate(self.columns)
+                for value in categories[column]
+            ]
+        )
         return categories, order
 
     def _feature(self, column_index: int, value: int) -> int:
@@ -190,7 +217,9 @@ def _gram(X: sp.csr_matrix) -> np.ndarray:
         for i in range(per_row):
             gram[np.diag_indices(n_features)] += np.bincount(codes[:, i], minlength=n_features)
             for j in range(i + 1, per_row):
-                pairs = np.bincount(codes[:, i] * n_features + codes[:, j], minlength=n_features * n_features)
+                pairs = np.bincount(
+                    codes[:, i] * n_features + codes[:, j], minlength=n_features * n_features
+                )
                 pairs = pairs.reshape(n_features, n_features)
                 gram += pairs + pairs.T
         return gram
@@ -205,7 +234,9 @@ def check_model_type(model_type: str, use_trip_distance: bool = False) -> None:
     if model_type not in MODEL_TYPES:
         raise ValueError(f"model_type must be one of {', '.join(MODEL_TYPES)}")
     if use_trip_distance and model_type != "gbm":
-        raise ValueError("use_trip_distance applies to model_type='gbm' only (the linear model is the course's)")
+        raise ValueError(
+            "use_trip_distance applies to model_type='gbm' only (the linear model is the course's)"
+        )
 
 
 def make_vectorizer(model_type: str = "linear", use_trip_distance: bool = False) -> Vectorizer:
@@ -219,7 +250,12 @@ def make_vectorizer(model_type: str = "linear", use_trip_distance: bool = False)
     return TripFeatureEncoder(use_trip_distance=use_trip_distance, tabular=not use_trip_distance)
 
 
-def train_model(X: FeatureMatrix, y: np.ndarray, model_type: str = "linear", vectorizer: Vectorizer | None = None) -> Model:
+def train_model(
+    X: FeatureMatrix,
+    y: np.ndarray,
+    model_type: str = "linear",
+    vectorizer: Vectorizer | None = None,
+) -> Model:
     """Fit the model: the course's linear regression on one-hot features ("linear"), or
     gradient-boosted trees on the trip features ("gbm"). Given the fitted `vectorizer` that made
     X, the trees are fitted within its interaction groups and predicted from lookup tables

@@ -57,7 +57,9 @@ PLOT_RECORDS = 100
 # batches of the last few hours.
 PLOT_REDRAW_INTERVAL = timedelta(hours=6)
 # A record's `drift_statistics` for a model version stored without reference statistics.
-NO_REFERENCE = "unavailable: the model version has no reference statistics (published before monitoring)"
+NO_REFERENCE = (
+    "unavailable: the model version has no reference statistics (published before monitoring)"
+)
 
 CATEGORICAL_FEATURES = (
     "pickup_hour",
@@ -91,11 +93,17 @@ def reference_statistics(
     if trips.empty:
         raise ValueError("reference statistics need at least one trip")
     if TARGET_COLUMN not in trips:
-        raise ValueError(f"reference statistics need the training trips with their target column {TARGET_COLUMN!r}")
+        raise ValueError(
+            f"reference statistics need the training trips with their target column {TARGET_COLUMN!r}"
+        )
     values = _monitored_values(trips)
-    features: dict[str, FeatureReference] = {name: _categorical_reference(values[name]) for name in CATEGORICAL_FEATURES}
+    features: dict[str, FeatureReference] = {
+        name: _categorical_reference(values[name]) for name in CATEGORICAL_FEATURES
+    }
     if include_trip_distance:
-        features[TRIP_DISTANCE] = _numeric_reference(trips[TRIP_DISTANCE].to_numpy(dtype=np.float64))
+        features[TRIP_DISTANCE] = _numeric_reference(
+            trips[TRIP_DISTANCE].to_numpy(dtype=np.float64)
+        )
     return {
         "format": REFERENCE_FORMAT,
         "statistic": STATISTIC,
@@ -147,11 +155,15 @@ def batch_record(
     limits = drift_thresholds(thresholds)
     predictions = _aligned(predictions, trips_raw, "predictions")
     if reference is not None and reference.get("format") != REFERENCE_FORMAT:
-        raise ValueError(f"reference statistics of format {reference.get('format')!r}, expected {REFERENCE_FORMAT}")
+        raise ValueError(
+            f"reference statistics of format {reference.get('format')!r}, expected {REFERENCE_FORMAT}"
+        )
     trips = trips_raw.reset_index(drop=True)
     realized = _realized_positions(trips)
     actual = compute_target(trips.iloc[realized])[TARGET_COLUMN].to_numpy(dtype=np.float64)
-    realized_rmse = float(root_mean_squared_error(actual, predictions[realized])) if realized.size else None
+    realized_rmse = (
+        float(root_mean_squared_error(actual, predictions[realized])) if realized.size else None
+    )
     record: MonitoringRecord = {
         "input": input,
         "model_version": model_version,
@@ -176,10 +188,16 @@ def batch_record(
         if summary["kind"] == "categorical":
             features[name] = compare_categorical(summary, values[name], limits[name])
         else:
-            features[name] = compare_numeric(summary, trips[name].to_numpy(dtype=np.float64), limits[name])
+            features[name] = compare_numeric(
+                summary, trips[name].to_numpy(dtype=np.float64), limits[name]
+            )
     seen_zones = [set(reference["features"][name]["counts"]) for name in ZONE_FEATURES]
-    unknown_zone = ~values["pickup_zone"].isin(seen_zones[0]) | ~values["dropoff_zone"].isin(seen_zones[1])
-    target_drift = compare_numeric(reference["target"], actual, limits["target"]) if realized.size else None
+    unknown_zone = ~values["pickup_zone"].isin(seen_zones[0]) | ~values["dropoff_zone"].isin(
+        seen_zones[1]
+    )
+    target_drift = (
+        compare_numeric(reference["target"], actual, limits["target"]) if realized.size else None
+    )
     prediction_drift = compare_numeric(reference["predictions"], predictions, limits["predictions"])
     statistics = [*features.values(), prediction_drift, *([target_drift] if target_drift else [])]
     record.update(
@@ -195,12 +213,20 @@ def batch_record(
 def drifted_statistics(record: MonitoringRecord) -> list[str]:
     """Names of the statistics over their threshold in a batch record ("predictions" and
     "target" for the prediction and target drift)."""
-    return [name for name, statistic in statistics_by_name(record).items() if statistic and statistic["drift"]]
+    return [
+        name
+        for name, statistic in statistics_by_name(record).items()
+        if statistic and statistic["drift"]
+    ]
 
 
 def statistics_by_name(record: MonitoringRecord) -> dict[str, DriftStatistic | None]:
     """Every drift statistic of a batch record by its threshold name (None: not computed)."""
-    return {**record["features"], "predictions": record.get("prediction_drift"), "target": record.get("target_drift")}
+    return {
+        **record["features"],
+        "predictions": record.get("prediction_drift"),
+        "target": record.get("target_drift"),
+    }
 
 
 def drift_thresholds(overrides: Mapping[str, float] | None = None) -> dict[str, float]:
@@ -213,9 +239,13 @@ def drift_thresholds(overrides: Mapping[str, float] | None = None) -> dict[str, 
         limits = dict.fromkeys(limits, overrides.pop(ALL_STATISTICS))
     for name, value in {**limits, **overrides}.items():
         if name not in limits:
-            raise ValueError(f"unknown drift statistic {name!r} in thresholds; known: {sorted(limits)} or {ALL_STATISTICS!r}")
+            raise ValueError(
+                f"unknown drift statistic {name!r} in thresholds; known: {sorted(limits)} or {ALL_STATISTICS!r}"
+            )
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value <= 1:
-            raise ValueError(f"the threshold of {name!r} must be a number in (0, 1] (a Jensen-Shannon distance), got {value!r}")
+            raise ValueError(
+                f"the threshold of {name!r} must be a number in (0, 1] (a Jensen-Shannon distance), got {value!r}"
+            )
         limits[name] = float(value)
     return limits
 
@@ -259,5 +289,7 @@ def _borough_of_zone() -> dict[int, str]:
 def _aligned(predictions: np.ndarray, trips: pd.DataFrame, what: str) -> np.ndarray:
     values = np.asarray(predictions, dtype=np.float64).ravel()
     if values.size != len(trips):
-        raise ValueError(f"{what}: {values.size} values for {len(trips)} trips; give one per trip, in order")
+        raise ValueError(
+            f"{what}: {values.size} values for {len(trips)} trips; give one per trip, in order"
+        )
     return values

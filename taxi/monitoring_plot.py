@@ -36,10 +36,14 @@ def monitoring_plot(records: Sequence[MonitoringRecord]) -> bytes:
             continue
         drift.plot(positions, series, marker=".", label=name, linewidth=1)
     for threshold in sorted({_threshold(r, n) for r in records for n in names} - {None}):
-        drift.axhline(threshold, color="red", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
+        drift.axhline(
+            threshold, color="red", linestyle="--", linewidth=1, label=f"threshold {threshold:g}"
+        )
     flagged = [i for i, r in enumerate(records) if r.get("drift_detected")]
     if flagged:
-        drift.scatter(flagged, [0] * len(flagged), marker="^", color="red", zorder=3, label="drift detected")
+        drift.scatter(
+            flagged, [0] * len(flagged), marker="^", color="red", zorder=3, label="drift detected"
+        )
     drift.set(ylabel="Jensen-Shannon distance", title="Drift against the model's training trips")
     drift.set_xticks(positions, labels, rotation=30, ha="right", fontsize=8)
     if drift.get_legend_handles_labels()[0]:  # records without drift statistics plot none

@@ -172,7 +172,12 @@ def run_window_training(
         del trips
     baseline, baseline_vectorizer = linear.fit()
     if sample is None:
-        model, vectorizer, rows_trained, rmse_train = baseline, baseline_vectorizer, linear.n_rows, linear.rmse(baseline)
+        model, vectorizer, rows_trained, rmse_train = (
+            baseline,
+            baseline_vectorizer,
+            linear.n_rows,
+            linear.rmse(baseline),
+        )
     else:
         trips = sample.rows
         y = trips[TARGET_COLUMN].to_numpy(dtype=np.float64)
@@ -191,7 +196,9 @@ def run_window_training(
         rows_trained=rows_trained,
         rmse_train=rmse_train,
         rmse_test=evaluate_model(model, test.X, test.y),
-        rmse_test_course_baseline=evaluate_model(baseline, baseline_vectorizer.transform(test.trips), test.y),
+        rmse_test_course_baseline=evaluate_model(
+            baseline, baseline_vectorizer.transform(test.trips), test.y
+        ),
         reference_trips=reference.rows,
     )
 
@@ -239,7 +246,9 @@ def finish_training(
     test_minutes = run(predict, trained.model, test.X)
     title = f"{model_type} model, test data {plan.test_source}"
     plot = evaluation_plot(test.trips, test.y, test_minutes, title)
-    details = manifest_details(trained, plan, model_type, use_trip_distance, max_train_rows, promotion)
+    details = manifest_details(
+        trained, plan, model_type, use_trip_distance, max_train_rows, promotion
+    )
     # Monitoring reference (taxi.monitoring): a uniform sample of the window's training trips
     # and the model's predictions on them, stored in the version like its other objects
     # (manifest, sha256, signature); each inference batch is compared with it.
@@ -265,8 +274,16 @@ def manifest_details(
         "model_format": MODEL_FORMATS[model_type],
         "use_trip_distance": use_trip_distance,
         "features": [str(name) for name in trained.vectorizer.get_feature_names_out()],
-        "train_data": {"uri": train_uri, "rows_read": trained.rows_read, "rows_used": trained.rows_kept},
-        "test_data": {"uri": plan.test_source, "rows_read": test.rows_read, "rows_used": test.rows_kept},
+        "train_data": {
+            "uri": train_uri,
+            "rows_read": trained.rows_read,
+            "rows_used": trained.rows_kept,
+        },
+        "test_data": {
+            "uri": plan.test_source,
+            "rows_read": test.rows_read,
+            "rows_used": test.rows_kept,
+        },
         "window": plan.as_dict(),
         "training_sample": {
             "rows_trained": trained.rows_trained,
@@ -295,7 +312,9 @@ class InferenceResult:
         return self.processed.vectorizer.unknown_counts(self.processed.trips)
 
 
-def predict_processed(processed: ProcessedData, model: Model, run: StepRunner = call_directly) -> InferenceResult:
+def predict_processed(
+    processed: ProcessedData, model: Model, run: StepRunner = call_directly
+) -> InferenceResult:
     """Predict processed trips (predicting through `run`) and frame the predictions."""
     minutes = run(predict, model, processed.X)
     return InferenceResult(processed, minutes, predictions_frame(processed, minutes))
@@ -310,7 +329,9 @@ def predict_trips(
 ) -> InferenceResult:
     """Predict the duration of trips already in memory (as taxi.load_data returns them), each
     processing step through `run`; `source` names them in errors."""
-    return predict_processed(process_trips(trips, source, vectorizer, INFERENCE_STEPS, run), model, run)
+    return predict_processed(
+        process_trips(trips, source, vectorizer, INFERENCE_STEPS, run), model, run
+    )
 
 
 def run_inference(source: str, model: Model, vectorizer: Vectorizer) -> pd.DataFrame:

@@ -29,7 +29,11 @@ class UniformRowSample:
         keys = np.random.default_rng([self.seed, self._batches]).random(len(frame))
         self._batches += 1
         self.rows_seen += len(frame)
-        rows = frame.reset_index(drop=True) if self._rows is None else pd.concat([self._rows, frame], ignore_index=True)
+        rows = (
+            frame.reset_index(drop=True)
+            if self._rows is None
+            else pd.concat([self._rows, frame], ignore_index=True)
+        )
         keys = np.concatenate([self._keys, keys])
         if len(rows) > self.size:
             keep = np.sort(np.argpartition(keys, self.size - 1)[: self.size])

@@ -24,7 +24,9 @@ from taxi.storage.objects import ObjectStore, sha256_hex
 DEFAULT_INCOMING = ("green_tripdata_2021-03.parquet",)
 
 
-def seed_bucket(data_dir: Path, store: ObjectStore | None = None, incoming: tuple[str, ...] = DEFAULT_INCOMING) -> list[str]:
+def seed_bucket(
+    data_dir: Path, store: ObjectStore | None = None, incoming: tuple[str, ...] = DEFAULT_INCOMING
+) -> list[str]:
     """Ingest every TLC monthly file of `data_dir` into data/<color>/, and put the files named
     in `incoming` under incoming/ as well; returns the s3:// URIs of the files now in the
     bucket. The bucket defaults to TAXI_BUCKET."""
@@ -32,10 +34,14 @@ def seed_bucket(data_dir: Path, store: ObjectStore | None = None, incoming: tupl
     names = sorted(p.name for p in Path(data_dir).iterdir() if p.is_file())
     months = sorted(parsed for name in names if (parsed := parse_tlc_file_name(name)) is not None)
     if not months:
-        raise FileNotFoundError(f"no TLC monthly files (<color>_tripdata_YYYY-MM.parquet) in {data_dir}")
+        raise FileNotFoundError(
+            f"no TLC monthly files (<color>_tripdata_YYYY-MM.parquet) in {data_dir}"
+        )
     missing = sorted(set(incoming) - set(names))
     if missing:
-        raise FileNotFoundError(f"{missing} not in {data_dir}: nothing to put under {INCOMING_PREFIX}")
+        raise FileNotFoundError(
+            f"{missing} not in {data_dir}: nothing to put under {INCOMING_PREFIX}"
+        )
     store.ensure_bucket()
     present = {color: months_present(store, color) for color in {color for color, _ in months}}
     uris = []
@@ -59,12 +65,16 @@ def _put_unless_identical(store: ObjectStore, key: str, body: bytes) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data-dir", type=Path, default=Path("data"))
     parser.add_argument(
-        "--incoming", action="append", metavar="FILE",
+        "--incoming",
+        action="append",
+        metavar="FILE",
         help=f"a file of --data-dir to also put under {INCOMING_PREFIX} (repeatable; default {DEFAULT_INCOMING[0]})",
-    )  # fmt: skip
+    )
     args = parser.parse_args()
     for uri in seed_bucket(args.data_dir, incoming=tuple(args.incoming or DEFAULT_INCOMING)):
         print(uri)

@@ -16,7 +16,13 @@ import pandas as pd
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
-from taxi.config import CATEGORICAL_COLUMNS, MAX_DURATION_MINUTES, MIN_DURATION_MINUTES, MISSING_CATEGORY, TARGET_COLUMN
+from taxi.config import (
+    CATEGORICAL_COLUMNS,
+    MAX_DURATION_MINUTES,
+    MIN_DURATION_MINUTES,
+    MISSING_CATEGORY,
+    TARGET_COLUMN,
+)
 from taxi.errors import DataError
 from taxi.features import FeatureMatrix, OneHotVectorizer, Vectorizer
 from taxi.sources import load_data
@@ -35,14 +41,18 @@ def compute_target(trips: pd.DataFrame) -> pd.DataFrame:
 
 
 def filter_outliers(
-    trips: pd.DataFrame, min_minutes: float = MIN_DURATION_MINUTES, max_minutes: float = MAX_DURATION_MINUTES
+    trips: pd.DataFrame,
+    min_minutes: float = MIN_DURATION_MINUTES,
+    max_minutes: float = MAX_DURATION_MINUTES,
 ) -> pd.DataFrame:
     """Keep trips with min_minutes <= duration <= max_minutes (both inclusive)."""
     duration = trips[TARGET_COLUMN]
     return trips.loc[(duration >= min_minutes) & (duration <= max_minutes)]
 
 
-def encode_categorical_columns(trips: pd.DataFrame, columns: tuple[str, ...] = CATEGORICAL_COLUMNS) -> pd.DataFrame:
+def encode_categorical_columns(
+    trips: pd.DataFrame, columns: tuple[str, ...] = CATEGORICAL_COLUMNS
+) -> pd.DataFrame:
     """Category columns as integers, missing values as -1 (the course's fillna(-1).astype(int))."""
     encoded = {}
     for column in columns:
@@ -56,7 +66,9 @@ def encode_categorical_columns(trips: pd.DataFrame, columns: tuple[str, ...] = C
     return trips.assign(**encoded)
 
 
-def extract_x_y(trips: pd.DataFrame, vectorizer: Vectorizer | None = None) -> tuple[FeatureMatrix, np.ndarray | None, Vectorizer]:
+def extract_x_y(
+    trips: pd.DataFrame, vectorizer: Vectorizer | None = None
+) -> tuple[FeatureMatrix, np.ndarray | None, Vectorizer]:
     """Feature matrix, target (None when the trips have none) and the vectorizer.
 
     A fitted vectorizer only transforms. An unfitted one (or None, meaning the course's
@@ -127,7 +139,9 @@ def ensure_trips_left(kept: pd.DataFrame, rows_read: int, source: str) -> None:
         )
 
 
-def apply_steps(source: str, steps: tuple[TripStep, ...], run: StepRunner = call_directly) -> tuple[pd.DataFrame, int]:
+def apply_steps(
+    source: str, steps: tuple[TripStep, ...], run: StepRunner = call_directly
+) -> tuple[pd.DataFrame, int]:
     """Load `source` and apply `steps` in order, each through `run`: the trips and how many were read."""
     trips = run(load_data, source)
     rows_read = len(trips)
@@ -139,7 +153,10 @@ def apply_steps(source: str, steps: tuple[TripStep, ...], run: StepRunner = call
 
 
 def process(
-    source: str, vectorizer: Vectorizer | None, steps: tuple[TripStep, ...], run: StepRunner = call_directly
+    source: str,
+    vectorizer: Vectorizer | None,
+    steps: tuple[TripStep, ...],
+    run: StepRunner = call_directly,
 ) -> ProcessedData:
     """Load `source`, apply `steps` in order, and extract features (fitting an unfitted
     vectorizer on these trips): each through `run`."""

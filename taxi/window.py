@@ -33,7 +33,9 @@ class TrainingWindow:
         return f"train {', '.join(month_name(m) for m in self.train)}; test {month_name(self.test)}"
 
 
-def training_window(as_of: date, months_present: Iterable[Month], train_months: int = 1) -> TrainingWindow:
+def training_window(
+    as_of: date, months_present: Iterable[Month], train_months: int = 1
+) -> TrainingWindow:
     """The test month and the training months for a run as of `as_of` (see the module doc)."""
     if isinstance(train_months, bool) or not isinstance(train_months, int) or train_months < 1:
         raise ValueError("train_months must be a whole number of at least 1")
@@ -77,7 +79,11 @@ class WindowPlan:
     @property
     def is_backfill(self) -> bool:
         """A window older than today's: its model must not replace today's unless asked."""
-        return self.test_month is not None and self.current_test_month is not None and self.test_month < self.current_test_month
+        return (
+            self.test_month is not None
+            and self.current_test_month is not None
+            and self.test_month < self.current_test_month
+        )
 
     def promotion_blocked(self, promote: bool | None) -> str | None:
         """Why this run must not promote its model (None: promote if it beats the champion)."""
@@ -111,7 +117,12 @@ class WindowPlan:
 
 
 def plan_window(
-    as_of: date, today: date, color: str, months_present: Iterable[Month], train_months: int, source: Callable[[Month], str]
+    as_of: date,
+    today: date,
+    color: str,
+    months_present: Iterable[Month],
+    train_months: int,
+    source: Callable[[Month], str],
 ) -> WindowPlan:
     """The plan of a window run as of `as_of`, with each month's source given by `source`."""
     present = set(months_present)

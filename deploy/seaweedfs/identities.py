@@ -27,13 +27,22 @@ import sys
 # includes deleting objects and multipart uploads).
 FLOW_ACTIONS = ("Read", "Write", "List")
 ROOT_ACTIONS = ("Admin", "Read", "Write", "List", "Tagging")
-VARIABLES = ("TAXI_S3_ROOT_USER", "TAXI_S3_ROOT_PASSWORD", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+VARIABLES = (
+    "TAXI_S3_ROOT_USER",
+    "TAXI_S3_ROOT_PASSWORD",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+)
 
 
-def identities(root_user: str, root_password: str, flows_key: str, flows_secret: str, bucket: str) -> dict:
+def identities(
+    root_user: str, root_password: str, flows_key: str, flows_secret: str, bucket: str
+) -> dict:
     """The `-s3.config` document: the root user (admin) and the flows' user (one bucket)."""
     if flows_key == root_user:
-        raise ValueError("the flows' S3 key (AWS_ACCESS_KEY_ID) must differ from the root user (TAXI_S3_ROOT_USER)")
+        raise ValueError(
+            "the flows' S3 key (AWS_ACCESS_KEY_ID) must differ from the root user (TAXI_S3_ROOT_USER)"
+        )
     return {
         "identities": [
             {
@@ -71,7 +80,10 @@ def main(argv: list[str]) -> None:
     except ValueError as error:
         sys.exit(f"error: {error}")
     write_config(path, config)
-    print(f"S3 users: root (admin) and the flows' user ({', '.join(FLOW_ACTIONS)} on bucket {bucket!r} only)", flush=True)
+    print(
+        f"S3 users: root (admin) and the flows' user ({', '.join(FLOW_ACTIONS)} on bucket {bucket!r} only)",
+        flush=True,
+    )
     os.execvp(command[0], command)
 
 

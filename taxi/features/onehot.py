@@ -31,21 +31,28 @@ class OneHotVectorizer(TransformerMixin, BaseEstimator):
 
     def fit(self, trips: pd.DataFrame, y: object = None) -> OneHotVectorizer:
         self._check_columns(trips)
-        self._set_categories({col: _distinct(trips[col].to_numpy(dtype=np.int64)) for col in self.columns})
+        self._set_categories(
+            {col: _distinct(trips[col].to_numpy(dtype=np.int64)) for col in self.columns}
+        )
         return self
 
     @classmethod
-    def from_categories(cls, categories: dict[str, np.ndarray], columns: Sequence[str]) -> OneHotVectorizer:
+    def from_categories(
+        cls, categories: dict[str, np.ndarray], columns: Sequence[str]
+    ) -> OneHotVectorizer:
         """A vectorizer fitted to known categories (sorted distinct integers per column), as `fit`
         on trips holding exactly those values would be."""
         vectorizer = cls(columns)
-        vectorizer._set_categories({col: np.asarray(categories[col], dtype=np.int64) for col in columns})
+        vectorizer._set_categories(
+            {col: np.asarray(categories[col], dtype=np.int64) for col in columns}
+        )
         return vectorizer
 
     def _set_categories(self, categories: dict[str, np.ndarray]) -> None:
         self.categories_ = categories
         self.feature_names_ = np.array(
-            [f"{col}={value}" for col in self.columns for value in self.categories_[col]], dtype=object
+            [f"{col}={value}" for col in self.columns for value in self.categories_[col]],
+            dtype=object,
         )
         self.n_features_ = len(self.feature_names_)
 
@@ -62,9 +69,13 @@ class OneHotVectorizer(TransformerMixin, BaseEstimator):
         else:
             # Values never seen in training get no column, as with DictVectorizer.
             indices = codes[known]
-            indptr = np.concatenate(([0], np.cumsum(np.count_nonzero(known, axis=1), dtype=index_type)))
+            indptr = np.concatenate(
+                ([0], np.cumsum(np.count_nonzero(known, axis=1), dtype=index_type))
+            )
         data = np.ones(indices.size, dtype=np.float64)
-        return sp.csr_matrix((data, indices.astype(index_type, copy=False), indptr), shape=(n_rows, self.n_features_))
+        return sp.csr_matrix(
+            (data, indices.astype(index_type, copy=False), indptr), shape=(n_rows, self.n_features_)
+        )
 
     def unknown_counts(self, trips: pd.DataFrame) -> dict[str, int]:
         """How many values of each column were not seen in training."""

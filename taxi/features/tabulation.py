@@ -40,7 +40,14 @@ PAIR_FEATURES = (
     "pair_dist",
     "pair_length",
 )
-ZONE_CLASS_FEATURES = ("pu_borough", "do_borough", "pu_service", "do_service", "same_borough", "te_bpair")
+ZONE_CLASS_FEATURES = (
+    "pu_borough",
+    "do_borough",
+    "pu_service",
+    "do_service",
+    "same_borough",
+    "te_bpair",
+)
 TIME_FEATURES = ("hour", "dow", "weekend", "hour_block")
 
 
@@ -65,8 +72,12 @@ def interaction_groups(n_boroughs: int, n_services: int) -> tuple[FeatureGroup, 
     )
     length_keys = (quarter_hour, day, KeyColumn("pair_length", 1.0, N_PAIR_LENGTH_CLASSES))
     return (
-        FeatureGroup("zone pair x time block", (*PAIR_FEATURES, "hour_block", "weekend"), zone_pair_keys),
-        FeatureGroup("time x zone classes", (*TIME_FEATURES, *ZONE_CLASS_FEATURES), zone_class_keys),
+        FeatureGroup(
+            "zone pair x time block", (*PAIR_FEATURES, "hour_block", "weekend"), zone_pair_keys
+        ),
+        FeatureGroup(
+            "time x zone classes", (*TIME_FEATURES, *ZONE_CLASS_FEATURES), zone_class_keys
+        ),
         FeatureGroup("time x pair length", (*TIME_FEATURES, "pair_length"), length_keys),
     )
 
@@ -85,7 +96,11 @@ def tabulation_trips(
     first predicted."""
     monday = np.datetime64("2021-01-04T00:00", "m")  # any Monday
     minute = np.timedelta64(1, "m")
-    block_starts = [day * 1440 + block * HOUR_BLOCK_HOURS * 60 for day in (0, 5) for block in range(24 // HOUR_BLOCK_HOURS)]
+    block_starts = [
+        day * 1440 + block * HOUR_BLOCK_HOURS * 60
+        for day in (0, 5)
+        for block in range(24 // HOUR_BLOCK_HOURS)
+    ]
     block_times = np.append(monday + np.asarray(block_starts) * minute, np.datetime64("NaT"))
     quarter_hours = np.append(monday + np.arange(7 * 96) * 15 * minute, np.datetime64("NaT"))
     seen = np.flatnonzero(pair_count > 0)
@@ -96,7 +111,9 @@ def tabulation_trips(
     n_classes = len(class_zones)
     parts = [
         _trips_at(seen // N_ZONE_SLOTS, seen % N_ZONE_SLOTS, block_times),
-        _trips_at(np.repeat(class_zones, n_classes), np.tile(class_zones, n_classes), quarter_hours),
+        _trips_at(
+            np.repeat(class_zones, n_classes), np.tile(class_zones, n_classes), quarter_hours
+        ),
         _trips_at(length_pairs // N_ZONE_SLOTS, length_pairs % N_ZONE_SLOTS, quarter_hours),
     ]
     return pd.concat(parts, ignore_index=True)
@@ -119,7 +136,9 @@ def n_services(service_of: np.ndarray) -> int:
     return int(service_of.max()) + 1
 
 
-def _trips_at(pickup_zones: np.ndarray, dropoff_zones: np.ndarray, times: np.ndarray) -> pd.DataFrame:
+def _trips_at(
+    pickup_zones: np.ndarray, dropoff_zones: np.ndarray, times: np.ndarray
+) -> pd.DataFrame:
     """Every pair (pickup_zones[i], dropoff_zones[i]) at every time, as trips without a distance."""
     return pd.DataFrame(
         {

@@ -109,7 +109,9 @@ class TripFeatureEncoder(TransformerMixin, BaseEstimator):
         keys = self._keys(trips)
         self.tables_ = self._fit_tables(keys, np.asarray(y, dtype=np.float64))
         if self.tabular:
-            self.length_edges_ = tabulation.length_class_edges(self.tables_.pair_mean[keys.zone_pair])
+            self.length_edges_ = tabulation.length_class_edges(
+                self.tables_.pair_mean[keys.zone_pair]
+            )
         head = self._keys(trips.iloc[:1])
         names = [*self._target_free(trips.iloc[:1], head), *self._encode(head, self.tables_)]
         self.feature_names_ = np.array(names)
@@ -120,7 +122,9 @@ class TripFeatureEncoder(TransformerMixin, BaseEstimator):
         keys = self._keys(trips)
         return self._assemble(trips, keys, self._encode(keys, self.tables_))
 
-    def fit_transform(self, trips: pd.DataFrame, y: np.ndarray | None = None, **fit_params: object) -> np.ndarray:
+    def fit_transform(
+        self, trips: pd.DataFrame, y: np.ndarray | None = None, **fit_params: object
+    ) -> np.ndarray:
         """Fit on all rows, and return out-of-fold encodings for them."""
         from sklearn.model_selection import KFold  # only training needs it: keeps imports light
 
@@ -147,7 +151,10 @@ class TripFeatureEncoder(TransformerMixin, BaseEstimator):
         their borough's or the global means)."""
         check_is_fitted(self, "tables_")
         counts = {}
-        seen_by_column = {"PULocationID": self.tables_.pickup_count, "DOLocationID": self.tables_.dropoff_count}
+        seen_by_column = {
+            "PULocationID": self.tables_.pickup_count,
+            "DOLocationID": self.tables_.dropoff_count,
+        }
         for column, seen in seen_by_column.items():
             slots = zone_slot(trips[column].to_numpy(dtype=np.int64))
             counts[column] = int(((slots == 0) | (seen[slots] == 0)).sum())
@@ -159,7 +166,9 @@ class TripFeatureEncoder(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "tables_")
         if not self.tabular or self.use_trip_distance:
             return None
-        return tabulation.interaction_groups(self.n_boroughs_, tabulation.n_services(self.service_of_))
+        return tabulation.interaction_groups(
+            self.n_boroughs_, tabulation.n_services(self.service_of_)
+        )
 
     def tabulation_trips(self) -> pd.DataFrame:
         """Synthetic trips covering the keys of `interaction_groups` that trips are likely to
@@ -167,7 +176,11 @@ class TripFeatureEncoder(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "length_edges_")
         tables = self.tables_
         return tabulation.tabulation_trips(
-            tables.pair_count, tables.pair_mean, self.borough_of_, self.service_of_, self.length_edges_
+            tables.pair_count,
+            tables.pair_mean,
+            self.borough_of_,
+            self.service_of_,
+            self.length_edges_,
         )
 
     def __setstate__(self, state: dict[str, object]) -> None:
@@ -175,7 +188,9 @@ class TripFeatureEncoder(TransformerMixin, BaseEstimator):
         tables = state.get("tables_")
         if isinstance(tables, dict):  # pickled by taxi 0.1
             values = {name: tables.get(old) for old, name in _TABLES_0_1.items()}
-            state["tables_"] = TargetTables(**{**values, "count_scale": float(values["count_scale"])})
+            state["tables_"] = TargetTables(
+                **{**values, "count_scale": float(values["count_scale"])}
+            )
         super().__setstate__(state)
 
     # --- internals ---------------------------------------------------------------------------
@@ -198,9 +213,13 @@ class TripFeatureEncoder(TransformerMixin, BaseEstimator):
         return encode_targets(keys, tables, self.length_edges_ if self.tabular else None)
 
     def _target_free(self, trips: pd.DataFrame, keys: TripKeys) -> dict[str, np.ndarray]:
-        return target_free_features(trips, keys, self.service_of_, self.tabular, self.use_trip_distance)
+        return target_free_features(
+            trips, keys, self.service_of_, self.tabular, self.use_trip_distance
+        )
 
-    def _assemble(self, trips: pd.DataFrame, keys: TripKeys, encoded: dict[str, np.ndarray]) -> np.ndarray:
+    def _assemble(
+        self, trips: pd.DataFrame, keys: TripKeys, encoded: dict[str, np.ndarray]
+    ) -> np.ndarray:
         columns = {**self._target_free(trips, keys), **encoded}
         # float32, one column at a time into a column-major array: what the booster reads,
         # half the memory of float64, and none of the row-by-row interleaving that made
@@ -234,9 +253,13 @@ def fit_target_tables(
     miles = keys.distance[known]
     mean_distance = float(miles.mean()) if known.any() else 0.0
     pickup_prior = np.full(N_ZONE_SLOTS, mean_distance)
-    pickup_distance, _ = _smoothed_mean(keys.pickup_zone[known], miles, N_ZONE_SLOTS, pickup_prior, m)
+    pickup_distance, _ = _smoothed_mean(
+        keys.pickup_zone[known], miles, N_ZONE_SLOTS, pickup_prior, m
+    )
     pair_distance_prior = pickup_distance[slots // N_ZONE_SLOTS]
-    pair_distance, _ = _smoothed_mean(keys.zone_pair[known], miles, N_ZONE_PAIRS, pair_distance_prior, m)
+    pair_distance, _ = _smoothed_mean(
+        keys.zone_pair[known], miles, N_ZONE_PAIRS, pair_distance_prior, m
+    )
     pickup_borough, _ = _smoothed_mean(keys.pickup_borough, y, nb, np.full(nb, mean), m)
     dropoff_borough, _ = _smoothed_mean(keys.dropoff_borough, y, nb, np.full(nb, mean), m)
     borough_pair, _ = _smoothed_mean(keys.borough_pair, y, nb * nb, np.full(nb * nb, mean), m)
@@ -244,7 +267,9 @@ def fit_target_tables(
     pickup, pickup_count = _smoothed_mean(keys.pickup_zone, y, N_ZONE_SLOTS, pickup_prior, m)
     dropoff_prior = dropoff_borough[borough_of]
     dropoff, dropoff_count = _smoothed_mean(keys.dropoff_zone, y, N_ZONE_SLOTS, dropoff_prior, m)
-    pair_prior = borough_pair[borough_of[slots // N_ZONE_SLOTS] * nb + borough_of[slots % N_ZONE_SLOTS]]
+    pair_prior = borough_pair[
+        borough_of[slots // N_ZONE_SLOTS] * nb + borough_of[slots % N_ZONE_SLOTS]
+    ]
     pair, pair_count = _smoothed_mean(keys.zone_pair, y, N_ZONE_PAIRS, pair_prior, m)
     pace = None
     if with_pace:
@@ -268,7 +293,9 @@ def fit_target_tables(
     )
 
 
-def encode_targets(keys: TripKeys, tables: TargetTables, length_edges: np.ndarray | None) -> dict[str, np.ndarray]:
+def encode_targets(
+    keys: TripKeys, tables: TargetTables, length_edges: np.ndarray | None
+) -> dict[str, np.ndarray]:
     """The target-derived features, by feature name (float32 as each is made: the matrix's
     type, and half the memory while a month's columns wait to be assembled); the pair's
     length class too, given the class edges of the tabular features."""

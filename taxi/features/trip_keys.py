@@ -33,7 +33,9 @@ class TripKeys:
         return TripKeys(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
 
-def trip_keys(trips: pd.DataFrame, borough_of: np.ndarray, n_boroughs: int, max_distance: float) -> TripKeys:
+def trip_keys(
+    trips: pd.DataFrame, borough_of: np.ndarray, n_boroughs: int, max_distance: float
+) -> TripKeys:
     """The keys of `trips`, given each zone slot's borough code (`zone_codes`)."""
     pickup = zone_slot(trips["PULocationID"].to_numpy(dtype=np.int64))
     dropoff = zone_slot(trips["DOLocationID"].to_numpy(dtype=np.int64))

@@ -17,7 +17,14 @@ from botocore.exceptions import ConnectionError as ConnectionFailure
 # S3 error codes, by what they mean for the caller.
 _NOT_FOUND = ("NoSuchKey", "404", "NotFound")
 # 412 when a conditional write finds the object; 409 when another one to it is in flight.
-_EXISTS = ("PreconditionFailed", "412", "ConditionalRequestConflict", "409", "BucketAlreadyOwnedByYou", "BucketAlreadyExists")
+_EXISTS = (
+    "PreconditionFailed",
+    "412",
+    "ConditionalRequestConflict",
+    "409",
+    "BucketAlreadyOwnedByYou",
+    "BucketAlreadyExists",
+)
 # Answers that say "not now" rather than "no" (botocore's own transient and throttling codes);
 # any 5xx status counts too.
 _TRANSIENT = (
@@ -86,7 +93,9 @@ def s3_errors(action: str, target: str, bucket: str, endpoint: str) -> Iterator[
         code = str(error.response.get("Error", {}).get("Code", ""))
         status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
         if code == "NoSuchBucket":
-            raise BucketNotFoundError(f"bucket {bucket!r} does not exist (cannot {action} {target})") from error
+            raise BucketNotFoundError(
+                f"bucket {bucket!r} does not exist (cannot {action} {target})"
+            ) from error
         if code in _NOT_FOUND:
             raise NotFoundError(f"{target} does not exist") from error
         if code in _EXISTS:
@@ -101,6 +110,8 @@ def s3_errors(action: str, target: str, bucket: str, endpoint: str) -> Iterator[
     except (ConnectionFailure, HTTPClientError) as error:
         # Connection-level failures (refused, timed out, cut off) after botocore's own
         # retries: name the endpoint so the run's error says where S3 was expected.
-        raise TransientStorageError(f"cannot {action} {target}: S3 endpoint {endpoint} unreachable ({error})") from error
+        raise TransientStorageError(
+            f"cannot {action} {target}: S3 endpoint {endpoint} unreachable ({error})"
+        ) from error
     except BotoCoreError as error:  # no credentials, invalid parameters...: the same next time
         raise StorageError(f"cannot {action} {target}: {error}") from error

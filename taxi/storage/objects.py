@@ -110,13 +110,17 @@ class ObjectStore:
             self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
         return sha256_hex(body)
 
-    def put_verified(self, key: str, body: bytes, content_type: str = "application/octet-stream") -> str:
+    def put_verified(
+        self, key: str, body: bytes, content_type: str = "application/octet-stream"
+    ) -> str:
         """Write an object, read it back, and fail unless the bytes stored are the bytes sent."""
         expected = self.put(key, body, content_type)
         self._check_stored(key, expected)
         return expected
 
-    def put_file_verified(self, key: str, path: Path, sha256: str, content_type: str = "application/octet-stream") -> None:
+    def put_file_verified(
+        self, key: str, path: Path, sha256: str, content_type: str = "application/octet-stream"
+    ) -> None:
         """put_verified for a file too large to hold in memory twice: the upload streams from
         the file, and the read-back is hashed in chunks. `sha256` is the file's, computed by
         the caller as it wrote the file; IntegrityError unless the stored object has it."""
@@ -149,21 +153,29 @@ class ObjectStore:
     def _check_stored(self, key: str, expected: str) -> None:
         stored = self.stored_sha256(key)
         if stored != expected:
-            raise IntegrityError(f"{self.uri(key)} read back with sha256 {stored}, wrote {expected}")
+            raise IntegrityError(
+                f"{self.uri(key)} read back with sha256 {stored}, wrote {expected}"
+            )
 
-    def put_if_absent(self, key: str, body: bytes, content_type: str = "application/json") -> str | None:
+    def put_if_absent(
+        self, key: str, body: bytes, content_type: str = "application/json"
+    ) -> str | None:
         """Create an object only if no object has that key (S3 conditional write,
         If-None-Match: *). Returns the new object's ETag, or None when it already exists: of
         two writers racing for the same key exactly one wins, which is what a claim on a piece
         of work needs (on a server that honours the condition: see taxi.incoming's probe)."""
         return self._put_conditionally(key, body, content_type, "create", IfNoneMatch="*")
 
-    def replace_if_unchanged(self, key: str, body: bytes, etag: str, content_type: str = "application/json") -> str | None:
+    def replace_if_unchanged(
+        self, key: str, body: bytes, etag: str, content_type: str = "application/json"
+    ) -> str | None:
         """Overwrite an object only while it is still the one with ETag `etag` (If-Match).
         Returns the new object's ETag, or None when it was replaced or deleted meanwhile."""
         return self._put_conditionally(key, body, content_type, "replace", IfMatch=etag)
 
-    def put_if_unchanged(self, key: str, body: bytes, etag: str | None, content_type: str = "application/json") -> bool:
+    def put_if_unchanged(
+        self, key: str, body: bytes, etag: str | None, content_type: str = "application/json"
+    ) -> bool:
         """Write an object only if it is still as last read: with the ETag read (If-Match), or
         absent when `etag` is None (If-None-Match: *). Returns False when another writer
         changed, created or deleted it meanwhile: read it again and decide again."""
@@ -171,10 +183,14 @@ class ObjectStore:
             return self.put_if_absent(key, body, content_type) is not None
         return self.replace_if_unchanged(key, body, etag, content_type) is not None
 
-    def _put_conditionally(self, key: str, body: bytes, content_type: str, action: str, **condition: str) -> str | None:
+    def _put_conditionally(
+        self, key: str, body: bytes, content_type: str, action: str, **condition: str
+    ) -> str | None:
         try:
             with self._errors(action, self.uri(key)):
-                written = self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, **condition)
+                written = self.client.put_object(
+                    Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, **condition
+                )
         except BucketNotFoundError:
             raise
         # 412 (or 409: another conditional write in flight; 404 from AWS for If-Match on an
@@ -231,13 +247,17 @@ class ObjectStore:
             with self._errors("access", f"bucket {self.bucket!r}"):
                 self.client.head_bucket(Bucket=self.bucket)
         except NotFoundError as error:
-            raise BucketNotFoundError(f"bucket {self.bucket!r} does not exist (cannot {action})") from error
+            raise BucketNotFoundError(
+                f"bucket {self.bucket!r} does not exist (cannot {action})"
+            ) from error
 
     def list_objects(self, prefix: str) -> list[ObjectInfo]:
         """Every object under `prefix` as S3 reports it (Key, Size, ETag, LastModified)."""
         objects: list[ObjectInfo] = []
         with self._errors("list", self.uri(prefix)):
-            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            for page in self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=prefix
+            ):
                 objects.extend(page.get("Contents", []))
         return objects
 

@@ -51,7 +51,11 @@ def clean_env() -> dict[str, str]:
     """This process's environment without Prefect, S3 or project settings (the
     test session's own servers are configured there), and with the venv's
     executables first on PATH."""
-    env = {k: v for k, v in os.environ.items() if k in PASS_THROUGH or not k.startswith(("PREFECT_", "AWS_", "TAXI_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k in PASS_THROUGH or not k.startswith(("PREFECT_", "AWS_", "TAXI_"))
+    }
     env["PATH"] = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
     return env
 
@@ -94,10 +98,20 @@ def host_stack(tmp: Path, pool: str, bucket: str, image: str) -> Iterator[dict]:
         "TAXI_TLC_BASE_URL": "/opt/taxi/data",
     }
     s3 = boto3.client(
-        "s3", endpoint_url=s3_server.url, aws_access_key_id=access_key, aws_secret_access_key=secret_key, region_name="us-east-1"
+        "s3",
+        endpoint_url=s3_server.url,
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
+        region_name="us-east-1",
     )
     try:
-        yield {"env": env, "tmp": tmp, "api": api_url, "s3": s3, "secrets": [secret_key, signing_key]}
+        yield {
+            "env": env,
+            "tmp": tmp,
+            "api": api_url,
+            "s3": s3,
+            "secrets": [secret_key, signing_key],
+        }
     finally:
         prefect_server.stop()
         s3_server.stop()
@@ -123,7 +137,9 @@ def run(cmd: list[str], env: dict, timeout: float) -> subprocess.CompletedProces
 def start(cmd: list[str], env: dict, log: Path) -> subprocess.Popen:
     # Own session: a Ctrl-C in pytest's terminal does not reach it directly.
     with log.open("wb") as out:
-        return subprocess.Popen(cmd, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            cmd, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
 
 def stop(proc: subprocess.Popen, timeout: float = 30) -> None:
@@ -136,7 +152,9 @@ def stop(proc: subprocess.Popen, timeout: float = 30) -> None:
             proc.wait()
 
 
-def wait_for(check, timeout: float, what: str, proc: subprocess.Popen | None = None, log: Path | None = None) -> None:
+def wait_for(
+    check, timeout: float, what: str, proc: subprocess.Popen | None = None, log: Path | None = None
+) -> None:
     tail = lambda: log.read_text()[-3000:] if log else ""  # noqa: E731
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -169,22 +187,33 @@ def api(method: str, url: str, **kwargs) -> dict | list:
 
 
 def deployment(api_url: str, name: str, auth: Auth = None) -> dict:
-    found = api("POST", f"{api_url}/deployments/filter", json={"deployments": {"name": {"any_": [name]}}}, auth=auth)
+    found = api(
+        "POST",
+        f"{api_url}/deployments/filter",
+        json={"deployments": {"name": {"any_": [name]}}},
+        auth=auth,
+    )
     assert len(found) == 1, f"expected one deployment {name!r}, got {found}"
     return found[0]
 
 
-def run_deployment(api_url: str, deployment_id: str, parameters: dict | None = None, auth: Auth = None) -> dict:
+def run_deployment(
+    api_url: str, deployment_id: str, parameters: dict | None = None, auth: Auth = None
+) -> dict:
     """Create a flow run of the deployment and wait for its final state."""
     body = {"parameters": parameters} if parameters else {}
-    run_id = api("POST", f"{api_url}/deployments/{deployment_id}/create_flow_run", json=body, auth=auth)["id"]
+    run_id = api(
+        "POST", f"{api_url}/deployments/{deployment_id}/create_flow_run", json=body, auth=auth
+    )["id"]
     deadline = time.monotonic() + FLOW_RUN_TIMEOUT
     while time.monotonic() < deadline:
         flow_run = api("GET", f"{api_url}/flow_runs/{run_id}", auth=auth)
         if flow_run["state_type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
             return flow_run
         time.sleep(0.5)
-    pytest.fail(f"flow run {run_id} not finished after {FLOW_RUN_TIMEOUT} s: {flow_run['state_type']}")
+    pytest.fail(
+        f"flow run {run_id} not finished after {FLOW_RUN_TIMEOUT} s: {flow_run['state_type']}"
+    )
 
 
 def flow_containers(client: docker.DockerClient, run_id: str) -> list:
@@ -206,7 +235,10 @@ def complete_model_versions(s3, bucket: str) -> list[str]:
     model_keys = set(keys(s3, bucket, "models/"))
     versions = {key.split("/")[1] for key in model_keys if key.count("/") >= 2}
     return [
-        v for v in versions if {f"models/{v}/{name}" for name in ("model.pkl", "vectorizer.pkl", "manifest.json")} <= model_keys
+        v
+        for v in versions
+        if {f"models/{v}/{name}" for name in ("model.pkl", "vectorizer.pkl", "manifest.json")}
+        <= model_keys
     ]
 
 
@@ -215,17 +247,31 @@ def assert_bucket_after_runs(s3, bucket: str) -> None:
     file the seed dropped into incoming/ predicted once (83,827 trips) and recorded as done."""
     versions = complete_model_versions(s3, bucket)
     assert versions, keys(s3, bucket, "models/")
-    assert all(f"models/{v}/manifest.json.sig" in keys(s3, bucket, f"models/{v}/") for v in versions)
-    hourly = [k for k in keys(s3, bucket, "predictions/incoming/green_tripdata_2021-03.parquet/") if k.endswith(".parquet")]
+    assert all(
+        f"models/{v}/manifest.json.sig" in keys(s3, bucket, f"models/{v}/") for v in versions
+    )
+    hourly = [
+        k
+        for k in keys(s3, bucket, "predictions/incoming/green_tripdata_2021-03.parquet/")
+        if k.endswith(".parquet")
+    ]
     assert len(hourly) == 1, keys(s3, bucket, "predictions/")
-    predicted = pd.read_parquet(io.BytesIO(s3.get_object(Bucket=bucket, Key=hourly[0])["Body"].read()))
+    predicted = pd.read_parquet(
+        io.BytesIO(s3.get_object(Bucket=bucket, Key=hourly[0])["Body"].read())
+    )
     assert len(predicted) == 83_827
-    assert keys(s3, bucket, "processed/incoming/") == ["processed/incoming/green_tripdata_2021-03.parquet.json"]
+    assert keys(s3, bucket, "processed/incoming/") == [
+        "processed/incoming/green_tripdata_2021-03.parquet.json"
+    ]
     # Its monitoring record, next to the predictions it describes (docs/monitoring.md).
     record_key = "monitoring/" + hourly[0].removesuffix(".parquet") + ".json"
     record = json.loads(s3.get_object(Bucket=bucket, Key=record_key)["Body"].read())
-    assert record["rows"] == 83_827 and record["input"].endswith("incoming/green_tripdata_2021-03.parquet"), record
-    assert record["realized_rmse"] is not None and isinstance(record["drift_detected"], bool), record
+    assert record["rows"] == 83_827 and record["input"].endswith(
+        "incoming/green_tripdata_2021-03.parquet"
+    ), record
+    assert record["realized_rmse"] is not None and isinstance(record["drift_detected"], bool), (
+        record
+    )
     assert "monitoring/plots/monitoring.png" in keys(s3, bucket, "monitoring/plots/")
 
 
@@ -245,12 +291,16 @@ PHASES = (
 )
 
 
-def run_breakdown(api_url: str, client: docker.DockerClient, flow_run: dict, auth: Auth = None) -> dict[str, float]:
+def run_breakdown(
+    api_url: str, client: docker.DockerClient, flow_run: dict, auth: Auth = None
+) -> dict[str, float]:
     """Where the time from creating a completed run to its Completed state went: waiting for the
     worker's poll (Scheduled -> Pending, which the worker sets when it takes the run), creating
     and starting the container, the interpreter and the imports until the engine proposes
     Running, and the flow itself."""
-    states = api("GET", f"{api_url}/flow_run_states/", params={"flow_run_id": flow_run["id"]}, auth=auth)
+    states = api(
+        "GET", f"{api_url}/flow_run_states/", params={"flow_run_id": flow_run["id"]}, auth=auth
+    )
     first = {}
     for state in sorted(states, key=lambda st: _instant(st["timestamp"])):
         first.setdefault(state["type"], _instant(state["timestamp"]))
@@ -277,11 +327,17 @@ def breakdown_table(label: str, runs: list[dict[str, float]]) -> str:
     """The runs' phases, one column per run, and their medians."""
     lines = [
         f"  {label}: trigger -> Completed, {len(runs)} runs on a warm worker (s)",
-        f"    {'phase':46s}" + "".join(f"{'run ' + str(i + 1):>8s}" for i in range(len(runs))) + f"{'median':>8s}",
+        f"    {'phase':46s}"
+        + "".join(f"{'run ' + str(i + 1):>8s}" for i in range(len(runs)))
+        + f"{'median':>8s}",
     ]
     for phase in PHASES:
         values = [run[phase] for run in runs]
-        lines.append(f"    {phase:46s}" + "".join(f"{v:8.1f}" for v in values) + f"{statistics.median(values):8.1f}")
+        lines.append(
+            f"    {phase:46s}"
+            + "".join(f"{v:8.1f}" for v in values)
+            + f"{statistics.median(values):8.1f}"
+        )
     return "\n".join(lines)
 
 

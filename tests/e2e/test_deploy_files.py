@@ -43,7 +43,9 @@ def _without_image(config: dict) -> list[dict]:
             **dep,
             "work_pool": {
                 **dep["work_pool"],
-                "job_variables": {k: v for k, v in dep["work_pool"]["job_variables"].items() if k != "image"},
+                "job_variables": {
+                    k: v for k, v in dep["work_pool"]["job_variables"].items() if k != "image"
+                },
             },
         }
         for dep in config["deployments"]
@@ -98,7 +100,10 @@ def test_deployments_that_publish_run_one_at_a_time():
     for name in ("prefect.yaml", "prefect-prebuilt.yaml"):
         deployments = {dep["name"]: dep for dep in _load(name)["deployments"]}
         for deployment in ("taxi-training", "taxi-ingest"):
-            assert deployments[deployment]["concurrency_limit"] == {"limit": 1, "collision_strategy": "ENQUEUE"}, (
+            assert deployments[deployment]["concurrency_limit"] == {
+                "limit": 1,
+                "collision_strategy": "ENQUEUE",
+            }, (
                 name,
                 deployment,
             )
@@ -132,10 +137,20 @@ def test_deploying_needs_the_signing_key_block_or_the_explicit_unsigned_opt_out(
 
         def check(extra: dict[str, str], script: str = script) -> subprocess.CompletedProcess:
             # The way Prefect's run_shell_script runs it (shell: true): one line, /bin/sh.
-            return subprocess.run(script, shell=True, env={**base, **extra}, capture_output=True, text=True, check=False)
+            return subprocess.run(
+                script,
+                shell=True,
+                env={**base, **extra},
+                capture_output=True,
+                text=True,
+                check=False,
+            )
 
         refused = check({})
-        assert refused.returncode != 0 and "TAXI_SIGNING_KEY_BLOCK" in refused.stderr, (name, refused)
+        assert refused.returncode != 0 and "TAXI_SIGNING_KEY_BLOCK" in refused.stderr, (
+            name,
+            refused,
+        )
         assert check({"TAXI_ALLOW_UNSIGNED": "0"}).returncode != 0, name
         assert check({"TAXI_SIGNING_KEY_BLOCK": "taxi-signing-key"}).returncode == 0, name
         assert check({"TAXI_ALLOW_UNSIGNED": "1"}).returncode == 0, name

@@ -55,10 +55,18 @@ def test_training_and_inference_deployments_run_as_containers(stack, docker_clie
     timings: dict[str, float] = {}
 
     # The work pool and its Secret blocks, as the compose one-shot makes them.
-    run([str(BIN / "python"), "-m", "deploy.work_pool"], {**env, "TAXI_SIGNING_KEY": stack["secrets"][1]}, 120)
+    run(
+        [str(BIN / "python"), "-m", "deploy.work_pool"],
+        {**env, "TAXI_SIGNING_KEY": stack["secrets"][1]},
+        120,
+    )
     # The hourly job's first file; the months themselves come in through the ingest deployment.
     s3.create_bucket(Bucket=BUCKET)
-    s3.upload_file(str(REPO / "data" / "green_tripdata_2021-03.parquet"), BUCKET, "incoming/green_tripdata_2021-03.parquet")
+    s3.upload_file(
+        str(REPO / "data" / "green_tripdata_2021-03.parquet"),
+        BUCKET,
+        "incoming/green_tripdata_2021-03.parquet",
+    )
 
     # A missing setting stops the deploy before anything is built or registered
     # (unchecked, an unset {{ $VAR }} would be stored as "").
@@ -97,7 +105,9 @@ def test_training_and_inference_deployments_run_as_containers(stack, docker_clie
     # The schedules on the server are exactly those prefect.yaml declares.
     training_schedules = [s["schedule"] for s in training["schedules"]]
     inference_schedules = [s["schedule"] for s in inference["schedules"]]
-    assert [(s.get("cron"), s.get("timezone")) for s in training_schedules] == [("0 0 * * 0", "UTC")]
+    assert [(s.get("cron"), s.get("timezone")) for s in training_schedules] == [
+        ("0 0 * * 0", "UTC")
+    ]
     assert [(s.get("interval"), s.get("cron")) for s in inference_schedules] == [(3600.0, None)]
     assert [s["schedule"].get("cron") for s in ingest["schedules"]] == ["0 6 * * *"]
 
@@ -110,7 +120,17 @@ def test_training_and_inference_deployments_run_as_containers(stack, docker_clie
     # `env --default-signal=INT`: a background worker inherits SIGINT as
     # ignored, and the worker stops on SIGTERM by sending itself SIGINT.
     worker = start(
-        ["env", "--default-signal=INT", str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--type", "docker"],
+        [
+            "env",
+            "--default-signal=INT",
+            str(BIN / "prefect"),
+            "worker",
+            "start",
+            "--pool",
+            POOL,
+            "--type",
+            "docker",
+        ],
         {**env, "PREFECT_WORKER_QUERY_SECONDS": "2"},
         tmp / "worker.log",
     )
@@ -155,8 +175,13 @@ def test_training_and_inference_deployments_run_as_containers(stack, docker_clie
     for month in ("01", "02", "03"):
         assert f"data/green/green_tripdata_2021-{month}.parquet.manifest.json" in data, data
     latest = json.loads(s3.get_object(Bucket=BUCKET, Key="models/latest.json")["Body"].read())
-    manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=f"models/{latest['version']}/manifest.json")["Body"].read())
-    assert (manifest["window"]["train_months"], manifest["window"]["test_month"]) == (["2021-02"], "2021-03")
+    manifest = json.loads(
+        s3.get_object(Bucket=BUCKET, Key=f"models/{latest['version']}/manifest.json")["Body"].read()
+    )
+    assert (manifest["window"]["train_months"], manifest["window"]["test_month"]) == (
+        ["2021-02"],
+        "2021-03",
+    )
 
     timings["total"] = time.monotonic() - started
     print("\n" + size_line)

@@ -31,7 +31,18 @@ from prefect_docker.worker import DockerWorker
 from deploy.containers import SUCCESS_GRACE, stopped_at
 from deploy.work_pool import DEFAULT_MEM_LIMIT
 
-from .dockerutil import BIN, FLOW_RUN_TIMEOUT, api, container_logs, deployment, flow_containers, host_stack, run, start, stop
+from .dockerutil import (
+    BIN,
+    FLOW_RUN_TIMEOUT,
+    api,
+    container_logs,
+    deployment,
+    flow_containers,
+    host_stack,
+    run,
+    start,
+    stop,
+)
 
 pytestmark = pytest.mark.docker
 
@@ -51,7 +62,9 @@ def stack(docker_client, tmp_path_factory):
         try:
             yield servers
         finally:
-            for container in docker_client.containers.list(all=True, filters={"label": f"io.prefect.work-pool-name={POOL}"}):
+            for container in docker_client.containers.list(
+                all=True, filters={"label": f"io.prefect.work-pool-name={POOL}"}
+            ):
                 container.remove(force=True)
             # Drop this run's tag but keep its untagged layers as build cache.
             if docker_client.images.list(name=f"{IMAGE}:{TAG}"):
@@ -66,7 +79,9 @@ def _exists(client: docker.DockerClient, container_id: str) -> bool:
     return True
 
 
-def _final_containers(client: docker.DockerClient, api_url: str, expected: dict[str, str], worker_log: Path) -> dict[str, dict]:
+def _final_containers(
+    client: docker.DockerClient, api_url: str, expected: dict[str, str], worker_log: Path
+) -> dict[str, dict]:
     """Wait for the final state of each flow run (run id -> expected state type), check it, and
     take its one container's attributes as soon as it is final (the sweeper removes a
     Completed run's container SUCCESS_GRACE later)."""
@@ -85,14 +100,20 @@ def _final_containers(client: docker.DockerClient, api_url: str, expected: dict[
             assert len(containers) == 1, containers
             found[run_id] = containers[0].attrs
         time.sleep(0.5)
-    assert len(found) == len(expected), f"runs not finished after {FLOW_RUN_TIMEOUT} s: {expected.keys() - found.keys()}"
+    assert len(found) == len(expected), (
+        f"runs not finished after {FLOW_RUN_TIMEOUT} s: {expected.keys() - found.keys()}"
+    )
     return found
 
 
 def test_locked_pool_containers_are_unprivileged_limited_and_swept(stack, docker_client):
     env, api_url, tmp = {**stack["env"], "TAXI_IMAGE_TAG": TAG}, stack["api"], stack["tmp"]
     image = f"{IMAGE}:{TAG}"
-    run([str(BIN / "python"), "-m", "deploy.work_pool"], {**env, "TAXI_SIGNING_KEY": stack["secrets"][1]}, 120)
+    run(
+        [str(BIN / "python"), "-m", "deploy.work_pool"],
+        {**env, "TAXI_SIGNING_KEY": stack["secrets"][1]},
+        120,
+    )
     stack["s3"].create_bucket(Bucket=BUCKET)
     # The project's own deployments pass the locked pool's checks.
     run([str(BIN / "prefect"), "--no-prompt", "deploy", "--all"], env, 1200)
@@ -115,32 +136,57 @@ def test_locked_pool_containers_are_unprivileged_limited_and_swept(stack, docker
             "volumes": ["/:/host"],
             "container_create_kwargs": {"cap_add": ["SYS_ADMIN"]},
             "network_mode": "bridge",
-            "labels": {"prefect.io/work-pool-name": "another-pool", "prefect.io/work-pool-id": "another-id"},
+            "labels": {
+                "prefect.io/work-pool-name": "another-pool",
+                "prefect.io/work-pool-id": "another-id",
+            },
         },
     }
     unsafe_deployment = api("POST", f"{api_url}/deployments/", json=unsafe)
     # Its run, created now, waits for a worker (as scheduled runs do: the scheduler does not
     # check job variables).
-    unsafe_run = api("POST", f"{api_url}/deployments/{unsafe_deployment['id']}/create_flow_run", json={})
+    unsafe_run = api(
+        "POST", f"{api_url}/deployments/{unsafe_deployment['id']}/create_flow_run", json={}
+    )
     # Locked again, as re-running the setup on an existing stack does.
-    run([str(BIN / "python"), "-m", "deploy.work_pool"], {**env, "TAXI_SIGNING_KEY": stack["secrets"][1]}, 120)
+    run(
+        [str(BIN / "python"), "-m", "deploy.work_pool"],
+        {**env, "TAXI_SIGNING_KEY": stack["secrets"][1]},
+        120,
+    )
     # Now such a deployment is refused, and so is any new run of it, or a run asking for more.
     attempts = [
         httpx.post(f"{api_url}/deployments/", json={**unsafe, "name": "taxi-unsafe-2"}, timeout=30),
-        httpx.post(f"{api_url}/deployments/{unsafe_deployment['id']}/create_flow_run", json={}, timeout=30),
         httpx.post(
-            f"{api_url}/deployments/{inference['id']}/create_flow_run", json={"job_variables": {"privileged": True}}, timeout=30
+            f"{api_url}/deployments/{unsafe_deployment['id']}/create_flow_run", json={}, timeout=30
+        ),
+        httpx.post(
+            f"{api_url}/deployments/{inference['id']}/create_flow_run",
+            json={"job_variables": {"privileged": True}},
+            timeout=30,
         ),
     ]
     for refused in attempts:
-        assert refused.status_code == 422 and "Additional properties are not allowed" in refused.text, refused.text
+        assert (
+            refused.status_code == 422 and "Additional properties are not allowed" in refused.text
+        ), refused.text
     for variable in ("privileged", "volumes", "container_create_kwargs", "network_mode", "labels"):
         assert f"'{variable}'" in attempts[0].text, attempts[0].text
 
     pool = api("GET", f"{api_url}/work_pools/{POOL}")
     worker_log = tmp / "worker.log"
     worker = start(
-        ["env", "--default-signal=INT", str(BIN / "python"), "-m", "deploy.worker", "--pool", POOL, "--type", "docker"],
+        [
+            "env",
+            "--default-signal=INT",
+            str(BIN / "python"),
+            "-m",
+            "deploy.worker",
+            "--pool",
+            POOL,
+            "--type",
+            "docker",
+        ],
         {
             **env,
             "PREFECT_WORKER_QUERY_SECONDS": "2",
@@ -154,12 +200,21 @@ def test_locked_pool_containers_are_unprivileged_limited_and_swept(stack, docker
         ingest_run = api("POST", f"{api_url}/deployments/{ingest['id']}/create_flow_run", json=body)
         # A run given a memory limit its imports alone exceed.
         small = {"parameters": body["parameters"], "job_variables": {"mem_limit": "64m"}}
-        starved_run = api("POST", f"{api_url}/deployments/{ingest['id']}/create_flow_run", json=small)
+        starved_run = api(
+            "POST", f"{api_url}/deployments/{ingest['id']}/create_flow_run", json=small
+        )
         # Before any model is published, the hourly job fails ("no model has been published").
-        expected = {unsafe_run["id"]: "FAILED", ingest_run["id"]: "COMPLETED", starved_run["id"]: "CRASHED"}
+        expected = {
+            unsafe_run["id"]: "FAILED",
+            ingest_run["id"]: "COMPLETED",
+            starved_run["id"]: "CRASHED",
+        }
         containers = _final_containers(docker_client, api_url, expected, worker_log)
         failed, succeeded, starved = (containers[run_id] for run_id in expected)
-        assert starved["HostConfig"]["Memory"] == 64 * 1024**2 and starved["State"]["OOMKilled"] is True, starved["State"]
+        assert (
+            starved["HostConfig"]["Memory"] == 64 * 1024**2
+            and starved["State"]["OOMKilled"] is True
+        ), starved["State"]
 
         for attrs in (succeeded, failed):
             host = attrs["HostConfig"]
@@ -169,27 +224,42 @@ def test_locked_pool_containers_are_unprivileged_limited_and_swept(stack, docker
             assert not host["CapAdd"]
             assert host["NetworkMode"] == "host"  # the pool's network, not the deployment's bridge
             labels = attrs["Config"]["Labels"]
-            assert (labels["io.prefect.work-pool-name"], labels["io.prefect.work-pool-id"]) == (POOL, pool["id"])
-            assert DEFAULT_MEM_LIMIT == "4g" and host["Memory"] == 4 * GIB and host["MemorySwap"] == 4 * GIB
+            assert (labels["io.prefect.work-pool-name"], labels["io.prefect.work-pool-id"]) == (
+                POOL,
+                pool["id"],
+            )
+            assert (
+                DEFAULT_MEM_LIMIT == "4g"
+                and host["Memory"] == 4 * GIB
+                and host["MemorySwap"] == 4 * GIB
+            )
 
         # The Completed run's container goes once its grace has passed.
         deadline = time.monotonic() + SUCCESS_GRACE.total_seconds() + 60
         while _exists(docker_client, succeeded["Id"]) and time.monotonic() < deadline:
             time.sleep(1)
-        assert not _exists(docker_client, succeeded["Id"]), "the Completed run's container was not removed"
+        assert not _exists(docker_client, succeeded["Id"]), (
+            "the Completed run's container was not removed"
+        )
 
         # The Failed run's container outlives that grace by many sweeps, then goes at its bound.
         container = docker_client.containers.get(failed["Id"])
         finished = stopped_at(container)
         wait = (finished + SUCCESS_GRACE - datetime.now(UTC)).total_seconds() + 5 * SWEEP_SECONDS
         time.sleep(max(wait, 0))
-        assert _exists(docker_client, failed["Id"]), "the Failed run's container was removed before its bound"
-        assert _exists(docker_client, starved["Id"]), "the Crashed run's container was removed before its bound"
+        assert _exists(docker_client, failed["Id"]), (
+            "the Failed run's container was removed before its bound"
+        )
+        assert _exists(docker_client, starved["Id"]), (
+            "the Crashed run's container was removed before its bound"
+        )
         deadline = time.monotonic() + KEEP_FAILED_SECONDS + 60
         while _exists(docker_client, failed["Id"]) and time.monotonic() < deadline:
             time.sleep(0.5)
         kept = (datetime.now(UTC) - finished).total_seconds()
-        assert not _exists(docker_client, failed["Id"]), "the Failed run's container outlived its bound"
+        assert not _exists(docker_client, failed["Id"]), (
+            "the Failed run's container outlived its bound"
+        )
         assert KEEP_FAILED_SECONDS - 1 <= kept <= KEEP_FAILED_SECONDS + 10 * SWEEP_SECONDS, kept
     finally:
         stop(worker)
@@ -197,6 +267,9 @@ def test_locked_pool_containers_are_unprivileged_limited_and_swept(stack, docker
     log = worker_log.read_text()
     assert f"removed finished flow container {failed['Name'].lstrip('/')}" in log, log[-3000:]
     assert (
-        api("GET", f"{api_url}/flow_runs/{succeeded['Config']['Labels']['io.prefect.flow-run-id']}")["state_type"] == "COMPLETED"
+        api(
+            "GET", f"{api_url}/flow_runs/{succeeded['Config']['Labels']['io.prefect.flow-run-id']}"
+        )["state_type"]
+        == "COMPLETED"
     )
     print(f"\n  failed run's container kept {kept:.1f} s (bound {KEEP_FAILED_SECONDS} s)")

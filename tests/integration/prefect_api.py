@@ -35,7 +35,9 @@ def run_family(flow_run_id: UUID) -> list[UUID]:
         async with get_client() as client:
             while frontier:
                 children = await client.read_flow_runs(
-                    flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=frontier))
+                    flow_run_filter=FlowRunFilter(
+                        parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=frontier)
+                    )
                 )
                 frontier = [child.id for child in children]
                 family += frontier
@@ -44,7 +46,9 @@ def run_family(flow_run_id: UUID) -> list[UUID]:
     return asyncio.run(read())
 
 
-def task_runs(flow_run_id: UUID, name: str, until: Callable[[list[Any]], bool] = bool, timeout: float = 60) -> list[Any]:
+def task_runs(
+    flow_run_id: UUID, name: str, until: Callable[[list[Any]], bool] = bool, timeout: float = 60
+) -> list[Any]:
     """Runs of the task called `name` in the flow run or any of its subflow runs.
 
     Prefect 3 records task runs from events the server processes in the background, so they
@@ -66,7 +70,10 @@ def _task_runs(flow_run_id: UUID, name: str) -> list[Any]:
     async def read() -> list[Any]:
         async with get_client() as client:
             found = await client.read_task_runs(
-                task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_=name), flow_run_id=TaskRunFilterFlowRunId(any_=family))
+                task_run_filter=TaskRunFilter(
+                    name=TaskRunFilterName(like_=name),
+                    flow_run_id=TaskRunFilterFlowRunId(any_=family),
+                )
             )
         # Task run names are the task's name plus a counter ("load-data-3"); like_ is a substring match.
         return [run for run in found if run.name.rsplit("-", 1)[0] == name]
@@ -76,7 +83,9 @@ def _task_runs(flow_run_id: UUID, name: str) -> list[Any]:
 
 def logs(flow_run_id: UUID) -> list[str]:
     """Every log message of the flow run and its subflow runs, as the API stored them."""
-    APILogWorker.drain_all(timeout=30, at_exit=False)  # logs are shipped in the background: send what is queued
+    APILogWorker.drain_all(
+        timeout=30, at_exit=False
+    )  # logs are shipped in the background: send what is queued
     family = run_family(flow_run_id)
 
     async def read() -> list[str]:
@@ -84,7 +93,9 @@ def logs(flow_run_id: UUID) -> list[str]:
         async with get_client() as client:
             while True:
                 page = await client.read_logs(
-                    log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=family)), limit=PAGE, offset=len(messages)
+                    log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=family)),
+                    limit=PAGE,
+                    offset=len(messages),
                 )
                 messages += [log.message for log in page]
                 if len(page) < PAGE:
@@ -99,7 +110,9 @@ def artifacts(flow_run_id: UUID, key: str | None = None) -> list[Any]:
 
     async def read() -> list[Any]:
         async with get_client() as client:
-            found = await client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=family)))
+            found = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=family))
+            )
         return [a for a in found if key is None or a.key == key]
 
     return asyncio.run(read())
@@ -111,13 +124,18 @@ def flow_runs(flow_run_id: UUID) -> list[Any]:
 
     async def read() -> list[Any]:
         async with get_client() as client:
-            return await client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=family)))
+            return await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=family))
+            )
 
     return asyncio.run(read())
 
 
 def events(
-    name: str, resource_id: str, until: Callable[[list[dict[str, Any]]], bool] = bool, timeout: float = 60
+    name: str,
+    resource_id: str,
+    until: Callable[[list[dict[str, Any]]], bool] = bool,
+    timeout: float = 60,
 ) -> list[dict[str, Any]]:
     """Events called `name` about the resource `resource_id`, as the server stored them.
 

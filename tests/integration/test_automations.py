@@ -25,7 +25,12 @@ from prefect.events.worker import EventsWorker
 from prefect.flow_engine import run_flow
 from prefect.states import Crashed, Failed
 
-from deploy.automations import AlertSetupError, check_webhook_url, load_automations_file, setup_automations
+from deploy.automations import (
+    AlertSetupError,
+    check_webhook_url,
+    load_automations_file,
+    setup_automations,
+)
 from flows.reports import drift_event
 from taxi import load_data, predict, process_inference_data
 from taxi.monitoring import batch_record, reference_statistics
@@ -65,7 +70,9 @@ class Receiver:
                 if text in message.get("subject", "") + message.get("body", ""):
                     return message
             time.sleep(0.25)
-        raise AssertionError(f"no notification mentioning {text!r} within {timeout} s; got {self.received}")
+        raise AssertionError(
+            f"no notification mentioning {text!r} within {timeout} s; got {self.received}"
+        )
 
     def close(self) -> None:
         self.server.shutdown()
@@ -115,7 +122,9 @@ async def _run_of_deployment(deployment_name: str):
     async with get_client() as client:
         flow_id = await client.create_flow(failing_flow)
         deployment_id = await client.create_deployment(
-            flow_id, deployment_name, entrypoint="tests/integration/test_automations.py:failing_flow"
+            flow_id,
+            deployment_name,
+            entrypoint="tests/integration/test_automations.py:failing_flow",
         )
         return await client.create_flow_run_from_deployment(deployment_id)
 
@@ -123,12 +132,16 @@ async def _run_of_deployment(deployment_name: str):
 def test_setup_leaves_exactly_the_declared_automations_and_keeps_the_url_secret(alerts, receiver):
     automations = asyncio.run(_automations_named("taxi-"))
     assert sorted(a.name for a in automations) == ["taxi-drift-detected", "taxi-flow-run-failed"]
-    assert all(len(a.actions) == 1 and a.actions[0].type == "send-notification" for a in automations)
+    assert all(
+        len(a.actions) == 1 and a.actions[0].type == "send-notification" for a in automations
+    )
     assert {str(a.id) for a in automations} == {str(a.id) for a in alerts}
 
     async def stored_block() -> str:
         async with get_client() as client:
-            block = await client.read_block_document_by_name("taxi-alerts", "custom-webhook", include_secrets=False)
+            block = await client.read_block_document_by_name(
+                "taxi-alerts", "custom-webhook", include_secrets=False
+            )
         return json.dumps(block.data, default=str)
 
     stored = asyncio.run(stored_block())
@@ -136,7 +149,9 @@ def test_setup_leaves_exactly_the_declared_automations_and_keeps_the_url_secret(
     assert receiver.token not in json.dumps([a.model_dump(mode="json") for a in automations])
 
 
-def test_a_failed_or_crashed_taxi_deployment_run_notifies_and_other_deployments_do_not(alerts, receiver):
+def test_a_failed_or_crashed_taxi_deployment_run_notifies_and_other_deployments_do_not(
+    alerts, receiver
+):
     suffix = secrets.token_hex(3)
     other = asyncio.run(_run_of_deployment(f"other-{suffix}"))
     failed = asyncio.run(_run_of_deployment(f"taxi-alert-test-{suffix}"))
@@ -149,10 +164,14 @@ def test_a_failed_or_crashed_taxi_deployment_run_notifies_and_other_deployments_
 
     async def crash() -> None:  # what a worker reports when the infrastructure dies
         async with get_client() as client:
-            await client.set_flow_run_state(crashed.id, Crashed(message="container exited with code 137"), force=True)
+            await client.set_flow_run_state(
+                crashed.id, Crashed(message="container exited with code 137"), force=True
+            )
             # What the engine reports for a run past its flow's timeout_seconds (flows/deployed.py).
             await client.set_flow_run_state(
-                timed_out.id, Failed(name="TimedOut", message="Flow run exceeded timeout of 3000.0 second(s)"), force=True
+                timed_out.id,
+                Failed(name="TimedOut", message="Flow run exceeded timeout of 3000.0 second(s)"),
+                force=True,
             )
 
     asyncio.run(crash())
@@ -169,12 +188,20 @@ def test_a_failed_or_crashed_taxi_deployment_run_notifies_and_other_deployments_
     assert not [m for m in receiver.received if other.name in m["subject"] + m["body"]]
 
 
-def test_a_drift_event_notifies_with_the_input_and_model_version(alerts, receiver, small_model, tmp_path):
+def test_a_drift_event_notifies_with_the_input_and_model_version(
+    alerts, receiver, small_model, tmp_path
+):
     # A model trained on yellow trips, run on a green month: the zone mix is another city's.
-    reference = reference_statistics(small_model.train.trips, predict(small_model.model, small_model.train.X))
+    reference = reference_statistics(
+        small_model.train.trips, predict(small_model.model, small_model.train.X)
+    )
     processed = process_inference_data(str(GREEN_FEB), small_model.vectorizer)
     record = batch_record(
-        reference, load_data(str(GREEN_FEB)), predict(small_model.model, processed.X), str(GREEN_FEB), "v-alert-test"
+        reference,
+        load_data(str(GREEN_FEB)),
+        predict(small_model.model, processed.X),
+        str(GREEN_FEB),
+        "v-alert-test",
     )
     assert record["drift_detected"]
 

@@ -25,7 +25,9 @@ def test_the_model_is_loaded_once_per_run_and_lent_only_to_its_files(published):
     summary = state.result()
     assert sorted(p["input"] for p in summary["predicted"]) == ["incoming/a.csv", "incoming/b.csv"]
     run = state.state_details.flow_run_id
-    api.task_runs(run, "write-predictions", until=lambda runs: len(runs) == 2)  # both files' tasks recorded
+    api.task_runs(
+        run, "write-predictions", until=lambda runs: len(runs) == 2
+    )  # both files' tasks recorded
     assert len(api.task_runs(run, "load-model")) == 1
 
     # Outside the hourly run nothing is lent: a standalone run loads (and verifies) the version
@@ -55,11 +57,16 @@ def test_the_plot_is_redrawn_only_once_it_is_older_than_the_interval(published, 
     assert plot["drawn_at"] == drawn["LastModified"].isoformat(timespec="seconds")
     assert store.list_objects(plot_key)[0]["ETag"] == drawn["ETag"]
     [report] = api.artifacts(state.state_details.flow_run_id, "taxi-incoming-inference")
-    assert f"drawn at {plot['drawn_at']}; redrawn by the first run that predicts a file 6 hours after that" in report.data
+    assert (
+        f"drawn at {plot['drawn_at']}; redrawn by the first run that predicts a file 6 hours after that"
+        in report.data
+    )
     [link] = api.artifacts(state.state_details.flow_run_id, "taxi-monitoring-plot")
     assert plot["uri"] in link.data
 
-    monkeypatch.setattr(monitoring, "PLOT_REDRAW_INTERVAL", timedelta(0))  # as if the interval had passed
+    monkeypatch.setattr(
+        monitoring, "PLOT_REDRAW_INTERVAL", timedelta(0)
+    )  # as if the interval had passed
     state, plot = run_over("c.csv")
     assert plot["redrawn"] and plot["records"] == 3
     assert store.list_objects(plot_key)[0]["ETag"] != drawn["ETag"]

@@ -67,8 +67,13 @@ def test_new_files_are_predicted_once_and_reruns_skip_them(published):
 
     state, summary = _run()
     assert state.is_completed()
-    assert _inputs(summary["predicted"]) == ["incoming/2021-02/yellow.csv", "incoming/2021-03/yellow.csv"]
-    assert summary["skipped"] == [] and summary["failed"] == [] and summary["model_version"] == version
+    assert _inputs(summary["predicted"]) == [
+        "incoming/2021-02/yellow.csv",
+        "incoming/2021-03/yellow.csv",
+    ]
+    assert (
+        summary["skipped"] == [] and summary["failed"] == [] and summary["model_version"] == version
+    )
     for month in ("2021-02", "2021-03"):
         key = f"predictions/incoming/{month}/yellow.csv/{version}.parquet"
         assert len(pd.read_parquet(io.BytesIO(store.get(key)))) == 999
@@ -82,15 +87,29 @@ def test_new_files_are_predicted_once_and_reruns_skip_them(published):
     before = _objects(store)
     state, summary = _run()
     assert state.is_completed()
-    assert summary["predicted"] == [] and _inputs(summary["skipped"]) == sorted(k for k in before if k.startswith("incoming/"))
+    assert summary["predicted"] == [] and _inputs(summary["skipped"]) == sorted(
+        k for k in before if k.startswith("incoming/")
+    )
     assert _objects(store) == before
 
     # A new file: only it is predicted.
     store.put("incoming/2021-04/green.parquet", _green_slice())
     state, summary = _run()
     assert state.is_completed()
-    assert _inputs(summary["predicted"]) == ["incoming/2021-04/green.parquet"] and len(summary["skipped"]) == 2
-    assert len(pd.read_parquet(io.BytesIO(store.get(f"predictions/incoming/2021-04/green.parquet/{version}.parquet")))) == 1000
+    assert (
+        _inputs(summary["predicted"]) == ["incoming/2021-04/green.parquet"]
+        and len(summary["skipped"]) == 2
+    )
+    assert (
+        len(
+            pd.read_parquet(
+                io.BytesIO(
+                    store.get(f"predictions/incoming/2021-04/green.parquet/{version}.parquet")
+                )
+            )
+        )
+        == 1000
+    )
 
 
 def test_a_corrupt_file_is_reported_and_retried_without_blocking_the_others(published):
@@ -104,10 +123,15 @@ def test_a_corrupt_file_is_reported_and_retried_without_blocking_the_others(publ
     assert "not a readable parquet file" in summary["failed"][0]["error"]
     assert _inputs(summary["predicted"]) == ["incoming/good.csv"]
     assert _inputs(summary["failed"]) == ["incoming/bad.parquet"]
-    assert not store.exists("processed/incoming/bad.parquet.json") and store.list_keys("claims/") == []
+    assert (
+        not store.exists("processed/incoming/bad.parquet.json") and store.list_keys("claims/") == []
+    )
     assert store.list_keys("predictions/incoming/bad.parquet/") == []
     report = api.artifacts(state.state_details.flow_run_id, "taxi-incoming-inference")
-    assert "`incoming/bad.parquet` | **failed** (retried next run; failed runs so far: 1)" in report[0].data
+    assert (
+        "`incoming/bad.parquet` | **failed** (retried next run; failed runs so far: 1)"
+        in report[0].data
+    )
     # Bad input is not retried within the run: the file's load-data task ran once.
     failed = lambda runs: [t for t in runs if t.state and t.state.is_failed()]  # noqa: E731
     [load] = failed(api.task_runs(state.state_details.flow_run_id, "load-data", until=failed))
@@ -117,8 +141,17 @@ def test_a_corrupt_file_is_reported_and_retried_without_blocking_the_others(publ
     store.put("incoming/bad.parquet", _green_slice(500))
     state, summary = _run()
     assert state.is_completed()
-    assert _inputs(summary["predicted"]) == ["incoming/bad.parquet"] and _inputs(summary["skipped"]) == ["incoming/good.csv"]
-    assert len(pd.read_parquet(io.BytesIO(store.get(f"predictions/incoming/bad.parquet/{version}.parquet")))) == 500
+    assert _inputs(summary["predicted"]) == ["incoming/bad.parquet"] and _inputs(
+        summary["skipped"]
+    ) == ["incoming/good.csv"]
+    assert (
+        len(
+            pd.read_parquet(
+                io.BytesIO(store.get(f"predictions/incoming/bad.parquet/{version}.parquet"))
+            )
+        )
+        == 500
+    )
 
 
 def _two_runs_at_once() -> list:
@@ -149,9 +182,15 @@ def test_overlapping_runs_predict_each_file_exactly_once(published):
     predicted = [e["input"] for _, summary in results for e in summary["predicted"]]
     assert sorted(predicted) == files  # every file, none twice
     for _, summary in results:
-        assert sorted(predicted) == sorted(_inputs(summary["predicted"]) + _inputs(summary["skipped"]))
+        assert sorted(predicted) == sorted(
+            _inputs(summary["predicted"]) + _inputs(summary["skipped"])
+        )
     writes = [
-        api.task_runs(state.state_details.flow_run_id, "write-predictions", until=lambda r, n=len(s["predicted"]): len(r) >= n)  # noqa: B008
+        api.task_runs(
+            state.state_details.flow_run_id,
+            "write-predictions",
+            until=lambda r, n=len(s["predicted"]): len(r) >= n,  # noqa: B008
+        )
         for state, s in results
     ]
     assert sum(len(w) for w in writes) == len(files)
@@ -197,7 +236,9 @@ def test_release_by_a_non_owner_leaves_the_claim(store):
     even_later = later + CLAIM_TTL + timedelta(minutes=1)
     first_taker = claim(store, file, "run-c", now=even_later)
     assert first_taker.outcome is Claim.CLAIMED
-    assert store.replace_if_unchanged("claims/incoming/x.csv.json", b"{}", theirs.etag) is None  # run-b's view: stale
+    assert (
+        store.replace_if_unchanged("claims/incoming/x.csv.json", b"{}", theirs.etag) is None
+    )  # run-b's view: stale
     assert json.loads(store.get("claims/incoming/x.csv.json"))["owner"] == "run-c"
     assert release(store, file, first_taker.etag) and not store.exists("claims/incoming/x.csv.json")
 
@@ -211,10 +252,13 @@ def test_a_live_claim_that_cannot_be_read_is_left_alone(store):
     for status, code in ((403, "AccessDenied"), (503, "ServiceUnavailable")):
         reader = ObjectStore(bucket=store.bucket)
         with s3_hook(
-            *error_for_key("GetObject", store.bucket, "claims/incoming/x.csv.json", status, code), reader.client.meta.events
+            *error_for_key("GetObject", store.bucket, "claims/incoming/x.csv.json", status, code),
+            reader.client.meta.events,
         ):
             with pytest.raises(StorageError, match=code):
-                claim(reader, file, "run-b", now=datetime.now(UTC) + CLAIM_TTL + timedelta(minutes=1))
+                claim(
+                    reader, file, "run-b", now=datetime.now(UTC) + CLAIM_TTL + timedelta(minutes=1)
+                )
         assert store.etag("claims/incoming/x.csv.json") == held.etag
     assert json.loads(store.get("claims/incoming/x.csv.json"))["owner"] == "run-a"
 
@@ -241,13 +285,21 @@ def test_the_hourly_job_predicts_with_the_gbm_model(prefect_api, bucket_env, reg
     predictions equal the fitted model's own on the same trips."""
     trained = run_training(str(YELLOW_JAN), str(YELLOW_FEB), model_type="gbm")
     details = {"model_type": "gbm", "model_format": MODEL_FORMATS["gbm"]}
-    version = registry.save_model(trained.model, trained.vectorizer, metrics=trained.metrics, details=details)["version"]
+    version = registry.save_model(
+        trained.model, trained.vectorizer, metrics=trained.metrics, details=details
+    )["version"]
     bucket_env.put("incoming/2021-03/green.parquet", _green_slice())
 
     state, summary = _run()
-    assert state.is_completed() and _inputs(summary["predicted"]) == ["incoming/2021-03/green.parquet"]
-    written = pd.read_parquet(io.BytesIO(bucket_env.get(f"predictions/incoming/2021-03/green.parquet/{version}.parquet")))
-    expected = trained.model.predict(process_inference_data(str(GREEN_MAR), trained.vectorizer).X)[:1000]
+    assert state.is_completed() and _inputs(summary["predicted"]) == [
+        "incoming/2021-03/green.parquet"
+    ]
+    written = pd.read_parquet(
+        io.BytesIO(bucket_env.get(f"predictions/incoming/2021-03/green.parquet/{version}.parquet"))
+    )
+    expected = trained.model.predict(process_inference_data(str(GREEN_MAR), trained.vectorizer).X)[
+        :1000
+    ]
     assert np.array_equal(written["predicted_duration"].to_numpy(), expected)
 
 
@@ -259,7 +311,10 @@ def test_x_csv_and_x_parquet_are_predicted_to_distinct_objects(published):
     store.put("incoming/x.parquet", _green_slice(700))  # 700 green trips
 
     state, summary = _run()
-    assert state.is_completed() and _inputs(summary["predicted"]) == ["incoming/x.csv", "incoming/x.parquet"]
+    assert state.is_completed() and _inputs(summary["predicted"]) == [
+        "incoming/x.csv",
+        "incoming/x.parquet",
+    ]
     outputs = {entry["input"]: entry["predictions"] for entry in summary["predicted"]}
     assert outputs == {
         "incoming/x.csv": store.uri(f"predictions/incoming/x.csv/{version}.parquet"),
@@ -268,14 +323,21 @@ def test_x_csv_and_x_parquet_are_predicted_to_distinct_objects(published):
     for key, rows in (("incoming/x.csv", 999), ("incoming/x.parquet", 700)):
         predictions_key = f"predictions/{key}/{version}.parquet"
         table = pq.read_table(io.BytesIO(store.get(predictions_key)))
-        assert table.num_rows == rows and table.schema.metadata[b"taxi.source"] == store.uri(key).encode()
-        assert json.loads(store.get(f"processed/{key}.json"))["predictions"] == store.uri(predictions_key)
+        assert (
+            table.num_rows == rows
+            and table.schema.metadata[b"taxi.source"] == store.uri(key).encode()
+        )
+        assert json.loads(store.get(f"processed/{key}.json"))["predictions"] == store.uri(
+            predictions_key
+        )
         monitoring = json.loads(store.get(f"monitoring/predictions/{key}/{version}.json"))
         assert monitoring["input"] == store.uri(key)
     assert store.list_keys("claims/") == []
 
 
-def test_a_1020_byte_key_is_predicted_and_an_unreadable_claim_fails_only_its_file(published, monkeypatch):
+def test_a_1020_byte_key_is_predicted_and_an_unreadable_claim_fails_only_its_file(
+    published, monkeypatch
+):
     """Per-file failures include the claim: a file whose (live) claim cannot be read is
     reported and counted like any failed file, its claim is left alone, and the others,
     among them a key of 1,020 bytes whose claim key would be too long if derived naively,
@@ -286,28 +348,49 @@ def test_a_1020_byte_key_is_predicted_and_an_unreadable_claim_fails_only_its_fil
     store.put(long_key, YELLOW_FEB.read_bytes())
     store.put("incoming/good.csv", YELLOW_FEB.read_bytes())
     store.put("incoming/locked.csv", YELLOW_FEB.read_bytes())
-    live = json.dumps({"input": "incoming/locked.csv", "owner": "other-run", "claimed_at": datetime.now(UTC).isoformat()})
+    live = json.dumps(
+        {
+            "input": "incoming/locked.csv",
+            "owner": "other-run",
+            "claimed_at": datetime.now(UTC).isoformat(),
+        }
+    )
     store.put("claims/incoming/locked.csv.json", live.encode())
     held = store.etag("claims/incoming/locked.csv.json")
     monkeypatch.setenv("TAXI_IO_RETRY_DELAYS", "0")
 
-    with s3_hook(*error_for_key("GetObject", store.bucket, "claims/incoming/locked.csv.json", 403, "AccessDenied")):
+    with s3_hook(
+        *error_for_key(
+            "GetObject", store.bucket, "claims/incoming/locked.csv.json", 403, "AccessDenied"
+        )
+    ):
         state, summary = _run()
     assert state.is_completed()  # below the set-aside count: no alert every hour
     assert _inputs(summary["predicted"]) == sorted([long_key, "incoming/good.csv"])
     [failed] = summary["failed"]
-    assert failed["input"] == "incoming/locked.csv" and failed["failures"] == 1 and failed["set_aside"] is None
+    assert (
+        failed["input"] == "incoming/locked.csv"
+        and failed["failures"] == 1
+        and failed["set_aside"] is None
+    )
     assert failed["error"].startswith("could not claim it:") and "AccessDenied" in failed["error"]
     assert json.loads(store.get("failures/incoming/locked.csv.json"))["failures"] == 1
-    assert store.etag("claims/incoming/locked.csv.json") == held  # the other run's claim is untouched
+    assert (
+        store.etag("claims/incoming/locked.csv.json") == held
+    )  # the other run's claim is untouched
     report = api.artifacts(state.state_details.flow_run_id, "taxi-incoming-inference")
-    assert "`incoming/locked.csv` | **failed** (retried next run; failed runs so far: 1)" in report[0].data
+    assert (
+        "`incoming/locked.csv` | **failed** (retried next run; failed runs so far: 1)"
+        in report[0].data
+    )
 
     name = incoming_name(long_key)
     predictions_key = f"predictions/{name}/{version}.parquet"
     assert len(pd.read_parquet(io.BytesIO(store.get(predictions_key)))) == 999
     record = json.loads(store.get(f"processed/{name}.json"))
-    assert record["input"] == store.uri(long_key) and record["predictions"] == store.uri(predictions_key)
+    assert record["input"] == store.uri(long_key) and record["predictions"] == store.uri(
+        predictions_key
+    )
     assert store.exists(f"monitoring/predictions/{name}/{version}.json")
     assert store.list_keys("claims/") == ["claims/incoming/locked.csv.json"]
 
@@ -329,10 +412,15 @@ def test_the_hourly_job_refuses_a_server_that_ignores_if_none_match(published):
     with s3_hook(*header_ignored("PutObject", "If-None-Match")):
         state = incoming_inference_flow("incoming/", return_state=True)
     assert state.is_failed()
-    assert "ignores If-None-Match: * on PUT" in state.message and "overlapping runs could predict a file twice" in state.message
+    assert (
+        "ignores If-None-Match: * on PUT" in state.message
+        and "overlapping runs could predict a file twice" in state.message
+    )
     assert _objects(store) == before  # no claim, no prediction, no probe object left
     [check] = api.task_runs(
-        state.state_details.flow_run_id, "check-conditional-writes", until=lambda r: r and r[0].state.is_final()
+        state.state_details.flow_run_id,
+        "check-conditional-writes",
+        until=lambda r: r and r[0].state.is_final(),
     )
     assert check.run_count == 1  # refused, not retried
 
@@ -346,7 +434,9 @@ def test_overlapping_runs_that_contend_for_the_same_file(published):
     listed = threading.Barrier(2, timeout=120)
 
     def hold_until_both_listed(params: dict, **_) -> None:
-        if params.get("Bucket") == store.bucket and str(params.get("Prefix", "")).startswith("processed/"):
+        if params.get("Bucket") == store.bucket and str(params.get("Prefix", "")).startswith(
+            "processed/"
+        ):
             listed.wait()
 
     with s3_hook("before-parameter-build.s3.ListObjectsV2", hold_until_both_listed):
@@ -362,9 +452,15 @@ def test_overlapping_runs_that_contend_for_the_same_file(published):
     assert predicted == ["incoming/contended.csv"]  # exactly one run predicted it
     [loser] = [summary for _, summary in results if not summary["predicted"]]
     assert loser["skipped"][0]["reason"] in ("being predicted by another run", "already predicted")
-    writes = [api.task_runs(state.state_details.flow_run_id, "write-predictions") for state, _ in results]
+    writes = [
+        api.task_runs(state.state_details.flow_run_id, "write-predictions") for state, _ in results
+    ]
     assert sum(len(w) for w in writes) == 1
-    assert store.list_keys("predictions/incoming/contended.csv/") == [f"predictions/incoming/contended.csv/{version}.parquet"]
+    assert store.list_keys("predictions/incoming/contended.csv/") == [
+        f"predictions/incoming/contended.csv/{version}.parquet"
+    ]
     [winner] = [state for state, summary in results if summary["predicted"]]
-    assert json.loads(store.get("processed/incoming/contended.csv.json"))["run"] == str(winner.state_details.flow_run_id)
+    assert json.loads(store.get("processed/incoming/contended.csv.json"))["run"] == str(
+        winner.state_details.flow_run_id
+    )
     assert store.list_keys("claims/") == []

@@ -46,7 +46,9 @@ class TlcHandler(http.server.BaseHTTPRequestHandler):
         body = path.read_bytes()
         if behaviour == "truncated":  # a short file, honestly announced as short
             body = body[: len(body) // 2]
-        if behaviour == "unannounced":  # no Content-Length: the body ends when the connection closes
+        if (
+            behaviour == "unannounced"
+        ):  # no Content-Length: the body ends when the connection closes
             self.send_response(200)
             self.end_headers()
             self.wfile.write(body)
@@ -122,7 +124,9 @@ def _data_keys(store) -> list[str]:
     return sorted(store.list_keys("data/"))
 
 
-def test_months_are_copied_with_manifests_and_a_rerun_downloads_nothing(prefect_api, bucket_env, tlc):
+def test_months_are_copied_with_manifests_and_a_rerun_downloads_nothing(
+    prefect_api, bucket_env, tlc
+):
     store = bucket_env
     tlc.behaviour[_file("2021-04")] = "forbidden"  # CloudFront's answer for a month not out yet
 
@@ -144,9 +148,15 @@ def test_months_are_copied_with_manifests_and_a_rerun_downloads_nothing(prefect_
         manifest = json.loads(store.get(key + ".manifest.json"))
         assert manifest == {
             **manifest,
-            "color": "green", "month": month, "key": key, "source": f"{tlc.base_url}/{_file(month)}",
-            "bytes": len(body), "sha256": sha256_hex(body), "rows": rows, "schema": "green",
-        }  # fmt: skip
+            "color": "green",
+            "month": month,
+            "key": key,
+            "source": f"{tlc.base_url}/{_file(month)}",
+            "bytes": len(body),
+            "sha256": sha256_hex(body),
+            "rows": rows,
+            "schema": "green",
+        }
         assert manifest["ingested_at"]
     assert months_present(store, "green") == [(2021, 1), (2021, 2), (2021, 3)]
     assert months_present(store, "yellow") == []
@@ -154,14 +164,19 @@ def test_months_are_copied_with_manifests_and_a_rerun_downloads_nothing(prefect_
     assert len(report) == 1
     text = report[0].data
     assert "3 ingested, 0 skipped, 2 not available yet, 0 failed" in text
-    assert "| 2021-02 | ingested | 64,572 trips" in text and "| 2021-04 | not available yet |" in text
+    assert (
+        "| 2021-02 | ingested | 64,572 trips" in text and "| 2021-04 | not available yet |" in text
+    )
 
     # The same months again: nothing is downloaded or written.
     before = {item["Key"]: item["ETag"] for item in store.list_objects("")}
     tlc.requests.clear()
     state, summary = _run("green", "2021-01", "2021-03")
     assert state.is_completed()
-    assert _months(summary["skipped"]) == ["2021-01", "2021-02", "2021-03"] and summary["ingested"] == []
+    assert (
+        _months(summary["skipped"]) == ["2021-01", "2021-02", "2021-03"]
+        and summary["ingested"] == []
+    )
     assert tlc.requests == []
     assert {item["Key"]: item["ETag"] for item in store.list_objects("")} == before
 
@@ -182,7 +197,10 @@ def test_a_truncated_file_is_refused_and_nothing_of_it_lands(prefect_api, bucket
     assert state.is_failed()
     assert _months(summary["ingested"]) == ["2021-01"]
     assert _months(summary["failed"]) == ["2021-02"] and summary["not_attempted"] == ["2021-03"]
-    assert "DataError" in summary["failed"][0]["error"] and "not a readable parquet file" in summary["failed"][0]["error"]
+    assert (
+        "DataError" in summary["failed"][0]["error"]
+        and "not a readable parquet file" in summary["failed"][0]["error"]
+    )
     # Bad input is not retried (the same bytes would fail the same way), and March, after
     # the gap, is not ingested: the next run starts again at February.
     assert tlc.requests.count(_file("2021-02")) == 1 and _file("2021-03") not in tlc.requests
@@ -190,9 +208,9 @@ def test_a_truncated_file_is_refused_and_nothing_of_it_lands(prefect_api, bucket
         "data/green/green_tripdata_2021-01.parquet",
         "data/green/green_tripdata_2021-01.parquet.manifest.json",
     ]
-    assert "green 2021-02 could not be ingested" in str(state.message) or "green 2021-02 could not be ingested" in repr(
-        state.result(raise_on_failure=False)
-    )
+    assert "green 2021-02 could not be ingested" in str(
+        state.message
+    ) or "green 2021-02 could not be ingested" in repr(state.result(raise_on_failure=False))
     text = api.artifacts(state.state_details.flow_run_id, "taxi-ingest-report")[0].data
     assert "| 2021-02 | **failed** |" in text and "| 2021-03 | not attempted |" in text
 
@@ -211,7 +229,9 @@ def test_a_truncated_file_is_refused_and_nothing_of_it_lands(prefect_api, bucket
         ("trickle", 2, "not downloaded within the deadline"),
     ],
 )
-def test_a_broken_transfer_leaves_nothing_under_data(bucket_env, tlc, behaviour, deadline, expected):
+def test_a_broken_transfer_leaves_nothing_under_data(
+    bucket_env, tlc, behaviour, deadline, expected
+):
     store = bucket_env
     tlc.behaviour[_file("2021-01")] = behaviour
     started = time.monotonic()
@@ -222,7 +242,9 @@ def test_a_broken_transfer_leaves_nothing_under_data(bucket_env, tlc, behaviour,
     assert _data_keys(store) == []
 
 
-def test_size_cap_and_input_contract_are_checked_before_anything_is_stored(bucket_env, tlc, tmp_path):
+def test_size_cap_and_input_contract_are_checked_before_anything_is_stored(
+    bucket_env, tlc, tmp_path
+):
     store = bucket_env
     with pytest.raises(DataError, match="is 1,333,519 bytes, more than the 1,000,000-byte limit"):
         ingest_month(store, "green", (2021, 1), tlc.base_url, max_bytes=1_000_000)
@@ -236,7 +258,9 @@ def test_size_cap_and_input_contract_are_checked_before_anything_is_stored(bucke
     assert _data_keys(store) == []
 
 
-def test_a_local_directory_source_and_a_file_without_its_manifest(prefect_api, s3_server, tmp_path, monkeypatch):
+def test_a_local_directory_source_and_a_file_without_its_manifest(
+    prefect_api, s3_server, tmp_path, monkeypatch
+):
     # A bucket that does not exist yet: the first ingestion creates it.
     store = ObjectStore(bucket=f"fresh-{secrets.token_hex(4)}")
     monkeypatch.setenv("TAXI_BUCKET", store.bucket)
@@ -257,10 +281,14 @@ def test_a_local_directory_source_and_a_file_without_its_manifest(prefect_api, s
     # ...and is replaced. A file missing from the directory is a month not published yet.
     state, summary = _run("green", "2021-01", "2021-03")
     assert state.is_completed()
-    assert _months(summary["ingested"]) == ["2021-01", "2021-02"] and _months(summary["not_available"]) == ["2021-03"]
+    assert _months(summary["ingested"]) == ["2021-01", "2021-02"] and _months(
+        summary["not_available"]
+    ) == ["2021-03"]
     assert "no such file" in summary["not_available"][0]["reason"]
     assert store.get(data_key("green", (2021, 1))) == (DATA / _file("2021-01")).read_bytes()
-    assert json.loads(store.get(data_manifest_key("green", (2021, 1))))["source"] == str(tmp_path / _file("2021-01"))
+    assert json.loads(store.get(data_manifest_key("green", (2021, 1))))["source"] == str(
+        tmp_path / _file("2021-01")
+    )
 
 
 @pytest.mark.parametrize(
@@ -274,7 +302,9 @@ def test_a_local_directory_source_and_a_file_without_its_manifest(prefect_api, s
         ("green", "2021-01", "2999-01", "end must not be after the current month"),
     ],
 )
-def test_bad_parameters_fail_the_run_clearly_without_repeating_them(prefect_api, bucket_env, tlc, color, start, end, expected):
+def test_bad_parameters_fail_the_run_clearly_without_repeating_them(
+    prefect_api, bucket_env, tlc, color, start, end, expected
+):
     state, _ = _run(color, start, end)
     assert state.is_failed()
     message = str(state.result(raise_on_failure=False))
@@ -294,7 +324,7 @@ def test_a_month_stored_wrong_is_removed_and_gets_no_manifest(bucket_env, monkey
 
 
 def test_recorded_source_urls_carry_no_credentials():
-    assert public_url("https://user:secret@mirror.example:8443/trip-data/f.parquet?X-Sig=abc#x") == (
-        "https://mirror.example:8443/trip-data/f.parquet"
-    )
+    assert public_url(
+        "https://user:secret@mirror.example:8443/trip-data/f.parquet?X-Sig=abc#x"
+    ) == ("https://mirror.example:8443/trip-data/f.parquet")
     assert public_url("/srv/tlc/f.parquet") == "/srv/tlc/f.parquet"

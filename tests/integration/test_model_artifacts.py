@@ -27,7 +27,13 @@ def _failed(runs):
 
 
 def _save(registry: ModelRegistry, model, **kwargs) -> dict:
-    return registry.save_model(model.model, model.vectorizer, metrics=model.metrics, details={"model_type": "linear"}, **kwargs)
+    return registry.save_model(
+        model.model,
+        model.vectorizer,
+        metrics=model.metrics,
+        details={"model_type": "linear"},
+        **kwargs,
+    )
 
 
 def _signed(store: ObjectStore) -> ModelRegistry:
@@ -54,12 +60,15 @@ def test_a_malformed_signature_file_is_an_integrity_error(store, small_model, na
     store.put(f"models/{version}/manifest.json.sig", SIGNATURE_FILES[name])
 
     with pytest.raises(
-        IntegrityError, match=f"manifest.json.sig is not a signature file: refusing to load model version '{version}'"
+        IntegrityError,
+        match=f"manifest.json.sig is not a signature file: refusing to load model version '{version}'",
     ):
         registry.load_model()
 
 
-def test_a_malformed_signature_fails_inference_once_and_training_replaces_the_model(published, small_model, monkeypatch):
+def test_a_malformed_signature_fails_inference_once_and_training_replaces_the_model(
+    published, small_model, monkeypatch
+):
     """Through the flows: inference fails with the integrity error, load-model ran once (not
     retried); the next training does not trust that champion and publishes a signed model."""
     from flows.inference import inference_flow
@@ -73,26 +82,41 @@ def test_a_malformed_signature_fails_inference_once_and_training_replaces_the_mo
 
     state = inference_flow(str(YELLOW_FEB), return_state=True)
     assert state.is_failed()
-    assert "IntegrityError" in state.message and "is not a signature file" in state.message and "é" not in state.message
+    assert (
+        "IntegrityError" in state.message
+        and "is not a signature file" in state.message
+        and "é" not in state.message
+    )
     [load] = _failed(api.task_runs(state.state_details.flow_run_id, "load-model", until=_failed))
     assert load.run_count == 1
 
     trained = training_flow(str(YELLOW_JAN), str(YELLOW_FEB), return_state=True)
     assert trained.is_completed(), trained.message
     result = trained.result()
-    assert result["promoted"] and result["champion_version"] is None  # the untrusted champion was not compared
+    assert (
+        result["promoted"] and result["champion_version"] is None
+    )  # the untrusted champion was not compared
     assert signed.load_model().version == result["model_version"]
 
 
 # --- version ids ---------------------------------------------------------------------------
 
-BAD_VERSION_IDS = ["../data/green", "20260101T120000Z-1a2b3c/../x", "", "latest2", "20260101t120000z-1A2B3C", "a" * 300]
+BAD_VERSION_IDS = [
+    "../data/green",
+    "20260101T120000Z-1a2b3c/../x",
+    "",
+    "latest2",
+    "20260101t120000z-1A2B3C",
+    "a" * 300,
+]
 
 
 @pytest.mark.parametrize("bad", BAD_VERSION_IDS)
 def test_version_ids_are_checked_as_a_parameter(store, bad):
     registry = ModelRegistry(ObjectStore(bucket=store.bucket, client=store.client))
-    with pytest.raises(InvalidVersionError, match="model_version must be 'latest' or a model version id"):
+    with pytest.raises(
+        InvalidVersionError, match="model_version must be 'latest' or a model version id"
+    ):
         registry.load_model(bad)
     with pytest.raises(InvalidVersionError):
         registry.load_manifest(bad)
@@ -106,17 +130,28 @@ def test_a_bad_version_id_fails_the_inference_run_once_without_echoing_it(publis
 
     state = inference_flow(str(YELLOW_FEB), model_version="../../data/secret", return_state=True)
     assert state.is_failed()
-    assert "model_version must be 'latest' or a model version id such as '20260101T120000Z-1a2b3c'" in state.message
+    assert (
+        "model_version must be 'latest' or a model version id such as '20260101T120000Z-1a2b3c'"
+        in state.message
+    )
     assert "secret" not in state.message
     [load] = _failed(api.task_runs(state.state_details.flow_run_id, "load-model", until=_failed))
     assert load.run_count == 1
 
 
-@pytest.mark.parametrize("marker", [{"version": "../../incoming/x"}, {"version": 7}, ["a"], "not json"])
+@pytest.mark.parametrize(
+    "marker", [{"version": "../../incoming/x"}, {"version": 7}, ["a"], "not json"]
+)
 def test_latest_json_naming_no_valid_version_is_refused(published, registry, marker):
     store, version = published
-    store.put("models/latest.json", marker.encode() if isinstance(marker, str) else json.dumps(marker).encode())
-    with pytest.raises(IntegrityError, match="models/latest.json (does not name a valid model version id|is not a model marker)"):
+    store.put(
+        "models/latest.json",
+        marker.encode() if isinstance(marker, str) else json.dumps(marker).encode(),
+    )
+    with pytest.raises(
+        IntegrityError,
+        match="models/latest.json (does not name a valid model version id|is not a model marker)",
+    ):
         registry.load_model()
     assert registry.load_model(version).version == version  # by id it still loads
     # A new publication replaces the broken marker (it names nothing to keep).
@@ -150,7 +185,10 @@ def test_a_signed_manifest_replayed_under_another_version_id_is_refused(store, s
     for name in ("manifest.json", "manifest.json.sig"):
         store.put(f"models/{replay}/{name}", store.get(f"models/{original}/{name}"))
 
-    with pytest.raises(IntegrityError, match=f"is the manifest of another model version: refusing to load it as '{replay}'"):
+    with pytest.raises(
+        IntegrityError,
+        match=f"is the manifest of another model version: refusing to load it as '{replay}'",
+    ):
         registry.load_model(replay)
     # ...nor through latest.json with the manifest's checksum fixed up.
     body = store.get(f"models/{replay}/manifest.json")
@@ -190,7 +228,9 @@ class RaceAfterRead(ObjectStore):
             self.meanwhile()
         return found
 
-    def put_if_unchanged(self, key: str, body: bytes, etag: str | None, content_type: str = "application/json") -> bool:
+    def put_if_unchanged(
+        self, key: str, body: bytes, etag: str | None, content_type: str = "application/json"
+    ) -> bool:
         written = super().put_if_unchanged(key, body, etag, content_type)
         self.refused += not written
         return written
@@ -202,10 +242,14 @@ def _plain(store: ObjectStore) -> ModelRegistry:
 
 def _publish(store: ObjectStore, version: str) -> None:
     """Another publisher points latest.json at `version` (a complete version)."""
-    _plain(store).set_latest(version, hashlib.sha256(store.get(f"models/{version}/manifest.json")).hexdigest())
+    _plain(store).set_latest(
+        version, hashlib.sha256(store.get(f"models/{version}/manifest.json")).hexdigest()
+    )
 
 
-def test_a_training_that_loses_the_race_for_latest_is_stored_not_promoted(published, registry, small_model):
+def test_a_training_that_loses_the_race_for_latest_is_stored_not_promoted(
+    published, registry, small_model
+):
     """We compared with `champion`; between our read of latest.json and our write, another
     training publishes. The server refuses our stale If-Match write, we read again, see a
     version we were not compared with, and keep it: ours is complete, not promoted, no error."""
@@ -218,7 +262,9 @@ def test_a_training_that_loses_the_race_for_latest_is_stored_not_promoted(publis
     assert racing.refused == 1  # the server honoured If-Match: our stale write was refused
     assert manifest["promoted"] is False
     assert registry.latest_marker()["version"] == rival
-    assert registry.load_model(manifest["version"]).version == manifest["version"]  # stored, complete
+    assert (
+        registry.load_model(manifest["version"]).version == manifest["version"]
+    )  # stored, complete
 
 
 def test_a_lost_race_is_retried_when_the_champion_is_still_latest(published, registry, small_model):
@@ -251,7 +297,9 @@ def test_the_first_marker_is_created_with_if_none_match(store, registry, small_m
     assert registry.latest_marker()["version"] == taken["version"]
 
 
-def test_a_training_run_that_loses_the_race_completes(published, registry, small_model, monkeypatch):
+def test_a_training_run_that_loses_the_race_completes(
+    published, registry, small_model, monkeypatch
+):
     """Through the training flow: another training publishes between save-model's read of
     latest.json and its write. The run ends Completed, says it was not promoted, `latest`
     names the other version, and save-model ran once (nothing failed, nothing retried)."""
@@ -274,7 +322,12 @@ def test_a_training_run_that_loses_the_race_completes(published, registry, small
     assert state.is_completed(), state.message
     result = state.result()
     assert result["champion_version"] == champion and raced
-    assert result["promoted"] is False and "another training moved latest meanwhile" in result["promotion_reason"]
+    assert (
+        result["promoted"] is False
+        and "another training moved latest meanwhile" in result["promotion_reason"]
+    )
     assert registry.latest_marker()["version"] == rival
-    saves = api.task_runs(state.state_details.flow_run_id, "save-model", until=lambda r: r and r[0].state.is_final())
+    saves = api.task_runs(
+        state.state_details.flow_run_id, "save-model", until=lambda r: r and r[0].state.is_final()
+    )
     assert [run.run_count for run in saves] == [1]

@@ -20,14 +20,19 @@ def _record(store, predictions_uri: str) -> dict:
     return json.loads(store.get(monitoring_record_key(parse_s3_uri(predictions_uri)[1])))
 
 
-def test_green_months_match_the_test_rmse_and_a_shifted_month_is_flagged(prefect_api, bucket_env, tmp_path):
+def test_green_months_match_the_test_rmse_and_a_shifted_month_is_flagged(
+    prefect_api, bucket_env, tmp_path
+):
     from flows.inference import inference_flow
     from flows.training import training_flow
 
     store = bucket_env
     # One training run per month, so each month's realized RMSE is compared with the test RMSE
     # the training flow reported on that very month (the fit on January is the same each time).
-    trained = {month: training_flow(str(GREEN_JAN), str(path)) for month, path in (("02", GREEN_FEB), ("03", GREEN_MAR))}
+    trained = {
+        month: training_flow(str(GREEN_JAN), str(path))
+        for month, path in (("02", GREEN_FEB), ("03", GREEN_MAR))
+    }
     for month, path in (("02", GREEN_FEB), ("03", GREEN_MAR)):
         version = trained[month]["model_version"]
         manifest = json.loads(store.get(f"models/{version}/manifest.json"))
@@ -36,7 +41,10 @@ def test_green_months_match_the_test_rmse_and_a_shifted_month_is_flagged(prefect
         state = inference_flow(str(path), version, return_state=True)
         uri = state.result()
         record = _record(store, uri)
-        assert f"monitoring/predictions/green_tripdata_2021-{month}/{version}.json" in store.list_keys("monitoring/")
+        assert (
+            f"monitoring/predictions/green_tripdata_2021-{month}/{version}.json"
+            in store.list_keys("monitoring/")
+        )
         assert record["input"] == str(path) and record["model_version"] == version
         assert record["rows"] == len(pd.read_parquet(path))  # every trip, before any filter
         assert record["realized_rmse"] == pytest.approx(trained[month]["rmse_test"], abs=1e-6)
@@ -44,7 +52,12 @@ def test_green_months_match_the_test_rmse_and_a_shifted_month_is_flagged(prefect
         assert record["drift_statistics"] == "computed" and not record["drift_detected"], record
         [table] = api.artifacts(state.state_details.flow_run_id, "taxi-monitoring")
         assert table.type == "table" and "no drift" in table.description
-        assert {"item": "realized_rmse", "value": record["realized_rmse"], "threshold": "", "drift": ""} in json.loads(table.data)
+        assert {
+            "item": "realized_rmse",
+            "value": record["realized_rmse"],
+            "threshold": "",
+            "drift": "",
+        } in json.loads(table.data)
         # (other tests of the session may emit events about the same file with their own model)
         events = api.events("taxi.drift.detected", f"taxi.batch.{path}", timeout=5)
         assert [e for e in events if e["resource"]["taxi.model-version"] == version] == []
@@ -59,17 +72,24 @@ def test_green_months_match_the_test_rmse_and_a_shifted_month_is_flagged(prefect
     state = inference_flow(str(changed), version, return_state=True)
     record = _record(store, state.result())
     assert record["drift_detected"] and record["features"]["pickup_hour"]["drift"]
-    assert record["realized_rmse"] == pytest.approx(trained["02"]["rmse_test"], abs=1e-6)  # same durations
+    assert record["realized_rmse"] == pytest.approx(
+        trained["02"]["rmse_test"], abs=1e-6
+    )  # same durations
     [event] = api.events("taxi.drift.detected", f"taxi.batch.{changed}", until=bool)
     assert event["resource"]["taxi.model-version"] == version
     assert "pickup_hour" in event["payload"]["drifted"]
-    assert event["payload"]["record"] == store.uri(monitoring_record_key(parse_s3_uri(state.result())[1]))
+    assert event["payload"]["record"] == store.uri(
+        monitoring_record_key(parse_s3_uri(state.result())[1])
+    )
 
     # A reference altered in the bucket fails the run, like any other object of the version.
     key = f"models/{version}/reference.json"
     store.put(key, store.get(key).replace(b'"rows"', b'"rows" ', 1))
     state = inference_flow(str(GREEN_FEB), version, return_state=True)
-    assert state.is_failed() and "reference.json does not match the sha256 in its manifest" in state.message
+    assert (
+        state.is_failed()
+        and "reference.json does not match the sha256 in its manifest" in state.message
+    )
 
 
 def test_a_version_without_reference_predicts_and_says_so(published):
@@ -85,7 +105,9 @@ def test_a_version_without_reference_predicts_and_says_so(published):
     assert "no drift statistics" in table.description
 
 
-def test_a_file_that_keeps_failing_is_set_aside_once_and_the_plot_is_refreshed(published, monkeypatch):
+def test_a_file_that_keeps_failing_is_set_aside_once_and_the_plot_is_refreshed(
+    published, monkeypatch
+):
     from flows.inference import incoming_inference_flow
 
     store, version = published
@@ -101,13 +123,21 @@ def test_a_file_that_keeps_failing_is_set_aside_once_and_the_plot_is_refreshed(p
         return state, getattr(summary, "summary", summary)
 
     state, summary = run()  # the first failed run: counted, listed, no alert (the run is Completed)
-    assert state.is_completed() and [f["failures"] for f in summary["failed"]] == [1] and summary["set_aside"] == []
+    assert (
+        state.is_completed()
+        and [f["failures"] for f in summary["failed"]] == [1]
+        and summary["set_aside"] == []
+    )
     assert json.loads(store.get("failures/incoming/bad.parquet.json"))["failures"] == 1
     assert store.exists("incoming/bad.parquet")
     # The good file's record is in the plot, which the run's artifacts link.
     assert Image.open(io.BytesIO(store.get("monitoring/plots/monitoring.png"))).size == (1100, 700)
     plot = summary["monitoring_plot"]
-    assert plot["uri"] == store.uri("monitoring/plots/monitoring.png") and plot["records"] == 1 and plot["redrawn"]
+    assert (
+        plot["uri"] == store.uri("monitoring/plots/monitoring.png")
+        and plot["records"] == 1
+        and plot["redrawn"]
+    )
     [link] = api.artifacts(state.state_details.flow_run_id, "taxi-monitoring-plot")
     assert link.type == "markdown" and store.uri("monitoring/plots/monitoring.png") in link.data
     [report] = api.artifacts(state.state_details.flow_run_id, "taxi-incoming-inference")
@@ -115,8 +145,12 @@ def test_a_file_that_keeps_failing_is_set_aside_once_and_the_plot_is_refreshed(p
 
     state, summary = run()  # the second failed run: set aside, and the one Failed run (one alert)
     assert state.is_failed() and "1 set aside under failed/" in state.message
-    assert summary["set_aside"] == [{"input": "incoming/bad.parquet", "moved_to": store.uri("failed/incoming/bad.parquet")}]
-    assert store.get("failed/incoming/bad.parquet") == bad and not store.exists("incoming/bad.parquet")
+    assert summary["set_aside"] == [
+        {"input": "incoming/bad.parquet", "moved_to": store.uri("failed/incoming/bad.parquet")}
+    ]
+    assert store.get("failed/incoming/bad.parquet") == bad and not store.exists(
+        "incoming/bad.parquet"
+    )
     assert not store.exists("failures/incoming/bad.parquet.json")
     [report] = api.artifacts(state.state_details.flow_run_id, "taxi-incoming-inference")
     assert "**set aside** as `" in report.data and "after 2 failed runs" in report.data

@@ -37,7 +37,11 @@ def trained():
 
 def _save(registry: ModelRegistry, trained, **kwargs) -> dict:
     return registry.save_model(
-        trained.model, trained.vectorizer, metrics=trained.metrics, details={"model_type": "linear"}, **kwargs
+        trained.model,
+        trained.vectorizer,
+        metrics=trained.metrics,
+        details={"model_type": "linear"},
+        **kwargs,
     )
 
 
@@ -57,13 +61,18 @@ class FailingStore(ObjectStore):
             raise StorageError(f"injected failure writing {self.uri(key)}")
         return super().put(key, body, content_type)
 
-    def put_if_unchanged(self, key: str, body: bytes, etag: str | None, content_type: str = "application/json") -> bool:
+    def put_if_unchanged(
+        self, key: str, body: bytes, etag: str | None, content_type: str = "application/json"
+    ) -> bool:
         if key.endswith(self.fail_on):
             raise StorageError(f"injected failure writing {self.uri(key)}")
         return super().put_if_unchanged(key, body, etag, content_type)
 
 
-@pytest.mark.parametrize("fail_on", ["/vectorizer.pkl", "/metrics.json", "/manifest.json", "/manifest.json.sig", LATEST_MARKER])
+@pytest.mark.parametrize(
+    "fail_on",
+    ["/vectorizer.pkl", "/metrics.json", "/manifest.json", "/manifest.json.sig", LATEST_MARKER],
+)
 def test_a_run_that_dies_midway_leaves_latest_alone(store, trained, fail_on):
     signed = _with(store, KEY)
     good = _save(signed, trained)["version"]
@@ -78,7 +87,13 @@ def test_a_run_that_dies_midway_leaves_latest_alone(store, trained, fail_on):
     if fail_on == LATEST_MARKER:
         # Everything was written and verified; only the promotion failed. The version is
         # complete and loadable by id, just not `latest`.
-        assert written == {"model.pkl", "vectorizer.pkl", "metrics.json", "manifest.json", "manifest.json.sig"}
+        assert written == {
+            "model.pkl",
+            "vectorizer.pkl",
+            "metrics.json",
+            "manifest.json",
+            "manifest.json.sig",
+        }
         assert signed.load_model(broken).version == broken
         return
     assert "model.pkl" in written
@@ -108,7 +123,9 @@ def test_concurrent_publishing_never_points_latest_at_an_incomplete_version(stor
     def save() -> None:
         try:
             start.wait()
-            versions.append(_save(ModelRegistry(ObjectStore(bucket=store.bucket)), trained)["version"])
+            versions.append(
+                _save(ModelRegistry(ObjectStore(bucket=store.bucket)), trained)["version"]
+            )
         except BaseException as error:  # noqa: BLE001 (reported by the assertion below)
             errors.append(error)
 
@@ -191,16 +208,26 @@ def test_a_gbm_version_saved_before_xgboost_fails_with_a_clear_error(registry, t
     """Versions of the gbm model from before the model format tag held pickled
     HistGradientBoostingRegressor objects: refused by the manifest, before unpickling."""
     untagged = {"model_type": "gbm"}
-    old = registry.save_model(trained.model, trained.vectorizer, metrics=trained.metrics, details=untagged)["version"]
-    with pytest.raises(UnsupportedModelError, match=f"model version '{old}' is a gbm model .* retrain it"):
+    old = registry.save_model(
+        trained.model, trained.vectorizer, metrics=trained.metrics, details=untagged
+    )["version"]
+    with pytest.raises(
+        UnsupportedModelError, match=f"model version '{old}' is a gbm model .* retrain it"
+    ):
         registry.load_model(old)
     with pytest.raises(UnsupportedModelError, match=f"'{old}'"):
         registry.load_model()  # it is latest
     current = registry.save_model(
-        trained.model, trained.vectorizer, metrics=trained.metrics, details={"model_type": "gbm", "model_format": GBM_FORMAT}
+        trained.model,
+        trained.vectorizer,
+        metrics=trained.metrics,
+        details={"model_type": "gbm", "model_format": GBM_FORMAT},
     )
     assert registry.load_model().version == current["version"]
-    assert registry.load_model(_save(registry, trained)["version"]).manifest.get("model_format") is None  # linear: unchanged
+    assert (
+        registry.load_model(_save(registry, trained)["version"]).manifest.get("model_format")
+        is None
+    )  # linear: unchanged
 
 
 def test_a_gbm_version_of_the_previous_xgboost_configuration_still_loads(store):
@@ -211,14 +238,18 @@ def test_a_gbm_version_of_the_previous_xgboost_configuration_still_loads(store):
     vectorizer = TripFeatureEncoder(tabular=False)
     train = process_train_data(str(YELLOW_JAN), vectorizer)
     assert "hour_block" not in train.vectorizer.get_feature_names_out()
-    previous = GbmRegressor(n_trees=300, max_fit_rows=5_000, params=GBM_PARAMS | {"learning_rate": 0.1, "max_depth": 8})
+    previous = GbmRegressor(
+        n_trees=300, max_fit_rows=5_000, params=GBM_PARAMS | {"learning_rate": 0.1, "max_depth": 8}
+    )
     previous.fit(train.X, train.y)
     expected = previous.predict(train.vectorizer.transform(train.trips))
     # Pickled as those versions were: no tables, no `tabular` parameter.
     del previous.tables_, train.vectorizer.tabular
     signed = _with(store, KEY)
     details = {"model_type": "gbm", "model_format": GBM_FORMAT}
-    version = signed.save_model(previous, train.vectorizer, metrics={"rmse_test": 7.0}, details=details)["version"]
+    version = signed.save_model(
+        previous, train.vectorizer, metrics={"rmse_test": 7.0}, details=details
+    )["version"]
     loaded = signed.load_model(version)
     assert loaded.model.n_trees == 300 and loaded.model.booster_.num_boosted_rounds() == 300
     assert loaded.model.tables_ is None and loaded.vectorizer.tabular is False

@@ -21,7 +21,9 @@ OTHER = "other-team"
 
 def _identities_module():
     # A standalone script of the SeaweedFS image, not a package module.
-    spec = importlib.util.spec_from_file_location("identities", ROOT / "deploy" / "seaweedfs" / "identities.py")
+    spec = importlib.util.spec_from_file_location(
+        "identities", ROOT / "deploy" / "seaweedfs" / "identities.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -77,7 +79,9 @@ def test_the_flows_user_reads_writes_and_lists_the_project_bucket_only(stack_s3,
     store.put_verified("data/x.parquet", b"trips")
     assert store.get("data/x.parquet") == b"trips"
     assert store.list_keys("data/") == ["data/x.parquet"]
-    assert store.put_if_absent("claims/x.json", b"{}") and not store.put_if_absent("claims/x.json", b"{}")
+    assert store.put_if_absent("claims/x.json", b"{}") and not store.put_if_absent(
+        "claims/x.json", b"{}"
+    )
     store.delete("data/x.parquet")
     assert not store.exists("data/x.parquet")
 
@@ -88,7 +92,9 @@ def test_the_flows_user_reads_writes_and_lists_the_project_bucket_only(stack_s3,
     assert _code(lambda: flows.list_objects_v2(Bucket=OTHER)) == "AccessDenied"
     assert _code(lambda: flows.delete_object(Bucket=OTHER, Key="secret.csv")) == "AccessDenied"
     assert _code(lambda: flows.create_bucket(Bucket="flows-own-bucket")) == "AccessDenied"
-    with pytest.raises(StorageError, match=r"cannot read s3://other-team/secret\.csv: .*AccessDenied"):
+    with pytest.raises(
+        StorageError, match=r"cannot read s3://other-team/secret\.csv: .*AccessDenied"
+    ):
         ObjectStore(bucket=OTHER, client=flows).get("secret.csv")
     assert root.get_object(Bucket=OTHER, Key="secret.csv")["Body"].read() == b"a,b\n1,2\n"
     assert [b["Name"] for b in root.list_buckets()["Buckets"]] == sorted([BUCKET, OTHER])
@@ -97,4 +103,6 @@ def test_the_flows_user_reads_writes_and_lists_the_project_bucket_only(stack_s3,
 def test_the_flows_user_must_not_be_the_root_user():
     identities = _identities_module()
     with pytest.raises(ValueError, match="must differ from the root user"):
-        identities.identities("same", "secret-one-0123456789", "same", "secret-two-0123456789", bucket=BUCKET)
+        identities.identities(
+            "same", "secret-one-0123456789", "same", "secret-two-0123456789", bucket=BUCKET
+        )

@@ -30,7 +30,9 @@ def test_without_a_key_training_and_inference_fail_before_any_work(no_key, regis
     from flows.training import training_flow
 
     # A published model, so that inference would have something to load, and a file to predict.
-    registry.save_model(small_model.model, small_model.vectorizer, metrics=small_model.metrics, details={})
+    registry.save_model(
+        small_model.model, small_model.vectorizer, metrics=small_model.metrics, details={}
+    )
     no_key.put("incoming/yellow.csv", YELLOW_FEB.read_bytes())
     stored = no_key.list_keys("")
     states = [
@@ -60,10 +62,15 @@ def test_the_unsigned_opt_out_is_stated_in_the_log_and_the_report(no_key, monkey
     assert trained.is_completed()
     version = trained.result()["model_version"]
     assert trained.result()["model_signed"] is False
-    assert no_key.list_keys(f"models/{version}/") and not no_key.exists(f"models/{version}/manifest.json.sig")
+    assert no_key.list_keys(f"models/{version}/") and not no_key.exists(
+        f"models/{version}/manifest.json.sig"
+    )
     predicted = inference_flow(str(YELLOW_FEB), return_state=True)
     assert predicted.is_completed()
-    for state, report_key in ((trained, "taxi-training-report"), (predicted, "taxi-inference-report")):
+    for state, report_key in (
+        (trained, "taxi-training-report"),
+        (predicted, "taxi-inference-report"),
+    ):
         run = state.state_details.flow_run_id
         assert any(UNSIGNED_IN_LOG in message for message in api.logs(run)), api.logs(run)
         [report] = api.artifacts(run, report_key)
@@ -82,7 +89,9 @@ def test_with_a_key_the_report_says_signed_and_the_log_has_no_warning(no_key, mo
     assert not any(UNSIGNED_IN_LOG in message for message in api.logs(run))
 
 
-def test_stack_setup_generates_a_signing_key_into_its_block_once_and_never_prints_it(prefect_api, monkeypatch, capfd):
+def test_stack_setup_generates_a_signing_key_into_its_block_once_and_never_prints_it(
+    prefect_api, monkeypatch, capfd
+):
     from prefect.blocks.system import Secret
 
     from deploy.stack_setup import ensure_signing_key

@@ -29,12 +29,20 @@ def trained():
 
 def _save(registry, trained, **kwargs):
     return registry.save_model(
-        trained.model, trained.vectorizer, metrics=trained.metrics, details={"model_type": "linear"}, **kwargs
+        trained.model,
+        trained.vectorizer,
+        metrics=trained.metrics,
+        details={"model_type": "linear"},
+        **kwargs,
     )
 
 
 def test_credentials_are_enforced(s3_server, store):
-    wrong = boto3.client("s3", aws_access_key_id=os.environ["AWS_ACCESS_KEY_ID"], aws_secret_access_key="wrong-secret")
+    wrong = boto3.client(
+        "s3",
+        aws_access_key_id=os.environ["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key="wrong-secret",
+    )
     with pytest.raises(ClientError):
         wrong.list_objects_v2(Bucket=store.bucket)
 
@@ -43,7 +51,10 @@ def test_save_model_writes_objects_manifest_and_moves_latest(store, registry, tr
     manifest = _save(registry, trained)
     version = manifest["version"]
     keys = set(store.list_keys(f"models/{version}/"))
-    assert keys == {f"models/{version}/{n}" for n in ("model.pkl", "vectorizer.pkl", "metrics.json", "manifest.json")}
+    assert keys == {
+        f"models/{version}/{n}"
+        for n in ("model.pkl", "vectorizer.pkl", "metrics.json", "manifest.json")
+    }
     stored = json.loads(store.get(f"models/{version}/manifest.json"))
     assert stored == manifest
     for entry in manifest["objects"].values():
@@ -77,7 +88,9 @@ def test_missing_models_are_named(registry, trained):
     with pytest.raises(ModelNotFoundError, match="no model has been published"):
         registry.load_model()
     _save(registry, trained)
-    with pytest.raises(ModelNotFoundError, match="model version '20990101T000000Z-abcdef' not found"):
+    with pytest.raises(
+        ModelNotFoundError, match="model version '20990101T000000Z-abcdef' not found"
+    ):
         registry.load_model("20990101T000000Z-abcdef")
 
 
@@ -98,13 +111,20 @@ def test_tampered_manifest_is_refused(store, registry, trained):
 
 def test_write_predictions(store):
     frame = pd.DataFrame({"PULocationID": [1, 2], "predicted_duration": [3.5, 4.5]})
-    uri = write_predictions(store, frame, "s3://elsewhere/incoming/green_tripdata_2021-03.parquet", "v1")
+    uri = write_predictions(
+        store, frame, "s3://elsewhere/incoming/green_tripdata_2021-03.parquet", "v1"
+    )
     assert uri == f"s3://{store.bucket}/predictions/green_tripdata_2021-03/v1.parquet"
-    assert pd.read_parquet(io.BytesIO(store.get("predictions/green_tripdata_2021-03/v1.parquet"))).equals(frame)
+    assert pd.read_parquet(
+        io.BytesIO(store.get("predictions/green_tripdata_2021-03/v1.parquet"))
+    ).equals(frame)
 
 
 def test_source_name():
-    assert source_name("https://host/trip-data/yellow_tripdata_2021-01.parquet") == "yellow_tripdata_2021-01"
+    assert (
+        source_name("https://host/trip-data/yellow_tripdata_2021-01.parquet")
+        == "yellow_tripdata_2021-01"
+    )
     assert source_name("/data/x.csv.gz") == "x"
 
 
@@ -119,12 +139,19 @@ def test_seed_bucket_is_idempotent(s3_server):
     ]
     # The months went in as the ingest flow puts them: each with its data manifest.
     assert months_present(store, "green") == [(2021, 1), (2021, 2), (2021, 3)]
-    assert len(store.list_keys("data/")) == 6  # 3 files and their manifests; the yellow CSV excerpts are no TLC months
+    assert (
+        len(store.list_keys("data/")) == 6
+    )  # 3 files and their manifests; the yellow CSV excerpts are no TLC months
     assert store.list_keys("incoming/") == ["incoming/green_tripdata_2021-03.parquet"]
     before = {item["Key"]: (item["ETag"], item["LastModified"]) for item in store.list_objects("")}
     assert seed_bucket(DATA, store) == uris
-    assert {item["Key"]: (item["ETag"], item["LastModified"]) for item in store.list_objects("")} == before
-    assert store.get("data/green/green_tripdata_2021-01.parquet") == (DATA / "green_tripdata_2021-01.parquet").read_bytes()
+    assert {
+        item["Key"]: (item["ETag"], item["LastModified"]) for item in store.list_objects("")
+    } == before
+    assert (
+        store.get("data/green/green_tripdata_2021-01.parquet")
+        == (DATA / "green_tripdata_2021-01.parquet").read_bytes()
+    )
 
 
 def test_load_data_from_s3(store):

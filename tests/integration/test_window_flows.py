@@ -41,13 +41,20 @@ def test_window_as_of_picks_the_months_and_reproduces_the_course(green_months, m
     manifest = _manifest(store, result["model_version"])
     data = f"s3://{store.bucket}/data/green"
     assert manifest["window"] == {
-        "as_of": "2021-03-15", "color": "green", "train_months": ["2021-01"], "test_month": "2021-02", "backfill": True,
-    }  # fmt: skip
+        "as_of": "2021-03-15",
+        "color": "green",
+        "train_months": ["2021-01"],
+        "test_month": "2021-02",
+        "backfill": True,
+    }
     assert manifest["train_data"]["uri"] == f"{data}/green_tripdata_2021-01.parquet"
     assert manifest["test_data"]["uri"] == f"{data}/green_tripdata_2021-02.parquet"
     run_id = state.state_details.flow_run_id
     report = api.artifacts(run_id, "taxi-training-report")[0].data
-    assert "trained on 2021-01, tested on 2021-02" in report and "green_tripdata_2021-01.parquet" in report
+    assert (
+        "trained on 2021-01, tested on 2021-02" in report
+        and "green_tripdata_2021-01.parquet" in report
+    )
     assert any("train 2021-01; test 2021-02" in message for message in api.logs(run_id))
     # The report links objects where a browser opens them; the metrics are a table artifact.
     manifest_key = f"models%2F{result['model_version']}%2Fmanifest.json"
@@ -70,7 +77,9 @@ def test_window_as_of_picks_the_months_and_reproduces_the_course(green_months, m
     assert (two["train_months"], two["test_month"]) == (["2021-01", "2021-02"], "2021-03")
     assert two["train_rows"] == 73_908 + 61_921
     assert not two["promoted"] and "promote=False" in two["promotion_reason"]
-    assert [m["source"] for m in _manifest(store, two["model_version"])["training_sample"]["months"]] == [
+    assert [
+        m["source"] for m in _manifest(store, two["model_version"])["training_sample"]["months"]
+    ] == [
         f"{data}/green_tripdata_2021-01.parquet",
         f"{data}/green_tripdata_2021-02.parquet",
     ]
@@ -82,10 +91,17 @@ def test_window_with_missing_months_fails_naming_them(green_months):
     state = training_flow(color="green", as_of="2021-03-01", train_months=3, return_state=True)
     assert state.is_failed()
     message = state.message or ""
-    assert "2020-11" in message and "2020-12" in message and "2021-01" not in message.split("missing")[1].split("(")[0]
+    assert (
+        "2020-11" in message
+        and "2020-12" in message
+        and "2021-01" not in message.split("missing")[1].split("(")[0]
+    )
     nothing = training_flow(color="yellow", as_of="2021-04-02", return_state=True)
     assert nothing.is_failed() and "no month in the bucket" in (nothing.message or "")
-    half = training_flow(train_path=f"s3://{green_months.bucket}/data/green/green_tripdata_2021-01.parquet", return_state=True)
+    half = training_flow(
+        train_path=f"s3://{green_months.bucket}/data/green/green_tripdata_2021-01.parquet",
+        return_state=True,
+    )
     assert half.is_failed() and "both train_path and test_path" in (half.message or "")
 
 
@@ -138,12 +154,16 @@ def test_backfill_through_a_deployment_asks_for_one_run_per_date_never_promoting
     async def register() -> None:
         async with get_client() as client:
             flow_id = await client.create_flow_from_name(training_flow.name)
-            await client.create_deployment(flow_id, name, entrypoint="flows/training.py:training_flow")
+            await client.create_deployment(
+                flow_id, name, entrypoint="flows/training.py:training_flow"
+            )
 
     asyncio.run(register())
     dates = backfill_dates(date(2021, 3, 1), date(2021, 3, 20), 7)
     assert dates == [date(2021, 3, 1), date(2021, 3, 8), date(2021, 3, 15)]
-    run_ids = trigger_deployment_runs(f"{training_flow.name}/{name}", dates, {"color": "green", "promote": False})
+    run_ids = trigger_deployment_runs(
+        f"{training_flow.name}/{name}", dates, {"color": "green", "promote": False}
+    )
 
     async def read() -> list:
         async with get_client() as client:
@@ -151,6 +171,8 @@ def test_backfill_through_a_deployment_asks_for_one_run_per_date_never_promoting
 
     runs = asyncio.run(read())
     assert [run.parameters["as_of"] for run in runs] == ["2021-03-01", "2021-03-08", "2021-03-15"]
-    assert all(run.parameters["promote"] is False and run.parameters["color"] == "green" for run in runs)
+    assert all(
+        run.parameters["promote"] is False and run.parameters["color"] == "green" for run in runs
+    )
     with pytest.raises(ValueError, match="more than 520"):
         backfill_dates(date(2000, 1, 1), date(2030, 1, 1), 1)

@@ -26,7 +26,10 @@ IMAGE = f"{REPOSITORY}:20261128T120000"
 REFUSED = [
     ({"privileged": True}, "'privileged' was unexpected"),
     ({"volumes": ["/:/host"]}, "'volumes' was unexpected"),
-    ({"container_create_kwargs": {"cap_add": ["SYS_ADMIN"]}}, "'container_create_kwargs' was unexpected"),
+    (
+        {"container_create_kwargs": {"cap_add": ["SYS_ADMIN"]}},
+        "'container_create_kwargs' was unexpected",
+    ),
     ({"cap_add": ["SYS_ADMIN"]}, "'cap_add' was unexpected"),
     ({"network_mode": "bridge"}, "'network_mode' was unexpected"),
     ({"networks": ["another-net"]}, "'networks' was unexpected"),
@@ -37,7 +40,10 @@ REFUSED = [
     ({"image": "docker.io/library/alpine:3.20"}, "Validation failed for field 'image'"),
     ({"image": f"{REPOSITORY}-evil:1"}, "Validation failed for field 'image'"),
     ({"image": f"evil.example.com/{REPOSITORY}:1"}, "Validation failed for field 'image'"),
-    ({"image": REPOSITORY}, "Validation failed for field 'image'"),  # no tag: `latest`, pulled every run
+    (
+        {"image": REPOSITORY},
+        "Validation failed for field 'image'",
+    ),  # no tag: `latest`, pulled every run
 ]
 
 
@@ -46,8 +52,17 @@ def pool(prefect_api) -> tuple[str, str]:
     """A pool made by deploy.work_pool for REPOSITORY on the network taxi-net, and a flow;
     yields (pool name, flow id)."""
     name = f"taxi-pool-{secrets.token_hex(4)}"
-    asyncio.run(setup(name, Settings.from_env().model_copy(update={"image": REPOSITORY, "flow_network": "taxi-net"})))
-    flow_id = _post(f"{prefect_api}/flows/", {"name": "pool-test-flow"}).raise_for_status().json()["id"]
+    asyncio.run(
+        setup(
+            name,
+            Settings.from_env().model_copy(
+                update={"image": REPOSITORY, "flow_network": "taxi-net"}
+            ),
+        )
+    )
+    flow_id = (
+        _post(f"{prefect_api}/flows/", {"name": "pool-test-flow"}).raise_for_status().json()["id"]
+    )
     return name, flow_id
 
 
@@ -75,23 +90,32 @@ def _create_deployment(api: str, pool: tuple[str, str], job_variables: dict) -> 
 
 
 @pytest.mark.parametrize(
-    ("job_variables", "message"), REFUSED, ids=[next(iter(v)) + "-" + str(i) for i, (v, _) in enumerate(REFUSED)]
+    ("job_variables", "message"),
+    REFUSED,
+    ids=[next(iter(v)) + "-" + str(i) for i, (v, _) in enumerate(REFUSED)],
 )
-def test_unsafe_job_variables_are_refused_for_deployments_and_flow_runs(prefect_api, pool, job_variables, message):
+def test_unsafe_job_variables_are_refused_for_deployments_and_flow_runs(
+    prefect_api, pool, job_variables, message
+):
     refused = _create_deployment(prefect_api, pool, {"image": IMAGE, **job_variables})
     assert refused.status_code == 422, refused.text
     assert "Error creating deployment" in refused.text and message in refused.text, refused.text
 
     # Nor can a run of an accepted deployment ask for it.
     deployment = _create_deployment(prefect_api, pool, {"image": IMAGE}).raise_for_status().json()
-    run = _post(f"{prefect_api}/deployments/{deployment['id']}/create_flow_run", {"job_variables": job_variables})
+    run = _post(
+        f"{prefect_api}/deployments/{deployment['id']}/create_flow_run",
+        {"job_variables": job_variables},
+    )
     assert run.status_code == 422, run.text
     assert "Error creating flow run" in run.text and message in run.text, run.text
 
 
 def test_the_project_deployments_job_variables_are_accepted(prefect_api, pool):
     for name in ("prefect.yaml", "prefect-prebuilt.yaml"):
-        variables = yaml.safe_load((ROOT / name).read_text())["definitions"]["work_pool"]["job_variables"]
+        variables = yaml.safe_load((ROOT / name).read_text())["definitions"]["work_pool"][
+            "job_variables"
+        ]
         variables = {**variables, "image": IMAGE, "env": {key: "value" for key in variables["env"]}}
         deployment = _create_deployment(prefect_api, pool, variables)
         assert deployment.status_code == 201, (name, deployment.text)
@@ -102,7 +126,9 @@ def test_the_project_deployments_job_variables_are_accepted(prefect_api, pool):
 
 def test_a_run_without_an_image_is_refused(prefect_api, pool):
     # Otherwise the worker would run Prefect's own image from Docker Hub.
-    deployment = _create_deployment(prefect_api, pool, {"env": {"A": "b"}}).raise_for_status().json()
+    deployment = (
+        _create_deployment(prefect_api, pool, {"env": {"A": "b"}}).raise_for_status().json()
+    )
     run = _post(f"{prefect_api}/deployments/{deployment['id']}/create_flow_run", {})
     assert run.status_code == 422 and "'image' is a required property" in run.text, run.text
 
@@ -117,7 +143,10 @@ def test_the_pool_setup_requires_the_image_and_the_network(prefect_api, tmp_path
     }
     cases = [
         ({}, "set TAXI_IMAGE"),
-        ({"TAXI_IMAGE": "taxi-duration:1.0", "TAXI_FLOW_NETWORK": "taxi-net"}, "TAXI_IMAGE must be an image name without tag"),
+        (
+            {"TAXI_IMAGE": "taxi-duration:1.0", "TAXI_FLOW_NETWORK": "taxi-net"},
+            "TAXI_IMAGE must be an image name without tag",
+        ),
         (
             {"TAXI_IMAGE": "taxi-duration", "TAXI_FLOW_NETWORK": "container:abc"},
             "TAXI_FLOW_NETWORK must be the name of a Docker network",

@@ -35,7 +35,11 @@ def test_every_parameter_has_help_and_choices_are_listed():
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("2021-03-15", date(2021, 3, 15)), ("2021-03-15T10:00:00", date(2021, 3, 15)), (date(2021, 4, 2), date(2021, 4, 2))],
+    [
+        ("2021-03-15", date(2021, 3, 15)),
+        ("2021-03-15T10:00:00", date(2021, 3, 15)),
+        (date(2021, 4, 2), date(2021, 4, 2)),
+    ],
 )
 def test_as_of_accepts_dates_as_the_api_sends_them(value, expected):
     assert parse_as_of(value) == expected
@@ -58,7 +62,10 @@ def test_report_links_open_in_a_browser_when_a_template_is_set():
     uri = "s3://taxi/models/v1/manifest.json"
     assert browser_url(uri, None) == uri
     template = "http://localhost:9001/browser/{bucket}/{key}"
-    assert browser_url(uri, template) == "http://localhost:9001/browser/taxi/models%2Fv1%2Fmanifest.json"
+    assert (
+        browser_url(uri, template)
+        == "http://localhost:9001/browser/taxi/models%2Fv1%2Fmanifest.json"
+    )
     assert Settings.from_env({"TAXI_OBJECT_URL_TEMPLATE": template}).object_url_template == template
     for bad in ("ftp://x/{key}", "http://x/{bucket}", "http://x/{key}/{other}", "http://x/{key"):
         with pytest.raises(ValueError, match="TAXI_OBJECT_URL_TEMPLATE must be an http") as error:
@@ -74,14 +81,19 @@ def test_each_flow_checks_its_parameters_in_one_function():
     for bad, message in [
         ({"train_path": "a.parquet"}, "give both train_path and test_path, or neither"),
         ({"promotion_margin": True}, "promotion_margin must be a number of minutes"),
-        ({"promote": "yes"}, "use_trip_distance must be true or false, and promote true, false or unset"),
+        (
+            {"promote": "yes"},
+            "use_trip_distance must be true or false, and promote true, false or unset",
+        ),
         ({"max_train_rows": 0}, "max_train_rows must be a whole number of at least 1"),
         ({"color": "purple"}, "color must be one of yellow, green"),
     ]:
         with pytest.raises(ValueError, match=message):
             training_parameters(**bad)
     today = date(2024, 5, 2)
-    assert ingest_parameters("green", None, None, today) == ingest_parameters("green", None, "2024-05", today)
+    assert ingest_parameters("green", None, None, today) == ingest_parameters(
+        "green", None, "2024-05", today
+    )
     assert ingest_parameters("green", "2021-01", "2021-03", today).first == (2021, 1)
     with pytest.raises(ValueError, match="start must not be after end"):
         ingest_parameters("green", "2021-03", "2021-01", today)

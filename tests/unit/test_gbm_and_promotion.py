@@ -18,13 +18,17 @@ from tests.paths import GREEN_FEB, GREEN_JAN, GREEN_MAR
 
 @pytest.fixture(scope="module", params=[False, True], ids=["zones-and-time", "with-distance"])
 def gbm(request):
-    return request.param, run_training(str(GREEN_JAN), str(GREEN_FEB), "gbm", use_trip_distance=request.param)
+    return request.param, run_training(
+        str(GREEN_JAN), str(GREEN_FEB), "gbm", use_trip_distance=request.param
+    )
 
 
 def test_gbm_beats_the_course_by_far(gbm):
     use_distance, result = gbm
     limit = 5.4 if use_distance else 7.0
-    assert result.rmse_test <= limit, f"gbm (distance={use_distance}) test RMSE {result.rmse_test:.4f} > {limit}"
+    assert result.rmse_test <= limit, (
+        f"gbm (distance={use_distance}) test RMSE {result.rmse_test:.4f} > {limit}"
+    )
     assert result.test.rows_kept == 61_921
 
 
@@ -48,7 +52,8 @@ def test_gbm_uses_only_request_time_inputs(gbm):
         trip_distance=trips["trip_distance"] if use_distance else trips["trip_distance"] * 5 + 1,
     )
     assert np.array_equal(
-        result.model.predict(result.vectorizer.transform(trips)), result.model.predict(result.vectorizer.transform(altered))
+        result.model.predict(result.vectorizer.transform(trips)),
+        result.model.predict(result.vectorizer.transform(altered)),
     )
 
 
@@ -114,9 +119,13 @@ def test_evaluation_plot_is_a_png():
 def test_gbm_model_is_xgboost_and_its_pickle_predicts_the_same(gbm):
     _, result = gbm
     model, vectorizer = pickle.loads(pickle.dumps((result.model, result.vectorizer)))
-    assert isinstance(model, GbmRegressor) and model.n_fit_rows_ == result.train.rows_kept  # a 74k-trip month is used whole
+    assert (
+        isinstance(model, GbmRegressor) and model.n_fit_rows_ == result.train.rows_kept
+    )  # a 74k-trip month is used whole
     assert np.array_equal(model.predict(result.test.X), result.model.predict(result.test.X))
-    assert np.array_equal(vectorizer.transform(result.test.trips), result.test.X, equal_nan=True)  # NaN: no usable distance
+    assert np.array_equal(
+        vectorizer.transform(result.test.trips), result.test.X, equal_nan=True
+    )  # NaN: no usable distance
 
 
 def test_gbm_model_of_another_format_refuses_to_load():
@@ -129,7 +138,9 @@ def test_gbm_fits_its_trees_on_a_sample_of_a_large_month():
     train = process_train_data(str(GREEN_JAN), make_vectorizer("gbm"))
     model = GbmRegressor(n_trees=20, max_fit_rows=10_000).fit(train.X, train.y)
     assert model.n_fit_rows_ == 10_000
-    assert evaluate_model(model, train.X, train.y) < 9.0  # the trees still learned something on every row
+    assert (
+        evaluate_model(model, train.X, train.y) < 9.0
+    )  # the trees still learned something on every row
 
 
 def test_trip_features_are_float32_and_time_fields_match_pandas():
@@ -139,12 +150,23 @@ def test_trip_features_are_float32_and_time_fields_match_pandas():
     pickup = train.trips["pickup_datetime"]
     quarter_hour = pickup.dt.hour + (pickup.dt.minute // 15) / 4.0
     assert np.array_equal(train.X[:, names.index("hour")], quarter_hour.to_numpy(dtype=np.float32))
-    assert np.array_equal(train.X[:, names.index("hour_block")], (pickup.dt.hour // 4).to_numpy(dtype=np.float32))
-    assert np.array_equal(train.X[:, names.index("dow")], pickup.dt.day_of_week.to_numpy(dtype=np.float32))
+    assert np.array_equal(
+        train.X[:, names.index("hour_block")], (pickup.dt.hour // 4).to_numpy(dtype=np.float32)
+    )
+    assert np.array_equal(
+        train.X[:, names.index("dow")], pickup.dt.day_of_week.to_numpy(dtype=np.float32)
+    )
     trips = pd.DataFrame(
-        {"pickup_datetime": [pd.NaT, pd.Timestamp("2021-02-07 23:59")], "PULocationID": [74, 74], "DOLocationID": [75, 75]}
+        {
+            "pickup_datetime": [pd.NaT, pd.Timestamp("2021-02-07 23:59")],
+            "PULocationID": [74, 74],
+            "DOLocationID": [75, 75],
+        }
     )
     features = train.vectorizer.transform(trips)
     assert np.isnan(features[0, names.index("hour")]) and np.isnan(features[0, names.index("dow")])
     assert features[1, names.index("dow")] == 6 and features[1, names.index("hour")] == 23.75
-    assert np.isnan(features[0, names.index("hour_block")]) and features[1, names.index("hour_block")] == 5
+    assert (
+        np.isnan(features[0, names.index("hour_block")])
+        and features[1, names.index("hour_block")] == 5
+    )

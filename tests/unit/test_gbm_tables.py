@@ -38,7 +38,11 @@ def trained():
 def walked_and_tabulated(model, X):
     counting = CountingBooster(model.booster_)
     tabulated = model.tables_.predict(counting, X)
-    return np.asarray(model.booster_.inplace_predict(X), dtype=np.float64), tabulated, counting.rows_walked
+    return (
+        np.asarray(model.booster_.inplace_predict(X), dtype=np.float64),
+        tabulated,
+        counting.rows_walked,
+    )
 
 
 @pytest.mark.parametrize("month", [GREEN_FEB, GREEN_MAR], ids=["2021-02", "2021-03"])
@@ -59,18 +63,25 @@ def test_the_model_is_tabulated_with_its_encoders_interaction_groups(trained):
     # Filled at training for the encoder's grid, so a month predicts mostly from lookups.
     keys, _ = model.tables_.filled[0]
     assert len(keys) >= 13 * np.count_nonzero(vectorizer.tables_.pair_count)
-    assert model.fit_rmse_ == pytest.approx(result.rmse_train) and 0 < result.rmse_train < result.rmse_test
+    assert (
+        model.fit_rmse_ == pytest.approx(result.rmse_train)
+        and 0 < result.rmse_train < result.rmse_test
+    )
 
 
 def test_zone_pairs_never_seen_in_training_are_tabulated_when_first_met(trained):
     model, vectorizer, _ = trained
     pairs = np.arange(300 * 300)
     # Zones 100-263: past the first zone of each borough and service zone, which the grid uses.
-    inside = (pairs // 300 >= 100) & (pairs // 300 <= 263) & (pairs % 300 >= 100) & (pairs % 300 <= 263)
+    inside = (
+        (pairs // 300 >= 100) & (pairs // 300 <= 263) & (pairs % 300 >= 100) & (pairs % 300 <= 263)
+    )
     unseen = pairs[inside & (vectorizer.tables_.pair_count == 0)][::97][:50]
     pickup = pd.Series(pd.date_range("2021-02-01", periods=len(unseen), freq="37min"))
     pickup[::7] = pd.NaT  # a missing pickup time has its own key
-    trips = pd.DataFrame({"pickup_datetime": pickup, "PULocationID": unseen // 300, "DOLocationID": unseen % 300})
+    trips = pd.DataFrame(
+        {"pickup_datetime": pickup, "PULocationID": unseen // 300, "DOLocationID": unseen % 300}
+    )
     X = vectorizer.transform(trips)
     assert np.isnan(X[0, list(vectorizer.get_feature_names_out()).index("hour")])
     before = np.isnan(model.tables_._tables()[0][model.tables_.keys(X)[0][0]])
@@ -122,9 +133,13 @@ def test_encoders_pickled_before_tabular_features_keep_their_features(trained):
     state = dict(old.__getstate__())
     for name in ("tabular", "length_edges_"):
         state.pop(name)
-    state["feature_names_"] = np.array([n for n in state["feature_names_"] if n not in ("hour_block", "pair_length")])
+    state["feature_names_"] = np.array(
+        [n for n in state["feature_names_"] if n not in ("hour_block", "pair_length")]
+    )
     old.__dict__.clear()
     old.__setstate__(state)
     assert old.tabular is False and old.interaction_groups() is None
     X = old.transform(result.test.trips.head(100))
-    assert X.shape[1] == len(vectorizer.get_feature_names_out()) - 2  # no hour_block, no pair_length
+    assert (
+        X.shape[1] == len(vectorizer.get_feature_names_out()) - 2
+    )  # no hour_block, no pair_length

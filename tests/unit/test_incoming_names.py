@@ -45,25 +45,36 @@ def derived_keys(input_key: str) -> list[str]:
 
 
 def valid(key: str) -> bool:
-    return len(key.encode()) <= MAX_KEY_BYTES and all(len(part.encode()) <= PART_LIMIT for part in key.split("/"))
+    return len(key.encode()) <= MAX_KEY_BYTES and all(
+        len(part.encode()) <= PART_LIMIT for part in key.split("/")
+    )
 
 
 def test_names_keep_the_whole_key_suffix_included():
     assert incoming_name("incoming/2021-03/yellow.csv") == "incoming/2021-03/yellow.csv"
-    names = {incoming_name(k) for k in ("incoming/x.csv", "incoming/x.parquet", "incoming/x.csv.gz", "incoming/x")}
+    names = {
+        incoming_name(k)
+        for k in ("incoming/x.csv", "incoming/x.parquet", "incoming/x.csv.gz", "incoming/x")
+    }
     assert len(names) == 4
     assert predictions_key("s3://b/incoming/x.csv", VERSION, incoming_name("incoming/x.csv")) == (
         f"predictions/incoming/x.csv/{VERSION}.parquet"
     )
     assert done_record_key("incoming/x.parquet") == "processed/incoming/x.parquet.json"
-    assert done_record_name(done_record_key("incoming/x.parquet")) == incoming_name("incoming/x.parquet")
+    assert done_record_name(done_record_key("incoming/x.parquet")) == incoming_name(
+        "incoming/x.parquet"
+    )
 
 
 def test_long_keys_get_short_distinct_names_and_valid_derived_keys():
     key = long_key(1020)
     assert len(key.encode()) == 1020 and valid(key)
     name = incoming_name(key)
-    assert name != key and name.startswith("incoming/") and name.endswith("~" + hashlib.sha256(key.encode()).hexdigest()[:32])
+    assert (
+        name != key
+        and name.startswith("incoming/")
+        and name.endswith("~" + hashlib.sha256(key.encode()).hexdigest()[:32])
+    )
     assert incoming_name(long_key(1020, "b")) != name  # same length and file name, other folders
     assert set_aside_key(key) == "failed/" + name  # failed/<key> would be 1,027 bytes
     assert set_aside_key("incoming/x.csv") == "failed/incoming/x.csv"

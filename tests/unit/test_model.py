@@ -9,7 +9,14 @@ import scipy.sparse as sp
 from sklearn.feature_extraction import DictVectorizer
 from sklearn.linear_model import LinearRegression
 
-from taxi import evaluate_model, predict, process_train_data, run_inference, run_training, train_model
+from taxi import (
+    evaluate_model,
+    predict,
+    process_train_data,
+    run_inference,
+    run_training,
+    train_model,
+)
 from taxi.features import OneHotVectorizer
 from taxi.model import SparseLinearRegression
 from tests.paths import GREEN_FEB, GREEN_JAN, GREEN_MAR, YELLOW_FEB, YELLOW_JAN
@@ -34,23 +41,33 @@ def test_vectorizer_builds_the_dictvectorizer_matrix(green):
     expected_train = dv.fit_transform(_course_dicts(train.trips))
     expected_test = dv.transform(_course_dicts(test.trips))
     # Same columns, possibly in another order: align by feature name.
-    order = [list(dv.feature_names_).index(name) for name in train.vectorizer.get_feature_names_out()]
+    order = [
+        list(dv.feature_names_).index(name) for name in train.vectorizer.get_feature_names_out()
+    ]
     assert sorted(order) == list(range(len(dv.feature_names_)))
     assert (train.X != expected_train[:, order]).nnz == 0
     assert (test.X != expected_test[:, order]).nnz == 0
 
 
 def test_vectorizer_ignores_and_counts_unseen_values():
-    trips = pd.DataFrame({"PULocationID": [1, 2, 3], "DOLocationID": [7, 7, 8], "passenger_count": [1, -1, 1]})
+    trips = pd.DataFrame(
+        {"PULocationID": [1, 2, 3], "DOLocationID": [7, 7, 8], "passenger_count": [1, -1, 1]}
+    )
     vectorizer = OneHotVectorizer().fit(trips)
-    unseen = pd.DataFrame({"PULocationID": [2, 999], "DOLocationID": [500, 8], "passenger_count": [1, 1]})
+    unseen = pd.DataFrame(
+        {"PULocationID": [2, 999], "DOLocationID": [500, 8], "passenger_count": [1, 1]}
+    )
     X = vectorizer.transform(unseen)
     names = list(vectorizer.get_feature_names_out())
     assert X.toarray().tolist() == [
         [1.0 if n in ("PULocationID=2", "passenger_count=1") else 0.0 for n in names],
         [1.0 if n in ("DOLocationID=8", "passenger_count=1") else 0.0 for n in names],
     ]
-    assert vectorizer.unknown_counts(unseen) == {"PULocationID": 1, "DOLocationID": 1, "passenger_count": 0}
+    assert vectorizer.unknown_counts(unseen) == {
+        "PULocationID": 1,
+        "DOLocationID": 1,
+        "passenger_count": 0,
+    }
 
 
 def test_model_reproduces_course_rmse(green):
@@ -95,9 +112,16 @@ def test_training_and_inference_entrypoints():
     assert (round(result.rmse_train, 4), round(result.rmse_test, 4)) == (9.7371, 10.4475)
     predictions = run_inference(str(GREEN_MAR), result.model, result.vectorizer)
     assert len(predictions) == 83_827
-    assert list(predictions.columns) == ["pickup_datetime", "PULocationID", "DOLocationID", "predicted_duration"]
+    assert list(predictions.columns) == [
+        "pickup_datetime",
+        "PULocationID",
+        "DOLocationID",
+        "predicted_duration",
+    ]
     raw = pd.read_parquet(GREEN_MAR)
-    assert (predictions["pickup_datetime"].to_numpy() == raw["lpep_pickup_datetime"].to_numpy()).all()
+    assert (
+        predictions["pickup_datetime"].to_numpy() == raw["lpep_pickup_datetime"].to_numpy()
+    ).all()
     assert predictions["predicted_duration"].notna().all()
 
 
@@ -127,7 +151,9 @@ def test_model_is_minimum_norm_when_categories_always_occur_together():
     X = vectorizer.transform(trips)
     ours = SparseLinearRegression().fit(X, y)
     reference = LinearRegression().fit(X.toarray(), y)
-    unseen_pairs = pd.DataFrame({"PULocationID": [5, 20, 700], "DOLocationID": [30, 6, 6], "passenger_count": [1, 2, 3]})
+    unseen_pairs = pd.DataFrame(
+        {"PULocationID": [5, 20, 700], "DOLocationID": [30, 6, 6], "passenger_count": [1, 2, 3]}
+    )
     X_new = vectorizer.transform(unseen_pairs)
     assert np.allclose(ours.predict(X_new), reference.predict(X_new.toarray()), atol=1e-6)
     assert ours.rank_ == X.shape[1] - 4

@@ -14,7 +14,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from taxi import evaluate_model, load_data, predict, process_inference_data, process_train_data, run_training
+from taxi import (
+    evaluate_model,
+    load_data,
+    predict,
+    process_inference_data,
+    process_train_data,
+    run_training,
+)
 from taxi.monitoring import (
     CATEGORICAL_FEATURES,
     DEFAULT_THRESHOLD,
@@ -37,7 +44,9 @@ def trained():
 @pytest.fixture(scope="module")
 def reference(trained) -> dict:
     train = trained.train
-    return reference_statistics(train.trips, predict(trained.model, train.X), include_trip_distance=True)
+    return reference_statistics(
+        train.trips, predict(trained.model, train.X), include_trip_distance=True
+    )
 
 
 def monitor(trained, reference: dict, source: str, **kwargs) -> dict:
@@ -64,7 +73,11 @@ def clock_moved(hours: int):
 
 
 def statistics(record: dict) -> dict[str, dict]:
-    return {**record["features"], "predictions": record["prediction_drift"], "target": record["target_drift"]}
+    return {
+        **record["features"],
+        "predictions": record["prediction_drift"],
+        "target": record["target_drift"],
+    }
 
 
 @pytest.mark.parametrize("month", [GREEN_FEB, GREEN_MAR], ids=["2021-02", "2021-03"])
@@ -81,7 +94,9 @@ def test_later_months_report_the_training_flows_test_rmse_and_no_drift(trained, 
     assert set(record["features"]) == {*CATEGORICAL_FEATURES, "trip_distance"}
     for name, statistic in statistics(record).items():
         assert statistic["statistic"] == "jensen_shannon"
-        assert statistic["threshold"] == DEFAULT_THRESHOLD, name  # whole months: the noise is far below it
+        assert statistic["threshold"] == DEFAULT_THRESHOLD, (
+            name
+        )  # whole months: the noise is far below it
         assert 0 < statistic["value"] < 0.07, name  # measured: at most 0.066 (day of week, March)
         assert statistic["drift"] is False, name
     assert record["drift_detected"] is False
@@ -95,7 +110,9 @@ def test_february_rmse_is_the_readme_figure(trained, reference):
     assert round(record["realized_rmse"], 4) == 10.4475
 
 
-def test_a_month_with_its_clock_moved_an_hour_is_flagged_on_the_pickup_hour(trained, reference, tmp_path):
+def test_a_month_with_its_clock_moved_an_hour_is_flagged_on_the_pickup_hour(
+    trained, reference, tmp_path
+):
     record = monitor(trained, reference, changed_month(tmp_path, "clock", clock_moved(1)))
 
     assert record["drift_detected"] is True
@@ -105,7 +122,9 @@ def test_a_month_with_its_clock_moved_an_hour_is_flagged_on_the_pickup_hour(trai
     assert record["realized_rmse"] == pytest.approx(trained.rmse_test, abs=1e-6)
 
 
-def test_a_month_with_half_its_manhattan_pickups_gone_is_flagged_on_the_zones(trained, reference, tmp_path):
+def test_a_month_with_half_its_manhattan_pickups_gone_is_flagged_on_the_zones(
+    trained, reference, tmp_path
+):
     manhattan = set(load_zone_lookup().query("Borough == 'Manhattan'")["LocationID"])
 
     def drop_half_of_manhattan(trips: pd.DataFrame) -> pd.DataFrame:
@@ -120,10 +139,14 @@ def test_a_month_with_half_its_manhattan_pickups_gone_is_flagged_on_the_zones(tr
     assert not record["features"]["pickup_hour"]["drift"]
 
 
-def test_a_file_without_dropoff_times_has_no_realized_rmse_but_still_reports_drift(trained, reference, tmp_path):
+def test_a_file_without_dropoff_times_has_no_realized_rmse_but_still_reports_drift(
+    trained, reference, tmp_path
+):
     def no_dropoffs(trips: pd.DataFrame) -> pd.DataFrame:
         moved = clock_moved(3)(trips)
-        return moved.assign(**{DROPOFF: pd.Series(pd.NaT, index=trips.index, dtype=trips[DROPOFF].dtype)})
+        return moved.assign(
+            **{DROPOFF: pd.Series(pd.NaT, index=trips.index, dtype=trips[DROPOFF].dtype)}
+        )
 
     record = monitor(trained, reference, changed_month(tmp_path, "no-dropoff", no_dropoffs))
 
@@ -145,17 +168,25 @@ def test_small_batches_are_judged_against_their_sampling_noise(trained, referenc
     zones = unchanged["features"]["pickup_zone"]
     # 1,000 trips from ~250 zones are far from January by chance alone (measured 0.22)...
     assert zones["value"] > DEFAULT_THRESHOLD
-    assert zones["noise"] > DEFAULT_THRESHOLD and zones["threshold"] == pytest.approx(2 * zones["noise"], abs=1e-6)
+    assert zones["noise"] > DEFAULT_THRESHOLD and zones["threshold"] == pytest.approx(
+        2 * zones["noise"], abs=1e-6
+    )
     # ...which is not drift; a clock moved by three hours is, even in 1,000 trips.
     assert unchanged["drift_detected"] is False
-    moved = monitor(trained, reference, changed_month(tmp_path, "sample-moved", lambda t: clock_moved(3)(sample(t))))
+    moved = monitor(
+        trained,
+        reference,
+        changed_month(tmp_path, "sample-moved", lambda t: clock_moved(3)(sample(t))),
+    )
     assert "pickup_hour" in drifted_statistics(moved)
 
 
 def test_thresholds_are_configurable_and_checked(trained, reference):
     # March's day-of-week mix (five Mondays to Wednesdays) is 0.066 from January's; February's 0.042.
     strict = {"day_of_week": 0.05}
-    assert drifted_statistics(monitor(trained, reference, str(GREEN_MAR), thresholds=strict)) == ["day_of_week"]
+    assert drifted_statistics(monitor(trained, reference, str(GREEN_MAR), thresholds=strict)) == [
+        "day_of_week"
+    ]
     assert drifted_statistics(monitor(trained, reference, str(GREEN_FEB), thresholds=strict)) == []
     record = monitor(trained, reference, str(GREEN_FEB), thresholds=strict)
     assert record["features"]["day_of_week"]["configured_threshold"] == 0.05
@@ -185,10 +216,19 @@ def test_the_reference_is_compact_and_holds_no_trips(trained, reference):
     assert len(encoded) < 30_000
     assert reference["rows"] == trained.train.rows_kept
     for summary in [*reference["features"].values(), reference["target"], reference["predictions"]]:
-        total = sum(summary["counts"].values()) + summary["other"] if summary["kind"] == "categorical" else sum(summary["counts"])
+        total = (
+            sum(summary["counts"].values()) + summary["other"]
+            if summary["kind"] == "categorical"
+            else sum(summary["counts"])
+        )
         assert total == trained.train.rows_kept  # counts of every training trip, no more
         assert len(summary["counts"]) <= 300
-    assert "trip_distance" not in reference_statistics(trained.train.trips, predict(trained.model, trained.train.X))["features"]
+    assert (
+        "trip_distance"
+        not in reference_statistics(trained.train.trips, predict(trained.model, trained.train.X))[
+            "features"
+        ]
+    )
 
 
 def test_predictions_must_match_the_trips(reference):
@@ -200,7 +240,11 @@ def test_predictions_must_match_the_trips(reference):
 def test_the_plot_shows_batches_with_and_without_realized_error(trained, reference, tmp_path):
     records = [
         monitor(trained, reference, str(GREEN_FEB)),
-        monitor(trained, reference, changed_month(tmp_path, "no-dropoff", lambda t: t.assign(**{DROPOFF: pd.NaT}))),
+        monitor(
+            trained,
+            reference,
+            changed_month(tmp_path, "no-dropoff", lambda t: t.assign(**{DROPOFF: pd.NaT})),
+        ),
     ]
     assert records[1]["realized_rmse"] is None
 

@@ -60,7 +60,11 @@ def test_settings_from_a_mapping_keep_secrets_out_of_their_repr():
     )
     assert settings.signing_key.get_secret_value() == "signing-key-0123456789"
     assert settings.signing_key_block == "taxi-signing-key"
-    assert settings.io_retry_delays == (1, 2) and settings.work_pool == "pool" and settings.bucket == "taxi"
+    assert (
+        settings.io_retry_delays == (1, 2)
+        and settings.work_pool == "pool"
+        and settings.bucket == "taxi"
+    )
     assert settings.aws_secret_access_key.get_secret_value() == "secret-0123456789"
     for secret in ("signing-key-0123456789", "access-id-0123", "secret-0123456789"):
         assert secret not in repr(settings)
@@ -75,7 +79,10 @@ def test_tlc_source_is_read_from_the_environment_and_kept_out_of_the_repr():
     settings = Settings.from_env({"TAXI_TLC_BASE_URL": f" {mirror} "})
     assert settings.tlc_base_url.get_secret_value() == mirror
     assert "mirror-secret" not in repr(settings)
-    assert Settings.from_env({"TAXI_TLC_BASE_URL": "/srv/tlc"}).tlc_base_url.get_secret_value() == "/srv/tlc"
+    assert (
+        Settings.from_env({"TAXI_TLC_BASE_URL": "/srv/tlc"}).tlc_base_url.get_secret_value()
+        == "/srv/tlc"
+    )
 
 
 def test_only_the_settings_module_reads_the_environment():
@@ -84,7 +91,8 @@ def test_only_the_settings_module_reads_the_environment():
         str(path.relative_to(root))
         for package in ("taxi", "flows")
         for path in sorted((root / package).rglob("*.py"))
-        if re.search(r"\bos\.(environ|getenv)\b|\bgetenv\(", path.read_text()) and path.name != "settings.py"
+        if re.search(r"\bos\.(environ|getenv)\b|\bgetenv\(", path.read_text())
+        and path.name != "settings.py"
     ]
     assert readers == []
     assert "os.environ" in (root / "taxi" / "settings.py").read_text()
@@ -97,7 +105,9 @@ def test_importing_taxi_and_the_flows_leaves_the_allocator_alone():
         "from taxi.memory import return_freed_memory_to_the_os; return_freed_memory_to_the_os(); "
         "print(before, pa.default_memory_pool().backend_name)"
     )
-    before, after = subprocess.run([sys.executable, "-c", check], check=True, capture_output=True, text=True).stdout.split()
+    before, after = subprocess.run(
+        [sys.executable, "-c", check], check=True, capture_output=True, text=True
+    ).stdout.split()
     if before == "system":
         pytest.skip("this pyarrow's default pool is already the system pool: nothing to tell apart")
     assert after == "system"
@@ -106,10 +116,15 @@ def test_importing_taxi_and_the_flows_leaves_the_allocator_alone():
 def test_monitoring_settings(monkeypatch):
     from taxi.monitoring import DEFAULT_THRESHOLD, drift_thresholds
 
-    assert Settings.from_env({}).drift_thresholds == {} and Settings.from_env({}).set_aside_after_failures == 3
+    assert (
+        Settings.from_env({}).drift_thresholds == {}
+        and Settings.from_env({}).set_aside_after_failures == 3
+    )
     one = Settings.from_env({"TAXI_DRIFT_THRESHOLDS": "0.2"}).drift_thresholds
     assert one == {"default": 0.2} and set(drift_thresholds(one).values()) == {0.2}
-    named = Settings.from_env({"TAXI_DRIFT_THRESHOLDS": " pickup_zone = 0.15 , default=0.12"}).drift_thresholds
+    named = Settings.from_env(
+        {"TAXI_DRIFT_THRESHOLDS": " pickup_zone = 0.15 , default=0.12"}
+    ).drift_thresholds
     limits = drift_thresholds(named)
     assert limits["pickup_zone"] == 0.15 and limits["pickup_hour"] == 0.12
     assert drift_thresholds({"pickup_zone": 0.3})["pickup_hour"] == DEFAULT_THRESHOLD
@@ -117,7 +132,9 @@ def test_monitoring_settings(monkeypatch):
         with pytest.raises(ValueError, match="TAXI_DRIFT_THRESHOLDS"):
             Settings.from_env({"TAXI_DRIFT_THRESHOLDS": bad})
     with pytest.raises(ValueError, match="unknown drift statistic 'pickup_zon'"):
-        drift_thresholds(Settings.from_env({"TAXI_DRIFT_THRESHOLDS": "pickup_zon=0.2"}).drift_thresholds)
+        drift_thresholds(
+            Settings.from_env({"TAXI_DRIFT_THRESHOLDS": "pickup_zon=0.2"}).drift_thresholds
+        )
 
     assert Settings.from_env({"TAXI_SET_ASIDE_AFTER_FAILURES": "5"}).set_aside_after_failures == 5
     for bad in ("0", "-1", "three"):
@@ -126,7 +143,9 @@ def test_monitoring_settings(monkeypatch):
 
     url = "https://hooks.example.com/services/T000/B000/secret-token"
     settings = Settings.from_env({"TAXI_ALERT_WEBHOOK_URL": url})
-    assert settings.alert_webhook_url.get_secret_value() == url and "secret-token" not in repr(settings)
+    assert settings.alert_webhook_url.get_secret_value() == url and "secret-token" not in repr(
+        settings
+    )
 
 
 def test_worker_and_pool_settings():
@@ -144,7 +163,9 @@ def test_worker_and_pool_settings():
     assert (settings.keep_failed_containers_hours, settings.container_sweep_seconds) == (0.5, 2.0)
     assert (settings.image, settings.flow_network) == ("ghcr.io/o/taxi", "taxi-net")
     for bad in ("0", "-1", "a day", "inf"):
-        with pytest.raises(ValueError, match="TAXI_KEEP_FAILED_CONTAINERS_HOURS must be a number greater than 0"):
+        with pytest.raises(
+            ValueError, match="TAXI_KEEP_FAILED_CONTAINERS_HOURS must be a number greater than 0"
+        ):
             Settings.from_env({"TAXI_KEEP_FAILED_CONTAINERS_HOURS": bad})
 
 
@@ -190,7 +211,9 @@ def test_empty_or_blank_values_count_as_unset():
                 continue
             assert Settings.from_env({name: blank}) == defaults, (name, blank)
     # A signing key is used as given, spaces included; only an empty one is unset.
-    assert Settings.from_env({"TAXI_SIGNING_KEY": " key "}).signing_key.get_secret_value() == " key "
+    assert (
+        Settings.from_env({"TAXI_SIGNING_KEY": " key "}).signing_key.get_secret_value() == " key "
+    )
     assert Settings.from_env({"TAXI_SIGNING_KEY": ""}).signing_key is None
     assert Settings.from_env({"TAXI_BUCKET": " landing "}).bucket == "landing"
 
@@ -202,16 +225,35 @@ def test_settings_hold_the_defaults_and_read_the_environment_only_in_from_env(mo
     settings = Settings.from_env({})
     with pytest.raises(ValidationError):
         settings.bucket = "other"  # frozen
-    defaults = (settings.io_retry_delays, settings.download_max_bytes, settings.download_deadline_seconds)
+    defaults = (
+        settings.io_retry_delays,
+        settings.download_max_bytes,
+        settings.download_deadline_seconds,
+    )
     assert defaults == ((2, 10, 30), 512 * 1024 * 1024, 900)
-    assert (settings.allow_unsigned, settings.allow_local_sources, settings.source_buckets) == (False, False, ())
-    assert (settings.work_pool, settings.object_url_template, settings.signing_key) == ("taxi-docker", None, None)
+    assert (settings.allow_unsigned, settings.allow_local_sources, settings.source_buckets) == (
+        False,
+        False,
+        (),
+    )
+    assert (settings.work_pool, settings.object_url_template, settings.signing_key) == (
+        "taxi-docker",
+        None,
+        None,
+    )
 
 
 @pytest.mark.parametrize("name", ["TAXI_ALLOW_UNSIGNED", "TAXI_ALLOW_LOCAL_SOURCES"])
 def test_flags_accept_one_zero_true_false_yes_no(name):
     field = FIELD_OF[name]
-    for text, value in (("1", True), ("TRUE", True), ("Yes", True), ("0", False), ("false", False), ("NO", False)):
+    for text, value in (
+        ("1", True),
+        ("TRUE", True),
+        ("Yes", True),
+        ("0", False),
+        ("false", False),
+        ("NO", False),
+    ):
         assert getattr(Settings.from_env({name: text}), field) is value, text
     for bad in ("on", "off", "y", "2", "maybe"):
         with pytest.raises(ValueError, match=f"^{name} must be "):
@@ -219,28 +261,47 @@ def test_flags_accept_one_zero_true_false_yes_no(name):
 
 
 def test_documented_list_formats_are_not_read_as_json():
-    settings = Settings.from_env({"TAXI_IO_RETRY_DELAYS": "2,10,30", "TAXI_SOURCE_BUCKETS": " landing ,, archive, "})
-    assert settings.io_retry_delays == (2, 10, 30) and settings.source_buckets == ("landing", "archive")
+    settings = Settings.from_env(
+        {"TAXI_IO_RETRY_DELAYS": "2,10,30", "TAXI_SOURCE_BUCKETS": " landing ,, archive, "}
+    )
+    assert settings.io_retry_delays == (2, 10, 30) and settings.source_buckets == (
+        "landing",
+        "archive",
+    )
     assert Settings.from_env({"TAXI_IO_RETRY_DELAYS": "0"}).io_retry_delays == (0,)
     for bad in ("[1, 2]", "1,,2", "1,2,", "1.5", "2;10"):
-        with pytest.raises(ValueError, match="TAXI_IO_RETRY_DELAYS must be comma-separated whole seconds"):
+        with pytest.raises(
+            ValueError, match="TAXI_IO_RETRY_DELAYS must be comma-separated whole seconds"
+        ):
             Settings.from_env({"TAXI_IO_RETRY_DELAYS": bad})
     with pytest.raises(ValueError, match="TAXI_DRIFT_THRESHOLDS must be"):
         Settings.from_env({"TAXI_DRIFT_THRESHOLDS": '{"pickup_zone": 0.2}'})
     assert Settings.from_env({"TAXI_DRIFT_THRESHOLDS": "1"}).drift_thresholds == {"default": 1.0}
-    assert Settings.from_env({"TAXI_DRIFT_THRESHOLDS": "a=0.1,a=0.2"}).drift_thresholds == {"a": 0.2}
+    assert Settings.from_env({"TAXI_DRIFT_THRESHOLDS": "a=0.1,a=0.2"}).drift_thresholds == {
+        "a": 0.2
+    }
 
 
 def test_numbers_are_read_as_whole_or_positive_numbers():
-    whole = {"TAXI_SET_ASIDE_AFTER_FAILURES": 1, "TAXI_DOWNLOAD_MAX_BYTES": 1000, "TAXI_DOWNLOAD_DEADLINE_SECONDS": 5}
+    whole = {
+        "TAXI_SET_ASIDE_AFTER_FAILURES": 1,
+        "TAXI_DOWNLOAD_MAX_BYTES": 1000,
+        "TAXI_DOWNLOAD_DEADLINE_SECONDS": 5,
+    }
     for name, number in whole.items():
         assert getattr(Settings.from_env({name: f" {number} "}), FIELD_OF[name]) == number
         for bad in ("0", "-3", "1.0", "1e3", "ten"):
-            with pytest.raises(ValueError, match=f"^{name} must be a whole number of .*, at least 1$"):
+            with pytest.raises(
+                ValueError, match=f"^{name} must be a whole number of .*, at least 1$"
+            ):
                 Settings.from_env({name: bad})
-    assert Settings.from_env({"TAXI_CONTAINER_SWEEP_SECONDS": "1e-1"}).container_sweep_seconds == 0.1
+    assert (
+        Settings.from_env({"TAXI_CONTAINER_SWEEP_SECONDS": "1e-1"}).container_sweep_seconds == 0.1
+    )
     for bad in ("0", "-0.5", "nan", "inf", "fast"):
-        with pytest.raises(ValueError, match="^TAXI_CONTAINER_SWEEP_SECONDS must be a number greater than 0$"):
+        with pytest.raises(
+            ValueError, match="^TAXI_CONTAINER_SWEEP_SECONDS must be a number greater than 0$"
+        ):
             Settings.from_env({"TAXI_CONTAINER_SWEEP_SECONDS": bad})
     with pytest.raises(ValueError, match="TAXI_OBJECT_URL_TEMPLATE must be an http"):
         Settings.from_env({"TAXI_OBJECT_URL_TEMPLATE": "http://x/{key.name}"})
@@ -258,7 +319,12 @@ def test_errors_name_every_malformed_variable_and_show_no_value():
         Settings.from_env(environ)
     message = str(raised.value)
     assert message.count(" must be ") == 4, message
-    for name in ("TAXI_IO_RETRY_DELAYS", "TAXI_DRIFT_THRESHOLDS", "TAXI_DOWNLOAD_MAX_BYTES", "TAXI_ALLOW_UNSIGNED"):
+    for name in (
+        "TAXI_IO_RETRY_DELAYS",
+        "TAXI_DRIFT_THRESHOLDS",
+        "TAXI_DOWNLOAD_MAX_BYTES",
+        "TAXI_ALLOW_UNSIGNED",
+    ):
         assert f"{name} must be " in message
     # Neither the message nor a printed traceback (no chained pydantic error) shows a value.
     printed = "".join(traceback.format_exception(raised.value))

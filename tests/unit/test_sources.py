@@ -27,15 +27,24 @@ BUCKETS = ("taxi", "landing")
 @pytest.mark.parametrize(
     ("source", "problem"),
     [
-        ("/etc/passwd", "local paths are not read by deployment runs unless TAXI_ALLOW_LOCAL_SOURCES=true"),
+        (
+            "/etc/passwd",
+            "local paths are not read by deployment runs unless TAXI_ALLOW_LOCAL_SOURCES=true",
+        ),
         ("/proc/self/environ", "local paths are not read by deployment runs"),
         ("data/green_tripdata_2021-01.parquet", "local paths are not read by deployment runs"),
-        ("http://169.254.169.254/latest/meta-data/", r"only s3:// URIs in the project's bucket\(s\) and https:// URLs"),
+        (
+            "http://169.254.169.254/latest/meta-data/",
+            r"only s3:// URIs in the project's bucket\(s\) and https:// URLs",
+        ),
         ("http://10.0.0.5:9000/taxi/x.parquet", "only s3:// URIs"),
         ("file:///etc/passwd", "only s3:// URIs"),
         ("ftp://example.com/x.parquet", "only s3:// URIs"),
         ("HTTP://example.com/x.parquet", "only s3:// URIs"),
-        ("s3://other-bucket/data/x.parquet", r"not in a bucket runs may read \('taxi', 'landing'; TAXI_SOURCE_BUCKETS"),
+        (
+            "s3://other-bucket/data/x.parquet",
+            r"not in a bucket runs may read \('taxi', 'landing'; TAXI_SOURCE_BUCKETS",
+        ),
         ("s3://taxi", "not in a bucket runs may read"),
         ("https:///x.parquet", "an https:// URL needs a host"),
     ],
@@ -47,7 +56,11 @@ def test_a_deployment_run_refuses_sources_outside_its_buckets_and_https(source, 
 
 
 def test_a_deployment_run_reads_its_buckets_https_and_local_paths_only_when_allowed():
-    for source in ("s3://taxi/incoming/x.csv", "s3://landing/2021/x.parquet", "https://d37ci6vzurychx.cloudfront.net/x.parquet"):
+    for source in (
+        "s3://taxi/incoming/x.csv",
+        "s3://landing/2021/x.parquet",
+        "https://d37ci6vzurychx.cloudfront.net/x.parquet",
+    ):
         check_source(source, BUCKETS, allow_local=False)
     check_source("/srv/data/x.parquet", BUCKETS, allow_local=True)
     # Allowing local paths opens no other scheme and no other bucket.
@@ -58,18 +71,31 @@ def test_a_deployment_run_reads_its_buckets_https_and_local_paths_only_when_allo
 
 def test_a_refused_url_is_named_without_its_credentials():
     with pytest.raises(DataError) as raised:
-        check_source("http://user:hunter2@10.0.0.5/x.parquet?X-Amz-Signature=abc", BUCKETS, allow_local=False)
+        check_source(
+            "http://user:hunter2@10.0.0.5/x.parquet?X-Amz-Signature=abc", BUCKETS, allow_local=False
+        )
     assert "hunter2" not in str(raised.value) and "abc" not in str(raised.value)
     assert str(raised.value).startswith("http://10.0.0.5/x.parquet: ")
 
 
 def test_source_and_download_settings(monkeypatch):
-    for name in ("TAXI_DOWNLOAD_MAX_BYTES", "TAXI_DOWNLOAD_DEADLINE_SECONDS", "TAXI_ALLOW_LOCAL_SOURCES", "TAXI_SOURCE_BUCKETS"):
+    for name in (
+        "TAXI_DOWNLOAD_MAX_BYTES",
+        "TAXI_DOWNLOAD_DEADLINE_SECONDS",
+        "TAXI_ALLOW_LOCAL_SOURCES",
+        "TAXI_SOURCE_BUCKETS",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("TAXI_BUCKET", "taxi")
     settings = Settings.from_env()
-    assert (settings.download_max_bytes, settings.download_deadline_seconds) == (512 * 1024 * 1024, 15 * 60)
-    assert (DEFAULT_DOWNLOAD_MAX_BYTES, DEFAULT_DOWNLOAD_DEADLINE_SECONDS) == (512 * 1024 * 1024, 900)
+    assert (settings.download_max_bytes, settings.download_deadline_seconds) == (
+        512 * 1024 * 1024,
+        15 * 60,
+    )
+    assert (DEFAULT_DOWNLOAD_MAX_BYTES, DEFAULT_DOWNLOAD_DEADLINE_SECONDS) == (
+        512 * 1024 * 1024,
+        900,
+    )
     assert settings.allow_local_sources is False and settings.readable_buckets == ("taxi",)
     monkeypatch.setenv("TAXI_DOWNLOAD_MAX_BYTES", "1000")
     monkeypatch.setenv("TAXI_DOWNLOAD_DEADLINE_SECONDS", "5")
@@ -77,10 +103,22 @@ def test_source_and_download_settings(monkeypatch):
     monkeypatch.setenv("TAXI_SOURCE_BUCKETS", "landing, archive")
     settings = Settings.from_env()
     assert (settings.download_max_bytes, settings.download_deadline_seconds) == (1000, 5)
-    assert settings.allow_local_sources is True and settings.readable_buckets == ("taxi", "landing", "archive")
+    assert settings.allow_local_sources is True and settings.readable_buckets == (
+        "taxi",
+        "landing",
+        "archive",
+    )
     for name, bad, expected in (
-        ("TAXI_DOWNLOAD_MAX_BYTES", "1GB", "TAXI_DOWNLOAD_MAX_BYTES must be a whole number of bytes, at least 1"),
-        ("TAXI_DOWNLOAD_DEADLINE_SECONDS", "0", "TAXI_DOWNLOAD_DEADLINE_SECONDS must be a whole number of seconds"),
+        (
+            "TAXI_DOWNLOAD_MAX_BYTES",
+            "1GB",
+            "TAXI_DOWNLOAD_MAX_BYTES must be a whole number of bytes, at least 1",
+        ),
+        (
+            "TAXI_DOWNLOAD_DEADLINE_SECONDS",
+            "0",
+            "TAXI_DOWNLOAD_DEADLINE_SECONDS must be a whole number of seconds",
+        ),
         ("TAXI_ALLOW_LOCAL_SOURCES", "maybe", "TAXI_ALLOW_LOCAL_SOURCES must be true or false"),
     ):
         monkeypatch.setenv(name, bad)
@@ -123,7 +161,9 @@ class _Redirects(http.server.SimpleHTTPRequestHandler):
 @pytest.fixture
 def redirecting(tmp_path) -> Iterator[str]:
     shutil.copy(GREEN_MAR, tmp_path / GREEN_MAR.name)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: _Redirects(*a, directory=str(tmp_path)))
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), lambda *a: _Redirects(*a, directory=str(tmp_path))
+    )
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
@@ -149,7 +189,9 @@ def test_redirects_to_other_schemes_are_refused_and_http_ones_followed(redirecti
     secret = tmp_path / "secret.csv"
     secret.write_text("SECRET-token-1234\n")
     for target in (f"file://{secret}", "ftp://127.0.0.1/x.parquet", "data:,hello"):
-        with pytest.raises(DataError, match=r"redirect refused \(HTTP 302\): only to http\(s\)://") as raised:
+        with pytest.raises(
+            DataError, match=r"redirect refused \(HTTP 302\): only to http\(s\)://"
+        ) as raised:
             load_data(f"{redirecting}/to/{target}")
         assert "SECRET" not in str(raised.value) and raised.value.__cause__ is None
 
@@ -159,9 +201,19 @@ def test_a_redirect_from_https_to_http_is_refused():
     handler = _NoDowngradeRedirects()
     with pytest.raises(urllib.error.HTTPError, match="redirect refused"):
         handler.redirect_request(
-            urllib.request.Request("https://mirror.example/x.parquet"), None, 302, "Found", {}, "http://mirror.example/x.parquet"
+            urllib.request.Request("https://mirror.example/x.parquet"),
+            None,
+            302,
+            "Found",
+            {},
+            "http://mirror.example/x.parquet",
         )
     followed = handler.redirect_request(
-        urllib.request.Request("http://mirror.example/x.parquet"), None, 301, "Moved", {}, "https://mirror.example/x.parquet"
+        urllib.request.Request("http://mirror.example/x.parquet"),
+        None,
+        301,
+        "Moved",
+        {},
+        "https://mirror.example/x.parquet",
     )
     assert followed.full_url == "https://mirror.example/x.parquet"

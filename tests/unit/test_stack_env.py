@@ -14,7 +14,11 @@ from tests.paths import ROOT
 
 
 def _env_file(text: str) -> dict[str, str]:
-    pairs = (line.partition("=") for line in text.splitlines() if line.strip() and not line.startswith("#"))
+    pairs = (
+        line.partition("=")
+        for line in text.splitlines()
+        if line.strip() and not line.startswith("#")
+    )
     return {key.strip(): value.strip() for key, _, value in pairs}
 
 
@@ -28,7 +32,12 @@ def test_the_example_file_is_refused_for_each_of_its_secrets():
 
 
 def test_the_generated_env_file_passes(tmp_path):
-    subprocess.run(["bash", "scripts/make-env.sh", str(tmp_path / "env")], cwd=ROOT, check=True, capture_output=True)
+    subprocess.run(
+        ["bash", "scripts/make-env.sh", str(tmp_path / "env")],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
     values = _env_file((tmp_path / "env").read_text())
     assert problems(Settings.from_env(values)) == []
     example = _env_file((ROOT / ".env.example").read_text())
@@ -50,8 +59,14 @@ GOOD = {
     ("changed", "problem"),
     [
         ({"PREFECT_API_AUTH_STRING": ""}, "the password in PREFECT_API_AUTH_STRING is not set"),
-        ({"PREFECT_API_AUTH_STRING": "no-colon-" + "x" * 20}, "PREFECT_API_AUTH_STRING must be USER:PASSWORD"),
-        ({"PREFECT_API_AUTH_STRING": "taxi:short"}, "the password in PREFECT_API_AUTH_STRING is shorter than 16 characters"),
+        (
+            {"PREFECT_API_AUTH_STRING": "no-colon-" + "x" * 20},
+            "PREFECT_API_AUTH_STRING must be USER:PASSWORD",
+        ),
+        (
+            {"PREFECT_API_AUTH_STRING": "taxi:short"},
+            "the password in PREFECT_API_AUTH_STRING is shorter than 16 characters",
+        ),
         ({"TAXI_S3_ROOT_USER": ""}, "TAXI_S3_ROOT_USER is not set"),
         (
             {"TAXI_S3_ROOT_PASSWORD": "CHANGE-ME-please-0123456789"},
@@ -62,7 +77,10 @@ GOOD = {
             {"AWS_ACCESS_KEY_ID": "admin-7f3a"},
             "AWS_ACCESS_KEY_ID (the flows' S3 user) must not be the root user TAXI_S3_ROOT_USER",
         ),
-        ({"AWS_SECRET_ACCESS_KEY": "r" * 20}, "AWS_SECRET_ACCESS_KEY must differ from TAXI_S3_ROOT_PASSWORD"),
+        (
+            {"AWS_SECRET_ACCESS_KEY": "r" * 20},
+            "AWS_SECRET_ACCESS_KEY must differ from TAXI_S3_ROOT_PASSWORD",
+        ),
     ],
 )
 def test_each_bad_secret_is_named_and_its_value_never_is(changed, problem):
@@ -77,15 +95,23 @@ def test_check_env_exits_with_a_configuration_error_naming_the_fix(tmp_path):
     example = _env_file((ROOT / ".env.example").read_text())
     result = subprocess.run(
         [str(ROOT / ".venv" / "bin" / "python"), "-m", "deploy.check_env"],
-        cwd=ROOT, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), **example},
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), **example},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 78
-    assert "refusing to start the stack" in result.stderr and "bash scripts/make-env.sh" in result.stderr
+    assert (
+        "refusing to start the stack" in result.stderr
+        and "bash scripts/make-env.sh" in result.stderr
+    )
     assert example["TAXI_S3_ROOT_PASSWORD"] not in result.stderr
 
 
-@pytest.mark.parametrize(("raw", "allowed"), [("1", True), ("true", True), ("0", False), ("no", False), ("", False)])
+@pytest.mark.parametrize(
+    ("raw", "allowed"), [("1", True), ("true", True), ("0", False), ("no", False), ("", False)]
+)
 def test_the_unsigned_opt_out_spelling(raw, allowed):
     assert Settings.from_env({"TAXI_ALLOW_UNSIGNED": raw}).allow_unsigned is allowed
 
@@ -105,4 +131,7 @@ def test_the_quickstart_keeps_one_signing_key_per_checkout(tmp_path):
     old = {"access_key": "taxi-0123", "secret_key": "s" * 32}
     (tmp_path / "credentials.json").write_text(json.dumps(old))
     upgraded = devstack._credentials(tmp_path)
-    assert upgraded == {**old, "signing_key": upgraded["signing_key"]} and len(upgraded["signing_key"]) == 43
+    assert (
+        upgraded == {**old, "signing_key": upgraded["signing_key"]}
+        and len(upgraded["signing_key"]) == 43
+    )

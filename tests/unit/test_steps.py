@@ -80,5 +80,7 @@ def test_nothing_left_after_filtering(tmp_path):
     table = pq.read_table(GREEN_JAN).slice(0, 200).to_pandas()
     table["lpep_dropoff_datetime"] = table["lpep_pickup_datetime"]  # every trip lasts 0 minutes
     table.to_parquet(tmp_path / "zero.parquet")
-    with pytest.raises(DataError, match="no trips left after keeping durations of 1-60 minutes \\(200 read\\)"):
+    with pytest.raises(
+        DataError, match="no trips left after keeping durations of 1-60 minutes \\(200 read\\)"
+    ):
         process_train_data(str(tmp_path / "zero.parquet"))

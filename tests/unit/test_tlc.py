@@ -18,7 +18,14 @@ from taxi import DataError, load_data
 from taxi.tlc import read_trips
 from tests.paths import DATA, GREEN_FEB, GREEN_JAN, YELLOW_JAN
 
-COLUMNS = ["pickup_datetime", "dropoff_datetime", "PULocationID", "DOLocationID", "passenger_count", "trip_distance"]
+COLUMNS = [
+    "pickup_datetime",
+    "dropoff_datetime",
+    "PULocationID",
+    "DOLocationID",
+    "passenger_count",
+    "trip_distance",
+]
 
 
 def test_load_green_parquet_keeps_every_trip_in_order():
@@ -28,7 +35,9 @@ def test_load_green_parquet_keeps_every_trip_in_order():
     assert len(trips) == 76_518 == len(raw)
     assert trips.attrs["schema"] == "green"
     assert (trips["pickup_datetime"].to_numpy() == raw["lpep_pickup_datetime"].to_numpy()).all()
-    assert np.array_equal(trips["PULocationID"].to_numpy(), raw["PULocationID"].to_numpy(dtype=float))
+    assert np.array_equal(
+        trips["PULocationID"].to_numpy(), raw["PULocationID"].to_numpy(dtype=float)
+    )
     assert pd.api.types.is_datetime64_any_dtype(trips["dropoff_datetime"])
 
 
@@ -38,7 +47,11 @@ def test_load_yellow_csv():
     assert trips.attrs["schema"] == "yellow"
     raw = pd.read_csv(YELLOW_JAN)
     assert (trips["pickup_datetime"] == pd.to_datetime(raw["tpep_pickup_datetime"])).all()
-    assert np.array_equal(trips["passenger_count"].to_numpy(), raw["passenger_count"].to_numpy(dtype=float), equal_nan=True)
+    assert np.array_equal(
+        trips["passenger_count"].to_numpy(),
+        raw["passenger_count"].to_numpy(dtype=float),
+        equal_nan=True,
+    )
 
 
 def test_load_gzipped_csv_and_parquet_without_extension(tmp_path):
@@ -113,7 +126,9 @@ def test_non_tlc_table(tmp_path):
 
 def test_renamed_column(tmp_path):
     table = pq.read_table(GREEN_JAN)
-    renamed = table.rename_columns([("PULocation" if c == "PULocationID" else c) for c in table.column_names])
+    renamed = table.rename_columns(
+        [("PULocation" if c == "PULocationID" else c) for c in table.column_names]
+    )
     pq.write_table(renamed, tmp_path / "renamed.parquet")
     _fails(tmp_path / "renamed.parquet", r"required column\(s\) \['PULocationID'\] missing")
 
@@ -124,12 +139,18 @@ def test_unparseable_values(tmp_path):
     row = lines[5].split(",")
     row[header.index("tpep_pickup_datetime")] = "yesterday"
     (tmp_path / "bad_time.csv").write_text("\n".join([lines[0], *lines[1:5], ",".join(row)]) + "\n")
-    error = _fails(tmp_path / "bad_time.csv", "'pickup_datetime' has 1 value.* not datetimes, the first in trip row 5$")
+    error = _fails(
+        tmp_path / "bad_time.csv",
+        "'pickup_datetime' has 1 value.* not datetimes, the first in trip row 5$",
+    )
     assert "yesterday" not in str(error)  # where, not what: values are the file's content
     row = lines[5].split(",")
     row[header.index("DOLocationID")] = "Queens"
     (tmp_path / "bad_zone.csv").write_text("\n".join([lines[0], *lines[1:5], ",".join(row)]) + "\n")
-    error = _fails(tmp_path / "bad_zone.csv", "'DOLocationID' has 1 value.* not numbers, the first in trip row 5$")
+    error = _fails(
+        tmp_path / "bad_zone.csv",
+        "'DOLocationID' has 1 value.* not numbers, the first in trip row 5$",
+    )
     assert "Queens" not in str(error)
 
 
@@ -138,7 +159,9 @@ def test_errors_name_the_source_and_the_problem_never_the_content(tmp_path):
     not in the message, nor in the exception chain that tracebacks in the logs would show."""
     secret = "root:x:0:0:SECRET-token-1234:/root:/bin/bash"
     passwd = tmp_path / "passwd"
-    passwd.write_text(f"{secret}\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\nodd,line,with,commas\n")
+    passwd.write_text(
+        f"{secret}\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\nodd,line,with,commas\n"
+    )
     one_line = tmp_path / "environ"
     one_line.write_bytes(b"AWS_SECRET_ACCESS_KEY=SECRET-token-1234\x00HOME=/root,x\x00")
     header_only = tmp_path / "header.csv"

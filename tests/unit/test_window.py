@@ -13,7 +13,9 @@ SHIPPED = [(2021, 1), (2021, 2), (2021, 3)]  # the green months in ./data
 
 
 def test_mid_march_tests_on_february_and_trains_on_january():
-    assert training_window(date(2021, 3, 15), SHIPPED) == TrainingWindow(train=((2021, 1),), test=(2021, 2))
+    assert training_window(date(2021, 3, 15), SHIPPED) == TrainingWindow(
+        train=((2021, 1),), test=(2021, 2)
+    )
 
 
 def test_early_april_tests_on_march_and_trains_on_february():
@@ -35,16 +37,21 @@ def test_the_newest_month_before_as_of_is_the_test_month_even_long_after_it():
 
 
 def test_missing_training_months_are_named():
-    with pytest.raises(WindowError, match="training months missing from the bucket: 2020-12, 2021-01"):
+    with pytest.raises(
+        WindowError, match="training months missing from the bucket: 2020-12, 2021-01"
+    ):
         training_window(date(2021, 3, 15), [(2021, 2), (2021, 3)], train_months=2)
     with pytest.raises(
-        WindowError, match=r"missing from the bucket: 2020-10, 2020-11, 2020-12 \(as_of 2021-02-01: test month 2021-01"
+        WindowError,
+        match=r"missing from the bucket: 2020-10, 2020-11, 2020-12 \(as_of 2021-02-01: test month 2021-01",
     ):
         training_window(date(2021, 2, 1), SHIPPED, train_months=3)
 
 
 def test_no_month_before_as_of_is_an_error():
-    with pytest.raises(WindowError, match="no month in the bucket before 2021-01 .as_of 2021-01-20."):
+    with pytest.raises(
+        WindowError, match="no month in the bucket before 2021-01 .as_of 2021-01-20."
+    ):
         training_window(date(2021, 1, 20), SHIPPED)
     with pytest.raises(WindowError, match="no month in the bucket before 2021-04"):
         training_window(date(2021, 4, 2), [])
@@ -64,7 +71,9 @@ def test_month_helpers():
     assert month_range((2021, 2), (2021, 1)) == []
 
 
-@pytest.mark.parametrize("text", ["2021-13", "2021-00", "21-03", "2021-3", "2021-03-01", "2021-03\n", "", None, 202103])
+@pytest.mark.parametrize(
+    "text", ["2021-13", "2021-00", "21-03", "2021-3", "2021-03-01", "2021-03\n", "", None, 202103]
+)
 def test_bad_month_text_is_refused_without_repeating_it(text):
     with pytest.raises(ValueError) as error:
         parse_month(text, "start")

@@ -35,7 +35,9 @@ def test_normal_equations_month_by_month_equal_one_fit_on_all_months(months):
         accumulated.add(trips, trips["duration"].to_numpy())
     model, accumulated_vectorizer = accumulated.fit()
 
-    assert list(accumulated_vectorizer.get_feature_names_out()) == list(vectorizer.get_feature_names_out())
+    assert list(accumulated_vectorizer.get_feature_names_out()) == list(
+        vectorizer.get_feature_names_out()
+    )
     scale = np.abs(expected.coef_).max()
     assert np.abs(model.coef_ - expected.coef_).max() / scale < 1e-9
     assert abs(model.intercept_ - expected.intercept_) / abs(expected.intercept_) < 1e-9
@@ -49,7 +51,11 @@ def test_window_of_one_month_gives_the_course_figures():
     assert round(result.rmse_train, 4) == 9.7371
     assert round(result.rmse_test, 4) == 10.4475
     assert result.rmse_test_course_baseline == result.rmse_test
-    assert (result.rows_kept, result.test.rows_kept, result.rows_trained) == (73_908, 61_921, 73_908)
+    assert (result.rows_kept, result.test.rows_kept, result.rows_trained) == (
+        73_908,
+        61_921,
+        73_908,
+    )
     assert not result.sampled
 
 
@@ -62,7 +68,9 @@ def test_two_month_window_trains_on_both_months():
 
 
 def test_gbm_window_trains_on_a_bounded_sample_across_months():
-    result = run_window_training([str(GREEN_JAN), str(GREEN_FEB)], str(GREEN_MAR), "gbm", max_train_rows=20_000)
+    result = run_window_training(
+        [str(GREEN_JAN), str(GREEN_FEB)], str(GREEN_MAR), "gbm", max_train_rows=20_000
+    )
     assert result.rows_trained == 20_000
     assert result.sampled
     assert result.rows_kept == 73_908 + 61_921
@@ -70,7 +78,9 @@ def test_gbm_window_trains_on_a_bounded_sample_across_months():
 
 
 def test_uniform_sample_is_bounded_uniform_across_batches_and_repeatable():
-    batches = [pd.DataFrame({"batch": b, "row": np.arange(n)}) for b, n in enumerate((1_000, 3_000, 6_000))]
+    batches = [
+        pd.DataFrame({"batch": b, "row": np.arange(n)}) for b, n in enumerate((1_000, 3_000, 6_000))
+    ]
 
     def draw(seed: int) -> pd.DataFrame:
         sample = UniformRowSample(2_000, seed=seed)

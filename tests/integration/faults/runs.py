@@ -26,6 +26,8 @@ def ran_once(flow_run_id: Any, task: str) -> Any:
 
     states = asyncio.run(history())
     assert failed_run.run_count == 1
-    assert [state.name for state in states if state.is_running()] == ["Running"], [s.name for s in states]
+    assert [state.name for state in states if state.is_running()] == ["Running"], [
+        s.name for s in states
+    ]
     assert not any(state.name in ("AwaitingRetry", "Retrying") for state in states)
     return failed_run

@@ -39,13 +39,17 @@ class _Body:
         yield self.data
 
 
-def error_for_key(operation: str, bucket: str, key: str, status: int, code: str) -> tuple[str, Handler]:
+def error_for_key(
+    operation: str, bucket: str, key: str, status: int, code: str
+) -> tuple[str, Handler]:
     """(event, handler) that answers `operation` on bucket/key with an S3 error, unsent."""
     body = f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code><Message>injected</Message></Error>'.encode()
 
     def answer(request: Any, **_: Any) -> AWSResponse | None:
         if unquote(urlsplit(request.url).path) == f"/{bucket}/{key}":
-            return AWSResponse(request.url, status, {"Content-Type": "application/xml"}, _Body(body))
+            return AWSResponse(
+                request.url, status, {"Content-Type": "application/xml"}, _Body(body)
+            )
         return None
 
     return f"before-send.s3.{operation}", answer

@@ -29,7 +29,12 @@ from tests.paths import DATA, GREEN_JAN, YELLOW_FEB
 def _renamed_column() -> bytes:
     table = pq.read_table(GREEN_JAN).slice(0, 100)
     buffer = io.BytesIO()
-    pq.write_table(table.rename_columns([("PULocation" if c == "PULocationID" else c) for c in table.column_names]), buffer)
+    pq.write_table(
+        table.rename_columns(
+            [("PULocation" if c == "PULocationID" else c) for c in table.column_names]
+        ),
+        buffer,
+    )
     return buffer.getvalue()
 
 
@@ -45,9 +50,15 @@ BAD_INPUTS = {
     "missing.parquet": (None, "file not found in S3"),
     "truncated.parquet": (lambda: GREEN_JAN.read_bytes()[:600_000], "not a readable parquet file"),
     "empty.csv": (lambda: b"", "file is empty"),
-    "zones.csv": (lambda: (DATA / "taxi_zone_lookup.csv").read_bytes(), "not a TLC yellow or green trip file"),
+    "zones.csv": (
+        lambda: (DATA / "taxi_zone_lookup.csv").read_bytes(),
+        "not a TLC yellow or green trip file",
+    ),
     "renamed.parquet": (_renamed_column, r"required column(s) ['PULocationID'] missing"),
-    "unparseable.csv": (_unparseable_time, "column 'pickup_datetime' has 1 value(s) that are not datetimes"),
+    "unparseable.csv": (
+        _unparseable_time,
+        "column 'pickup_datetime' has 1 value(s) that are not datetimes",
+    ),
 }
 
 
@@ -82,10 +93,17 @@ def test_training_data_left_empty_by_the_filter_fails_the_run(prefect_api, bucke
 
     state = training_flow(uri, str(YELLOW_FEB), return_state=True)
     assert state.is_failed()
-    assert f"DataError: {uri}: no trips left after keeping durations of 1-60 minutes (200 read)" in state.message
-    loads = api.task_runs(state.state_details.flow_run_id, "load-data", until=lambda r: r and r[0].state.is_final())
+    assert (
+        f"DataError: {uri}: no trips left after keeping durations of 1-60 minutes (200 read)"
+        in state.message
+    )
+    loads = api.task_runs(
+        state.state_details.flow_run_id, "load-data", until=lambda r: r and r[0].state.is_final()
+    )
     assert [run.run_count for run in loads] == [1]  # the test month is never read
-    assert ModelRegistry(bucket_env).latest_marker() is None and bucket_env.list_keys("models/") == []
+    assert (
+        ModelRegistry(bucket_env).latest_marker() is None and bucket_env.list_keys("models/") == []
+    )
 
 
 def test_unknown_zones_are_predicted_and_counted(published, small_model):
@@ -95,7 +113,9 @@ def test_unknown_zones_are_predicted_and_counted(published, small_model):
     frame = pd.read_csv(YELLOW_FEB)
     frame.loc[:2, "PULocationID"] = 999  # no such zone
     store.put("data/unknown.csv", frame.to_csv(index=False).encode())
-    expected = small_model.vectorizer.unknown_counts(encode_categorical_columns(load_data(store.uri("data/unknown.csv"))))
+    expected = small_model.vectorizer.unknown_counts(
+        encode_categorical_columns(load_data(store.uri("data/unknown.csv")))
+    )
     assert expected["PULocationID"] >= 3
 
     state = inference_flow(store.uri("data/unknown.csv"), return_state=True)
@@ -105,14 +125,19 @@ def test_unknown_zones_are_predicted_and_counted(published, small_model):
     run = state.state_details.flow_run_id
     [report] = api.artifacts(run, "taxi-inference-report")
     assert f"| PULocationID | {expected['PULocationID']:,} |" in report.data
-    assert f"Values not seen in training (predicted with the model's fallback for unknowns): {expected}" in api.logs(run)
+    assert (
+        f"Values not seen in training (predicted with the model's fallback for unknowns): {expected}"
+        in api.logs(run)
+    )
 
 
 @pytest.fixture
 def http_server(tmp_path: Path) -> Iterator[str]:
     """A local HTTP server over an empty directory: every file is a 404."""
     (tmp_path / "www").mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "www"))
+    handler = functools.partial(
+        http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "www")
+    )
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -121,7 +146,9 @@ def http_server(tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.mark.parametrize("where", ["local", "http"])
-def test_a_missing_input_file_fails_the_run_and_load_data_runs_once(published, tmp_path, http_server, where):
+def test_a_missing_input_file_fails_the_run_and_load_data_runs_once(
+    published, tmp_path, http_server, where
+):
     from flows.inference import inference_flow
 
     source, problem = {

@@ -40,7 +40,10 @@ def test_save_model_removes_incomplete_versions_older_than_the_cut_off_and_keeps
     time.sleep(1.5)  # S3 times objects to the second
     in_progress = new_version_id()
     bucket_env.put(f"models/{in_progress}/model.pkl", b"the start of a version")
-    written = {item["Key"].split("/")[1]: item["LastModified"] for item in bucket_env.list_objects("models/")}
+    written = {
+        item["Key"].split("/")[1]: item["LastModified"]
+        for item in bucket_env.list_objects("models/")
+    }
     assert written[abandoned] < written[in_progress]
 
     # The server cannot back-date an object by hours, so the registry's clock moves instead:
@@ -59,7 +62,9 @@ def test_save_model_removes_incomplete_versions_older_than_the_cut_off_and_keeps
     @flow(name="publish-a-model")
     def publish() -> dict[str, Any]:
         model = small_model
-        return tasks.save_model(model.model, model.vectorizer, model.metrics, {"model_type": "linear"}, True, {})
+        return tasks.save_model(
+            model.model, model.vectorizer, model.metrics, {"model_type": "linear"}, True, {}
+        )
 
     state = publish(return_state=True)
     assert state.is_completed(), state.message
@@ -67,7 +72,9 @@ def test_save_model_removes_incomplete_versions_older_than_the_cut_off_and_keeps
     left = {key.split("/")[1] for key in bucket_env.list_keys("models/") if key.count("/") == 2}
     assert left == {version, in_progress}
     logs = api.logs(state.state_details.flow_run_id)
-    assert f"Removed incomplete model versions left by failed training runs: ['{abandoned}']" in logs
+    assert (
+        f"Removed incomplete model versions left by failed training runs: ['{abandoned}']" in logs
+    )
 
 
 def _first_trips(path: Path, trips: int) -> str:
@@ -91,11 +98,16 @@ def test_two_signed_trainings_publishing_at_once_leave_complete_versions_and_a_c
 
     monkeypatch.setenv("TAXI_SIGNING_KEY", SIGNING_KEY)
     registry = ModelRegistry(ObjectStore(bucket_env.bucket), signing_key=SIGNING_KEY.encode())
-    champion_data, worse_data = _first_trips(tmp_path / "3000.csv", 3000), _first_trips(tmp_path / "300.csv", 300)
+    champion_data, worse_data = (
+        _first_trips(tmp_path / "3000.csv", 3000),
+        _first_trips(tmp_path / "300.csv", 300),
+    )
     trained = run_training(champion_data, str(YELLOW_FEB))
     worse_rmse = run_training(worse_data, str(YELLOW_FEB)).metrics["rmse_test"]
     assert worse_rmse > trained.metrics["rmse_test"] > small_model.metrics["rmse_test"]
-    champion = registry.save_model(trained.model, trained.vectorizer, metrics=trained.metrics, details={"model_type": "linear"})
+    champion = registry.save_model(
+        trained.model, trained.vectorizer, metrics=trained.metrics, details={"model_type": "linear"}
+    )
     second = worse_data if pair == "one-better-one-worse" else str(YELLOW_JAN)
 
     start = threading.Barrier(3)
@@ -105,7 +117,10 @@ def test_two_signed_trainings_publishing_at_once_leave_complete_versions_and_a_c
         start.wait()
         results[name] = training_flow(train_path, str(YELLOW_FEB), return_state=True)
 
-    runs = [threading.Thread(target=train, args=args) for args in (("first", str(YELLOW_JAN)), ("second", second))]
+    runs = [
+        threading.Thread(target=train, args=args)
+        for args in (("first", str(YELLOW_JAN)), ("second", second))
+    ]
     for run in runs:
         run.start()
     start.wait()
@@ -120,9 +135,10 @@ def test_two_signed_trainings_publishing_at_once_leave_complete_versions_and_a_c
     for run in runs:
         run.join()
 
-    assert {name: state.is_completed() for name, state in results.items()} == {"first": True, "second": True}, [
-        state.message for state in results.values()
-    ]
+    assert {name: state.is_completed() for name, state in results.items()} == {
+        "first": True,
+        "second": True,
+    }, [state.message for state in results.values()]
     first, second = results["first"].result(), results["second"].result()
     versions = {first["model_version"], second["model_version"]}
     assert len(versions) == 2
@@ -140,11 +156,15 @@ def test_two_signed_trainings_publishing_at_once_leave_complete_versions_and_a_c
             assert other["promoted"]
     latest = registry.load_model("latest").version
     assert latest in versions and manifests[latest]["promoted"]
-    assert latest in {outcome["model_version"] for outcome in (first, second) if outcome["promoted"]}
+    assert latest in {
+        outcome["model_version"] for outcome in (first, second) if outcome["promoted"]
+    }
     assert all(manifests[version]["promoted"] for version in seen - {champion["version"]})
     if pair == "one-better-one-worse":
         assert not second["promoted"] and latest == first["model_version"]
         assert second["model_version"] not in seen  # never latest, not even for a moment
     for state in results.values():
-        assert not any("cannot be trusted" in message for message in api.logs(state.state_details.flow_run_id))
+        assert not any(
+            "cannot be trusted" in message for message in api.logs(state.state_details.flow_run_id)
+        )
     assert registry.incomplete_versions(older_than=timedelta(0)) == []

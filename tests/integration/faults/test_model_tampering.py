@@ -48,7 +48,9 @@ def _assert_no_trace_and_that_unpickling_leaves_one(trace: Path, body: bytes) ->
     assert trace.is_dir()
 
 
-def test_signing_key_from_a_secret_block_and_no_secret_in_logs_or_artifacts(prefect_api, bucket_env, monkeypatch, capfd):
+def test_signing_key_from_a_secret_block_and_no_secret_in_logs_or_artifacts(
+    prefect_api, bucket_env, monkeypatch, capfd
+):
     from prefect.blocks.system import Secret
 
     from flows.inference import inference_flow
@@ -77,14 +79,21 @@ def test_signing_key_from_a_secret_block_and_no_secret_in_logs_or_artifacts(pref
     [load] = failed(api.task_runs(refused.state_details.flow_run_id, "load-model", until=failed))
     assert load.run_count == 1
 
-    secret_values = [key, wrong, os.environ["AWS_SECRET_ACCESS_KEY"], os.environ["AWS_ACCESS_KEY_ID"]]
+    secret_values = [
+        key,
+        wrong,
+        os.environ["AWS_SECRET_ACCESS_KEY"],
+        os.environ["AWS_ACCESS_KEY_ID"],
+    ]
     texts: list[str] = []
     for state in (trained, predicted, refused):
         run = state.state_details.flow_run_id
         messages = api.logs(run)
         texts += messages
         texts += [f"{a.data} {a.description}" for a in api.artifacts(run)]
-        texts += [f"{json.dumps(r.parameters, default=str)} {r.state.message}" for r in api.flow_runs(run)]
+        texts += [
+            f"{json.dumps(r.parameters, default=str)} {r.state.message}" for r in api.flow_runs(run)
+        ]
     texts.append(capfd.readouterr().err)
     joined = "\n".join(texts)
     # Non-vacuous: the runs did log and publish what they were meant to.
@@ -122,7 +131,9 @@ def test_with_a_signing_key_a_version_published_without_it_is_refused_before_unp
 
     trace = tmp_path / "unpickled"
     intruder = ModelRegistry(ObjectStore(bucket_env.bucket))
-    forged = intruder.save_model(_LeavesTrace(trace), small_model.vectorizer, metrics={}, details={"model_type": "linear"})
+    forged = intruder.save_model(
+        _LeavesTrace(trace), small_model.vectorizer, metrics={}, details={"model_type": "linear"}
+    )
     assert intruder.latest_marker()["version"] == forged["version"]
     monkeypatch.setenv("TAXI_SIGNING_KEY", SIGNING_KEY)
 
@@ -130,7 +141,9 @@ def test_with_a_signing_key_a_version_published_without_it_is_refused_before_unp
     assert state.is_failed()
     assert f"model version '{forged['version']}' is not signed" in state.message
     ran_once(state.state_details.flow_run_id, "load-model")
-    _assert_no_trace_and_that_unpickling_leaves_one(trace, bucket_env.get(forged["objects"]["model.pkl"]["key"]))
+    _assert_no_trace_and_that_unpickling_leaves_one(
+        trace, bucket_env.get(forged["objects"]["model.pkl"]["key"])
+    )
 
 
 def test_a_tampered_manifest_loaded_by_version_id_is_refused_before_unpickling(
@@ -143,9 +156,13 @@ def test_a_tampered_manifest_loaded_by_version_id_is_refused_before_unpickling(
 
     monkeypatch.setenv("TAXI_SIGNING_KEY", SIGNING_KEY)
     registry = ModelRegistry(ObjectStore(bucket_env.bucket), signing_key=SIGNING_KEY.encode())
-    manifest = registry.save_model(small_model.model, small_model.vectorizer, metrics={}, details={"model_type": "linear"})
+    manifest = registry.save_model(
+        small_model.model, small_model.vectorizer, metrics={}, details={"model_type": "linear"}
+    )
     version = manifest["version"]
-    registry.save_model(small_model.model, small_model.vectorizer, metrics={}, details={"model_type": "linear"})
+    registry.save_model(
+        small_model.model, small_model.vectorizer, metrics={}, details={"model_type": "linear"}
+    )
     assert registry.latest_marker()["version"] != version  # loaded by id, not as latest
 
     trace = tmp_path / "unpickled"

@@ -51,7 +51,9 @@ def _counted(client) -> Counter[str]:
 
 
 def _load_model_runs(state) -> list[int]:
-    runs = api.task_runs(state.state_details.flow_run_id, "load-model", until=lambda r: r and r[0].state.is_final())
+    runs = api.task_runs(
+        state.state_details.flow_run_id, "load-model", until=lambda r: r and r[0].state.is_final()
+    )
     return [run.run_count for run in runs]
 
 
@@ -66,7 +68,11 @@ def test_botocore_tries_each_call_four_times():
 def test_a_missing_bucket_is_named_as_missing_and_tried_once(s3_server):
     objects = ObjectStore(bucket=f"missing-{secrets.token_hex(4)}")
     sent = _counted(objects.client)
-    for call in (lambda: objects.exists(LATEST_KEY), lambda: objects.get(LATEST_KEY), lambda: objects.list_keys("models/")):
+    for call in (
+        lambda: objects.exists(LATEST_KEY),
+        lambda: objects.get(LATEST_KEY),
+        lambda: objects.list_keys("models/"),
+    ):
         with pytest.raises(BucketNotFoundError, match=f"bucket '{objects.bucket}' does not exist"):
             call()
     # HEAD answers a bare 404 for a missing bucket: exists() asks HeadBucket which it is.
@@ -114,9 +120,15 @@ def test_wrong_credentials_fail_inference_once(published, monkeypatch):
 
     wrong = "wrong-" + secrets.token_urlsafe(16)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", wrong)
-    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # boto3's session keeps the credentials it read first
+    monkeypatch.setattr(
+        boto3, "DEFAULT_SESSION", None
+    )  # boto3's session keeps the credentials it read first
     state = inference_flow(str(YELLOW_FEB), return_state=True)
-    assert state.is_failed() and "SignatureDoesNotMatch" in state.message and wrong not in state.message
+    assert (
+        state.is_failed()
+        and "SignatureDoesNotMatch" in state.message
+        and wrong not in state.message
+    )
     assert _load_model_runs(state) == [1]
 
 
@@ -127,10 +139,15 @@ def test_wrong_credentials_fail_inference_once(published, monkeypatch):
             "AWS_SECRET_ACCESS_KEY",
             "the S3 server refused the credentials (SignatureDoesNotMatch): the secret key does not match the access key",
         ),
-        ("AWS_ACCESS_KEY_ID", "the S3 server refused the credentials (InvalidAccessKeyId): it does not know the access key"),
+        (
+            "AWS_ACCESS_KEY_ID",
+            "the S3 server refused the credentials (InvalidAccessKeyId): it does not know the access key",
+        ),
     ],
 )
-def test_wrong_s3_credentials_are_named_and_fail_the_run_without_retries(published, monkeypatch, wrong, read_error):
+def test_wrong_s3_credentials_are_named_and_fail_the_run_without_retries(
+    published, monkeypatch, wrong, read_error
+):
     from flows.inference import inference_flow
 
     store, _ = published
@@ -143,7 +160,10 @@ def test_wrong_s3_credentials_are_named_and_fail_the_run_without_retries(publish
 
     with pytest.raises(StorageError) as refused:
         ObjectStore(bucket=store.bucket).get("models/latest.json")
-    assert str(refused.value) == f"cannot read {store.uri('models/latest.json')}: {read_error}; {check}"
+    assert (
+        str(refused.value)
+        == f"cannot read {store.uri('models/latest.json')}: {read_error}; {check}"
+    )
 
     state = inference_flow(str(YELLOW_FEB), return_state=True)
     assert state.is_failed()
@@ -158,16 +178,36 @@ def scoped_s3(tmp_path_factory) -> Iterator[tuple[str, dict[str, str], dict[str,
     """A SeaweedFS server of this module's own with two identities: an admin, and a user
     with rights on the bucket `allowed` only. Yields (endpoint, admin, scoped credentials)."""
     work = tmp_path_factory.mktemp("scoped-s3")
-    admin = {"aws_access_key_id": "admin-" + secrets.token_hex(4), "aws_secret_access_key": secrets.token_urlsafe(24)}
-    scoped = {"aws_access_key_id": "scoped-" + secrets.token_hex(4), "aws_secret_access_key": secrets.token_urlsafe(24)}
+    admin = {
+        "aws_access_key_id": "admin-" + secrets.token_hex(4),
+        "aws_secret_access_key": secrets.token_urlsafe(24),
+    }
+    scoped = {
+        "aws_access_key_id": "scoped-" + secrets.token_hex(4),
+        "aws_secret_access_key": secrets.token_urlsafe(24),
+    }
     identities = [
-        {"name": "admin", "actions": ["Admin", "Read", "Write", "List", "Tagging"], "credentials": [admin]},
-        {"name": "scoped", "actions": ["Read:allowed", "Write:allowed", "List:allowed"], "credentials": [scoped]},
+        {
+            "name": "admin",
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+            "credentials": [admin],
+        },
+        {
+            "name": "scoped",
+            "actions": ["Read:allowed", "Write:allowed", "List:allowed"],
+            "credentials": [scoped],
+        },
     ]
     as_config = [
-        {**identity, "credentials": [{"accessKey": c["aws_access_key_id"], "secretKey": c["aws_secret_access_key"]} for c in identity["credentials"]]}
+        {
+            **identity,
+            "credentials": [
+                {"accessKey": c["aws_access_key_id"], "secretKey": c["aws_secret_access_key"]}
+                for c in identity["credentials"]
+            ],
+        }
         for identity in identities
-    ]  # fmt: skip
+    ]
     config = work / "s3.json"
     config.write_text(json.dumps({"identities": as_config}))
     # devstack starts `weed mini` without identities; this module's server gets them through
@@ -177,10 +217,14 @@ def scoped_s3(tmp_path_factory) -> Iterator[tuple[str, dict[str, str], dict[str,
     weed.chmod(0o755)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(devstack, "weed_binary", lambda: str(weed))
-        server = devstack.start_s3_server(work / "data", admin["aws_access_key_id"], admin["aws_secret_access_key"])
+        server = devstack.start_s3_server(
+            work / "data", admin["aws_access_key_id"], admin["aws_secret_access_key"]
+        )
     try:
         client = boto3.client("s3", endpoint_url=server.url, **admin)
-        devstack.wait_until(lambda: [client.create_bucket(Bucket=b) for b in ("allowed", "other")], "buckets", 60)
+        devstack.wait_until(
+            lambda: [client.create_bucket(Bucket=b) for b in ("allowed", "other")], "buckets", 60
+        )
         yield server.url, admin, scoped
     finally:
         server.stop()
@@ -188,9 +232,14 @@ def scoped_s3(tmp_path_factory) -> Iterator[tuple[str, dict[str, str], dict[str,
 
 def test_access_denied_is_tried_once(scoped_s3):
     endpoint, admin, scoped = scoped_s3
-    ObjectStore(bucket="other", client=boto3.client("s3", endpoint_url=endpoint, **admin)).put(LATEST_KEY, b"{}")
+    ObjectStore(bucket="other", client=boto3.client("s3", endpoint_url=endpoint, **admin)).put(
+        LATEST_KEY, b"{}"
+    )
     client = boto3.client("s3", endpoint_url=endpoint, config=s3_client().meta.config, **scoped)
-    allowed, other = ObjectStore(bucket="allowed", client=client), ObjectStore(bucket="other", client=client)
+    allowed, other = (
+        ObjectStore(bucket="allowed", client=client),
+        ObjectStore(bucket="other", client=client),
+    )
     allowed.put("x", b"1")  # the user works on its own bucket
     sent = _counted(client)
     with pytest.raises(StorageError, match="AccessDenied") as raised:
@@ -222,7 +271,9 @@ def test_a_model_that_cannot_be_unpickled_fails_inference_once(published, regist
     from flows.inference import inference_flow
 
     store, _ = published
-    version = registry.save_model(FailsToUnpickle(), small_model.vectorizer, metrics={}, details={})["version"]
+    version = registry.save_model(
+        FailsToUnpickle(), small_model.vectorizer, metrics={}, details={}
+    )["version"]
     UNPICKLED.clear()
     state = inference_flow(str(YELLOW_FEB), return_state=True)
     assert state.is_failed()
@@ -231,7 +282,10 @@ def test_a_model_that_cannot_be_unpickled_fails_inference_once(published, regist
         in state.message
     )
     assert _load_model_runs(state) == [1] and UNPICKLED == ["tried"]
-    with pytest.raises(UnsupportedModelError, match=r"cannot be unpickled by this version of the code \(UnpicklingError\)"):
+    with pytest.raises(
+        UnsupportedModelError,
+        match=r"cannot be unpickled by this version of the code \(UnpicklingError\)",
+    ):
         registry.load_model(version)
 
 
@@ -259,7 +313,9 @@ def fake_endpoint(answer: bytes | None) -> Iterator[tuple[str, list[int]]]:
             accepted[0] += 1
             with connection:
                 if answer is None:
-                    connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST
+                    connection.setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                    )  # RST
                     continue
                 connection.settimeout(5)
                 request = b""
@@ -280,7 +336,9 @@ def fake_endpoint(answer: bytes | None) -> Iterator[tuple[str, list[int]]]:
         listener.close()
 
 
-SLOW_DOWN = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
+SLOW_DOWN = (
+    b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
+)
 SLOW_DOWN_ANSWER = (
     b"HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nConnection: close\r\n"
     + f"Content-Length: {len(SLOW_DOWN)}\r\n\r\n".encode()
@@ -288,7 +346,9 @@ SLOW_DOWN_ANSWER = (
 )
 
 
-@pytest.mark.parametrize("answer", [None, SLOW_DOWN_ANSWER], ids=["connection-reset", "503-slow-down"])
+@pytest.mark.parametrize(
+    "answer", [None, SLOW_DOWN_ANSWER], ids=["connection-reset", "503-slow-down"]
+)
 def test_transient_failures_are_tried_four_times_per_call(answer, monkeypatch):
     with fake_endpoint(answer) as (endpoint, accepted):
         monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)

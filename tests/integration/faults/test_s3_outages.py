@@ -30,7 +30,9 @@ def test_a_dead_s3_endpoint_fails_the_run_in_bounded_time(prefect_api, monkeypat
     started = time.monotonic()
     state = inference_flow(str(YELLOW_FEB), return_state=True)
     elapsed = time.monotonic() - started
-    print(f"dead S3 endpoint failed the run after {elapsed:.1f} s (retry delays {list(retry_delays)})")
+    print(
+        f"dead S3 endpoint failed the run after {elapsed:.1f} s (retry delays {list(retry_delays)})"
+    )
 
     assert state.is_failed()
     assert f"S3 endpoint {dead} unreachable" in state.message
@@ -53,7 +55,9 @@ def test_s3_restart_in_the_middle_of_publishing(prefect_api, tmp_path, monkeypat
         monkeypatch.setenv("AWS_ENDPOINT_URL", server.url)
         monkeypatch.setenv("TAXI_BUCKET", "restart-test")
         store = ObjectStore(bucket="restart-test")
-        devstack.wait_until(lambda: store.ensure_bucket() is None, "bucket on the new S3 server", 60)
+        devstack.wait_until(
+            lambda: store.ensure_bucket() is None, "bucket on the new S3 server", 60
+        )
 
         # Instrumentation only (the outage itself is real): pause the run right after the
         # first model object is stored, so the server goes down at a known point.
@@ -72,7 +76,11 @@ def test_s3_restart_in_the_middle_of_publishing(prefect_api, tmp_path, monkeypat
         # Retries spread over 17 s: room for the server to come back even on a slow machine.
         monkeypatch.setenv("TAXI_IO_RETRY_DELAYS", "2,5,10")
         results = []
-        run = threading.Thread(target=lambda: results.append(training_flow(str(YELLOW_JAN), str(YELLOW_FEB), return_state=True)))
+        run = threading.Thread(
+            target=lambda: results.append(
+                training_flow(str(YELLOW_JAN), str(YELLOW_FEB), return_state=True)
+            )
+        )
         run.start()
         assert written.wait(180)
         server.stop()
@@ -85,17 +93,23 @@ def test_s3_restart_in_the_middle_of_publishing(prefect_api, tmp_path, monkeypat
         assert state.is_completed(), state.message
         version = state.result()["model_version"]
         assert version != interrupted[0]
-        saves = api.task_runs(state.state_details.flow_run_id, "save-model", until=lambda r: r and r[0].state.is_final())
+        saves = api.task_runs(
+            state.state_details.flow_run_id,
+            "save-model",
+            until=lambda r: r and r[0].state.is_final(),
+        )
         assert len(saves) == 1 and saves[0].run_count >= 2  # a task retry recovered, not luck
         # The failed attempt said what failed and where S3 was expected, as documented.
-        failed_attempt = (
-            f"cannot write s3://restart-test/models/{interrupted[0]}/vectorizer.pkl: S3 endpoint {server.url} unreachable"
+        failed_attempt = f"cannot write s3://restart-test/models/{interrupted[0]}/vectorizer.pkl: S3 endpoint {server.url} unreachable"
+        assert any(
+            failed_attempt in message for message in api.logs(state.state_details.flow_run_id)
         )
-        assert any(failed_attempt in message for message in api.logs(state.state_details.flow_run_id))
         fresh = ModelRegistry(ObjectStore(bucket="restart-test"))
         assert fresh.latest_marker()["version"] == version
         assert fresh.load_model().version == version
-        assert fresh.objects.list_keys(f"models/{interrupted[0]}/") == [f"models/{interrupted[0]}/model.pkl"]
+        assert fresh.objects.list_keys(f"models/{interrupted[0]}/") == [
+            f"models/{interrupted[0]}/model.pkl"
+        ]
         assert fresh.incomplete_versions(older_than=timedelta(0)) == [interrupted[0]]
     finally:
         server.stop()

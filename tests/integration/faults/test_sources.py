@@ -42,13 +42,18 @@ async def _deployment(flow_name: str, entrypoint: str) -> UUID:
             flow_id,
             f"{flow_name}-inputs-{secrets.token_hex(3)}",
             entrypoint=entrypoint,
-            pull_steps=[{"prefect.deployments.steps.set_working_directory": {"directory": str(ROOT)}}],
+            pull_steps=[
+                {"prefect.deployments.steps.set_working_directory": {"directory": str(ROOT)}}
+            ],
         )
 
 
 async def _runs(deployment_id: UUID, parameter_sets: list[dict[str, Any]]) -> list[UUID]:
     async with get_client() as client:
-        return [(await client.create_flow_run_from_deployment(deployment_id, parameters=p)).id for p in parameter_sets]
+        return [
+            (await client.create_flow_run_from_deployment(deployment_id, parameters=p)).id
+            for p in parameter_sets
+        ]
 
 
 def _execute(run_ids: list[UUID], extra_env: dict[UUID, dict[str, str]] | None = None) -> None:
@@ -57,7 +62,11 @@ def _execute(run_ids: list[UUID], extra_env: dict[UUID, dict[str, str]] | None =
         subprocess.Popen(
             [sys.executable, "-m", "prefect.engine"],
             cwd=ROOT,
-            env={**os.environ, "PREFECT__FLOW_RUN_ID": str(run_id), **(extra_env or {}).get(run_id, {})},
+            env={
+                **os.environ,
+                "PREFECT__FLOW_RUN_ID": str(run_id),
+                **(extra_env or {}).get(run_id, {}),
+            },
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
@@ -81,7 +90,9 @@ def _no_content(run_id: UUID) -> str:
     carries a line of /etc/passwd."""
     message = _final(run_id).state.message or ""
     logs = api.logs(run_id)
-    assert CONTENT_OF_PASSWD not in message and not any(CONTENT_OF_PASSWD in line for line in logs), (message, logs)
+    assert CONTENT_OF_PASSWD not in message and not any(
+        CONTENT_OF_PASSWD in line for line in logs
+    ), (message, logs)
     return message
 
 
@@ -105,22 +116,52 @@ def test_deployment_runs_read_only_their_bucket_and_https(published, other_bucke
     training = asyncio.run(_deployment(training_flow.name, "flows/deployed.py:training_flow"))
     inference = asyncio.run(_deployment(inference_flow.name, "flows/inference.py:inference_flow"))
     passwd, environ = asyncio.run(
-        _runs(training, [{"train_path": "/etc/passwd", "test_path": "/proc/self/environ"},
-                         {"train_path": "/proc/self/environ", "test_path": store.uri("data/green_tripdata_2021-02.parquet")}])
-    )  # fmt: skip
+        _runs(
+            training,
+            [
+                {"train_path": "/etc/passwd", "test_path": "/proc/self/environ"},
+                {
+                    "train_path": "/proc/self/environ",
+                    "test_path": store.uri("data/green_tripdata_2021-02.parquet"),
+                },
+            ],
+        )
+    )
     internal_http, foreign, own, local_allowed = asyncio.run(
-        _runs(inference, [{"input_path": internal, "model_version": version},
-                          {"input_path": other_bucket.uri("data/green_tripdata_2021-02.parquet"), "model_version": version},
-                          {"input_path": store.uri("data/green_tripdata_2021-02.parquet"), "model_version": version},
-                          {"input_path": str(GREEN_FEB), "model_version": version}])
-    )  # fmt: skip
-    _execute([passwd, environ, internal_http, foreign, own, local_allowed], {local_allowed: {"TAXI_ALLOW_LOCAL_SOURCES": "true"}})
+        _runs(
+            inference,
+            [
+                {"input_path": internal, "model_version": version},
+                {
+                    "input_path": other_bucket.uri("data/green_tripdata_2021-02.parquet"),
+                    "model_version": version,
+                },
+                {
+                    "input_path": store.uri("data/green_tripdata_2021-02.parquet"),
+                    "model_version": version,
+                },
+                {"input_path": str(GREEN_FEB), "model_version": version},
+            ],
+        )
+    )
+    _execute(
+        [passwd, environ, internal_http, foreign, own, local_allowed],
+        {local_allowed: {"TAXI_ALLOW_LOCAL_SOURCES": "true"}},
+    )
 
     for run_id, source, problem in (
         (passwd, "/etc/passwd", REFUSED_LOCAL),
         (environ, "/proc/self/environ", REFUSED_LOCAL),
-        (internal_http, internal, "only s3:// URIs in the project's bucket(s) and https:// URLs are read by deployment runs"),
-        (foreign, other_bucket.uri("data/green_tripdata_2021-02.parquet"), f"not in a bucket runs may read ('{store.bucket}'"),
+        (
+            internal_http,
+            internal,
+            "only s3:// URIs in the project's bucket(s) and https:// URLs are read by deployment runs",
+        ),
+        (
+            foreign,
+            other_bucket.uri("data/green_tripdata_2021-02.parquet"),
+            f"not in a bucket runs may read ('{store.bucket}'",
+        ),
     ):
         run = _final(run_id)
         assert run.state.is_failed(), (source, run.state)
@@ -141,11 +182,15 @@ def test_flows_called_directly_still_read_local_paths_and_never_echo_a_file(publ
 
     store, version = published
     uri = inference_flow(str(GREEN_FEB), version)
-    assert uri == store.uri(f"predictions/green_tripdata_2021-02/{version}.parquet") and store.exists(uri.split("/", 3)[3])
+    assert uri == store.uri(
+        f"predictions/green_tripdata_2021-02/{version}.parquet"
+    ) and store.exists(uri.split("/", 3)[3])
     state = inference_flow("/etc/passwd", version, return_state=True)
     assert state.is_failed()
     message = _no_content(state.state_details.flow_run_id)
-    assert message.startswith("Flow run encountered an exception: DataError: /etc/passwd: not a readable CSV file")
+    assert message.startswith(
+        "Flow run encountered an exception: DataError: /etc/passwd: not a readable CSV file"
+    )
 
 
 def _count_get_object_calls() -> list[str]:
@@ -153,7 +198,9 @@ def _count_get_object_calls() -> list[str]:
     (taxi.storage's clients are)."""
     calls: list[str] = []
     boto3._get_default_session().events.register(
-        "before-parameter-build.s3.GetObject", lambda params, **_: calls.append(params["Key"]), unique_id="count-get-object"
+        "before-parameter-build.s3.GetObject",
+        lambda params, **_: calls.append(params["Key"]),
+        unique_id="count-get-object",
     )
     return calls
 
@@ -164,14 +211,18 @@ def test_an_s3_source_over_the_size_cap_is_refused_before_it_is_read(bucket_env,
     monkeypatch.setenv("TAXI_DOWNLOAD_MAX_BYTES", "1000000")
     gets = _count_get_object_calls()
     try:
-        with pytest.raises(DataError, match=r"big.parquet: is 1,333,519 bytes, more than the 1,000,000-byte limit"):
+        with pytest.raises(
+            DataError, match=r"big.parquet: is 1,333,519 bytes, more than the 1,000,000-byte limit"
+        ):
             load_data(store.uri("incoming/big.parquet"))
         assert gets == []  # the size came from a HEAD request; not a byte was read
         monkeypatch.setenv("TAXI_DOWNLOAD_MAX_BYTES", "2000000")
         assert len(load_data(store.uri("incoming/big.parquet"))) == 76_518
         assert gets == ["incoming/big.parquet"]
     finally:
-        boto3._get_default_session().events.unregister("before-parameter-build.s3.GetObject", unique_id="count-get-object")
+        boto3._get_default_session().events.unregister(
+            "before-parameter-build.s3.GetObject", unique_id="count-get-object"
+        )
 
 
 def test_an_http_source_over_the_size_cap_or_past_its_deadline_is_cut_off(tlc, monkeypatch):  # noqa: F811
@@ -204,10 +255,18 @@ def test_a_source_past_its_deadline_fails_the_run_without_a_retry(published, tlc
     tlc.behaviour[GREEN_JAN.name] = "trickle"
     monkeypatch.setenv("TAXI_DOWNLOAD_DEADLINE_SECONDS", "2")
     state = inference_flow(f"{tlc.base_url}/{GREEN_JAN.name}", version, return_state=True)
-    assert state.is_failed() and "DeadlineError" in state.message and "not downloaded within the deadline" in state.message
-    [load] = api.task_runs(
-        state.state_details.flow_run_id, "load-data", until=lambda runs: any(r.state.is_failed() for r in runs)
+    assert (
+        state.is_failed()
+        and "DeadlineError" in state.message
+        and "not downloaded within the deadline" in state.message
     )
-    assert load.state.is_failed() and load.run_count == 1  # retrying at once would hold the run for another deadline
+    [load] = api.task_runs(
+        state.state_details.flow_run_id,
+        "load-data",
+        until=lambda runs: any(r.state.is_failed() for r in runs),
+    )
+    assert (
+        load.state.is_failed() and load.run_count == 1
+    )  # retrying at once would hold the run for another deadline
     assert tlc.requests.count(GREEN_JAN.name) == 1
     assert store.list_keys("predictions/") == []
