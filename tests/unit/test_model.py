@@ -13,13 +13,11 @@ from taxi import (
     evaluate_model,
     predict,
     process_train_data,
-    run_inference,
-    run_training,
     train_model,
 )
 from taxi.features import OneHotVectorizer
 from taxi.model import SparseLinearRegression
-from tests.paths import GREEN_FEB, GREEN_JAN, GREEN_MAR, YELLOW_FEB, YELLOW_JAN
+from tests.paths import GREEN_FEB, GREEN_JAN
 
 CATEGORICAL = ["PULocationID", "DOLocationID", "passenger_count"]
 
@@ -105,30 +103,6 @@ def test_predict_returns_minutes_per_row(green):
     predicted = predict(model, test.X)
     assert predicted.shape == (61_921,) and predicted.dtype == np.float64
     assert 5 < predicted.mean() < 25
-
-
-def test_training_and_inference_entrypoints():
-    result = run_training(str(GREEN_JAN), str(GREEN_FEB))
-    assert (round(result.rmse_train, 4), round(result.rmse_test, 4)) == (9.7371, 10.4475)
-    predictions = run_inference(str(GREEN_MAR), result.model, result.vectorizer)
-    assert len(predictions) == 83_827
-    assert list(predictions.columns) == [
-        "pickup_datetime",
-        "PULocationID",
-        "DOLocationID",
-        "predicted_duration",
-    ]
-    raw = pd.read_parquet(GREEN_MAR)
-    assert (
-        predictions["pickup_datetime"].to_numpy() == raw["lpep_pickup_datetime"].to_numpy()
-    ).all()
-    assert predictions["predicted_duration"].notna().all()
-
-
-def test_yellow_training_on_csv_months():
-    result = run_training(str(YELLOW_JAN), str(YELLOW_FEB))
-    assert result.train.rows_read == 28_401 and result.test.rows_read == 999
-    assert 3 < result.rmse_train < result.rmse_test < 15
 
 
 def test_model_is_minimum_norm_when_categories_always_occur_together():

@@ -1,4 +1,5 @@
-"""Training on several months in bounded memory, against a fit on all of them at once."""
+"""taxi.pipeline: the training entrypoints (one file, a window of months in bounded memory)
+and inference of a file or of trips in memory, against fits on all months at once."""
 
 from __future__ import annotations
 
@@ -6,14 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from taxi import evaluate_model
+from taxi import evaluate_model, run_training
 from taxi.features import OneHotVectorizer
 from taxi.model import OneHotNormalEquations, SparseLinearRegression
 from taxi.pipeline import predict_trips, run_inference, run_window_training
-from taxi.sampling import UniformRowSample
 from taxi.sources import load_data
 from taxi.steps import compute_target, encode_categorical_columns, extract_x_y, filter_outliers
-from tests.paths import GREEN_FEB, GREEN_JAN, GREEN_MAR
+from tests.paths import GREEN_FEB, GREEN_JAN, GREEN_MAR, YELLOW_FEB, YELLOW_JAN
 
 
 def _kept_trips(path) -> pd.DataFrame:
@@ -77,42 +77,33 @@ def test_gbm_window_trains_on_a_bounded_sample_across_months():
     assert result.rmse_test < 7.0  # the model-quality limit, even on a sample
 
 
-def test_uniform_sample_is_bounded_uniform_across_batches_and_repeatable():
-    batches = [
-        pd.DataFrame({"batch": b, "row": np.arange(n)}) for b, n in enumerate((1_000, 3_000, 6_000))
-    ]
-
-    def draw(seed: int) -> pd.DataFrame:
-        sample = UniformRowSample(2_000, seed=seed)
-        for batch in batches:
-            sample.add(batch)
-        assert sample.rows_seen == 10_000 and sample.sampled
-        return sample.rows
-
-    rows = draw(7)
-    assert len(rows) == 2_000
-    assert not rows.duplicated().any()
-    # In the order added: batch by batch, rows ascending within each.
-    assert rows.sort_values(["batch", "row"]).index.tolist() == rows.index.tolist()
-    shares = rows["batch"].value_counts(normalize=True).sort_index().to_numpy()
-    assert np.allclose(shares, [0.1, 0.3, 0.6], atol=0.04)
-    pd.testing.assert_frame_equal(rows, draw(7))
-    assert not rows.equals(draw(8))
-
-
-def test_uniform_sample_keeps_everything_below_its_size():
-    sample = UniformRowSample(100)
-    sample.add(pd.DataFrame({"x": range(30)}))
-    sample.add(pd.DataFrame({"x": range(30, 60)}))
-    assert sample.rows["x"].tolist() == list(range(60))
-    assert not sample.sampled
-    with pytest.raises(ValueError, match="at least 1"):
-        UniformRowSample(0)
-
-
 def test_trips_in_memory_are_predicted_as_their_file():
     trained = run_window_training([str(GREEN_JAN)], str(GREEN_FEB))
     from_file = run_inference(str(GREEN_MAR), trained.model, trained.vectorizer)
     in_memory = predict_trips(load_data(str(GREEN_MAR)), trained.model, trained.vectorizer)
     pd.testing.assert_frame_equal(in_memory.predictions, from_file)
     assert len(in_memory.predicted_minutes) == in_memory.processed.rows_read == len(from_file)
+
+
+def test_training_and_inference_entrypoints():
+    result = run_training(str(GREEN_JAN), str(GREEN_FEB))
+    assert (round(result.rmse_train, 4), round(result.rmse_test, 4)) == (9.7371, 10.4475)
+    predictions = run_inference(str(GREEN_MAR), result.model, result.vectorizer)
+    assert len(predictions) == 83_827
+    assert list(predictions.columns) == [
+        "pickup_datetime",
+        "PULocationID",
+        "DOLocationID",
+        "predicted_duration",
+    ]
+    raw = pd.read_parquet(GREEN_MAR)
+    assert (
+        predictions["pickup_datetime"].to_numpy() == raw["lpep_pickup_datetime"].to_numpy()
+    ).all()
+    assert predictions["predicted_duration"].notna().all()
+
+
+def test_yellow_training_on_csv_months():
+    result = run_training(str(YELLOW_JAN), str(YELLOW_FEB))
+    assert result.train.rows_read == 28_401 and result.test.rows_read == 999
+    assert 3 < result.rmse_train < result.rmse_test < 15
