@@ -22,12 +22,12 @@ from flows.training import training_flow as _training_flow
 # for several months after a pause, each bounded by the download deadline; an ingestion cut
 # short keeps the months it finished, and the next run continues from there.
 INGEST_TIMEOUT_SECONDS = 2 * 60 * 60
-# Weekly: one month of gbm training took 137 s on a busy 2-core machine, a 12-month window
-# 66 s (gbm) on a quiet one; an hour is more than ten times either.
+# Weekly: an hour is more than ten times a one-month or a 12-month training
+# (docs/performance.md).
 TRAINING_TIMEOUT_SECONDS = 60 * 60
-# Hourly: seconds per file (a 1.4M-trip month predicts in 8 s on a busy machine). Fifty
-# minutes ends a stuck run before the next one is due, so at most one run waits behind it
-# (the deployment's concurrency limit of 1 queues it).
+# Hourly: seconds per file (docs/performance.md). Fifty minutes ends a stuck run before the
+# next one is due, so at most one run waits behind it (the deployment's concurrency limit of 1
+# queues it).
 INFERENCE_TIMEOUT_SECONDS = 50 * 60
 
 ingest_flow = _ingest_flow.with_options(timeout_seconds=INGEST_TIMEOUT_SECONDS)

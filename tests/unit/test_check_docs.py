@@ -1,15 +1,12 @@
-"""scripts/ci/check-docs.py on small pages of its own and on the repo's docs; facts of the docs
-that files define (deployments, compose services, the variables prefect deploy reads)."""
+"""scripts/ci/check-docs.py on small pages of its own and on the repo's docs."""
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 CHECKER = REPO / "scripts" / "ci" / "check-docs.py"
@@ -107,55 +104,3 @@ def test_docs_over_the_line_budget_fail(tmp_path):
 def test_the_repository_docs_pass():
     result = _run(REPO)
     assert result.returncode == 0, result.stdout
-
-
-# The facts deployment.md states that a file defines: a change to the file fails here until the
-# page follows it.
-NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
-
-
-def _section_rows(page: Path, heading: str) -> list[list[str]]:
-    """The body rows of the first table under `heading`, as lists of stripped cells."""
-    lines = f"\n{page.read_text()}".split(f"\n{heading}\n", 1)[1].split("\n## ", 1)[0].splitlines()
-    rows = [line.strip().strip("|").split(" | ") for line in lines if line.startswith("|")]
-    return [[cell.strip() for cell in row] for row in rows[2:]]
-
-
-def _deployments() -> list[dict]:
-    return yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"]
-
-
-def test_the_scheduled_runs_table_matches_prefect_yaml():
-    page = REPO / "docs" / "deployment.md"
-    rows = {row[0].strip("`"): row for row in _section_rows(page, "## What the scheduled runs do")}
-    deployments = _deployments()
-    assert set(rows) == {deployment["name"] for deployment in deployments}
-    assert f"**{NUMBER_WORDS[len(deployments)]} deployments**" in page.read_text()
-    for deployment in deployments:
-        name, entrypoint, schedule, _, parameters = rows[deployment["name"]]
-        assert deployment["entrypoint"] == f"flows/deployed.py:{entrypoint.strip('`')}", name
-        for declared in deployment["schedules"]:
-            cron, interval = declared.get("cron"), declared.get("interval")
-            assert (f"cron `{cron}`" if cron else f"every {interval} s") in schedule, name
-        for key, value in deployment["parameters"].items():
-            shown = "$TAXI_COLOR" if "taxi-color" in str(value) else str(value).lower()
-            assert f"`{key}={shown}`" in parameters, (name, key)
-
-
-def test_the_services_table_matches_docker_compose():
-    rows = _section_rows(
-        REPO / "docs" / "deployment.md",
-        "# Deployment: Docker Compose and a Prefect docker work pool",
-    )
-    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
-    assert {row[0].strip("`") for row in rows} == set(compose["services"])
-
-
-def test_every_variable_prefect_deploy_reads_is_in_its_table():
-    lines = (REPO / "prefect.yaml").read_text().splitlines()
-    text = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
-    names = set(re.findall(r"\{\{ \$(\w+) \}\}", text)) | set(re.findall(r"\$\{(\w+)[:}]", text))
-    heading = "## Configuration read by `prefect deploy`"
-    rows = _section_rows(REPO / "docs" / "deployment.md", heading)
-    documented = {name for row in rows for name in re.findall(r"`(\w+)`", row[0])}
-    assert names <= documented, sorted(names - documented)
