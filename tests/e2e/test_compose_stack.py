@@ -121,6 +121,7 @@ def compose_stack(docker_client, tmp_path_factory):
             "compose": compose,
             "override": override,
             "up_seconds": up_seconds,
+            "up_output": result.stdout + result.stderr,
             "tmp": tmp,
         }
     finally:
@@ -196,6 +197,53 @@ def test_stack_prints_where_to_look_and_serves_it(compose_stack):
     else:
         assert "MinIO console" in info
         assert console.status_code == 200
+
+
+# What compose and `prefect deploy` print when the project's own files leave a variable unset
+# or use an obsolete attribute.
+PROJECT_FILE_WARNINGS = (
+    "variable is not set",
+    "obsolete",
+    "not found in provided values",
+)
+
+
+def test_the_documented_path_prints_no_warning_of_the_projects_files(compose_stack, docker_client):
+    env, env_path, tmp = compose_stack["env"], compose_stack["env_path"], compose_stack["tmp"]
+    outputs = {"docker compose up": compose_stack["up_output"]}
+    for files in ([], ["-f", "docker-compose.yml", "-f", SEAWEEDFS_OVERRIDE]):
+        config = run(
+            ["docker", "compose", "--env-file", str(env_path), *files, "config", "-q"], env, 60
+        )
+        outputs[f"docker compose {' '.join(files)} config"] = config.stdout + config.stderr
+    # The walk-through's deploy, in a shell that sourced the env file (the image under the
+    # test's name, which the stack's pool runs; the base image and wheelhouse CI builds with).
+    build = {
+        name: os.environ[name]
+        for name in ("PYTHON_IMAGE", "TAXI_PIP_NO_INDEX")
+        if os.environ.get(name)
+    }
+    before = {tag for i in docker_client.images.list(name=COMPOSE_IMAGE) for tag in i.tags}
+    deployed = run(
+        [
+            "bash",
+            "-c",
+            'set -a; . "$1"; set +a; export TAXI_IMAGE="$2"; exec "$3" --no-prompt deploy --all',
+            "_",
+            str(env_path),
+            COMPOSE_IMAGE,
+            str(BIN / "prefect"),
+        ],
+        {**clean_env(), **build, "PREFECT_HOME": str(tmp / "walk-through-prefect-home")},
+        1200,
+    )
+    outputs["prefect deploy --all"] = deployed.stdout + deployed.stderr
+    for tag in {t for i in docker_client.images.list(name=COMPOSE_IMAGE) for t in i.tags} - before:
+        docker_client.images.remove(tag, noprune=True)
+    assert "taxi-training" in deployed.stdout, deployed.stdout[-3000:]
+    for command, output in outputs.items():
+        for line in output.splitlines():
+            assert not any(warning in line for warning in PROJECT_FILE_WARNINGS), (command, line)
 
 
 def test_the_prefect_api_refuses_unauthenticated_calls_and_answers_the_clients(compose_stack):

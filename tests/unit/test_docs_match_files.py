@@ -4,6 +4,9 @@ A change to one of the files fails here until the page (or the template) follows
 
 from __future__ import annotations
 
+import ast
+import importlib
+import inspect
 import re
 from pathlib import Path
 
@@ -146,3 +149,20 @@ def test_env_example_has_a_line_for_every_variable_of_the_deploy_and_compose_fil
         # A variable used without a default must be set, or compose warns and uses a blank.
         bare = {variable for variable, guarded in variables.items() if not guarded}
         assert bare <= assigned, (name, sorted(bare - assigned))
+
+
+def test_the_flow_signatures_of_operations_md_match_the_flows():
+    text = " ".join((REPO / "docs" / "operations.md").read_text().split())
+    calls = re.findall(r"`flows\.(\w+)\.(\w+)\(([^`]*)\)`", text)
+    assert len(calls) >= 4, calls
+    for module, name, arguments in calls:
+        flow = getattr(importlib.import_module(f"flows.{module}"), name)
+        parameters = inspect.signature(flow.fn).parameters
+        shown = [part.strip().partition("=") for part in arguments.split(",") if part.strip()]
+        assert [p for p, _, _ in shown] == list(parameters), (module, name)
+        for parameter, has_default, default in shown:
+            expected = parameters[parameter].default
+            if has_default:
+                assert ast.literal_eval(default) == expected, (name, parameter)
+            else:
+                assert expected is inspect.Parameter.empty, (name, parameter)
