@@ -18,8 +18,12 @@ The pool's template also decides what a deployment may ask of its containers: on
 of TAXI_IMAGE, only the network TAXI_FLOW_NETWORK, never privileged, host mounts or extra
 capabilities, and a memory limit (see base_job_template).
 
+Like the network, the link template of the run reports (TAXI_OBJECT_URL_TEMPLATE, optional)
+belongs to the stack, whose S3 UI it opens: set here, it is a default of every flow
+container's environment, which deployments do not set (prefect.yaml).
+
 Usage (needs PREFECT_API_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, TAXI_IMAGE,
-TAXI_FLOW_NETWORK):
+TAXI_FLOW_NETWORK; reads TAXI_OBJECT_URL_TEMPLATE):
     python -m deploy.work_pool [--pool NAME]
 The pool name defaults to $TAXI_WORK_POOL or "taxi-docker". Safe to re-run.
 """
@@ -37,7 +41,14 @@ from prefect.client.schemas.actions import WorkPoolCreate
 from prefect_docker.worker import DockerWorker
 
 from deploy.automations import setup_automations
-from taxi.settings import DEFAULT_WORK_POOL, FLOW_NETWORK_ENV, IMAGE_ENV, Settings, secret_value
+from taxi.settings import (
+    DEFAULT_WORK_POOL,
+    FLOW_NETWORK_ENV,
+    IMAGE_ENV,
+    OBJECT_URL_TEMPLATE_ENV,
+    Settings,
+    secret_value,
+)
 
 DEFAULT_POOL = DEFAULT_WORK_POOL
 
@@ -84,9 +95,12 @@ def image_pattern(repository: str) -> str:
     return "^" + repository.replace(".", r"\.") + f"({IMAGE_TAG}({IMAGE_DIGEST})?|{IMAGE_DIGEST})$"
 
 
-def base_job_template(image_repository: str, network: str) -> dict:
-    """prefect-docker's default template, locked down: the secret env vars as defaults, and
-    only the variables of ALLOWED_VARIABLES open to deployments and flow runs.
+def base_job_template(
+    image_repository: str, network: str, object_url_template: str | None = None
+) -> dict:
+    """prefect-docker's default template, locked down: the secret env vars as defaults (and
+    TAXI_OBJECT_URL_TEMPLATE when `object_url_template` is given), and only the variables of
+    ALLOWED_VARIABLES open to deployments and flow runs.
 
     The server validates every deployment's and flow run's job variables against
     `variables` (prefect.server.api.validation), so with `additionalProperties: false` a
@@ -97,8 +111,8 @@ def base_job_template(image_repository: str, network: str) -> dict:
 
     The worker merges the `env` variable's default into the job configuration and then the
     deployment's own `env` on top (prefect.workers.base), so deployments can add variables
-    without dropping these. (The server only accepts placeholders of declared variables in
-    job_configuration itself.)
+    without dropping these; a deployment that sets one of them replaces it. (The server only
+    accepts placeholders of declared variables in job_configuration itself.)
     """
     if (
         not IMAGE_REPOSITORY.fullmatch(image_repository)
@@ -111,6 +125,8 @@ def base_job_template(image_repository: str, network: str) -> dict:
         raise ValueError(
             f"{FLOW_NETWORK_ENV} must be the name of a Docker network (e.g. taxi-net or host)"
         )
+    # The flows' own validation (ValueError naming the variable, not the value); blank: none.
+    template_env = Settings.from_env({OBJECT_URL_TEMPLATE_ENV: object_url_template or ""})
     template = DockerWorker.get_default_base_job_template()
     variables = template["variables"]
     variables["properties"] = {name: variables["properties"][name] for name in ALLOWED_VARIABLES}
@@ -124,6 +140,8 @@ def base_job_template(image_repository: str, network: str) -> dict:
         env_name: "{{ prefect.blocks.secret.%s }}" % block_name  # noqa: UP031 (an f-string doubles each brace)
         for env_name, block_name in SECRET_BLOCKS.items()
     }
+    if template_env.object_url_template:
+        properties["env"]["default"][OBJECT_URL_TEMPLATE_ENV] = template_env.object_url_template
     properties["mem_limit"]["default"] = DEFAULT_MEM_LIMIT
     properties["mem_limit"]["pattern"] = "^[1-9][0-9]*[bkmg]?$"  # 0 would mean no limit
     template["job_configuration"].update(
@@ -153,7 +171,9 @@ async def setup(pool_name: str, settings: Settings) -> None:
             f"and {FLOW_NETWORK_ENV} (the Docker network of every flow container, e.g. taxi-net or host)"
         )
     try:
-        template = base_job_template(settings.image, settings.flow_network)
+        template = base_job_template(
+            settings.image, settings.flow_network, settings.object_url_template
+        )
     except ValueError as error:
         sys.exit(f"error: {error}")
     for env_name, block_name in SECRET_BLOCKS.items():
@@ -173,6 +193,8 @@ async def setup(pool_name: str, settings: Settings) -> None:
         f"memory limit {DEFAULT_MEM_LIMIT} by default; secrets in blocks "
         + ", ".join(SECRET_BLOCKS.values())
     )
+    links = settings.object_url_template or "none (plain s3:// URIs)"
+    print(f"run reports link objects to: {links}")
 
 
 def main() -> None:

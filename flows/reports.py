@@ -1,6 +1,13 @@
 """Every report the flows publish, rendered from their records: the markdown and table
 artifacts of each run, and the payload of the drift event. Pure: records in, text, rows and
-event arguments out; the flows create the artifacts and emit the event."""
+event arguments out; the flows create the artifacts and emit the event.
+
+How the Prefect UI shows them (prefect-ui-library, as bundled with the pinned Prefect): a
+markdown artifact's link shows its text as written, markup included, so link texts are plain
+(no backticks); a table artifact's string cell is rendered as a markdown *document*, so a
+lone "-" there is an empty bullet list, while None shows as an empty cell. So a missing
+figure is None in table rows, and NOT_APPLICABLE (not "-") in the markdown tables too, whose
+cells the UI renders inline but other viewers may not."""
 
 from __future__ import annotations
 
@@ -23,6 +30,10 @@ from taxi.records import (
 
 # --- pieces --------------------------------------------------------------------------------
 
+# A markdown table's cell with no value (a figure that does not exist, e.g. the baseline's
+# train RMSE).
+NOT_APPLICABLE = "n/a"
+
 
 def table_cell(text: str) -> str:
     """One table cell: no pipes or line breaks, and not a whole traceback."""
@@ -31,9 +42,10 @@ def table_cell(text: str) -> str:
 
 
 def object_link(uri: str, template: str | None) -> str:
-    """Markdown for an s3:// object: a link a browser opens (TAXI_OBJECT_URL_TEMPLATE, e.g. the
-    MinIO console) named by the URI, or the bare URI as code when no template is set."""
-    return f"[`{uri}`]({browser_url(uri, template)})" if template else f"`{uri}`"
+    """Markdown for an s3:// object: a link a browser opens (TAXI_OBJECT_URL_TEMPLATE: the S3
+    UI of the stack, set in the work pool) named by the plain URI, or the URI as code when no
+    template is set."""
+    return f"[{uri}]({browser_url(uri, template)})" if template else f"`{uri}`"
 
 
 def signing_line(signed: bool) -> str:
@@ -165,7 +177,7 @@ def incoming_report(where: str, summary: HourlySummary, template: str | None = N
         "",
         f"Model signature: {signing_line(summary['model_signed'])}.",
         "",
-        _plot_line(summary["monitoring_plot"]),
+        _plot_line(summary["monitoring_plot"], template),
         "",
         "| file | result | details |",
         "|---|---|---|",
@@ -178,10 +190,10 @@ def incoming_report(where: str, summary: HourlySummary, template: str | None = N
     return "\n".join(lines) + "\n"
 
 
-def _plot_line(plot: MonitoringPlot | None) -> str:
+def _plot_line(plot: MonitoringPlot | None, template: str | None) -> str:
     if plot is None:
         return "Monitoring plot: not redrawn by this run (no new monitoring records)."
-    link = f"[{plot['uri']}]({plot['uri']})"
+    link = object_link(plot["uri"], template)
     if not plot["redrawn"]:
         hours = PLOT_REDRAW_INTERVAL.total_seconds() / 3600
         return (
@@ -217,7 +229,7 @@ def metrics_table(result: TrainingSummary) -> TableRows:
     new, baseline = f"new ({result['model_type']})", "course baseline (one-hot + linear)"
     rows = [
         _rmse_row(new, result["model_version"], result["rmse_train"], result["rmse_test"]),
-        _rmse_row(baseline, "-", None, result["rmse_test_course_baseline"]),
+        _rmse_row(baseline, None, None, result["rmse_test_course_baseline"]),
     ]
     if result["champion_version"]:
         champion = "champion (latest before this run)"
@@ -226,7 +238,11 @@ def metrics_table(result: TrainingSummary) -> TableRows:
     return rows
 
 
-def _rmse_row(model: str, version: str, train: float | None, test: float | None) -> dict[str, Any]:
+def _rmse_row(
+    model: str, version: str | None, train: float | None, test: float | None
+) -> dict[str, Any]:
+    """A row of the metrics table; what a model lacks (the baseline's version, a train RMSE
+    not computed) is None, an empty cell in the UI."""
     rounded = None if train is None else round(train, 4)
     return {"model": model, "version": version, "rmse_train": rounded, "rmse_test": round(test, 4)}
 
@@ -250,10 +266,11 @@ def training_report(
     )
     if sample["sampled"]:
         window_line += f" The model trained on a uniform sample of {sample['rows_trained']:,} of the kept trips."
+    na = NOT_APPLICABLE
     champion = (
-        f"`{result['champion_version']}` | - | {result['champion_rmse_test']:.4f}"
+        f"`{result['champion_version']}` | {na} | {result['champion_rmse_test']:.4f}"
         if result["champion_version"]
-        else "none published yet | - | -"
+        else f"none published yet | {na} | {na}"
     )
     promoted, kept = "**Promoted**: now `latest`.", "**Not promoted**: `latest` unchanged."
     verdict = promoted if result["promoted"] else kept
@@ -286,7 +303,7 @@ Model signature: {signing_line(result["model_signed"])}.
 |---|---|---:|---:|
 {new_row}
 | champion (current `latest`) | {champion} |
-| course baseline (one-hot + linear) | - | - | {result["rmse_test_course_baseline"]:.4f} |
+| course baseline (one-hot + linear) | {na} | {na} | {result["rmse_test_course_baseline"]:.4f} |
 
 ## Stored in S3
 

@@ -95,7 +95,9 @@ def s3_uri(bucket: str, key: str) -> str:
 def browser_url(uri: str, template: str | None) -> str:
     """Where a person opens the s3:// object `uri` in a browser: `template` with {bucket} and {key}
     filled in, both percent-encoded (slashes too), e.g. MinIO's console
-    http://localhost:9001/browser/{bucket}/{key}; without a template, `uri` itself."""
+    http://localhost:9001/browser/{bucket}/{key} or SeaweedFS's admin UI
+    http://localhost:9001/api/files/download?path=/buckets/{bucket}/{key} (a query value:
+    %2F reads as "/"); without a template, `uri` itself."""
     if not template:
         return uri
     bucket, key = parse_s3_uri(uri)

@@ -46,6 +46,7 @@ IMAGE_ENV = "TAXI_IMAGE"
 FLOW_NETWORK_ENV = "TAXI_FLOW_NETWORK"
 ALLOW_LOCAL_SOURCES_ENV = "TAXI_ALLOW_LOCAL_SOURCES"
 SOURCE_BUCKETS_ENV = "TAXI_SOURCE_BUCKETS"
+OBJECT_URL_TEMPLATE_ENV = "TAXI_OBJECT_URL_TEMPLATE"
 
 _FLAGS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
 
@@ -112,7 +113,7 @@ ACCEPTS = {
     "TAXI_DOWNLOAD_DEADLINE_SECONDS": "a whole number of seconds, at least 1",
     "TAXI_KEEP_FAILED_CONTAINERS_HOURS": "a number greater than 0",
     "TAXI_CONTAINER_SWEEP_SECONDS": "a number greater than 0",
-    "TAXI_OBJECT_URL_TEMPLATE": "an http(s) URL with placeholders {key} and optionally {bucket}",
+    OBJECT_URL_TEMPLATE_ENV: "an http(s) URL with placeholders {key} and optionally {bucket}",
 }
 
 
@@ -146,7 +147,7 @@ class Settings(BaseSettings):
     # The names are checked against taxi.monitoring's statistics when a run starts.
     drift_thresholds: Thresholds = Field(default_factory=dict, alias="TAXI_DRIFT_THRESHOLDS")
     set_aside_after_failures: WholeNumber = Field(3, alias="TAXI_SET_ASIDE_AFTER_FAILURES")
-    object_url_template: UrlTemplate | None = Field(None, alias="TAXI_OBJECT_URL_TEMPLATE")
+    object_url_template: UrlTemplate | None = Field(None, alias=OBJECT_URL_TEMPLATE_ENV)
     download_max_bytes: WholeNumber = Field(
         DEFAULT_DOWNLOAD_MAX_BYTES,
         alias="TAXI_DOWNLOAD_MAX_BYTES",

@@ -16,6 +16,10 @@ secrets; the flow containers hold the flows' bucket-scoped S3 user, not the root
 setup generated the model signing key into its Secret block and no log, deployment or
 container shows it.
 
+Links that open: a training report's "Stored in S3" link, read from the Prefect API, opens
+the object in the stack's S3 UI on :9001 once logged in as the root user (SeaweedFS's admin
+UI: the object's bytes; MinIO's console: its page).
+
 Where MinIO's image cannot be pulled (CI here), set TAXI_COMPOSE_OVERRIDE to
 deploy/seaweedfs/compose.override.yml, the documented SeaweedFS override. Uses the fixed ports
 of the compose file (4200, 9000, 9001).
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
 import time
@@ -138,6 +143,47 @@ def compose_stack(docker_client, tmp_path_factory):
 def _auth(env: dict[str, str]) -> tuple[str, str]:
     user, _, password = env["PREFECT_API_AUTH_STRING"].partition(":")
     return user, password
+
+
+S3_UI = "http://localhost:9001"  # as the links name it (the port is published on 127.0.0.1)
+
+
+def _s3_ui_session(override: str, env: dict[str, str]) -> httpx.Client:
+    """A browser's session of the stack's S3 UI, logged in as the root user."""
+    client = httpx.Client(base_url=S3_UI, timeout=30)
+    user, password = env["TAXI_S3_ROOT_USER"], env["TAXI_S3_ROOT_PASSWORD"]
+    if override == SEAWEEDFS_OVERRIDE:
+        # SeaweedFS's admin UI: a form with a CSRF token; the session is a cookie.
+        form = client.get("/login")
+        token = re.search(r'name="csrf_token"\s+value="([^"]+)"', form.text)
+        assert token, form.text[:2000]
+        login = {"csrf_token": token.group(1), "username": user, "password": password}
+        done = client.post("/login", data=login, follow_redirects=False)
+        assert done.status_code == 303 and done.headers["location"] == "/admin", done.headers
+    else:
+        # MinIO's console: its login API sets the session cookie.
+        done = client.post("/api/v1/login", json={"accessKey": user, "secretKey": password})
+        assert done.status_code in (200, 204), done.text[:2000]
+    return client
+
+
+def _stored_in_s3_links(api_url: str, run_id: str, auth: tuple[str, str]) -> list[tuple[str, str]]:
+    """(URI, link) of each object of the "Stored in S3" section of a training run's report,
+    as the Prefect UI reads it from the API."""
+    [report] = api(
+        "POST",
+        f"{api_url}/artifacts/filter",
+        json={
+            "artifacts": {
+                "flow_run_id": {"any_": [run_id]},
+                "key": {"any_": ["taxi-training-report"]},
+            }
+        },
+        auth=auth,
+    )
+    section = report["data"].split("\n## Stored in S3\n", 1)[1]
+    assert "`" not in section, section  # plain URIs as the links' text: no literal backticks
+    return re.findall(r"\[(s3://[^\]]+)\]\((http[^)\s]+)\)", section)
 
 
 def test_make_env_writes_generated_secrets_and_the_socket_group(compose_stack):
@@ -432,6 +478,10 @@ def test_ci_scripts_deploy_to_the_stack_and_its_worker_runs_them(compose_stack, 
         assert dep["job_variables"]["image"] == image
         assert dep["job_variables"]["env"]["AWS_ENDPOINT_URL"] == "http://minio:9000"
         assert dep["job_variables"]["env"]["TAXI_SIGNING_KEY_BLOCK"] == "taxi-signing-key"
+        # The deploying shell's (.env's) link template, if any, would replace the pool's.
+        assert "TAXI_OBJECT_URL_TEMPLATE" not in dep["job_variables"]["env"]
+    config = json.loads(run([*compose, "config", "--format", "json"], env, 60).stdout)
+    links = config["services"]["prefect-setup"]["environment"]["TAXI_OBJECT_URL_TEMPLATE"]
 
     # Inference runs 2 and 3 get a fresh file each under their own prefix, so that every
     # inference run predicts one sample file (run 1 predicts the one the seed put in incoming/).
@@ -467,11 +517,33 @@ def test_ci_scripts_deploy_to_the_stack_and_its_worker_runs_them(compose_stack, 
             )
             assert env["TAXI_S3_ROOT_PASSWORD"] not in " ".join(container.attrs["Config"]["Env"])
             assert flow_env["PREFECT_API_AUTH_STRING"] == env["PREFECT_API_AUTH_STRING"]
+            # The stack's S3 UI, from the pool (prefect-setup), not the deploying shell.
+            assert flow_env["TAXI_OBJECT_URL_TEMPLATE"] == links
             container_output.append(container.logs().decode(errors="replace"))
     finally:
         for run_id in run_ids:
             for container in flow_containers(docker_client, run_id):
                 container.remove(force=True)
+
+    # A report's link opens the object in the stack's S3 UI, for the operator logged in there.
+    stored = _stored_in_s3_links(api_url, run_ids[0], auth)
+    assert len(stored) == 3 and stored[0][0].endswith("/manifest.json"), stored
+    uri, link = stored[0]
+    assert link.startswith(f"{S3_UI}/"), link
+    _, _, key = uri.removeprefix("s3://").partition("/")
+    browser = _s3_ui_session(compose_stack["override"], env)
+    try:
+        opened = browser.get(link, follow_redirects=True)
+    finally:
+        browser.close()
+    assert opened.status_code == 200, (link, opened.status_code, opened.text[:500])
+    if compose_stack["override"] == SEAWEEDFS_OVERRIDE:
+        # The admin UI's download: the object's bytes, and nothing without the login.
+        assert opened.content == s3.get_object(Bucket=bucket, Key=key)["Body"].read(), link
+        assert httpx.get(link, timeout=30).status_code == 401
+    else:
+        # MinIO's console serves its app for the object's path, which shows the object.
+        assert "text/html" in opened.headers["content-type"], opened.headers
 
     # The host side of the env file: a shell that sourced it reaches S3 on localhost and the
     # stack's Prefect API, and a local run loads the signing key from the stack's block.

@@ -8,11 +8,16 @@ registered, every required `{{ $VAR }}` it uses (an unset one would silently bec
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
 import subprocess
 
+import pytest
 import yaml
+
+from taxi.settings import Settings
 
 from .dockerutil import REPO
 
@@ -21,7 +26,6 @@ from .dockerutil import REPO
 # by their own test below), the ingestion source (unset: the TLC's site) and the drift
 # thresholds (unset: the defaults).
 OPTIONAL = {
-    "TAXI_OBJECT_URL_TEMPLATE",
     "PYTHON_IMAGE",
     "TAXI_PIP_NO_INDEX",
     "TAXI_IMAGE_TAG",
@@ -154,3 +158,65 @@ def test_deploying_needs_the_signing_key_block_or_the_explicit_unsigned_opt_out(
         assert check({"TAXI_ALLOW_UNSIGNED": "0"}).returncode != 0, name
         assert check({"TAXI_SIGNING_KEY_BLOCK": "taxi-signing-key"}).returncode == 0, name
         assert check({"TAXI_ALLOW_UNSIGNED": "1"}).returncode == 0, name
+
+
+def test_no_deployment_sets_what_the_work_pool_sets_for_every_flow_container():
+    """The worker lays a deployment's `env` over the pool's defaults (prefect.workers.base):
+    a variable the deployments set, even to "" from an unset shell variable, would replace
+    the pool's value (the S3 keys' block references, the stack's link template)."""
+    from deploy.work_pool import base_job_template
+
+    template = base_job_template("taxi-duration", "taxi-net", "http://localhost:9001/{key}")
+    pool_env = set(template["variables"]["properties"]["env"]["default"])
+    assert "TAXI_OBJECT_URL_TEMPLATE" in pool_env
+    for name in ("prefect.yaml", "prefect-prebuilt.yaml"):
+        config = _load(name)
+        envs = [config["definitions"]["work_pool"]["job_variables"]["env"]]
+        envs += [dep["work_pool"]["job_variables"].get("env", {}) for dep in config["deployments"]]
+        assert all(pool_env.isdisjoint(env) for env in envs), name
+
+
+def _compose_env(files: list[str], shell: dict[str, str]) -> dict[str, str]:
+    """prefect-setup's environment in `docker compose config` of `files`, with .env.example as
+    the env file (as .ci/docker.sh checks it)."""
+    if shutil.which("docker") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("no docker CLI: CI must provide one (.ci/docker.sh up)")
+        pytest.skip("no docker CLI")
+    command = ["docker", "compose", "--env-file", ".env.example"]
+    command += [arg for name in files for arg in ("-f", name)]
+    result = subprocess.run(
+        [*command, "config", "--format", "json"],
+        cwd=REPO,
+        env={"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root"), **shell},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)["services"]["prefect-setup"]["environment"]
+
+
+def test_the_stack_links_reports_to_its_own_s3_ui():
+    """prefect-setup gives deploy.work_pool the link template of the S3 UI the stack runs:
+    MinIO's console, or with the SeaweedFS override the admin UI's download of the object.
+    Fixed in the compose files: .env's TAXI_OBJECT_URL_TEMPLATE (.env.example's is MinIO's,
+    for local runs from the host) or the shell's never replaces it."""
+    shell = {"TAXI_OBJECT_URL_TEMPLATE": "http://elsewhere.example/{key}"}
+    minio = _compose_env(["docker-compose.yml"], shell)
+    seaweedfs = _compose_env(["docker-compose.yml", "deploy/seaweedfs/compose.override.yml"], shell)
+    assert minio["TAXI_OBJECT_URL_TEMPLATE"] == "http://localhost:9001/browser/{bucket}/{key}"
+    assert (
+        seaweedfs["TAXI_OBJECT_URL_TEMPLATE"]
+        == "http://localhost:9001/api/files/download?path=/buckets/{bucket}/{key}"
+    )
+    example = dict(
+        line.split("=", 1)
+        for line in (REPO / ".env.example").read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    )
+    assert example["TAXI_OBJECT_URL_TEMPLATE"] == minio["TAXI_OBJECT_URL_TEMPLATE"]
+    assert seaweedfs["TAXI_OBJECT_URL_TEMPLATE"] in (REPO / ".env.example").read_text()
+    for value in (minio, seaweedfs):  # valid as deploy.work_pool reads it
+        Settings.from_env(value)

@@ -20,6 +20,7 @@ from tests.paths import ROOT
 
 REPOSITORY = "registry.example.com:5000/team/taxi-duration"
 IMAGE = f"{REPOSITORY}:20261128T120000"
+LINKS = "http://localhost:9001/api/files/download?path=/buckets/{bucket}/{key}"
 
 # Job variables a deployment might use to get root on the Docker host, or out of the pool's
 # network, its image or its memory limit; each one is refused.
@@ -49,14 +50,18 @@ REFUSED = [
 
 @pytest.fixture(scope="module")
 def pool(prefect_api) -> tuple[str, str]:
-    """A pool made by deploy.work_pool for REPOSITORY on the network taxi-net, and a flow;
-    yields (pool name, flow id)."""
+    """A pool made by deploy.work_pool for REPOSITORY on the network taxi-net, with the link
+    template LINKS, and a flow; yields (pool name, flow id)."""
     name = f"taxi-pool-{secrets.token_hex(4)}"
     asyncio.run(
         setup(
             name,
             Settings.from_env().model_copy(
-                update={"image": REPOSITORY, "flow_network": "taxi-net"}
+                update={
+                    "image": REPOSITORY,
+                    "flow_network": "taxi-net",
+                    "object_url_template": LINKS,
+                }
             ),
         )
     )
@@ -124,6 +129,36 @@ def test_the_project_deployments_job_variables_are_accepted(prefect_api, pool):
         assert _create_deployment(prefect_api, pool, with_digest).status_code == 201
 
 
+def test_flow_containers_get_the_pools_link_template_since_deployments_set_none(prefect_api, pool):
+    """The worker's own merge (the job configuration it starts a container from): the pool's
+    env defaults, with the project deployments' env on top, keep the pool's link template and
+    the S3 keys from their blocks. A deployment that set the variable, even to "", would
+    replace it: why prefect.yaml does not."""
+    from prefect_docker.worker import DockerWorkerJobConfiguration
+
+    template = httpx.get(f"{prefect_api}/work_pools/{pool[0]}", timeout=30).json()
+    template = template["base_job_template"]
+
+    def container_env(job_variables: dict) -> dict:
+        config = asyncio.run(
+            DockerWorkerJobConfiguration.from_template_and_values(template, job_variables)
+        )
+        return config.env
+
+    for name in ("prefect.yaml", "prefect-prebuilt.yaml"):
+        variables = yaml.safe_load((ROOT / name).read_text())["definitions"]["work_pool"][
+            "job_variables"
+        ]
+        env = container_env(
+            {**variables, "image": IMAGE, "env": {key: "value" for key in variables["env"]}}
+        )
+        assert env["TAXI_OBJECT_URL_TEMPLATE"] == LINKS, name
+        assert env["PREFECT_HOME"] == "value" and env["AWS_ACCESS_KEY_ID"]
+        assert not env["AWS_SECRET_ACCESS_KEY"].startswith("{{"), "block reference not resolved"
+    overridden = container_env({"image": IMAGE, "env": {"TAXI_OBJECT_URL_TEMPLATE": ""}})
+    assert overridden["TAXI_OBJECT_URL_TEMPLATE"] == ""
+
+
 def test_a_run_without_an_image_is_refused(prefect_api, pool):
     # Otherwise the worker would run Prefect's own image from Docker Hub.
     deployment = (
@@ -150,6 +185,14 @@ def test_the_pool_setup_requires_the_image_and_the_network(prefect_api, tmp_path
         (
             {"TAXI_IMAGE": "taxi-duration", "TAXI_FLOW_NETWORK": "container:abc"},
             "TAXI_FLOW_NETWORK must be the name of a Docker network",
+        ),
+        (
+            {
+                "TAXI_IMAGE": "taxi-duration",
+                "TAXI_FLOW_NETWORK": "taxi-net",
+                "TAXI_OBJECT_URL_TEMPLATE": "http://localhost:9001/files?path={folder}",
+            },
+            "TAXI_OBJECT_URL_TEMPLATE must be an http(s) URL with placeholders {key}",
         ),
     ]
     for extra, message in cases:

@@ -1,0 +1,37 @@
+"""deploy/work_pool.py's job template without a server: what goes into every flow container's
+environment. (On a real server, and as the worker merges it: tests/integration/test_work_pool.py.)"""
+
+from __future__ import annotations
+
+import pytest
+
+from deploy.work_pool import SECRET_BLOCKS, base_job_template
+
+SEAWEEDFS = "http://localhost:9001/api/files/download?path=/buckets/{bucket}/{key}"
+
+
+def _env_default(template: dict) -> dict[str, str]:
+    return template["variables"]["properties"]["env"]["default"]
+
+
+def test_the_link_template_is_a_default_of_every_flow_containers_environment():
+    env = _env_default(base_job_template("taxi-duration", "taxi-net", SEAWEEDFS))
+    assert env == {
+        "AWS_ACCESS_KEY_ID": "{{ prefect.blocks.secret.taxi-aws-access-key-id }}",
+        "AWS_SECRET_ACCESS_KEY": "{{ prefect.blocks.secret.taxi-aws-secret-access-key }}",
+        "TAXI_OBJECT_URL_TEMPLATE": SEAWEEDFS,
+    }
+    # None or blank: no links (plain s3:// URIs), only the secrets' references.
+    for unset in (None, "", "  "):
+        assert set(_env_default(base_job_template("taxi-duration", "taxi-net", unset))) == set(
+            SECRET_BLOCKS
+        )
+
+
+@pytest.mark.parametrize(
+    "bad", ["ftp://x/{key}", "http://x/{bucket}", "http://x/{key}/{folder}", "http://x/{key"]
+)
+def test_a_malformed_link_template_is_refused_as_the_flows_would_refuse_it(bad):
+    with pytest.raises(ValueError, match="TAXI_OBJECT_URL_TEMPLATE must be an http") as error:
+        base_job_template("taxi-duration", "taxi-net", bad)
+    assert bad not in str(error.value)
