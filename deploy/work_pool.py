@@ -16,7 +16,8 @@ compose stack's setup (deploy.stack_setup) generates one when none is given.
 
 The pool's template also decides what a deployment may ask of its containers: only images
 of TAXI_IMAGE, only the network TAXI_FLOW_NETWORK, never privileged, host mounts or extra
-capabilities, and a memory limit (see base_job_template).
+capabilities, and a memory limit (see base_job_template). It labels every flow container with
+the stack's name, TAXI_STACK (taxi.stack=NAME; compose's prefect-setup passes the project name).
 
 Usage (needs PREFECT_API_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, TAXI_IMAGE,
 TAXI_FLOW_NETWORK):
@@ -47,6 +48,9 @@ SECRET_BLOCKS = {
     "AWS_SECRET_ACCESS_KEY": "taxi-aws-secret-access-key",
 }
 SIGNING_KEY_BLOCK = "taxi-signing-key"
+# The label naming the stack (TAXI_STACK) on every flow container: what scripts/stack-down.sh
+# finds them by, since they are not part of the compose project.
+STACK_LABEL = "taxi.stack"
 
 
 # Docker's grammar for a repository without tag ([registry[:port]/]path, lowercase), as in
@@ -64,7 +68,8 @@ DEFAULT_MEM_LIMIT = "4g"
 # The job variables a deployment or a flow run may set; everything else about the container
 # is fixed in job_configuration below. Left out on purpose: privileged, volumes,
 # container_create_kwargs (cap_add, devices, pid/ipc modes, ...), networks, network_mode,
-# labels (the pool's label decides which containers deploy.worker removes), auto_remove and
+# labels (the worker's pool label decides which containers deploy.worker removes, the stack's
+# label which ones scripts/stack-down.sh removes), auto_remove and
 # memswap_limit (swap is off: memswap_limit equals mem_limit).
 ALLOWED_VARIABLES = (
     "command",
@@ -84,7 +89,7 @@ def image_pattern(repository: str) -> str:
     return "^" + repository.replace(".", r"\.") + f"({IMAGE_TAG}({IMAGE_DIGEST})?|{IMAGE_DIGEST})$"
 
 
-def base_job_template(image_repository: str, network: str) -> dict:
+def base_job_template(image_repository: str, network: str, stack: str) -> dict:
     """prefect-docker's default template, locked down: the secret env vars as defaults, and
     only the variables of ALLOWED_VARIABLES open to deployments and flow runs.
 
@@ -132,7 +137,8 @@ def base_job_template(image_repository: str, network: str) -> dict:
         container_create_kwargs={},
         networks=[],
         network_mode=network,
-        labels={},
+        # The worker adds its io.prefect.* labels to these (prefect.workers.base).
+        labels={STACK_LABEL: stack},
         auto_remove=False,
         memswap_limit="{{ mem_limit }}",
     )
@@ -153,7 +159,7 @@ async def setup(pool_name: str, settings: Settings) -> None:
             f"and {FLOW_NETWORK_ENV} (the Docker network of every flow container, e.g. taxi-net or host)"
         )
     try:
-        template = base_job_template(settings.image, settings.flow_network)
+        template = base_job_template(settings.image, settings.flow_network, settings.stack)
     except ValueError as error:
         sys.exit(f"error: {error}")
     for env_name, block_name in SECRET_BLOCKS.items():
@@ -170,7 +176,7 @@ async def setup(pool_name: str, settings: Settings) -> None:
         )
     print(
         f"work pool {pool.name!r} (type {pool.type}) ready: images of {settings.image}, network {settings.flow_network}, "
-        f"memory limit {DEFAULT_MEM_LIMIT} by default; secrets in blocks "
+        f"label {STACK_LABEL}={settings.stack}, memory limit {DEFAULT_MEM_LIMIT} by default; secrets in blocks "
         + ", ".join(SECRET_BLOCKS.values())
     )
 

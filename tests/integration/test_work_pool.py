@@ -20,6 +20,7 @@ from tests.paths import ROOT
 
 REPOSITORY = "registry.example.com:5000/team/taxi-duration"
 IMAGE = f"{REPOSITORY}:20261128T120000"
+STACK = "taxi-pool-test-stack"
 
 # Job variables a deployment might use to get root on the Docker host, or out of the pool's
 # network, its image or its memory limit; each one is refused.
@@ -56,7 +57,7 @@ def pool(prefect_api) -> tuple[str, str]:
         setup(
             name,
             Settings.from_env().model_copy(
-                update={"image": REPOSITORY, "flow_network": "taxi-net"}
+                update={"image": REPOSITORY, "flow_network": "taxi-net", "stack": STACK}
             ),
         )
     )
@@ -124,6 +125,14 @@ def test_the_project_deployments_job_variables_are_accepted(prefect_api, pool):
         assert _create_deployment(prefect_api, pool, with_digest).status_code == 201
 
 
+def test_every_container_gets_the_stack_label_and_no_other(prefect_api, pool):
+    # The worker adds its io.prefect.* labels to these (checked on a real engine:
+    # tests/e2e/test_compose_stack.py); deployments and runs cannot set any (REFUSED).
+    template = httpx.get(f"{prefect_api}/work_pools/{pool[0]}", timeout=30).json()
+    assert template["base_job_template"]["job_configuration"]["labels"] == {"taxi.stack": STACK}
+    assert "labels" not in template["base_job_template"]["variables"]["properties"]
+
+
 def test_a_run_without_an_image_is_refused(prefect_api, pool):
     # Otherwise the worker would run Prefect's own image from Docker Hub.
     deployment = (
@@ -150,6 +159,10 @@ def test_the_pool_setup_requires_the_image_and_the_network(prefect_api, tmp_path
         (
             {"TAXI_IMAGE": "taxi-duration", "TAXI_FLOW_NETWORK": "container:abc"},
             "TAXI_FLOW_NETWORK must be the name of a Docker network",
+        ),
+        (
+            {"TAXI_IMAGE": "taxi-duration", "TAXI_FLOW_NETWORK": "taxi-net", "TAXI_STACK": "A b"},
+            "TAXI_STACK must be a compose project name",
         ),
     ]
     for extra, message in cases:
