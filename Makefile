@@ -30,9 +30,11 @@ format: setup
 bench: setup
 	.venv/bin/python benchmarks/benchmark.py
 
-# The docker compose stack: Prefect server, MinIO, a docker worker (needs .env: cp .env.example .env).
+# The docker compose stack: Prefect server, MinIO, a docker worker (needs .env: bash scripts/make-env.sh).
 stack-up:
 	docker compose up -d --wait
 
+# Stop it and remove its flow containers too; the volumes (Prefect database, bucket) stay
+# unless VOLUMES=1 (docs/operations.md#stopping).
 stack-down:
-	docker compose down
+	bash scripts/stack-down.sh $(if $(filter 1 yes true,$(VOLUMES)),--volumes)

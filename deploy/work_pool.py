@@ -16,7 +16,8 @@ compose stack's setup (deploy.stack_setup) generates one when none is given.
 
 The pool's template also decides what a deployment may ask of its containers: only images
 of TAXI_IMAGE, only the network TAXI_FLOW_NETWORK, never privileged, host mounts or extra
-capabilities, and a memory limit (see base_job_template).
+capabilities, and a memory limit (see base_job_template). It labels every flow container with
+the stack's name, TAXI_STACK (taxi.stack=NAME; compose's prefect-setup passes the project name).
 
 Like the network, the link template of the run reports (TAXI_OBJECT_URL_TEMPLATE, optional)
 belongs to the stack, whose S3 UI it opens: set here, it is a default of every flow
@@ -42,6 +43,7 @@ from prefect_docker.worker import DockerWorker
 
 from deploy.automations import setup_automations
 from taxi.settings import (
+    DEFAULT_STACK,
     DEFAULT_WORK_POOL,
     FLOW_NETWORK_ENV,
     IMAGE_ENV,
@@ -58,6 +60,9 @@ SECRET_BLOCKS = {
     "AWS_SECRET_ACCESS_KEY": "taxi-aws-secret-access-key",
 }
 SIGNING_KEY_BLOCK = "taxi-signing-key"
+# The label naming the stack (TAXI_STACK) on every flow container: what scripts/stack-down.sh
+# finds them by, since they are not part of the compose project.
+STACK_LABEL = "taxi.stack"
 
 
 # Docker's grammar for a repository without tag ([registry[:port]/]path, lowercase), as in
@@ -75,7 +80,8 @@ DEFAULT_MEM_LIMIT = "4g"
 # The job variables a deployment or a flow run may set; everything else about the container
 # is fixed in job_configuration below. Left out on purpose: privileged, volumes,
 # container_create_kwargs (cap_add, devices, pid/ipc modes, ...), networks, network_mode,
-# labels (the pool's label decides which containers deploy.worker removes), auto_remove and
+# labels (the worker's pool label decides which containers deploy.worker removes, the stack's
+# label which ones scripts/stack-down.sh removes), auto_remove and
 # memswap_limit (swap is off: memswap_limit equals mem_limit).
 ALLOWED_VARIABLES = (
     "command",
@@ -96,11 +102,14 @@ def image_pattern(repository: str) -> str:
 
 
 def base_job_template(
-    image_repository: str, network: str, object_url_template: str | None = None
+    image_repository: str,
+    network: str,
+    object_url_template: str | None = None,
+    stack: str = DEFAULT_STACK,
 ) -> dict:
     """prefect-docker's default template, locked down: the secret env vars as defaults (and
-    TAXI_OBJECT_URL_TEMPLATE when `object_url_template` is given), and only the variables of
-    ALLOWED_VARIABLES open to deployments and flow runs.
+    TAXI_OBJECT_URL_TEMPLATE when `object_url_template` is given), the label naming the stack,
+    and only the variables of ALLOWED_VARIABLES open to deployments and flow runs.
 
     The server validates every deployment's and flow run's job variables against
     `variables` (prefect.server.api.validation), so with `additionalProperties: false` a
@@ -150,7 +159,8 @@ def base_job_template(
         container_create_kwargs={},
         networks=[],
         network_mode=network,
-        labels={},
+        # The worker adds its io.prefect.* labels to these (prefect.workers.base).
+        labels={STACK_LABEL: stack},
         auto_remove=False,
         memswap_limit="{{ mem_limit }}",
     )
@@ -172,7 +182,7 @@ async def setup(pool_name: str, settings: Settings) -> None:
         )
     try:
         template = base_job_template(
-            settings.image, settings.flow_network, settings.object_url_template
+            settings.image, settings.flow_network, settings.object_url_template, settings.stack
         )
     except ValueError as error:
         sys.exit(f"error: {error}")
@@ -190,7 +200,7 @@ async def setup(pool_name: str, settings: Settings) -> None:
         )
     print(
         f"work pool {pool.name!r} (type {pool.type}) ready: images of {settings.image}, network {settings.flow_network}, "
-        f"memory limit {DEFAULT_MEM_LIMIT} by default; secrets in blocks "
+        f"label {STACK_LABEL}={settings.stack}, memory limit {DEFAULT_MEM_LIMIT} by default; secrets in blocks "
         + ", ".join(SECRET_BLOCKS.values())
     )
     links = settings.object_url_template or "none (plain s3:// URIs)"

@@ -23,6 +23,9 @@ from pydantic_settings import (
 
 DEFAULT_BUCKET = "taxi"
 DEFAULT_WORK_POOL = "taxi-docker"
+# The stack the work pool's flow containers belong to (their label taxi.stack): in the compose
+# stack its project name, else the compose file's default name.
+DEFAULT_STACK = "taxi-duration"
 DEFAULT_TLC_BASE_URL = "https://d37ci6vzurychx.cloudfront.net/trip-data"  # the TLC's own
 # Three retries of transient failures only: with botocore's own bounds on each S3 call
 # (taxi.storage.objects), a dead endpoint fails an I/O task in minutes, not hours.
@@ -44,6 +47,7 @@ TLC_BASE_URL_ENV = "TAXI_TLC_BASE_URL"
 ALERT_WEBHOOK_URL_ENV = "TAXI_ALERT_WEBHOOK_URL"
 IMAGE_ENV = "TAXI_IMAGE"
 FLOW_NETWORK_ENV = "TAXI_FLOW_NETWORK"
+STACK_ENV = "TAXI_STACK"
 ALLOW_LOCAL_SOURCES_ENV = "TAXI_ALLOW_LOCAL_SOURCES"
 SOURCE_BUCKETS_ENV = "TAXI_SOURCE_BUCKETS"
 OBJECT_URL_TEMPLATE_ENV = "TAXI_OBJECT_URL_TEMPLATE"
@@ -100,6 +104,8 @@ Thresholds = Annotated[
     BeforeValidator(_named_thresholds),
 ]
 UrlTemplate = Annotated[str, AfterValidator(_url_template)]
+# Docker Compose's rule for a project name, which the stack's name is.
+StackName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
 
 
 # What each variable that can be malformed accepts: "VARIABLE must be ..." (never its value).
@@ -114,6 +120,7 @@ ACCEPTS = {
     "TAXI_KEEP_FAILED_CONTAINERS_HOURS": "a number greater than 0",
     "TAXI_CONTAINER_SWEEP_SECONDS": "a number greater than 0",
     OBJECT_URL_TEMPLATE_ENV: "an http(s) URL with placeholders {key} and optionally {bucket}",
+    STACK_ENV: "a compose project name: lowercase letters, digits, '-' and '_', starting with a letter or digit",
 }
 
 
@@ -160,6 +167,7 @@ class Settings(BaseSettings):
     source_buckets: Names = Field((), alias=SOURCE_BUCKETS_ENV)
     image: str | None = Field(None, alias=IMAGE_ENV)
     flow_network: str | None = Field(None, alias=FLOW_NETWORK_ENV)
+    stack: StackName = Field(DEFAULT_STACK, alias=STACK_ENV)
     keep_failed_containers_hours: Positive = Field(72.0, alias="TAXI_KEEP_FAILED_CONTAINERS_HOURS")
     container_sweep_seconds: Positive = Field(60.0, alias="TAXI_CONTAINER_SWEEP_SECONDS")
 

@@ -57,6 +57,7 @@ from .dockerutil import (
     run_deployment,
     wait_for,
 )
+from .stack_lifecycle import check_stack_down, check_worker_restart_and_late_runs
 
 pytestmark = pytest.mark.docker
 
@@ -97,6 +98,7 @@ def compose_stack(docker_client, tmp_path_factory):
     override = os.environ.get("TAXI_COMPOSE_OVERRIDE", "")
     files = ["-f", "docker-compose.yml", *(["-f", override] if override else [])]
     compose = ["docker", "compose", "-p", PROJECT, "--env-file", str(env_path), *files]
+    stack: dict = {}
     try:
         t0 = time.monotonic()
         result = subprocess.run(
@@ -119,7 +121,7 @@ def compose_stack(docker_client, tmp_path_factory):
                 check=False,
             ).stdout
             pytest.fail(f"compose up failed:\n{result.stderr[-4000:]}\n--- logs:\n{logs[-6000:]}")
-        yield {
+        stack = {
             "env": env,
             "env_path": env_path,
             "example": example,
@@ -129,7 +131,13 @@ def compose_stack(docker_client, tmp_path_factory):
             "up_output": result.stdout + result.stderr,
             "tmp": tmp,
         }
+        yield stack
     finally:
+        # Flow containers are not the compose project's (tests that stop early leave some).
+        for container in docker_client.containers.list(
+            all=True, filters={"label": f"taxi.stack={PROJECT}"}
+        ):
+            container.remove(force=True)
         subprocess.run(
             [*compose, "down", "--volumes", "--remove-orphans", "--timeout", "20"],
             env=env,
@@ -138,6 +146,9 @@ def compose_stack(docker_client, tmp_path_factory):
             timeout=300,
             check=False,
         )
+        # Drop the deployed tag but keep its untagged layers as build cache.
+        if stack.get("deployed_image") and docker_client.images.list(name=stack["deployed_image"]):
+            docker_client.images.remove(stack["deployed_image"], noprune=True)
 
 
 def _auth(env: dict[str, str]) -> tuple[str, str]:
@@ -452,6 +463,7 @@ def test_ci_scripts_deploy_to_the_stack_and_its_worker_runs_them(compose_stack, 
     assert image.startswith(f"{COMPOSE_IMAGE}:") and len(image.rsplit(":", 1)[1]) == 40, image
     t0 = time.monotonic()
     run(["bash", "scripts/ci/build-image.sh", image], ci_env, 1200)
+    compose_stack["deployed_image"] = image  # later tests run it too; the fixture removes it
     timings["build-image.sh (warm cache)"] = time.monotonic() - t0
 
     # A build at deploy time would tag a new image of this name. (Only this name: other
@@ -599,4 +611,12 @@ def test_ci_scripts_deploy_to_the_stack_and_its_worker_runs_them(compose_stack, 
     print("\n".join(f"  {k}: {v:.1f} s" for k, v in timings.items()))
     for label, runs in breakdowns.items():
         print(breakdown_table(label, runs))
-    docker_client.images.remove(image, noprune=True)
+
+
+def test_the_worker_comes_back_after_a_crash_and_runs_the_late_runs(compose_stack, docker_client):
+    check_worker_restart_and_late_runs(compose_stack, docker_client, PROJECT)
+
+
+def test_stack_down_removes_the_stack_and_its_flow_containers(compose_stack, docker_client):
+    # Last: the stack is gone after it.
+    check_stack_down(compose_stack, docker_client, PROJECT, f"{COMPOSE_IMAGE}:stack")

@@ -21,6 +21,7 @@ from tests.paths import ROOT
 REPOSITORY = "registry.example.com:5000/team/taxi-duration"
 IMAGE = f"{REPOSITORY}:20261128T120000"
 LINKS = "http://localhost:9001/api/files/download?path=/buckets/{bucket}/{key}"
+STACK = "taxi-pool-test-stack"
 
 # Job variables a deployment might use to get root on the Docker host, or out of the pool's
 # network, its image or its memory limit; each one is refused.
@@ -61,6 +62,7 @@ def pool(prefect_api) -> tuple[str, str]:
                     "image": REPOSITORY,
                     "flow_network": "taxi-net",
                     "object_url_template": LINKS,
+                    "stack": STACK,
                 }
             ),
         )
@@ -159,6 +161,14 @@ def test_flow_containers_get_the_pools_link_template_since_deployments_set_none(
     assert overridden["TAXI_OBJECT_URL_TEMPLATE"] == ""
 
 
+def test_every_container_gets_the_stack_label_and_no_other(prefect_api, pool):
+    # The worker adds its io.prefect.* labels to these (checked on a real engine:
+    # tests/e2e/test_compose_stack.py); deployments and runs cannot set any (REFUSED).
+    template = httpx.get(f"{prefect_api}/work_pools/{pool[0]}", timeout=30).json()
+    assert template["base_job_template"]["job_configuration"]["labels"] == {"taxi.stack": STACK}
+    assert "labels" not in template["base_job_template"]["variables"]["properties"]
+
+
 def test_a_run_without_an_image_is_refused(prefect_api, pool):
     # Otherwise the worker would run Prefect's own image from Docker Hub.
     deployment = (
@@ -193,6 +203,10 @@ def test_the_pool_setup_requires_the_image_and_the_network(prefect_api, tmp_path
                 "TAXI_OBJECT_URL_TEMPLATE": "http://localhost:9001/files?path={folder}",
             },
             "TAXI_OBJECT_URL_TEMPLATE must be an http(s) URL with placeholders {key}",
+        ),
+        (
+            {"TAXI_IMAGE": "taxi-duration", "TAXI_FLOW_NETWORK": "taxi-net", "TAXI_STACK": "A b"},
+            "TAXI_STACK must be a compose project name",
         ),
     ]
     for extra, message in cases:

@@ -169,6 +169,16 @@ def test_worker_and_pool_settings():
             Settings.from_env({"TAXI_KEEP_FAILED_CONTAINERS_HOURS": bad})
 
 
+def test_the_stack_name_is_a_compose_project_name():
+    assert Settings.from_env({}).stack == "taxi-duration"
+    assert Settings.from_env({"TAXI_STACK": " other-name_2 "}).stack == "other-name_2"
+    # It becomes a label value that scripts/stack-down.sh filters on: compose's own rule.
+    for bad in ("Other", "-x", "a b", "a/b", "a=b", "é"):
+        with pytest.raises(ValueError, match="TAXI_STACK must be a compose project name") as error:
+            Settings.from_env({"TAXI_STACK": bad})
+        assert bad not in str(error.value)
+
+
 SECRETS = {
     "TAXI_SIGNING_KEY": "signing-secret-0123456789",
     "AWS_SECRET_ACCESS_KEY": "aws-secret-0123456789",
