@@ -151,6 +151,17 @@ def compose_stack(docker_client, tmp_path_factory):
             docker_client.images.remove(stack["deployed_image"], noprune=True)
 
 
+def _tags_of(docker_client, repository: str) -> set[str]:
+    """The tags of `repository` on the engine. An image lists every tag of its ID, and an image
+    another test built from the same layers has the same ID: its tags are not this test's."""
+    return {
+        tag
+        for image in docker_client.images.list(name=repository)
+        for tag in image.tags
+        if tag.rpartition(":")[0] == repository
+    }
+
+
 def _auth(env: dict[str, str]) -> tuple[str, str]:
     user, _, password = env["PREFECT_API_AUTH_STRING"].partition(":")
     return user, password
@@ -280,7 +291,7 @@ def test_the_documented_path_prints_no_warning_of_the_projects_files(compose_sta
         for name in ("PYTHON_IMAGE", "TAXI_PIP_NO_INDEX")
         if os.environ.get(name)
     }
-    before = {tag for i in docker_client.images.list(name=COMPOSE_IMAGE) for tag in i.tags}
+    before = _tags_of(docker_client, COMPOSE_IMAGE)
     deployed = run(
         [
             "bash",
@@ -295,7 +306,7 @@ def test_the_documented_path_prints_no_warning_of_the_projects_files(compose_sta
         1200,
     )
     outputs["prefect deploy --all"] = deployed.stdout + deployed.stderr
-    for tag in {t for i in docker_client.images.list(name=COMPOSE_IMAGE) for t in i.tags} - before:
+    for tag in _tags_of(docker_client, COMPOSE_IMAGE) - before:
         docker_client.images.remove(tag, noprune=True)
     assert "taxi-training" in deployed.stdout, deployed.stdout[-3000:]
     for command, output in outputs.items():
@@ -468,19 +479,11 @@ def test_ci_scripts_deploy_to_the_stack_and_its_worker_runs_them(compose_stack, 
 
     # A build at deploy time would tag a new image of this name. (Only this name: other
     # builds on a shared engine come and go meanwhile.)
-    def project_images() -> set[str]:
-        return {
-            tag
-            for i in docker_client.images.list()
-            for tag in i.tags
-            if tag.startswith(f"{COMPOSE_IMAGE}:")
-        }
-
-    images_before = project_images()
+    images_before = _tags_of(docker_client, COMPOSE_IMAGE)
     t0 = time.monotonic()
     deployed = run(["bash", "scripts/ci/deploy-image.sh", image], ci_env, 600)
     timings["deploy-image.sh"] = time.monotonic() - t0
-    assert project_images() == images_before, "the deploy built an image"
+    assert _tags_of(docker_client, COMPOSE_IMAGE) == images_before, "the deploy built an image"
     assert env["AWS_SECRET_ACCESS_KEY"] not in deployed.stdout + deployed.stderr
     training, inference = (
         deployment(api_url, "taxi-training", auth),
