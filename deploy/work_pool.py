@@ -107,8 +107,8 @@ def base_job_template(
     object_url_template: str | None = None,
     stack: str = DEFAULT_STACK,
 ) -> dict:
-    """prefect-docker's default template, locked down: the secret env vars as defaults (and
-    TAXI_OBJECT_URL_TEMPLATE when `object_url_template` is given), the label naming the stack,
+    """prefect-docker's default template, locked down: the secret env vars and DO_NOT_TRACK as
+    defaults (and TAXI_OBJECT_URL_TEMPLATE when `object_url_template` is given), the label naming the stack,
     and only the variables of ALLOWED_VARIABLES open to deployments and flow runs.
 
     The server validates every deployment's and flow run's job variables against
@@ -149,6 +149,9 @@ def base_job_template(
         env_name: "{{ prefect.blocks.secret.%s }}" % block_name  # noqa: UP031 (an f-string doubles each brace)
         for env_name, block_name in SECRET_BLOCKS.items()
     }
+    # No client telemetry from the flows (Prefect sends none from a non-interactive process
+    # anyway; this says so where an operator looks).
+    properties["env"]["default"]["DO_NOT_TRACK"] = "1"
     if template_env.object_url_template:
         properties["env"]["default"][OBJECT_URL_TEMPLATE_ENV] = template_env.object_url_template
     properties["mem_limit"]["default"] = DEFAULT_MEM_LIMIT

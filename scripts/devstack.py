@@ -153,7 +153,8 @@ def start_prefect_server(home: Path, port: int | None = None, detach: bool = Fal
     """Start a Prefect server (API and UI) on SQLite under `home`."""
     home.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
-    env = {**os.environ, **prefect_server_env(home)}
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, **prefect_server_env(home, url)}
     env.pop("PREFECT_API_URL", None)
     command = [
         str(Path(sys.executable).parent / "prefect"),
@@ -166,16 +167,17 @@ def start_prefect_server(home: Path, port: int | None = None, detach: bool = Fal
     ]
     log_path = home / "server.log"
     process = _spawn(command, env, log_path, detach)
-    url = f"http://127.0.0.1:{port}"
     wait_until(lambda: http_ok(f"{url}/api/health"), "Prefect server", 120, process, log_path)
     return Server("prefect", process, url, log_path)
 
 
-def prefect_server_env(home: Path) -> dict[str, str]:
+def prefect_server_env(home: Path, url: str) -> dict[str, str]:
+    """The server's settings; `url` is where it serves the UI, which the alerts link to."""
     return {
         "PREFECT_HOME": str(home),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_UI_ENABLED": "true",
+        "PREFECT_UI_URL": url,
     }
 
 

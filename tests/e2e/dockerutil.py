@@ -173,6 +173,12 @@ def wait_for(
 Auth = tuple[str, str] | None
 
 
+def stack_auth(env: dict[str, str]) -> tuple[str, str]:
+    """The (user, password) of the stack's API from its env file's PREFECT_API_AUTH_STRING."""
+    user, _, password = env["PREFECT_API_AUTH_STRING"].partition(":")
+    return user, password
+
+
 def api(method: str, url: str, **kwargs) -> dict | list:
     """One Prefect REST call (`auth=(user, password)` for a server with basic auth). The
     server answers 503 for errors it declares retryable (e.g. SQLite busy while a worker

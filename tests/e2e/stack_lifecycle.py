@@ -22,7 +22,16 @@ from datetime import UTC, datetime, timedelta
 
 import docker
 
-from .dockerutil import FLOW_RUN_TIMEOUT, REPO, api, deployment, flow_containers, run, wait_for
+from .dockerutil import (
+    FLOW_RUN_TIMEOUT,
+    REPO,
+    api,
+    deployment,
+    flow_containers,
+    run,
+    stack_auth,
+    wait_for,
+)
 
 FINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 STACK_LABEL = "taxi.stack"
@@ -50,11 +59,6 @@ def kill_from_host(client: docker.DockerClient, pid: int, image: str) -> None:
         )
 
 
-def _auth(env: dict[str, str]) -> tuple[str, str]:
-    user, _, password = env["PREFECT_API_AUTH_STRING"].partition(":")
-    return user, password
-
-
 def _pool_workers(api_url: str, pool: str, auth) -> dict[str, str]:
     found = api("POST", f"{api_url}/work_pools/{pool}/workers/filter", json={}, auth=auth)
     return {worker["name"]: worker["status"] for worker in found}
@@ -78,7 +82,7 @@ def _wait_final(api_url: str, run_ids: list[str], auth) -> list[dict]:
 
 def check_worker_restart_and_late_runs(stack: dict, client: docker.DockerClient, project: str):
     env, compose = stack["env"], stack["compose"]
-    auth = _auth(env)
+    auth = stack_auth(env)
     api_url, pool = env["PREFECT_API_URL"], env["TAXI_WORK_POOL"]
     worker = worker_container(client, project)
     restarts, pid = worker.attrs["RestartCount"], worker.attrs["State"]["Pid"]
@@ -180,7 +184,7 @@ def _left(client: docker.DockerClient, project: str) -> list[str]:
 
 def check_stack_down(stack: dict, client: docker.DockerClient, project: str, stack_image: str):
     env, compose = stack["env"], stack["compose"]
-    auth = _auth(env)
+    auth = stack_auth(env)
     api_url, pool = env["PREFECT_API_URL"], env["TAXI_WORK_POOL"]
     # A run that fails at once (its container is kept, as Failed and Crashed runs' are) and one
     # still running when the stack stops, on two deployments (each runs one at a time).

@@ -55,8 +55,10 @@ from .dockerutil import (
     run,
     run_breakdown,
     run_deployment,
+    stack_auth,
     wait_for,
 )
+from .stack_alerts import check_alert_reaches_the_webhook
 from .stack_lifecycle import check_stack_down, check_worker_restart_and_late_runs
 
 pytestmark = pytest.mark.docker
@@ -162,11 +164,6 @@ def _tags_of(docker_client, repository: str) -> set[str]:
     }
 
 
-def _auth(env: dict[str, str]) -> tuple[str, str]:
-    user, _, password = env["PREFECT_API_AUTH_STRING"].partition(":")
-    return user, password
-
-
 S3_UI = "http://localhost:9001"  # as the links name it (the port is published on 127.0.0.1)
 
 
@@ -214,7 +211,7 @@ def test_make_env_writes_generated_secrets_and_the_socket_group(compose_stack):
     for name in ("TAXI_S3_ROOT_PASSWORD", "AWS_SECRET_ACCESS_KEY"):
         assert len(values[name]) == 40 and values[name] != example[name], name
     assert values["TAXI_S3_ROOT_PASSWORD"] != values["AWS_SECRET_ACCESS_KEY"]
-    user, password = _auth(values)
+    user, password = stack_auth(values)
     assert (
         user == "taxi"
         and len(password) == 40
@@ -317,7 +314,7 @@ def test_the_documented_path_prints_no_warning_of_the_projects_files(compose_sta
 def test_the_prefect_api_refuses_unauthenticated_calls_and_answers_the_clients(compose_stack):
     env = compose_stack["env"]
     api_url = env["PREFECT_API_URL"]
-    user, password = _auth(env)
+    user, password = stack_auth(env)
     secrets_filter = f"{api_url}/block_documents/filter"
     body = {
         "include_secrets": True,
@@ -432,7 +429,7 @@ def test_worker_with_the_wrong_docker_group_stops_and_names_the_right_one(compos
 def test_ci_scripts_deploy_to_the_stack_and_its_worker_runs_them(compose_stack, docker_client):
     env, compose, tmp = compose_stack["env"], compose_stack["compose"], compose_stack["tmp"]
     api_url, bucket = env["PREFECT_API_URL"], env["TAXI_BUCKET"]
-    auth = _auth(env)
+    auth = stack_auth(env)
     timings = {"docker compose up --wait": compose_stack["up_seconds"]}
 
     def s3_as(key_id: str, secret: str):
@@ -614,6 +611,10 @@ def test_ci_scripts_deploy_to_the_stack_and_its_worker_runs_them(compose_stack, 
     print("\n".join(f"  {k}: {v:.1f} s" for k, v in timings.items()))
     for label, runs in breakdowns.items():
         print(breakdown_table(label, runs))
+
+
+def test_a_failed_run_alerts_the_webhook_with_a_link_the_host_opens(compose_stack, docker_client):
+    check_alert_reaches_the_webhook(compose_stack, docker_client, PROJECT)
 
 
 def test_the_worker_comes_back_after_a_crash_and_runs_the_late_runs(compose_stack, docker_client):

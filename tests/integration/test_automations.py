@@ -101,6 +101,11 @@ def alerts(prefect_api, receiver) -> Iterator[list[Automation]]:
     asyncio.run(_delete_automations([spec["name"] for spec in declared]))
 
 
+def _ui(api_url: str) -> str:
+    """The server's UI URL, which the test server is given (scripts/devstack.py)."""
+    return api_url.removesuffix("/api")
+
+
 async def _delete_automations(names: list[str]) -> None:
     async with get_client() as client:
         for name in names:
@@ -150,7 +155,7 @@ def test_setup_leaves_exactly_the_declared_automations_and_keeps_the_url_secret(
 
 
 def test_a_failed_or_crashed_taxi_deployment_run_notifies_and_other_deployments_do_not(
-    alerts, receiver
+    alerts, receiver, prefect_api
 ):
     suffix = secrets.token_hex(3)
     other = asyncio.run(_run_of_deployment(f"other-{suffix}"))
@@ -179,6 +184,11 @@ def test_a_failed_or_crashed_taxi_deployment_run_notifies_and_other_deployments_
     failure = receiver.wait_for(failed.name)
     assert f"taxi-alert-test-{suffix}" in failure["subject"] and "Failed" in failure["subject"]
     assert "injected failure" in failure["body"]
+    # The server's PREFECT_UI_URL (scripts/devstack.py sets it): a link to the run's page.
+    assert (
+        f"The run in the Prefect UI: {_ui(prefect_api)}/runs/flow-run/{failed.id}"
+        in (failure["body"])
+    )
     assert failure["path"].endswith(f"token={receiver.token}")
     crash_alert = receiver.wait_for(crashed.name)
     assert "Crashed" in crash_alert["subject"] and "code 137" in crash_alert["body"]
@@ -186,10 +196,33 @@ def test_a_failed_or_crashed_taxi_deployment_run_notifies_and_other_deployments_
     assert "TimedOut" in timeout_alert["subject"] and "exceeded timeout" in timeout_alert["body"]
     # The other deployment's run failed first; had it matched, its notification would be here.
     assert not [m for m in receiver.received if other.name in m["subject"] + m["body"]]
+    for alert in (failure, crash_alert, timeout_alert):
+        assert "None" not in alert["subject"] + alert["body"], alert
+
+
+def test_an_alert_of_a_run_without_a_message_says_so(alerts, receiver, prefect_api):
+    run = asyncio.run(_run_of_deployment(f"taxi-alert-quiet-{secrets.token_hex(3)}"))
+
+    async def crash_silently() -> None:
+        async with get_client() as client:
+            await client.set_flow_run_state(run.id, Crashed(message=None), force=True)
+
+    asyncio.run(crash_silently())
+    alert = receiver.wait_for(run.name)
+    assert "Message: none given" in alert["body"] and "None" not in alert["body"]
+    assert f"{_ui(prefect_api)}/runs/flow-run/{run.id}" in alert["body"]
+
+
+@flow(name="taxi-alert-test-drift")
+def drift_in_a_flow_run(event: dict) -> str:
+    from prefect.runtime import flow_run
+
+    emit_event(**event)
+    return flow_run.id
 
 
 def test_a_drift_event_notifies_with_the_input_and_model_version(
-    alerts, receiver, small_model, tmp_path
+    alerts, receiver, small_model, tmp_path, prefect_api
 ):
     # A model trained on yellow trips, run on a green month: the zone mix is another city's.
     reference = reference_statistics(
@@ -211,6 +244,22 @@ def test_a_drift_event_notifies_with_the_input_and_model_version(
     message = receiver.wait_for("v-alert-test")
     assert str(GREEN_FEB) in message["subject"] and "pickup_zone" in message["body"]
     assert "s3://taxi-test/monitoring/example.json" in message["body"]
+    # A page of the server's UI (the run's or the event's: Prefect's events worker may relate
+    # an event emitted here to a run this process made before; the unit tests render both).
+    assert f"in the Prefect UI: {_ui(prefect_api)}/" in message["body"]
+    assert "None" not in message["body"]
+
+    # Emitted by a flow run (as the inference flow does), with no stored record: the link is
+    # the run's page, and the body says the record is missing.
+    unstored = drift_event({**record, "model_version": "v-alert-test-run"})
+    run_id = drift_in_a_flow_run(unstored)
+    EventsWorker.drain_all(timeout=30, at_exit=False)
+    from_run = receiver.wait_for("v-alert-test-run")
+    assert (
+        f"The inference run in the Prefect UI: {_ui(prefect_api)}/runs/flow-run/{run_id}"
+        in (from_run["body"])
+    )
+    assert "Monitoring record: not stored" in from_run["body"]
 
 
 def test_bad_settings_are_reported_without_echoing_the_url(tmp_path):
