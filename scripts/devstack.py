@@ -54,6 +54,9 @@ class Server:
         self.process.wait(timeout=5)
 
 
+BIND_ATTEMPTS = 3
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -111,42 +114,58 @@ def start_s3_server(
     `s3_config`: an identities file of several users with their rights (the stack's, see
     deploy/seaweedfs/identities.py); its admin should be `access_key`/`secret_key`."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    s3_port = s3_port or free_port()
-    ports = {
-        "s3.port": s3_port,
-        "s3.port.grpc": free_port(),
-        "master.port": free_port(),
-        "master.port.grpc": free_port(),
-        "volume.port": free_port(),
-        "volume.port.grpc": free_port(),
-        "filer.port": free_port(),
-        "filer.port.grpc": free_port(),
-        "admin.port": console_port or free_port(),
-        "admin.port.grpc": free_port(),
-    }
-    command = [
-        weed_binary(),
-        "mini",
-        f"-dir={data_dir}",
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
-        "-master.telemetry=false",
-        "-webdav=false",
-        "-s3.port.iceberg=0",
-        "-s3.port.lance=0",
-        # Each bucket takes a volume of its own on its first write; by default weed allows
-        # one per GiB of free disk, which a test session with a bucket per test can exhaust
-        # on a full disk ("No writable volumes"). Volumes are sparse files: allow plenty.
-        f"-volume.max={MAX_VOLUMES}",
-        *(f"-{flag}={port}" for flag, port in ports.items()),
-        *([f"-s3.config={s3_config}"] if s3_config else []),
-    ]
-    # weed enforces S3 auth only when these are set at start.
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key}
+    wanted_s3_port = s3_port
     log_path = data_dir.parent / "s3.log"
-    process = _spawn(command, env, log_path, detach, cwd=data_dir)
-    wait_until(lambda: port_open(s3_port), "S3 server", 60, process, log_path)
-    return Server("s3", process, f"http://127.0.0.1:{s3_port}", log_path)
+    # weed binds ten ports. A free port found here may be taken by another process before
+    # weed binds it (parallel test sessions start servers at once): then weed exits, and a
+    # new set of ports is tried.
+    for attempt in range(1, BIND_ATTEMPTS + 1):
+        s3_port = wanted_s3_port or free_port()
+        ports = {
+            "s3.port": s3_port,
+            "s3.port.grpc": free_port(),
+            "master.port": free_port(),
+            "master.port.grpc": free_port(),
+            "volume.port": free_port(),
+            "volume.port.grpc": free_port(),
+            "filer.port": free_port(),
+            "filer.port.grpc": free_port(),
+            "admin.port": console_port or free_port(),
+            "admin.port.grpc": free_port(),
+        }
+        command = [
+            weed_binary(),
+            "mini",
+            f"-dir={data_dir}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            "-master.telemetry=false",
+            "-webdav=false",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            # Each bucket takes a volume of its own on its first write; by default weed allows
+            # one per GiB of free disk, which a test session with a bucket per test can exhaust
+            # on a full disk ("No writable volumes"). Volumes are sparse files: allow plenty.
+            f"-volume.max={MAX_VOLUMES}",
+            *(f"-{flag}={port}" for flag, port in ports.items()),
+            *([f"-s3.config={s3_config}"] if s3_config else []),
+        ]
+        # weed enforces S3 auth only when these are set at start.
+        env = {**os.environ, "AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key}
+        logged = log_path.stat().st_size if log_path.exists() else 0
+        process = _spawn(command, env, log_path, detach, cwd=data_dir)
+        try:
+            wait_until(lambda p=s3_port: port_open(p), "S3 server", 60, process, log_path)
+            return Server("s3", process, f"http://127.0.0.1:{s3_port}", log_path)
+        except RuntimeError:
+            with log_path.open("rb") as log:
+                log.seek(logged)
+                said = log.read()
+            # weed's own check of its ports before it starts, or a bind that lost the race.
+            port_taken = b"Port allocation failed" in said or b"address already in use" in said
+            if attempt == BIND_ATTEMPTS or not port_taken:
+                raise
+    raise AssertionError("not reached: the last attempt returns or raises")
 
 
 def start_prefect_server(home: Path, port: int | None = None, detach: bool = False) -> Server:
