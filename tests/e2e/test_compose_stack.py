@@ -130,6 +130,7 @@ def compose_stack(docker_client, tmp_path_factory):
             "compose": compose,
             "override": override,
             "up_seconds": up_seconds,
+            "make_env_output": made.stdout + made.stderr,
             "up_output": result.stdout + result.stderr,
             "tmp": tmp,
         }
@@ -275,7 +276,10 @@ PROJECT_FILE_WARNINGS = (
 
 def test_the_documented_path_prints_no_warning_of_the_projects_files(compose_stack, docker_client):
     env, env_path, tmp = compose_stack["env"], compose_stack["env_path"], compose_stack["tmp"]
-    outputs = {"docker compose up": compose_stack["up_output"]}
+    outputs = {
+        "make-env.sh": compose_stack["make_env_output"],
+        "docker compose up": compose_stack["up_output"],
+    }
     for files in ([], ["-f", "docker-compose.yml", "-f", SEAWEEDFS_OVERRIDE]):
         config = run(
             ["docker", "compose", "--env-file", str(env_path), *files, "config", "-q"], env, 60
