@@ -70,7 +70,11 @@ def check_alert_reaches_the_webhook(stack: dict, client: docker.DockerClient, pr
     try:
         hook = f"http://{receiver.name}:{RECEIVER_PORT}/hook?token={token}"
         _set_in_env_file(env_path, "TAXI_ALERT_WEBHOOK_URL", hook)
-        applied = run([*compose, "run", "--rm", "prefect-setup"], env, 300)
+        # From a shell that sourced the env file again (compose takes a shell's variable over
+        # the file's: the test's shell holds the file's earlier values).
+        applied = run(
+            [*compose, "run", "--rm", "prefect-setup"], {**env, "TAXI_ALERT_WEBHOOK_URL": hook}, 300
+        )
         assert "taxi-flow-run-failed" in applied.stdout + applied.stderr, applied.stdout[-2000:]
         assert token not in applied.stdout + applied.stderr
 
