@@ -78,10 +78,10 @@ def check_alert_reaches_the_webhook(stack: dict, client: docker.DockerClient, pr
         assert "taxi-flow-run-failed" in applied.stdout + applied.stderr, applied.stdout[-2000:]
         assert token not in applied.stdout + applied.stderr
 
-        # A run of a taxi deployment that fails: inference of a month not in the bucket.
-        inference = deployment(api_url, "taxi-inference", auth)
-        missing = f"s3://{env['TAXI_BUCKET']}/data/green/green_tripdata_1999-01.parquet"
-        failed = run_deployment(api_url, inference["id"], {"input_path": missing}, auth)
+        # A run of a taxi deployment that fails: ingestion of a colour the TLC does not have
+        # (the flow's own parameter check fails it, naming the parameter).
+        ingest = deployment(api_url, "taxi-ingest", auth)
+        failed = run_deployment(api_url, ingest["id"], {"color": "purple"}, auth)
         failed_ids.append(failed["id"])
         assert failed["state_type"] == "FAILED", failed["state"]
 
@@ -93,7 +93,8 @@ def check_alert_reaches_the_webhook(stack: dict, client: docker.DockerClient, pr
         assert alerts, f"no alert for run {failed['name']} within {ALERT_SECONDS} s"
         alert = alerts[0]
         assert alert["path"] == f"/hook?token={token}"
-        assert "taxi-inference" in alert["subject"] and "Failed" in alert["subject"]
+        assert "taxi-ingest" in alert["subject"] and "Failed" in alert["subject"]
+        assert "color" in alert["body"] and "purple" not in alert["body"], alert["body"]
         assert "None" not in alert["subject"] + alert["body"], alert
         link = f"{UI}/runs/flow-run/{failed['id']}"
         assert f"The run in the Prefect UI: {link}" in alert["body"], alert["body"]
