@@ -78,10 +78,10 @@ def check_alert_reaches_the_webhook(stack: dict, client: docker.DockerClient, pr
         assert "taxi-flow-run-failed" in applied.stdout + applied.stderr, applied.stdout[-2000:]
         assert token not in applied.stdout + applied.stderr
 
-        # A run of a taxi deployment that fails: ingestion of a colour the TLC does not have
-        # (the flow's own parameter check fails it, naming the parameter).
+        # A run of a taxi deployment that fails: an ingest `start` that is no month (a string
+        # to the server's schema; the flow's own check fails the run, naming the parameter).
         ingest = deployment(api_url, "taxi-ingest", auth)
-        failed = run_deployment(api_url, ingest["id"], {"color": "purple"}, auth)
+        failed = run_deployment(api_url, ingest["id"], {"start": "no-month"}, auth)
         failed_ids.append(failed["id"])
         assert failed["state_type"] == "FAILED", failed["state"]
 
@@ -94,7 +94,8 @@ def check_alert_reaches_the_webhook(stack: dict, client: docker.DockerClient, pr
         alert = alerts[0]
         assert alert["path"] == f"/hook?token={token}"
         assert "taxi-ingest" in alert["subject"] and "Failed" in alert["subject"]
-        assert "color" in alert["body"] and "purple" not in alert["body"], alert["body"]
+        assert "start must be a month" in alert["body"], alert["body"]
+        assert "no-month" not in alert["body"]
         assert "None" not in alert["subject"] + alert["body"], alert
         link = f"{UI}/runs/flow-run/{failed['id']}"
         assert f"The run in the Prefect UI: {link}" in alert["body"], alert["body"]
