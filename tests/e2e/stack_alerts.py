@@ -23,6 +23,9 @@ from .dockerutil import api, deployment, flow_containers, run, run_deployment, s
 UI = "http://localhost:4200"  # published on the host's loopback (docker-compose.yml)
 RECEIVER_PORT = 8000
 ALERT_SECONDS = 120  # the server's trigger and action services work in the background
+# What a browser asks for when it opens a link: the server answers the UI's app for a page's
+# path only to a navigation (without, 404).
+BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
 # A webhook target: one line of JSON per POST on stdout, its path included.
 RECEIVER = f"""
 import json, sys
@@ -72,16 +75,21 @@ def check_alert_reaches_the_webhook(stack: dict, client: docker.DockerClient, pr
         _set_in_env_file(env_path, "TAXI_ALERT_WEBHOOK_URL", hook)
         # From a shell that sourced the env file again (compose takes a shell's variable over
         # the file's: the test's shell holds the file's earlier values).
+        t0 = time.monotonic()
         applied = run(
             [*compose, "run", "--rm", "prefect-setup"], {**env, "TAXI_ALERT_WEBHOOK_URL": hook}, 300
         )
+        timings = {"docker compose run --rm prefect-setup": time.monotonic() - t0}
         assert "taxi-flow-run-failed" in applied.stdout + applied.stderr, applied.stdout[-2000:]
         assert token not in applied.stdout + applied.stderr
 
         # A run of a taxi deployment that fails: an ingest `start` that is no month (a string
         # to the server's schema; the flow's own check fails the run, naming the parameter).
         ingest = deployment(api_url, "taxi-ingest", auth)
+        t0 = time.monotonic()
         failed = run_deployment(api_url, ingest["id"], {"start": "no-month"}, auth)
+        timings["failing run, trigger -> Failed"] = time.monotonic() - t0
+        t0 = time.monotonic()
         failed_ids.append(failed["id"])
         assert failed["state_type"] == "FAILED", failed["state"]
 
@@ -91,6 +99,7 @@ def check_alert_reaches_the_webhook(stack: dict, client: docker.DockerClient, pr
             alerts = [m for m in _received(receiver) if failed["name"] in m.get("subject", "")]
             time.sleep(1)
         assert alerts, f"no alert for run {failed['name']} within {ALERT_SECONDS} s"
+        timings["Failed -> alert received"] = time.monotonic() - t0
         alert = alerts[0]
         assert alert["path"] == f"/hook?token={token}"
         assert "taxi-ingest" in alert["subject"] and "Failed" in alert["subject"]
@@ -101,7 +110,7 @@ def check_alert_reaches_the_webhook(stack: dict, client: docker.DockerClient, pr
         assert f"The run in the Prefect UI: {link}" in alert["body"], alert["body"]
         # The link opens from the host: the UI's page (the app then reads the run through the
         # API, with the login), and the API knows the run by the link's id.
-        page = httpx.get(link, timeout=30, follow_redirects=True)
+        page = httpx.get(link, headers=BROWSER, timeout=30, follow_redirects=True)
         assert page.status_code == 200 and "text/html" in page.headers["content-type"], link
         assert api("GET", f"{api_url}/flow_runs/{failed['id']}", auth=auth)["state_type"] == (
             "FAILED"
@@ -111,6 +120,7 @@ def check_alert_reaches_the_webhook(stack: dict, client: docker.DockerClient, pr
         seed_log = run([*compose, "logs", "--no-log-prefix", "seed"], env, 60).stdout
         assert re.search(rf"{UI}/runs/flow-run/[0-9a-f-]{{36}}", seed_log), seed_log[-2000:]
         assert "prefect-server:4200/runs" not in seed_log
+        print("\n" + "\n".join(f"  {k}: {v:.1f} s" for k, v in timings.items()))
     finally:
         receiver.remove(force=True)
         _set_in_env_file(env_path, "TAXI_ALERT_WEBHOOK_URL", "")
