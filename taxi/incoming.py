@@ -46,6 +46,8 @@ from datetime import UTC, datetime, timedelta
 from enum import Enum
 
 from taxi.layout import (
+    INCOMING_PREFIX,
+    SHORTENED_FOLDERS_BYTES,
     claim_key,
     conditional_write_probe_key,
     done_record_key,
@@ -73,6 +75,7 @@ __all__ = [
     "ConditionalWritesUnsupportedError",
     "IncomingFile",
     "check_conditional_writes",
+    "check_incoming_prefix",
     "claim",
     "claim_key",
     "done_record_key",
@@ -143,8 +146,31 @@ def check_conditional_writes(store: ObjectStore) -> bool:
         store.delete(key)
 
 
+def check_incoming_prefix(prefix: object) -> str:
+    """`prefix` if it is incoming/ or a folder below it, ending in /; else a ValueError that names
+    the parameter, not what was given (a deployment run's parameters come from whoever starts
+    it). The job sets aside the files it keeps failing on: under any other prefix those would be
+    model versions, markers or predictions. Past SHORTENED_FOLDERS_BYTES the done-records of
+    shortened names would no longer be under the prefix's (taxi.layout.done_records_prefix)."""
+    parts = prefix[:-1].split("/") if isinstance(prefix, str) else []
+    if not (
+        isinstance(prefix, str)
+        and prefix.startswith(INCOMING_PREFIX)
+        and prefix.endswith("/")
+        and all(part not in ("", ".", "..") for part in parts)
+        and len(prefix.encode()) <= SHORTENED_FOLDERS_BYTES
+    ):
+        raise ValueError(
+            f"prefix must be {INCOMING_PREFIX} or a folder below it, ending in / and at most "
+            f"{SHORTENED_FOLDERS_BYTES} bytes long (such as {INCOMING_PREFIX}2021-03/)"
+        )
+    return prefix
+
+
 def list_incoming(store: ObjectStore, prefix: str) -> list[IncomingFile]:
-    """Input files under `prefix`, sorted by key ("folder" placeholder objects left out)."""
+    """Input files under `prefix` (check_incoming_prefix), sorted by key ("folder" placeholder
+    objects left out)."""
+    check_incoming_prefix(prefix)
     return sorted(
         (
             IncomingFile(
@@ -276,6 +302,8 @@ def set_aside(store: ObjectStore, file: IncomingFile) -> str:
     """Move `file` under failed/ (taxi.layout.set_aside_key): copy, read the copy back and
     check its bytes, then delete the original and its failure record. Returns the
     new key. If any step fails the original is still in place."""
+    if not file.key.startswith(INCOMING_PREFIX):
+        raise ValueError(f"only files under {INCOMING_PREFIX} are set aside")
     target = set_aside_key(file.key)
     store.put_verified(target, store.get(file.key))  # reads the copy back: same bytes or an error
     store.delete(file.key)
