@@ -17,6 +17,7 @@ from prefect.states import State
 from flows import incoming_tasks, reports
 from flows.policy import Retrying
 from taxi import monitoring
+from taxi.failed_files import new_set_aside_id
 from taxi.incoming import Claim, ClaimResult, IncomingFile
 from taxi.layout import SET_ASIDE_PREFIX, browser_url, incoming_name
 from taxi.records import DoneRecord, FileFailed, HourlySummary, MonitoringPlot
@@ -42,7 +43,7 @@ class Failed:
     input: str
     error: str
     failures: int | None  # failed runs so far; None when they could not be counted
-    set_aside: str | None  # where this run moved the file, or None
+    set_aside: str | None  # where this run moved the file; None if it did not
 
 
 FileOutcome = Predicted | Skipped | Failed
@@ -61,7 +62,7 @@ class HourlyRun:
     record_done: Task[[IncomingFile, str, str, str], DoneRecord]
     release_claim: Task[[IncomingFile, str], bool]
     record_failure: Task[[IncomingFile, str, str], int]
-    set_aside: Task[[IncomingFile], str]
+    set_aside: Task[[IncomingFile, str], str | None]
 
     @classmethod
     def start(
@@ -127,7 +128,7 @@ def _failed(file: IncomingFile, error: str, job: HourlyRun) -> Failed:
     try:
         failures = job.record_failure(file, error, job.run)
         if failures >= job.set_aside_after:
-            moved_to = job.set_aside(file)
+            moved_to = job.set_aside(file, new_set_aside_id())
     except Exception as bookkeeping:  # noqa: BLE001 (the file stays and is retried next run)
         get_run_logger().warning(
             "Could not count or set aside the failure of %s: %s", file.key, bookkeeping

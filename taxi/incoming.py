@@ -14,21 +14,16 @@ make that hold across reruns, overlapping runs and failures:
     processed/<name>.json                  "this file is done": written only after its
                                            predictions object exists; names that object
 
-    failures/<name>.json                   how many runs failed on this file so far, and
-                                           the last error; deleted once the file succeeds
-                                           or is set aside
-    failed/incoming/<path>                 a file set aside after `set_aside_after` failed
-                                           runs (Settings.set_aside_after_failures, default
-                                           3): never listed again until a person moves it
-                                           back under incoming/
+and taxi/failed_files.py counts the failed runs on each file (failures/<name>.json) and sets
+aside, under failed/, a file that keeps failing.
 
 A run first checks that the S3 server honours conditional writes (check_conditional_writes):
 on one that ignores them every claim would succeed and two runs could predict the same file.
 It then skips files with a done-record, claims the others one by one and predicts the ones it
 claimed. A file that fails gets no done-record and its claim is released, so the next run
-tries it again, until it has failed in `set_aside_after` runs: then it is moved (copied,
-the copy verified, then deleted) under failed/, so that a file that can never be predicted
-is reported once instead of failing every hourly run. A claim left behind by a run that was
+tries it again, until it has failed in `set_aside_after` runs: then it is moved under failed/,
+so that a file that can never be predicted is reported once instead of failing every hourly
+run. A claim left behind by a run that was
 killed expires after CLAIM_TTL: another run replaces it, only if it is still that claim
 (If-Match). Only a missing claim is free: a claim that cannot be read (timeout, 403, 503)
 is left alone, and the error is that file's failure in this run.
@@ -53,16 +48,11 @@ from taxi.layout import (
     done_record_key,
     done_record_name,
     done_records_prefix,
-    failure_count_key,
     incoming_name,
-    set_aside_key,
 )
 from taxi.records import DoneRecord
-from taxi.storage.errors import NotFoundError, StorageError
+from taxi.storage.errors import StorageError
 from taxi.storage.objects import ObjectStore
-
-# The error kept in a failure record: enough to say what went wrong, not a whole traceback.
-MAX_ERROR_CHARS = 500
 
 # Longer than any single file's inference (seconds to a few minutes) by a wide margin: a claim
 # older than this belongs to a run that died without releasing it.
@@ -82,11 +72,8 @@ __all__ = [
     "incoming_name",
     "list_incoming",
     "processed_names",
-    "clear_failures",
     "record_done",
-    "record_failure",
     "release",
-    "set_aside",
 ]
 
 
@@ -237,13 +224,7 @@ def release(store: ObjectStore, file: IncomingFile, etag: str) -> bool:
     is still that object: a claim another run took over (ours had expired) is theirs and
     stays. The ETag is compared before the delete too, for servers that ignore If-Match on
     DELETE. Returns whether the claim was deleted."""
-    key = claim_key(file.key)
-    try:
-        if store.etag(key) != etag:
-            return False
-    except NotFoundError:
-        return False
-    return store.delete_if_unchanged(key, etag)
+    return store.delete_if_still(claim_key(file.key), etag)
 
 
 def record_done(
@@ -263,49 +244,3 @@ def record_done(
         done_record_key(file.key), json.dumps(record, indent=2).encode(), "application/json"
     )
     return record
-
-
-def record_failure(
-    store: ObjectStore, file: IncomingFile, error: str, run: str, now: datetime | None = None
-) -> int:
-    """Count one more failed run on `file` (its failure record) and return the count so far.
-
-    Called by the run holding the file's claim, or by a run whose claim on it failed with an
-    error: two such runs at once may count one failure instead of two (read-then-write), which
-    only delays setting the file aside."""
-    key = failure_count_key(file.key)
-    try:
-        previous = json.loads(store.get(key))
-        failures = int(previous["failures"])
-    except NotFoundError:
-        failures = 0
-    except (ValueError, KeyError, TypeError):
-        failures = 0  # an unreadable record (edited by hand?) starts the count again
-    record = {
-        "input": store.uri(file.key),
-        "input_etag": file.etag,
-        "failures": failures + 1,
-        "last_error": str(error)[:MAX_ERROR_CHARS],
-        "last_run": run,
-        "last_failed_at": (now or datetime.now(UTC)).isoformat(timespec="seconds"),
-    }
-    store.put_verified(key, json.dumps(record, indent=2).encode(), "application/json")
-    return failures + 1
-
-
-def clear_failures(store: ObjectStore, file: IncomingFile) -> None:
-    """Forget the failures of `file` (it succeeded, or was set aside)."""
-    store.delete(failure_count_key(file.key))
-
-
-def set_aside(store: ObjectStore, file: IncomingFile) -> str:
-    """Move `file` under failed/ (taxi.layout.set_aside_key): copy, read the copy back and
-    check its bytes, then delete the original and its failure record. Returns the
-    new key. If any step fails the original is still in place."""
-    if not file.key.startswith(INCOMING_PREFIX):
-        raise ValueError(f"only files under {INCOMING_PREFIX} are set aside")
-    target = set_aside_key(file.key)
-    store.put_verified(target, store.get(file.key))  # reads the copy back: same bytes or an error
-    store.delete(file.key)
-    clear_failures(store, file)
-    return target
