@@ -18,7 +18,7 @@ from flows import incoming_tasks, reports
 from flows.policy import Retrying
 from taxi import monitoring
 from taxi.failed_files import new_set_aside_id
-from taxi.incoming import Claim, ClaimResult, IncomingFile
+from taxi.incoming import Claim, ClaimResult, IncomingFile, MalformedClaimError
 from taxi.layout import SET_ASIDE_PREFIX, browser_url, incoming_name
 from taxi.records import DoneRecord, FileFailed, HourlySummary, MonitoringPlot
 
@@ -93,7 +93,11 @@ def predict_incoming_file(
     try:
         claimed = job.claim_file(file, job.run)
     except Exception as exception:  # noqa: BLE001 (one file's failure, its claim's included, must not stop the others)
-        return _failed(file, f"could not claim it: {type(exception).__name__}: {exception}", job)
+        error = f"could not claim it: {type(exception).__name__}: {exception}"
+        # A malformed claim says nothing about the file, which the next run claims afresh.
+        return _failed(
+            file, error, job, may_set_aside=not isinstance(exception, MalformedClaimError)
+        )
     if claimed.outcome is not Claim.CLAIMED:
         return Skipped(file.key, ALREADY_PREDICTED if claimed.outcome is Claim.DONE else BUSY)
     try:
@@ -120,14 +124,14 @@ def _predict_claimed(
     return _failed(file, error, job)
 
 
-def _failed(file: IncomingFile, error: str, job: HourlyRun) -> Failed:
-    """Count a failed run on `file`; on the `set_aside_after`-th, move it under failed/ so that
-    later runs no longer try it (and no longer fail on it)."""
+def _failed(file: IncomingFile, error: str, job: HourlyRun, may_set_aside: bool = True) -> Failed:
+    """Count a failed run on `file`; on the `set_aside_after`-th (unless not `may_set_aside`),
+    move it under failed/ so that later runs no longer try it (and no longer fail on it)."""
     failures: int | None = None
     moved_to: str | None = None
     try:
         failures = job.record_failure(file, error, job.run)
-        if failures >= job.set_aside_after:
+        if may_set_aside and failures >= job.set_aside_after:
             moved_to = job.set_aside(file, new_set_aside_id())
     except Exception as bookkeeping:  # noqa: BLE001 (the file stays and is retried next run)
         get_run_logger().warning(

@@ -26,7 +26,9 @@ so that a file that can never be predicted is reported once instead of failing e
 run. A claim left behind by a run that was
 killed expires after CLAIM_TTL: another run replaces it, only if it is still that claim
 (If-Match). Only a missing claim is free: a claim that cannot be read (timeout, 403, 503)
-is left alone, and the error is that file's failure in this run.
+is left alone, and the error is that file's failure in this run. A claim that can be read but
+that no run wrote (not JSON, no claimed_at, a time without zone or in the future) is removed
+(if unchanged), and is that file's failure in this run too; the next run claims it as usual.
 
 Plain Python on an ObjectStore, no Prefect: flows/hourly.py and flows/inference.py wire these
 into a flow.
@@ -57,6 +59,9 @@ from taxi.storage.objects import ObjectStore
 # Longer than any single file's inference (seconds to a few minutes) by a wide margin: a claim
 # older than this belongs to a run that died without releasing it.
 CLAIM_TTL = timedelta(hours=2)
+# Runs on machines whose clocks are a little ahead of this one's write claims dated a little
+# ahead: such a claim is live, not malformed.
+MAX_CLOCK_SKEW = timedelta(minutes=5)
 
 __all__ = [
     "CLAIM_TTL",
@@ -64,6 +69,7 @@ __all__ = [
     "ClaimResult",
     "ConditionalWritesUnsupportedError",
     "IncomingFile",
+    "MalformedClaimError",
     "check_conditional_writes",
     "check_incoming_prefix",
     "claim",
@@ -96,6 +102,11 @@ class ClaimResult:
     etag: str | None = (
         None  # of the claim object this run wrote (CLAIMED): release deletes only that object
     )
+
+
+class MalformedClaimError(ValueError):
+    """A file's claim that no run of this code wrote: not JSON, no claimed_at, a naive or future
+    time. The file's failure in the run that finds it; not retried."""
 
 
 class ConditionalWritesUnsupportedError(StorageError):
@@ -182,7 +193,8 @@ def claim(
 ) -> ClaimResult:
     """Try to take `file` for this run (`owner` names the run in the claim, for people reading
     the bucket). A storage error (a claim that cannot be read or written) is raised: the
-    caller counts it as this file's failure, and no claim of another run is touched."""
+    caller counts it as this file's failure, and no claim of another run is touched. So is a
+    malformed claim (MalformedClaimError), which is removed first."""
     now = now or datetime.now(UTC)
     key = claim_key(file.key)
     body = json.dumps(
@@ -203,20 +215,47 @@ def claim(
 
 def _take_over_if_expired(store: ObjectStore, key: str, body: bytes, now: datetime) -> str | None:
     """Replace the claim at `key` with ours if it has expired (its run died); returns our
-    claim's ETag, or None while the claim is live or someone else changed it first."""
+    claim's ETag, or None while the claim is live or someone else changed it first. A claim
+    this code never writes (_claimed_at) is removed and raised as MalformedClaimError."""
     # Any error but a missing claim (timeout, 403, 503) is raised: the claim may well be live.
     found = store.get_with_etag(key)
     if found is None:
         return store.put_if_absent(key, body)  # released since our write: free to take (once)
     current, current_etag = found
     try:
-        claimed_at = datetime.fromisoformat(json.loads(current)["claimed_at"])
-    except (ValueError, KeyError, TypeError):
-        return None  # unreadable claim: leave it to a person rather than guess
+        claimed_at = _claimed_at(current, now)
+    except MalformedClaimError as malformed:
+        # Left in place it would hide the file from every run; taken over at once, a live
+        # claim of a run that wrote it some other way could lose its file to a second run.
+        # Removed, it is this run's failure of the file, and the next run claims it afresh.
+        removed = store.delete_if_still(key, current_etag)
+        outcome = "removed: the next run claims the file" if removed else "changed meanwhile"
+        raise MalformedClaimError(f"its claim {store.uri(key)} {malformed}, {outcome}") from None
     if now - claimed_at <= CLAIM_TTL:
         return None
     # Only if it is still the expired claim we read: of two runs taking it over, one wins.
     return store.replace_if_unchanged(key, body, current_etag)
+
+
+def _claimed_at(claim_body: bytes, now: datetime) -> datetime:
+    """When a claim was written, or MalformedClaimError saying what is wrong with it (never
+    what it holds: anyone who may write to the bucket may have written it)."""
+    try:
+        record = json.loads(claim_body)
+    except ValueError:  # UnicodeDecodeError included
+        raise MalformedClaimError("is not JSON") from None
+    text = record.get("claimed_at") if isinstance(record, dict) else None
+    if not isinstance(text, str):
+        raise MalformedClaimError("has no claimed_at time")
+    try:
+        claimed_at = datetime.fromisoformat(text)
+    except ValueError:
+        raise MalformedClaimError("has a claimed_at that is not an ISO 8601 time") from None
+    if claimed_at.tzinfo is None:
+        raise MalformedClaimError("has a claimed_at without a time zone")
+    if claimed_at - now > MAX_CLOCK_SKEW:
+        raise MalformedClaimError("has a claimed_at in the future")
+    return claimed_at
 
 
 def release(store: ObjectStore, file: IncomingFile, etag: str) -> bool:
