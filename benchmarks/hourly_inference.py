@@ -196,8 +196,8 @@ def main() -> None:
             print(
                 f"model {version} (gbm), {args.history} monitoring records of history, sample {SAMPLE}"
             )
-            measure_run("incoming-warmup/")  # the Prefect server's first flow run is slower
-            runs = [measure_run(f"incoming-run{i}/") for i in range(1, args.runs + 1)]
+            measure_run("incoming/warmup/")  # the Prefect server's first flow run is slower
+            runs = [measure_run(f"incoming/run{i}/") for i in range(1, args.runs + 1)]
         finally:
             for server in servers:
                 server.stop()

@@ -17,7 +17,8 @@ from prefect.states import State
 from flows import incoming_tasks, reports
 from flows.policy import Retrying
 from taxi import monitoring
-from taxi.incoming import Claim, ClaimResult, IncomingFile
+from taxi.failed_files import new_set_aside_id
+from taxi.incoming import Claim, ClaimResult, IncomingFile, MalformedClaimError
 from taxi.layout import SET_ASIDE_PREFIX, browser_url, incoming_name
 from taxi.records import DoneRecord, FileFailed, HourlySummary, MonitoringPlot
 
@@ -42,7 +43,7 @@ class Failed:
     input: str
     error: str
     failures: int | None  # failed runs so far; None when they could not be counted
-    set_aside: str | None  # where this run moved the file, or None
+    set_aside: str | None  # where this run moved the file; None if it did not
 
 
 FileOutcome = Predicted | Skipped | Failed
@@ -61,7 +62,7 @@ class HourlyRun:
     record_done: Task[[IncomingFile, str, str, str], DoneRecord]
     release_claim: Task[[IncomingFile, str], bool]
     record_failure: Task[[IncomingFile, str, str], int]
-    set_aside: Task[[IncomingFile], str]
+    set_aside: Task[[IncomingFile, str], str | None]
 
     @classmethod
     def start(
@@ -92,7 +93,11 @@ def predict_incoming_file(
     try:
         claimed = job.claim_file(file, job.run)
     except Exception as exception:  # noqa: BLE001 (one file's failure, its claim's included, must not stop the others)
-        return _failed(file, f"could not claim it: {type(exception).__name__}: {exception}", job)
+        error = f"could not claim it: {type(exception).__name__}: {exception}"
+        # A malformed claim says nothing about the file, which the next run claims afresh.
+        return _failed(
+            file, error, job, may_set_aside=not isinstance(exception, MalformedClaimError)
+        )
     if claimed.outcome is not Claim.CLAIMED:
         return Skipped(file.key, ALREADY_PREDICTED if claimed.outcome is Claim.DONE else BUSY)
     try:
@@ -119,15 +124,15 @@ def _predict_claimed(
     return _failed(file, error, job)
 
 
-def _failed(file: IncomingFile, error: str, job: HourlyRun) -> Failed:
-    """Count a failed run on `file`; on the `set_aside_after`-th, move it under failed/ so that
-    later runs no longer try it (and no longer fail on it)."""
+def _failed(file: IncomingFile, error: str, job: HourlyRun, may_set_aside: bool = True) -> Failed:
+    """Count a failed run on `file`; on the `set_aside_after`-th (unless not `may_set_aside`),
+    move it under failed/ so that later runs no longer try it (and no longer fail on it)."""
     failures: int | None = None
     moved_to: str | None = None
     try:
         failures = job.record_failure(file, error, job.run)
-        if failures >= job.set_aside_after:
-            moved_to = job.set_aside(file)
+        if may_set_aside and failures >= job.set_aside_after:
+            moved_to = job.set_aside(file, new_set_aside_id())
     except Exception as bookkeeping:  # noqa: BLE001 (the file stays and is retried next run)
         get_run_logger().warning(
             "Could not count or set aside the failure of %s: %s", file.key, bookkeeping

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from prefect import get_run_logger, task
 
 from flows.policy import io_task
-from taxi import incoming, monitoring, monitoring_plot
+from taxi import failed_files, incoming, monitoring, monitoring_plot
 from taxi.incoming import ClaimResult, IncomingFile
 from taxi.layout import MONITORING_PLOT_KEY, MONITORING_PREFIX, is_monitoring_record
 from taxi.records import DoneRecord, MonitoringPlot
@@ -66,22 +66,39 @@ def record_done(
 
 @task(name="record-failure", tags=["taxi", "io", "s3"], **io_task)
 def record_failure(file: IncomingFile, error: str, run: str) -> int:
-    return incoming.record_failure(ObjectStore(), file, error, run)
+    return failed_files.record_failure(ObjectStore(), file, error, run)
 
 
 @task(name="clear-failures", tags=["taxi", "io", "s3"], **io_task)
 def clear_failures(file: IncomingFile) -> None:
-    incoming.clear_failures(ObjectStore(), file)
+    failed_files.clear_failures(ObjectStore(), file)
 
 
 @task(name="set-aside", tags=["taxi", "io", "s3"], **io_task)
-def set_aside(file: IncomingFile) -> str:
-    objects = ObjectStore()
-    target = incoming.set_aside(objects, file)
-    get_run_logger().warning(
-        "Set %s aside as %s: it failed too many runs", objects.uri(file.key), objects.uri(target)
-    )
-    return objects.uri(target)
+def set_aside(file: IncomingFile, set_aside_id: str) -> str | None:
+    """Move `file` under failed/<set_aside_id>/; the copy's URI, or None when a new upload
+    replaced the file before it could be copied (then nothing is set aside)."""
+    objects, logger = ObjectStore(), get_run_logger()
+    moved = failed_files.set_aside(objects, file, set_aside_id)
+    if moved.key is None:
+        logger.warning(
+            "Did not set %s aside: a new upload replaced it since this run listed it; the next run tries that one",
+            objects.uri(file.key),
+        )
+        return None
+    if moved.original_kept:
+        logger.warning(
+            "Set the failing content of %s aside as %s; a new upload replaced it meanwhile and stays, for the next run",
+            objects.uri(file.key),
+            objects.uri(moved.key),
+        )
+    else:
+        logger.warning(
+            "Set %s aside as %s: it failed too many runs",
+            objects.uri(file.key),
+            objects.uri(moved.key),
+        )
+    return objects.uri(moved.key)
 
 
 @task(name="refresh-monitoring-plot", tags=["taxi", "io", "s3"], **io_task)

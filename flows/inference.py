@@ -21,6 +21,7 @@ from prefect.runtime import flow_run
 from prefect.states import State
 
 from flows import hourly, incoming_tasks, policy, reports, tasks
+from flows.parameters import incoming_parameters
 from flows.policy import Retrying
 from flows.processing import process_inference_data_flow
 from taxi import monitoring
@@ -152,14 +153,21 @@ def publish_monitoring_record(
     return record_uri
 
 
-@flow(name="taxi-incoming-inference", version=policy.VERSION, log_prints=True)
+# Parameters are checked by flows.parameters, not by Prefect's validation, whose errors repeat
+# the values given.
+@flow(
+    name="taxi-incoming-inference",
+    version=policy.VERSION,
+    log_prints=True,
+    validate_parameters=False,
+)
 def incoming_inference_flow(
     prefix: str = DEFAULT_INCOMING_PREFIX, model_version: str = "latest"
 ) -> HourlySummary:
     """Predict every file under `prefix` in the bucket that has no done-record yet.
 
     Args:
-        prefix: The folder of the bucket to watch, e.g. incoming/.
+        prefix: The folder of the bucket to watch: incoming/ or a folder below it, ending in /.
         model_version: "latest" (the promoted model) or a model version id, resolved once per run.
 
     Every file of one run is predicted with the same model version (`model_version` resolved
@@ -170,6 +178,8 @@ def incoming_inference_flow(
     S3 server that ignores conditional writes, on which claims would not be exclusive.
     Returns {"model_version", "files", "predicted", "skipped", "failed"}.
     """
+    parameters = incoming_parameters(prefix, model_version)  # before any work
+    prefix, model_version = parameters.prefix, parameters.model_version
     logger = get_run_logger()
     settings = Settings.from_env()
     signed = policy.model_signing(settings)  # no signing key (and no opt-out): fail before any work

@@ -3,9 +3,9 @@
 from anyone who can start a deployment run) and returns them as a frozen object.
 
 The flows turn Prefect's own validation off where it would repeat the values given; the run
-form still shows the choices and help from each flow's signature. The inference flows'
-parameters are plain strings that Prefect validates; the sources a run may read are the
-source policy's (flows.policy.check_sources).
+form still shows the choices and help from each flow's signature. inference_flow's parameters
+are plain strings that Prefect validates; the sources a run may read are the source policy's
+(flows.policy.check_sources).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from taxi.config import DEFAULT_MAX_TRAIN_ROWS
+from taxi.incoming import check_incoming_prefix
 from taxi.ingest import check_color, requested_months
 from taxi.model import check_model_type
 from taxi.months import Month
@@ -92,6 +93,20 @@ def ingest_parameters(
     checked = check_color(color)
     first, last = requested_months(start, end, today or datetime.now(UTC).date())
     return IngestParameters(checked, first, last)
+
+
+@dataclass(frozen=True)
+class IncomingParameters:
+    prefix: str  # incoming/ or a folder below it
+    model_version: str  # checked when the model is loaded (taxi.storage.manifests)
+
+
+def incoming_parameters(prefix: object, model_version: object) -> IncomingParameters:
+    """incoming_inference_flow's parameters, checked: the job reads, and sets aside, only files
+    under incoming/."""
+    if not isinstance(model_version, str):
+        raise ValueError("model_version must be 'latest' or a model version id")
+    return IncomingParameters(check_incoming_prefix(prefix), model_version)
 
 
 @dataclass(frozen=True)

@@ -14,24 +14,21 @@ make that hold across reruns, overlapping runs and failures:
     processed/<name>.json                  "this file is done": written only after its
                                            predictions object exists; names that object
 
-    failures/<name>.json                   how many runs failed on this file so far, and
-                                           the last error; deleted once the file succeeds
-                                           or is set aside
-    failed/incoming/<path>                 a file set aside after `set_aside_after` failed
-                                           runs (Settings.set_aside_after_failures, default
-                                           3): never listed again until a person moves it
-                                           back under incoming/
+and taxi/failed_files.py counts the failed runs on each file (failures/<name>.json) and sets
+aside, under failed/, a file that keeps failing.
 
 A run first checks that the S3 server honours conditional writes (check_conditional_writes):
 on one that ignores them every claim would succeed and two runs could predict the same file.
 It then skips files with a done-record, claims the others one by one and predicts the ones it
 claimed. A file that fails gets no done-record and its claim is released, so the next run
-tries it again, until it has failed in `set_aside_after` runs: then it is moved (copied,
-the copy verified, then deleted) under failed/, so that a file that can never be predicted
-is reported once instead of failing every hourly run. A claim left behind by a run that was
+tries it again, until it has failed in `set_aside_after` runs: then it is moved under failed/,
+so that a file that can never be predicted is reported once instead of failing every hourly
+run. A claim left behind by a run that was
 killed expires after CLAIM_TTL: another run replaces it, only if it is still that claim
 (If-Match). Only a missing claim is free: a claim that cannot be read (timeout, 403, 503)
-is left alone, and the error is that file's failure in this run.
+is left alone, and the error is that file's failure in this run. A claim that can be read but
+that no run wrote (not JSON, no claimed_at, a time without zone or in the future) is removed
+(if unchanged), and is that file's failure in this run too; the next run claims it as usual.
 
 Plain Python on an ObjectStore, no Prefect: flows/hourly.py and flows/inference.py wire these
 into a flow.
@@ -46,25 +43,25 @@ from datetime import UTC, datetime, timedelta
 from enum import Enum
 
 from taxi.layout import (
+    INCOMING_PREFIX,
+    SHORTENED_FOLDERS_BYTES,
     claim_key,
     conditional_write_probe_key,
     done_record_key,
     done_record_name,
     done_records_prefix,
-    failure_count_key,
     incoming_name,
-    set_aside_key,
 )
 from taxi.records import DoneRecord
-from taxi.storage.errors import NotFoundError, StorageError
+from taxi.storage.errors import StorageError
 from taxi.storage.objects import ObjectStore
-
-# The error kept in a failure record: enough to say what went wrong, not a whole traceback.
-MAX_ERROR_CHARS = 500
 
 # Longer than any single file's inference (seconds to a few minutes) by a wide margin: a claim
 # older than this belongs to a run that died without releasing it.
 CLAIM_TTL = timedelta(hours=2)
+# Runs on machines whose clocks are a little ahead of this one's write claims dated a little
+# ahead: such a claim is live, not malformed.
+MAX_CLOCK_SKEW = timedelta(minutes=5)
 
 __all__ = [
     "CLAIM_TTL",
@@ -72,18 +69,17 @@ __all__ = [
     "ClaimResult",
     "ConditionalWritesUnsupportedError",
     "IncomingFile",
+    "MalformedClaimError",
     "check_conditional_writes",
+    "check_incoming_prefix",
     "claim",
     "claim_key",
     "done_record_key",
     "incoming_name",
     "list_incoming",
     "processed_names",
-    "clear_failures",
     "record_done",
-    "record_failure",
     "release",
-    "set_aside",
 ]
 
 
@@ -106,6 +102,11 @@ class ClaimResult:
     etag: str | None = (
         None  # of the claim object this run wrote (CLAIMED): release deletes only that object
     )
+
+
+class MalformedClaimError(ValueError):
+    """A file's claim that no run of this code wrote: not JSON, no claimed_at, a naive or future
+    time. The file's failure in the run that finds it; not retried."""
 
 
 class ConditionalWritesUnsupportedError(StorageError):
@@ -143,8 +144,31 @@ def check_conditional_writes(store: ObjectStore) -> bool:
         store.delete(key)
 
 
+def check_incoming_prefix(prefix: object) -> str:
+    """`prefix` if it is incoming/ or a folder below it, ending in /; else a ValueError that names
+    the parameter, not what was given (a deployment run's parameters come from whoever starts
+    it). The job sets aside the files it keeps failing on: under any other prefix those would be
+    model versions, markers or predictions. Past SHORTENED_FOLDERS_BYTES the done-records of
+    shortened names would no longer be under the prefix's (taxi.layout.done_records_prefix)."""
+    parts = prefix[:-1].split("/") if isinstance(prefix, str) else []
+    if not (
+        isinstance(prefix, str)
+        and prefix.startswith(INCOMING_PREFIX)
+        and prefix.endswith("/")
+        and all(part not in ("", ".", "..") for part in parts)
+        and len(prefix.encode()) <= SHORTENED_FOLDERS_BYTES
+    ):
+        raise ValueError(
+            f"prefix must be {INCOMING_PREFIX} or a folder below it, ending in / and at most "
+            f"{SHORTENED_FOLDERS_BYTES} bytes long (such as {INCOMING_PREFIX}2021-03/)"
+        )
+    return prefix
+
+
 def list_incoming(store: ObjectStore, prefix: str) -> list[IncomingFile]:
-    """Input files under `prefix`, sorted by key ("folder" placeholder objects left out)."""
+    """Input files under `prefix` (check_incoming_prefix), sorted by key ("folder" placeholder
+    objects left out)."""
+    check_incoming_prefix(prefix)
     return sorted(
         (
             IncomingFile(
@@ -169,7 +193,8 @@ def claim(
 ) -> ClaimResult:
     """Try to take `file` for this run (`owner` names the run in the claim, for people reading
     the bucket). A storage error (a claim that cannot be read or written) is raised: the
-    caller counts it as this file's failure, and no claim of another run is touched."""
+    caller counts it as this file's failure, and no claim of another run is touched. So is a
+    malformed claim (MalformedClaimError), which is removed first."""
     now = now or datetime.now(UTC)
     key = claim_key(file.key)
     body = json.dumps(
@@ -190,20 +215,47 @@ def claim(
 
 def _take_over_if_expired(store: ObjectStore, key: str, body: bytes, now: datetime) -> str | None:
     """Replace the claim at `key` with ours if it has expired (its run died); returns our
-    claim's ETag, or None while the claim is live or someone else changed it first."""
+    claim's ETag, or None while the claim is live or someone else changed it first. A claim
+    this code never writes (_claimed_at) is removed and raised as MalformedClaimError."""
     # Any error but a missing claim (timeout, 403, 503) is raised: the claim may well be live.
     found = store.get_with_etag(key)
     if found is None:
         return store.put_if_absent(key, body)  # released since our write: free to take (once)
     current, current_etag = found
     try:
-        claimed_at = datetime.fromisoformat(json.loads(current)["claimed_at"])
-    except (ValueError, KeyError, TypeError):
-        return None  # unreadable claim: leave it to a person rather than guess
+        claimed_at = _claimed_at(current, now)
+    except MalformedClaimError as malformed:
+        # Left in place it would hide the file from every run; taken over at once, a live
+        # claim of a run that wrote it some other way could lose its file to a second run.
+        # Removed, it is this run's failure of the file, and the next run claims it afresh.
+        removed = store.delete_if_still(key, current_etag)
+        outcome = "removed: the next run claims the file" if removed else "changed meanwhile"
+        raise MalformedClaimError(f"its claim {store.uri(key)} {malformed}, {outcome}") from None
     if now - claimed_at <= CLAIM_TTL:
         return None
     # Only if it is still the expired claim we read: of two runs taking it over, one wins.
     return store.replace_if_unchanged(key, body, current_etag)
+
+
+def _claimed_at(claim_body: bytes, now: datetime) -> datetime:
+    """When a claim was written, or MalformedClaimError saying what is wrong with it (never
+    what it holds: anyone who may write to the bucket may have written it)."""
+    try:
+        record = json.loads(claim_body)
+    except ValueError:  # UnicodeDecodeError included
+        raise MalformedClaimError("is not JSON") from None
+    text = record.get("claimed_at") if isinstance(record, dict) else None
+    if not isinstance(text, str):
+        raise MalformedClaimError("has no claimed_at time")
+    try:
+        claimed_at = datetime.fromisoformat(text)
+    except ValueError:
+        raise MalformedClaimError("has a claimed_at that is not an ISO 8601 time") from None
+    if claimed_at.tzinfo is None:
+        raise MalformedClaimError("has a claimed_at without a time zone")
+    if claimed_at - now > MAX_CLOCK_SKEW:
+        raise MalformedClaimError("has a claimed_at in the future")
+    return claimed_at
 
 
 def release(store: ObjectStore, file: IncomingFile, etag: str) -> bool:
@@ -211,13 +263,7 @@ def release(store: ObjectStore, file: IncomingFile, etag: str) -> bool:
     is still that object: a claim another run took over (ours had expired) is theirs and
     stays. The ETag is compared before the delete too, for servers that ignore If-Match on
     DELETE. Returns whether the claim was deleted."""
-    key = claim_key(file.key)
-    try:
-        if store.etag(key) != etag:
-            return False
-    except NotFoundError:
-        return False
-    return store.delete_if_unchanged(key, etag)
+    return store.delete_if_still(claim_key(file.key), etag)
 
 
 def record_done(
@@ -237,47 +283,3 @@ def record_done(
         done_record_key(file.key), json.dumps(record, indent=2).encode(), "application/json"
     )
     return record
-
-
-def record_failure(
-    store: ObjectStore, file: IncomingFile, error: str, run: str, now: datetime | None = None
-) -> int:
-    """Count one more failed run on `file` (its failure record) and return the count so far.
-
-    Called by the run holding the file's claim, or by a run whose claim on it failed with an
-    error: two such runs at once may count one failure instead of two (read-then-write), which
-    only delays setting the file aside."""
-    key = failure_count_key(file.key)
-    try:
-        previous = json.loads(store.get(key))
-        failures = int(previous["failures"])
-    except NotFoundError:
-        failures = 0
-    except (ValueError, KeyError, TypeError):
-        failures = 0  # an unreadable record (edited by hand?) starts the count again
-    record = {
-        "input": store.uri(file.key),
-        "input_etag": file.etag,
-        "failures": failures + 1,
-        "last_error": str(error)[:MAX_ERROR_CHARS],
-        "last_run": run,
-        "last_failed_at": (now or datetime.now(UTC)).isoformat(timespec="seconds"),
-    }
-    store.put_verified(key, json.dumps(record, indent=2).encode(), "application/json")
-    return failures + 1
-
-
-def clear_failures(store: ObjectStore, file: IncomingFile) -> None:
-    """Forget the failures of `file` (it succeeded, or was set aside)."""
-    store.delete(failure_count_key(file.key))
-
-
-def set_aside(store: ObjectStore, file: IncomingFile) -> str:
-    """Move `file` under failed/ (taxi.layout.set_aside_key): copy, read the copy back and
-    check its bytes, then delete the original and its failure record. Returns the
-    new key. If any step fails the original is still in place."""
-    target = set_aside_key(file.key)
-    store.put_verified(target, store.get(file.key))  # reads the copy back: same bytes or an error
-    store.delete(file.key)
-    clear_failures(store, file)
-    return target

@@ -9,9 +9,10 @@
     claims/<name>.json                      "a run is predicting this file now" (taxi.incoming)
     processed/<name>.json                   "this file is done", names its predictions
     failures/<name>.json                    failed runs of a file so far (taxi.incoming)
-    failed/incoming/<path>                  files set aside after repeated failures; moved
-                                            back under incoming/ by a person to retry them
-                                            (failed/<name> when that key would be too long)
+    failed/<id>/incoming/<path>             files set aside after repeated failures (<id>: when,
+                                            and a random part); moved back under incoming/ by
+                                            a person to retry them (failed/<id>/<name> when that
+                                            key would be too long)
     models/<version>/model.pkl              fitted model
     models/<version>/vectorizer.pkl         fitted vectorizer
     models/<version>/metrics.json           evaluation figures
@@ -255,16 +256,14 @@ def failure_count_key(input_key: str) -> str:
     return FAILURES_PREFIX + incoming_name(input_key) + RECORD_SUFFIX
 
 
-def set_aside_key(input_key: str) -> str:
-    """Where a file that kept failing is moved: failed/<its key>, so that moving it back is
-    dropping failed/; failed/<its incoming name> when failed/<its key> would be too long (the
-    run's report names both)."""
-    whole = SET_ASIDE_PREFIX + input_key
-    return (
-        whole
-        if len(whole.encode()) <= MAX_KEY_BYTES
-        else SET_ASIDE_PREFIX + incoming_name(input_key)
-    )
+def set_aside_key(input_key: str, set_aside_id: str) -> str:
+    """Where a file that kept failing is moved: failed/<set_aside_id>/<its key>, so that moving
+    it back is dropping failed/<set_aside_id>/, and a file set aside again under the same key
+    (a new upload that fails too) never replaces the first one; failed/<set_aside_id>/<its
+    incoming name> when that would be too long (the run's report names both)."""
+    folder = f"{SET_ASIDE_PREFIX}{set_aside_id}/"
+    whole = folder + input_key
+    return whole if len(whole.encode()) <= MAX_KEY_BYTES else folder + incoming_name(input_key)
 
 
 def conditional_write_probe_key(probe_id: str) -> str:

@@ -71,6 +71,12 @@ def s3_client(access_key: str | None = None, secret_key: str | None = None) -> B
     )
 
 
+def quoted_etag(etag: str) -> str:
+    """An ETag as S3 sends it in headers and compares it: in double quotes (listings are
+    sometimes read without them)."""
+    return etag if etag.startswith('"') else f'"{etag}"'
+
+
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -210,6 +216,20 @@ class ObjectStore:
         except (AlreadyExistsError, NotFoundError):  # 412 (or 404 when already gone)
             return False
         return True
+
+    def delete_if_still(self, key: str, etag: str) -> bool:
+        """Delete an object only while it has ETag `etag`: its ETag is compared just before
+        (HEAD) and the DELETE carries If-Match, so a server that ignores If-Match on DELETE
+        (taxi.incoming.check_conditional_writes) leaves only the time between the two requests
+        for a new write to be lost. Returns False when it was replaced or deleted meanwhile."""
+        try:
+            if quoted_etag(self.etag(key)) != quoted_etag(etag):
+                return False
+        except NotFoundError as error:
+            if isinstance(error, BucketNotFoundError):
+                raise
+            return False
+        return self.delete_if_unchanged(key, quoted_etag(etag))
 
     def etag(self, key: str) -> str:
         with self._errors("check", self.uri(key)):

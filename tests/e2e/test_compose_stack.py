@@ -499,21 +499,23 @@ def test_ci_scripts_deploy_to_the_stack_and_its_worker_runs_them(compose_stack, 
     config = json.loads(run([*compose, "config", "--format", "json"], env, 60).stdout)
     links = config["services"]["prefect-setup"]["environment"]["TAXI_OBJECT_URL_TEMPLATE"]
 
-    # Inference runs 2 and 3 get a fresh file each under their own prefix, so that every
-    # inference run predicts one sample file (run 1 predicts the one the seed put in incoming/).
+    # Inference runs 2 and 3 get a fresh file each in a folder of incoming/ of their own (the
+    # only prefixes the job takes), put there after run 1, so that every inference run predicts
+    # one sample file (run 1 predicts the one the seed put in incoming/).
     sample = s3.get_object(Bucket=bucket, Key="incoming/green_tripdata_2021-03.parquet")[
         "Body"
     ].read()
-    plan = [("training", training, None)] * RUNS + [("inference", inference, None)]
+    plan = [("training", training, None, None)] * RUNS + [("inference", inference, None, None)]
     for i in range(2, RUNS + 1):
-        s3.put_object(
-            Bucket=bucket, Key=f"incoming-run{i}/green_tripdata_2021-03.parquet", Body=sample
-        )
-        plan.append(("inference", inference, {"prefix": f"incoming-run{i}/"}))
+        folder = f"incoming/run{i}/"
+        upload = folder + "green_tripdata_2021-03.parquet"
+        plan.append(("inference", inference, {"prefix": folder}, upload))
     breakdowns: dict[str, list] = {"training": [], "inference": []}
     run_ids, container_output = [], []
     try:
-        for label, dep, parameters in plan:
+        for label, dep, parameters, upload in plan:
+            if upload:
+                s3.put_object(Bucket=bucket, Key=upload, Body=sample)
             flow_run = run_deployment(api_url, dep["id"], parameters, auth)
             run_ids.append(flow_run["id"])
             assert flow_run["state_type"] == "COMPLETED", (
@@ -609,8 +611,8 @@ def test_ci_scripts_deploy_to_the_stack_and_its_worker_runs_them(compose_stack, 
     ):
         assert signing_key not in text
     for i in range(2, RUNS + 1):
-        done = keys(s3, bucket, f"processed/incoming-run{i}/")
-        assert done == [f"processed/incoming-run{i}/green_tripdata_2021-03.parquet.json"], done
+        done = keys(s3, bucket, f"processed/incoming/run{i}/")
+        assert done == [f"processed/incoming/run{i}/green_tripdata_2021-03.parquet.json"], done
     print("\n" + image_size_line(docker_client, image))
     print("\n".join(f"  {k}: {v:.1f} s" for k, v in timings.items()))
     for label, runs in breakdowns.items():

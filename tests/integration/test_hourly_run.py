@@ -1,5 +1,5 @@
 """What the hourly job does once per run rather than once per file, on the real Prefect and S3
-servers: loading the model, redrawing the monitoring plot."""
+servers: checking its prefix, loading the model, redrawing the monitoring plot."""
 
 from __future__ import annotations
 
@@ -70,3 +70,27 @@ def test_the_plot_is_redrawn_only_once_it_is_older_than_the_interval(published, 
     state, plot = run_over("c.csv")
     assert plot["redrawn"] and plot["records"] == 3
     assert store.list_objects(plot_key)[0]["ETag"] != drawn["ETag"]
+
+
+@pytest.mark.parametrize(
+    "prefix", ["", "models/", "predictions/", "incoming", "incoming/../models/", "incoming//", None]
+)
+def test_a_prefix_outside_incoming_is_refused_before_any_work(published, prefix):
+    """Three runs with prefix="models/" once moved both model versions and models/latest.json
+    to failed/models/: the job reads, and sets aside, only what is under incoming/."""
+    from flows.inference import incoming_inference_flow
+
+    store, _ = published
+    store.put("incoming/a.csv", YELLOW_FEB.read_bytes())
+    before = {item["Key"]: item["ETag"] for item in store.list_objects("")}
+
+    state = incoming_inference_flow(prefix, return_state=True)
+    assert state.is_failed()
+    assert state.message.startswith("Flow run encountered an exception: ValueError: prefix must be")
+    assert "or a folder below it, ending in /" in state.message
+    if prefix:
+        assert prefix not in state.message.replace("incoming/", "")
+    assert {item["Key"]: item["ETag"] for item in store.list_objects("")} == before
+    # Its first task never ran (polled for a few seconds: task runs are recorded late).
+    run = state.state_details.flow_run_id
+    assert api.task_runs(run, "check-conditional-writes", timeout=3) == []

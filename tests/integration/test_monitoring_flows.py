@@ -145,12 +145,13 @@ def test_a_file_that_keeps_failing_is_set_aside_once_and_the_plot_is_refreshed(
 
     state, summary = run()  # the second failed run: set aside, and the one Failed run (one alert)
     assert state.is_failed() and "1 set aside under failed/" in state.message
-    assert summary["set_aside"] == [
-        {"input": "incoming/bad.parquet", "moved_to": store.uri("failed/incoming/bad.parquet")}
-    ]
-    assert store.get("failed/incoming/bad.parquet") == bad and not store.exists(
-        "incoming/bad.parquet"
+    [moved] = summary["set_aside"]
+    assert moved["input"] == "incoming/bad.parquet"
+    [first_copy] = store.list_keys("failed/")  # failed/<set-aside id>/<its key>
+    assert moved["moved_to"] == store.uri(first_copy) and first_copy.endswith(
+        "/incoming/bad.parquet"
     )
+    assert store.get(first_copy) == bad and not store.exists("incoming/bad.parquet")
     assert not store.exists("failures/incoming/bad.parquet.json")
     [report] = api.artifacts(state.state_details.flow_run_id, "taxi-incoming-inference")
     assert "**set aside** as `" in report.data and "after 2 failed runs" in report.data
@@ -158,7 +159,16 @@ def test_a_file_that_keeps_failing_is_set_aside_once_and_the_plot_is_refreshed(
     state, summary = run()  # no longer tried, no longer failing
     assert state.is_completed() and summary["failed"] == [] and summary["files"] == 1
 
-    # Moved back by a person: tried again, with a fresh count.
-    store.put("incoming/bad.parquet", store.get("failed/incoming/bad.parquet"))
+    # Moved back by a person: tried again, with a fresh count; set aside again after two more
+    # failed runs, to a key of its own: the first set-aside is kept.
+    store.put("incoming/bad.parquet", store.get(first_copy))
     state, summary = run()
     assert state.is_completed() and [f["failures"] for f in summary["failed"]] == [1]
+    state, summary = run()
+    assert state.is_failed() and [f["failures"] for f in summary["failed"]] == [2]
+    [second] = summary["set_aside"]
+    assert second["moved_to"] != moved["moved_to"]
+    assert sorted(store.list_keys("failed/")) == sorted(
+        [first_copy, parse_s3_uri(second["moved_to"])[1]]
+    )
+    assert store.get(first_copy) == bad

@@ -18,6 +18,7 @@ from taxi.layout import (
 )
 
 VERSION = "20260101T000000Z-abcdef"
+SET_ASIDE_ID = "20260101T000000Z-123456"  # taxi.failed_files.new_set_aside_id's form
 PART_LIMIT = 255  # SeaweedFS refuses a longer `/`-separated part
 
 
@@ -38,7 +39,7 @@ def derived_keys(input_key: str) -> list[str]:
         claim_key(input_key),
         done_record_key(input_key),
         failure_count_key(input_key),
-        set_aside_key(input_key),
+        set_aside_key(input_key, SET_ASIDE_ID),
         prediction,
         monitoring_record_key(prediction),
     ]
@@ -76,8 +77,9 @@ def test_long_keys_get_short_distinct_names_and_valid_derived_keys():
         and name.endswith("~" + hashlib.sha256(key.encode()).hexdigest()[:32])
     )
     assert incoming_name(long_key(1020, "b")) != name  # same length and file name, other folders
-    assert set_aside_key(key) == "failed/" + name  # failed/<key> would be 1,027 bytes
-    assert set_aside_key("incoming/x.csv") == "failed/incoming/x.csv"
+    # failed/<id>/<key> would be 1,051 bytes
+    assert set_aside_key(key, SET_ASIDE_ID) == f"failed/{SET_ASIDE_ID}/{name}"
+    assert set_aside_key("incoming/x.csv", SET_ASIDE_ID) == f"failed/{SET_ASIDE_ID}/incoming/x.csv"
     assert done_record_name(done_record_key(key)) == name
     # Every key the hourly job derives from a valid input key is valid, at every length and
     # with multi-byte characters cut anywhere.

@@ -101,3 +101,20 @@ def test_each_flow_checks_its_parameters_in_one_function():
     assert dates == (date(2021, 3, 1), date(2021, 3, 8), date(2021, 3, 15))
     with pytest.raises(ValueError, match="the backfill's end is before its start"):
         backfill_parameters("2021-03-20", "2021-03-01")
+
+
+def test_the_hourly_job_takes_only_incoming_or_a_folder_below_it():
+    from flows.parameters import incoming_parameters
+
+    for prefix in ("incoming/", "incoming/2021-03/", "incoming/a/b/"):
+        assert incoming_parameters(prefix, "latest").prefix == prefix
+    refused = ["", "models/", "predictions/", "incoming", "incoming/../models/", "incoming/./"]
+    refused += ["incoming//", "incoming/a//b/", "/incoming/", "incoming/" + "x/" * 300, None, 3]
+    for prefix in refused:
+        with pytest.raises(
+            ValueError, match="prefix must be incoming/ or a folder below it"
+        ) as error:
+            incoming_parameters(prefix, "latest")
+        assert "models" not in str(error.value) and ".." not in str(error.value)
+    with pytest.raises(ValueError, match="model_version must be 'latest' or a model version id"):
+        incoming_parameters("incoming/", ["latest"])
