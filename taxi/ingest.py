@@ -4,7 +4,9 @@ Bucket keys (taxi.layout): data/<color>/<the TLC's file name> and, written last,
 manifest next to it (<file name>.manifest.json).
 
 A month is in the bucket when both exist: the manifest is written only after the file is
-stored and read back intact, so a half-done ingestion never counts. Before anything is
+stored and read back intact, so a half-done ingestion never counts. Nor does a month after the
+current one (UTC), which the TLC cannot have published: its keys are ignored and named in the
+runs' logs (bucket_months). Before anything is
 written, the download is checked against the input contract (`taxi.load_data`, the same
 checks every training and inference run applies), so nothing of a bad or truncated file
 ever appears under data/.
@@ -69,19 +71,46 @@ def month_source(base_url: str, color: str, month: Month) -> str:
     return os.path.join(base_url, name)
 
 
-def months_present(store: ObjectStore, color: str) -> list[Month]:
-    """The months of `color` in the bucket (file and manifest both there), oldest first."""
+# Logged (with the key) for each key of a month after the current one.
+FUTURE_MONTH_WARNING = "Ignoring %s: its month is after the current one, so it is no TLC file"
+
+
+@dataclass(frozen=True)
+class BucketMonths:
+    """The months of one colour in the bucket, and the keys left out of them."""
+
+    months: list[Month]  # file and manifest both there, oldest first
+    # Keys (with their month) of months after the current one. No TLC file can be from the
+    # future: whoever can write the bucket could otherwise end ingestion ("continue after the
+    # newest month") and choose the window's test month with one object.
+    future: list[tuple[Month, str]]
+
+
+def bucket_months(store: ObjectStore, color: str, today: date | None = None) -> BucketMonths:
+    """The months of `color` in the bucket up to the current month (UTC), and the keys of later
+    ones, which count for nothing."""
     prefix = data_color_prefix(check_color(color))
-    files, manifests = set(), set()
+    current = month_of(today or datetime.now(UTC).date())
+    files, manifests, future = set(), set(), []
     for key in store.list_keys(prefix):
         name = key[len(prefix) :]
         is_manifest = name.endswith(DATA_MANIFEST_SUFFIX)
         parsed = parse_tlc_file_name(
             name.removesuffix(DATA_MANIFEST_SUFFIX) if is_manifest else name
         )
-        if parsed is not None and parsed[0] == color:
-            (manifests if is_manifest else files).add(parsed[1])
-    return sorted(files & manifests)
+        if parsed is None or parsed[0] != color:
+            continue
+        if parsed[1] > current:
+            future.append((parsed[1], key))
+            continue
+        (manifests if is_manifest else files).add(parsed[1])
+    return BucketMonths(sorted(files & manifests), sorted(future))
+
+
+def months_present(store: ObjectStore, color: str, today: date | None = None) -> list[Month]:
+    """The months of `color` in the bucket (file and manifest both there), oldest first; none
+    after the current month (see bucket_months)."""
+    return bucket_months(store, color, today).months
 
 
 def requested_months(

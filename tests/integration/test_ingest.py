@@ -291,6 +291,39 @@ def test_a_local_directory_source_and_a_file_without_its_manifest(
     )
 
 
+def test_a_month_after_the_current_one_does_not_stop_ingestion(
+    prefect_api, bucket_env, tmp_path, monkeypatch
+):
+    store = bucket_env
+    for month in ("2021-01", "2021-02"):
+        shutil.copy(DATA / _file(month), tmp_path / _file(month))
+    monkeypatch.setenv("TAXI_TLC_BASE_URL", str(tmp_path))
+    ingest_month(store, "green", (2021, 1), str(tmp_path))
+    # A complete-looking month that cannot exist yet, as anyone who can write the bucket could
+    # put there: taken for the newest month, it would leave nothing to continue with.
+    future = "data/green/green_tripdata_2999-12.parquet"
+    store.put(future, store.get(data_key("green", (2021, 1))))
+    store.put(f"{future}.manifest.json", store.get(data_manifest_key("green", (2021, 1))))
+    assert months_present(store, "green") == [(2021, 1)]
+
+    state, summary = _run("green")
+    assert state.is_completed()
+    assert _months(summary["ingested"]) == ["2021-02"]
+    assert _months(summary["not_available"])[0] == "2021-03"
+    reason = "after the current month, no TLC file"
+    assert summary["ignored"] == [
+        {"month": "2999-12", "reason": f"{future}: {reason}"},
+        {"month": "2999-12", "reason": f"{future}.manifest.json: {reason}"},
+    ]
+    run_id = state.state_details.flow_run_id
+    logs = api.logs(run_id)
+    assert any(f"Ignoring {future}: its month is after the current one" in line for line in logs)
+    report = api.artifacts(run_id, "taxi-ingest-report")[0].data
+    assert f"| 2999-12 | **ignored** | {future}: {reason} |" in report
+    # Ignored, not deleted: what to do with it is the bucket owner's call.
+    assert store.exists(future) and months_present(store, "green") == [(2021, 1), (2021, 2)]
+
+
 @pytest.mark.parametrize(
     ("color", "start", "end", "expected"),
     [
