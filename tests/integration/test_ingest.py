@@ -1,20 +1,23 @@
 """Ingesting TLC months into the bucket, against the real S3 and Prefect servers and a local
-HTTP server standing in for the TLC site."""
+HTTPS server standing in for the TLC site (its certificate from a test CA: tests/tls.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import secrets
 import shutil
+import ssl
 import threading
 import time
+from collections.abc import Iterator
 
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from taxi import DataError
+from taxi import DataError, sources
 from taxi.errors import DownloadError
 from taxi.ingest import ingest_month, months_present
 from taxi.layout import data_key, data_manifest_key
@@ -81,25 +84,48 @@ class TlcHandler(http.server.BaseHTTPRequestHandler):
 
 
 class TlcStandIn(http.server.ThreadingHTTPServer):
+    """Over TLS when given a server context, else plain HTTP."""
+
     daemon_threads = True
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         super().__init__(("127.0.0.1", 0), TlcHandler)
+        if tls is not None:
+            # The handshake happens in the request's thread, on its first read.
+            self.socket = tls.wrap_socket(
+                self.socket, server_side=True, do_handshake_on_connect=False
+            )
         self.requests: list[str] = []
         self.behaviour: dict[str, str] = {}
         self.stopping = threading.Event()
-        self.base_url = f"http://127.0.0.1:{self.server_address[1]}{PREFIX.rstrip('/')}"
+        scheme = "https" if tls is not None else "http"
+        self.base_url = f"{scheme}://127.0.0.1:{self.server_address[1]}{PREFIX.rstrip('/')}"
+
+
+@contextlib.contextmanager
+def _serving(server: TlcStandIn) -> Iterator[TlcStandIn]:
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server
+    finally:
+        server.stopping.set()
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.fixture
-def tlc(monkeypatch):
-    server = TlcStandIn()
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setenv("TAXI_TLC_BASE_URL", server.base_url)
-    yield server
-    server.stopping.set()
-    server.shutdown()
-    server.server_close()
+def tlc(monkeypatch, trusted_ca):
+    """The stand-in over HTTPS (a mirror must be https://), and TAXI_TLC_BASE_URL naming it."""
+    with _serving(TlcStandIn(trusted_ca.server_context())) as server:
+        monkeypatch.setenv("TAXI_TLC_BASE_URL", server.base_url)
+        yield server
+
+
+@pytest.fixture
+def plain_tlc():
+    """The stand-in over plain HTTP: what a run may be pointed at by hand, never a mirror."""
+    with _serving(TlcStandIn()) as server:
+        yield server
 
 
 def _run(color: str = "green", start: str | None = None, end: str | None = None):
@@ -222,23 +248,25 @@ def test_a_truncated_file_is_refused_and_nothing_of_it_lands(prefect_api, bucket
 
 
 @pytest.mark.parametrize(
-    ("behaviour", "deadline", "expected"),
+    ("behaviour", "deadline", "read_timeout", "expected"),
     [
-        ("cut", 60, "connection closed after|download interrupted"),
-        ("stall", 2, "download interrupted"),
-        ("trickle", 2, "not downloaded within the deadline"),
+        ("cut", 60, 30, "connection closed after|download interrupted"),
+        ("stall", 60, 1, r"download interrupted \(.*timed out\)"),
+        ("stall", 2, 30, "not downloaded within the deadline of 2 s"),
+        ("trickle", 2, 30, "not downloaded within the deadline of 2 s"),
     ],
 )
 def test_a_broken_transfer_leaves_nothing_under_data(
-    bucket_env, tlc, behaviour, deadline, expected
+    bucket_env, tlc, monkeypatch, behaviour, deadline, read_timeout, expected
 ):
     store = bucket_env
     tlc.behaviour[_file("2021-01")] = behaviour
+    monkeypatch.setattr(sources, "READ_TIMEOUT_SECONDS", read_timeout)
     started = time.monotonic()
     with pytest.raises(DownloadError, match=expected):
         ingest_month(store, "green", (2021, 1), tlc.base_url, deadline_seconds=deadline)
     # The stand-in would keep the connection open for a minute (stall) or 7 s (trickle).
-    assert time.monotonic() - started < 2 * deadline + 3
+    assert time.monotonic() - started < min(deadline, read_timeout) + 3
     assert _data_keys(store) == []
 
 

@@ -377,7 +377,7 @@ def test_the_retry_condition_retries_only_transient_errors():
 
     from flows.policy import is_transient
     from taxi import DataError
-    from taxi.errors import DownloadError
+    from taxi.errors import DeadlineError, DownloadError
     from taxi.storage.errors import IntegrityError
     from taxi.storage.manifests import InvalidVersionError
     from taxi.storage.registry import ModelNotFoundError
@@ -385,6 +385,7 @@ def test_the_retry_condition_retries_only_transient_errors():
     transient = [
         TransientStorageError("503"),
         DownloadError("cut short"),
+        DeadlineError("not downloaded within the deadline"),  # the next attempt has its own
         urllib.error.URLError(ConnectionRefusedError()),
         urllib.error.HTTPError("https://x", 503, "busy", {}, None),  # type: ignore[arg-type]
         urllib.error.HTTPError("https://x", 429, "slow down", {}, None),  # type: ignore[arg-type]
