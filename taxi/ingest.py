@@ -12,8 +12,9 @@ checks every training and inference run applies), so nothing of a bad or truncat
 ever appears under data/.
 
 The source is a folder of monthly files (TAXI_TLC_BASE_URL, default the TLC's public one:
-see taxi.settings): an https:// or http:// URL (e.g. an operator's mirror) or a local
-directory holding files of the same names. A file missing there counts as not published yet.
+see taxi.settings): an https:// URL (e.g. an operator's mirror; never plain http://) or a
+local directory holding files of the same names. A file missing there counts as not
+published yet.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import urllib.parse
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -59,15 +61,26 @@ def check_color(color: object) -> str:
     return str(color)
 
 
-def month_source(base_url: str, color: str, month: Month) -> str:
-    """Where one month's file is: an URL under an http(s) base, else a path in a directory."""
-    name = tlc_file_name(check_color(color), month)
-    if base_url.startswith(("http://", "https://")):
-        return f"{base_url.rstrip('/')}/{name}"
-    if "://" in base_url:
+def check_base_url(base_url: str) -> str:
+    """`base_url` if months may be copied from it: an https:// URL or a local directory. Plain
+    http:// is refused: whoever sits on the way could hand over other files, which the bucket
+    would then keep, with manifests vouching for them. The error names the variable, never
+    its value (a mirror's URL may carry credentials)."""
+    if base_url.startswith("https://") and urllib.parse.urlsplit(base_url).hostname:
+        return base_url
+    if "://" in base_url or base_url.lower().startswith(("http:", "https:")):
         raise ValueError(
-            f"{TLC_BASE_URL_ENV} must be an http:// or https:// URL or a local directory"
+            f"{TLC_BASE_URL_ENV} must be an https:// URL with a host or a local directory "
+            "(a mirror over plain http:// is refused)"
         )
+    return base_url
+
+
+def month_source(base_url: str, color: str, month: Month) -> str:
+    """Where one month's file is: an URL under an https:// base, else a path in a directory."""
+    name = tlc_file_name(check_color(color), month)
+    if check_base_url(base_url).startswith("https://"):
+        return f"{base_url.rstrip('/')}/{name}"
     return os.path.join(base_url, name)
 
 

@@ -374,6 +374,30 @@ def test_bad_parameters_fail_the_run_clearly_without_repeating_them(
     assert tlc.requests == [] and _data_keys(bucket_env) == []
 
 
+def test_a_plain_http_mirror_is_refused_before_any_work(
+    prefect_api, bucket_env, plain_tlc, monkeypatch
+):
+    refused = (
+        "TAXI_TLC_BASE_URL must be an https:// URL with a host or a local directory "
+        "(a mirror over plain http:// is refused)"
+    )
+    mirror = plain_tlc.base_url.replace("http://", "http://user:mirror-secret@")
+    monkeypatch.setenv("TAXI_TLC_BASE_URL", mirror)
+    state, _ = _run("green", "2021-01", "2021-01")
+    assert state.is_failed()
+    assert str(state.result(raise_on_failure=False)) == refused
+    assert "mirror-secret" not in state.message and "127.0.0.1" not in state.message
+    # A setting, not a passing fault: refused before the first task, so nothing is retried.
+    run_id = state.state_details.flow_run_id
+    assert api.task_runs(run_id, "list-data-months", until=lambda runs: True) == []
+    assert api.task_runs(run_id, "ingest-month", until=lambda runs: True) == []
+    # Copying one month directly refuses it too.
+    with pytest.raises(ValueError) as raised:
+        ingest_month(bucket_env, "green", (2021, 1), plain_tlc.base_url)
+    assert str(raised.value) == refused
+    assert plain_tlc.requests == [] and _data_keys(bucket_env) == []
+
+
 def test_a_month_stored_wrong_is_removed_and_gets_no_manifest(bucket_env, monkeypatch):
     # A store that keeps other bytes than it was sent cannot be had on demand from a real
     # server: the read-back's hash stands in for it.

@@ -378,6 +378,7 @@ def test_the_retry_condition_retries_only_transient_errors():
     from flows.policy import is_transient
     from taxi import DataError
     from taxi.errors import DeadlineError, DownloadError
+    from taxi.ingest import check_base_url
     from taxi.storage.errors import IntegrityError
     from taxi.storage.manifests import InvalidVersionError
     from taxi.storage.registry import ModelNotFoundError
@@ -405,5 +406,8 @@ def test_the_retry_condition_retries_only_transient_errors():
         TypeError("a bug"),
         KeyError("a bug"),
     ]
+    with pytest.raises(ValueError) as refused:
+        check_base_url("http://mirror.example/trip-data")
+    permanent.append(refused.value)
     assert [is_transient(error) for error in transient] == [True] * len(transient)
     assert [is_transient(error) for error in permanent] == [False] * len(permanent)
