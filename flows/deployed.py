@@ -8,8 +8,9 @@ notebooks) keep no limit.
 
 Each limit is many times a normal run (measured in docs/performance.md and
 docs/deployment.md), and long enough for one download that runs to its deadline
-(TAXI_DOWNLOAD_DEADLINE_SECONDS, 15 minutes), which a run does not retry. A run that reaches
-its limit ends TimedOut, which the taxi-flow-run-failed automation reports like Failed.
+(TAXI_DOWNLOAD_DEADLINE_SECONDS, 15 minutes). Such a download is retried, each attempt with
+a deadline of its own; the limit bounds what the attempts add up to. A run that reaches its
+limit ends TimedOut, which the taxi-flow-run-failed automation reports like Failed.
 """
 
 from __future__ import annotations

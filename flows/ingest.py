@@ -36,11 +36,14 @@ class IngestError(RuntimeError):
 
 
 @task(name="list-data-months", tags=["taxi", "io", "s3"], **io_task)
-def list_data_months(color: str) -> list[Month]:
+def list_data_months(color: str) -> ingest.BucketMonths:
     store = ObjectStore()
     # Ingestion is what first fills a new bucket (the quickstart's, a fresh stack's).
     store.ensure_bucket()
-    return ingest.months_present(store, color)
+    listed = ingest.bucket_months(store, color)
+    for _, key in listed.future:
+        get_run_logger().warning(ingest.FUTURE_MONTH_WARNING, key)
+    return listed
 
 
 @task(name="ingest-month", tags=["taxi", "io", "s3", "tlc"], **io_task)
@@ -80,7 +83,8 @@ def ingest_flow(
     """Copy the TLC's monthly `color` trip files for `start`..`end` ("YYYY-MM", both included)
     into the bucket's data/ folder, each checked against the input contract and with a data
     manifest. Without `start`: the months after the newest one already in the bucket; without
-    `end`: up to the current month.
+    `end`: up to the current month. Keys of months after the current one are ignored (logged,
+    and listed in the report).
 
     Creates the bucket if it does not exist. Months already in the bucket are skipped (a
     rerun downloads nothing). Months go oldest
@@ -99,8 +103,10 @@ def ingest_flow(
     parameters = ingest_parameters(color, start, end)
     logger = get_run_logger()
     settings = Settings.from_env()
+    ingest.check_base_url(settings.tlc_base_url.get_secret_value())  # before any work
     retrying = policy.io_retries(settings)
-    present = retrying(list_data_months)(color)
+    listed = retrying(list_data_months)(color)
+    present = listed.months
     months = ingest.months_to_ingest(color, parameters.first, parameters.last, present)
     summary: IngestSummary = {
         "color": color,
@@ -110,6 +116,10 @@ def ingest_flow(
         "not_available": [],
         "failed": [],
         "not_attempted": [],
+        "ignored": [
+            {"month": month_name(m), "reason": f"{key}: after the current month, no TLC file"}
+            for m, key in listed.future
+        ],
     }
     for index, month in enumerate(months):
         name, later = month_name(month), [month_name(m) for m in months[index + 1 :]]

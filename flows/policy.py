@@ -29,7 +29,7 @@ from prefect.client.schemas.objects import TaskRun
 from prefect.states import State
 
 import taxi
-from taxi.errors import DeadlineError, DownloadError
+from taxi.errors import DownloadError
 from taxi.settings import (
     ALLOW_UNSIGNED_ENV,
     DEFAULT_IO_RETRY_DELAYS,
@@ -49,8 +49,9 @@ VERSION = taxi.__version__
 
 # --- retries -------------------------------------------------------------------------------
 
-# Failures that may pass: S3 after botocore's own retries, a TLC download cut short, an HTTP
-# source that cannot be reached or times out.
+# Failures that may pass: S3 after botocore's own retries, a TLC download cut short or past
+# its deadline (each attempt has a deadline of its own), an HTTP source that cannot be reached
+# or times out.
 TRANSIENT_ERRORS = (TransientStorageError, DownloadError, ConnectionError, TimeoutError)
 # HTTP answers that say "not now": timeout, too many requests, any 5xx.
 TRANSIENT_HTTP_STATUSES = (408, 429)
@@ -60,8 +61,6 @@ def is_transient(error: BaseException) -> bool:
     """Whether the same call may succeed later; anything not known to be transient is not."""
     if isinstance(error, urllib.error.HTTPError):
         return error.code in TRANSIENT_HTTP_STATUSES or error.code >= 500
-    if isinstance(error, DeadlineError):
-        return False  # each retry could hold the run for another whole deadline (taxi.sources)
     # Other URLErrors are urllib's "could not connect" (refused, unresolvable, timed out).
     return isinstance(error, (*TRANSIENT_ERRORS, urllib.error.URLError))
 

@@ -354,4 +354,6 @@ def ingest_report(summary: IngestSummary) -> str:
     lines += [
         f"| {m} | not attempted | an earlier month failed |" for m in summary["not_attempted"]
     ]
+    for i in summary["ignored"]:
+        lines.append(f"| {i['month']} | **ignored** | {table_cell(i['reason'])} |")
     return "\n".join(lines) + "\n"

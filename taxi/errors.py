@@ -29,5 +29,5 @@ class DownloadError(RuntimeError):
 
 
 class DeadlineError(DownloadError):
-    """The transfer was still going when its deadline passed. Worth trying again in a later
-    run, not at once: an immediate retry would only hold the run for another deadline."""
+    """The transfer (connecting, headers, redirects and body) was not done when its deadline
+    passed. Worth retrying like any DownloadError: each attempt is bounded by its own deadline."""

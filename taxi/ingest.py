@@ -4,14 +4,17 @@ Bucket keys (taxi.layout): data/<color>/<the TLC's file name> and, written last,
 manifest next to it (<file name>.manifest.json).
 
 A month is in the bucket when both exist: the manifest is written only after the file is
-stored and read back intact, so a half-done ingestion never counts. Before anything is
+stored and read back intact, so a half-done ingestion never counts. Nor does a month after the
+current one (UTC), which the TLC cannot have published: its keys are ignored and named in the
+runs' logs (bucket_months). Before anything is
 written, the download is checked against the input contract (`taxi.load_data`, the same
 checks every training and inference run applies), so nothing of a bad or truncated file
 ever appears under data/.
 
 The source is a folder of monthly files (TAXI_TLC_BASE_URL, default the TLC's public one:
-see taxi.settings): an https:// or http:// URL (e.g. an operator's mirror) or a local
-directory holding files of the same names. A file missing there counts as not published yet.
+see taxi.settings): an https:// URL (e.g. an operator's mirror; never plain http://) or a
+local directory holding files of the same names. A file missing there counts as not
+published yet.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import urllib.parse
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -57,31 +61,69 @@ def check_color(color: object) -> str:
     return str(color)
 
 
-def month_source(base_url: str, color: str, month: Month) -> str:
-    """Where one month's file is: an URL under an http(s) base, else a path in a directory."""
-    name = tlc_file_name(check_color(color), month)
-    if base_url.startswith(("http://", "https://")):
-        return f"{base_url.rstrip('/')}/{name}"
-    if "://" in base_url:
+def check_base_url(base_url: str) -> str:
+    """`base_url` if months may be copied from it: an https:// URL or a local directory. Plain
+    http:// is refused: whoever sits on the way could hand over other files, which the bucket
+    would then keep, with manifests vouching for them. The error names the variable, never
+    its value (a mirror's URL may carry credentials)."""
+    if base_url.startswith("https://") and urllib.parse.urlsplit(base_url).hostname:
+        return base_url
+    if "://" in base_url or base_url.lower().startswith(("http:", "https:")):
         raise ValueError(
-            f"{TLC_BASE_URL_ENV} must be an http:// or https:// URL or a local directory"
+            f"{TLC_BASE_URL_ENV} must be an https:// URL with a host or a local directory "
+            "(a mirror over plain http:// is refused)"
         )
+    return base_url
+
+
+def month_source(base_url: str, color: str, month: Month) -> str:
+    """Where one month's file is: an URL under an https:// base, else a path in a directory."""
+    name = tlc_file_name(check_color(color), month)
+    if check_base_url(base_url).startswith("https://"):
+        return f"{base_url.rstrip('/')}/{name}"
     return os.path.join(base_url, name)
 
 
-def months_present(store: ObjectStore, color: str) -> list[Month]:
-    """The months of `color` in the bucket (file and manifest both there), oldest first."""
+# Logged (with the key) for each key of a month after the current one.
+FUTURE_MONTH_WARNING = "Ignoring %s: its month is after the current one, so it is no TLC file"
+
+
+@dataclass(frozen=True)
+class BucketMonths:
+    """The months of one colour in the bucket, and the keys left out of them."""
+
+    months: list[Month]  # file and manifest both there, oldest first
+    # Keys (with their month) of months after the current one. No TLC file can be from the
+    # future: whoever can write the bucket could otherwise end ingestion ("continue after the
+    # newest month") and choose the window's test month with one object.
+    future: list[tuple[Month, str]]
+
+
+def bucket_months(store: ObjectStore, color: str, today: date | None = None) -> BucketMonths:
+    """The months of `color` in the bucket up to the current month (UTC), and the keys of later
+    ones, which count for nothing."""
     prefix = data_color_prefix(check_color(color))
-    files, manifests = set(), set()
+    current = month_of(today or datetime.now(UTC).date())
+    files, manifests, future = set(), set(), []
     for key in store.list_keys(prefix):
         name = key[len(prefix) :]
         is_manifest = name.endswith(DATA_MANIFEST_SUFFIX)
         parsed = parse_tlc_file_name(
             name.removesuffix(DATA_MANIFEST_SUFFIX) if is_manifest else name
         )
-        if parsed is not None and parsed[0] == color:
-            (manifests if is_manifest else files).add(parsed[1])
-    return sorted(files & manifests)
+        if parsed is None or parsed[0] != color:
+            continue
+        if parsed[1] > current:
+            future.append((parsed[1], key))
+            continue
+        (manifests if is_manifest else files).add(parsed[1])
+    return BucketMonths(sorted(files & manifests), sorted(future))
+
+
+def months_present(store: ObjectStore, color: str, today: date | None = None) -> list[Month]:
+    """The months of `color` in the bucket (file and manifest both there), oldest first; none
+    after the current month (see bucket_months)."""
+    return bucket_months(store, color, today).months
 
 
 def requested_months(

@@ -237,7 +237,7 @@ class MonthIngested(TypedDict):
 
 
 class MonthNotIngested(TypedDict):
-    """A month skipped (`reason`) or not available yet (`reason`)."""
+    """A month skipped, not available yet or ignored, and why."""
 
     month: str
     reason: str
@@ -258,6 +258,7 @@ class IngestSummary(TypedDict):
     not_available: list[MonthNotIngested]
     failed: list[MonthFailed]
     not_attempted: list[str]
+    ignored: list[MonthNotIngested]  # keys of months after the current one
 
 
 class FilePredicted(TypedDict):

@@ -31,7 +31,8 @@ DEFAULT_TLC_BASE_URL = "https://d37ci6vzurychx.cloudfront.net/trip-data"  # the 
 # (taxi.storage.objects), a dead endpoint fails an I/O task in minutes, not hours.
 DEFAULT_IO_RETRY_DELAYS: tuple[int, ...] = (2, 10, 30)
 # A TLC month of yellow trips is tens of MB as parquet, the largest a few hundred: more than
-# this is not a month. The deadline bounds a whole transfer, however slowly a server sends.
+# this is not a month. The deadline bounds a whole transfer (connecting, headers, redirects and
+# body), however slowly a server sends.
 DEFAULT_DOWNLOAD_MAX_BYTES = 512 * 1024 * 1024
 DEFAULT_DOWNLOAD_DEADLINE_SECONDS = 15 * 60
 ALL_STATISTICS = "default"  # the name in TAXI_DRIFT_THRESHOLDS that sets every threshold
@@ -44,6 +45,7 @@ S3_ROOT_USER_ENV = "TAXI_S3_ROOT_USER"
 S3_ROOT_PASSWORD_ENV = "TAXI_S3_ROOT_PASSWORD"
 PREFECT_API_AUTH_STRING_ENV = "PREFECT_API_AUTH_STRING"
 TLC_BASE_URL_ENV = "TAXI_TLC_BASE_URL"
+DOWNLOAD_DEADLINE_ENV = "TAXI_DOWNLOAD_DEADLINE_SECONDS"
 ALERT_WEBHOOK_URL_ENV = "TAXI_ALERT_WEBHOOK_URL"
 IMAGE_ENV = "TAXI_IMAGE"
 FLOW_NETWORK_ENV = "TAXI_FLOW_NETWORK"
@@ -116,7 +118,7 @@ ACCEPTS = {
     "TAXI_DRIFT_THRESHOLDS": "comma-separated NAME=VALUE pairs or one VALUE, each in (0, 1]",
     "TAXI_SET_ASIDE_AFTER_FAILURES": "a whole number of failed runs, at least 1",
     "TAXI_DOWNLOAD_MAX_BYTES": "a whole number of bytes, at least 1",
-    "TAXI_DOWNLOAD_DEADLINE_SECONDS": "a whole number of seconds, at least 1",
+    DOWNLOAD_DEADLINE_ENV: "a whole number of seconds, at least 1",
     "TAXI_KEEP_FAILED_CONTAINERS_HOURS": "a number greater than 0",
     "TAXI_CONTAINER_SWEEP_SECONDS": "a number greater than 0",
     OBJECT_URL_TEMPLATE_ENV: "an http(s) URL with placeholders {key} and optionally {bucket}",
@@ -161,7 +163,7 @@ class Settings(BaseSettings):
     )
     download_deadline_seconds: WholeNumber = Field(
         DEFAULT_DOWNLOAD_DEADLINE_SECONDS,
-        alias="TAXI_DOWNLOAD_DEADLINE_SECONDS",
+        alias=DOWNLOAD_DEADLINE_ENV,
     )
     allow_local_sources: Flag = Field(False, alias=ALLOW_LOCAL_SOURCES_ENV)
     source_buckets: Names = Field((), alias=SOURCE_BUCKETS_ENV)

@@ -15,14 +15,13 @@ retrying), refused before any of it is read when its size is known beforehand (S
 size, HTTP's Content-Length) and otherwise as soon as the bytes received pass the cap; so is
 a redirect to anything but http(s)://, or from https:// to http://. A server that stalls,
 cuts the connection short or fails with a 5xx raises `DownloadError` (worth retrying), one
-still going at its deadline `DeadlineError` (a `DownloadError` the flows do not retry within
-the same run).
+still going at its deadline `DeadlineError` (a `DownloadError`: each retry has a deadline of
+its own).
 
-The deadline is checked whenever data arrives; a server that sends nothing at all is cut
-off by the socket timeout, which is never longer than the deadline. A download therefore
-ends, one way or the other, within at most twice the deadline (and within
-deadline + READ_TIMEOUT_SECONDS for deadlines longer than that; S3 reads are bounded by
-taxi.storage.objects' read timeout instead).
+An HTTP(S) download's deadline is total (taxi.deadline): connecting, headers, redirects and
+body must be done by then, or its connection is shut down, however slowly the server sends.
+Local and S3 copies check it as data arrives (S3 reads are also bounded by
+taxi.storage.objects' read timeout).
 """
 
 from __future__ import annotations
@@ -44,6 +43,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from taxi.deadline import Deadline
 from taxi.errors import DataError, DeadlineError, DownloadError, NotPublishedError
 from taxi.settings import (
     ALLOW_LOCAL_SOURCES_ENV,
@@ -171,8 +171,8 @@ def download(
     deadline = time.monotonic() + deadline_seconds
     try:
         if source.startswith(("http://", "https://")):
-            read_timeout = min(READ_TIMEOUT_SECONDS, deadline_seconds)
-            return _download_http(source, destination, max_bytes, deadline, read_timeout)
+            with Deadline(public_url(source), deadline_seconds) as total:
+                return _download_http(source, destination, max_bytes, deadline, total)
         if source.startswith("s3://") and open_s3 is not None:
             return _download_s3(source, open_s3, destination, max_bytes, deadline)
         if "://" in source:
@@ -189,12 +189,12 @@ def _download_http(
     destination: Path,
     max_bytes: int,
     deadline: float,
-    read_timeout: float,
+    total: Deadline,
 ) -> Download:
     shown = public_url(url)
     request = urllib.request.Request(url, headers={"User-Agent": "taxi-duration"})
     try:
-        response = _OPENER.open(request, timeout=read_timeout)
+        response = total.opener(_NoDowngradeRedirects).open(request, timeout=READ_TIMEOUT_SECONDS)
     except urllib.error.HTTPError as error:
         if 300 <= error.code < 400:  # a redirect _NoDowngradeRedirects (or urllib itself) refused
             allowed = "only to http(s)://, and from https:// only to https://"
@@ -293,9 +293,6 @@ class _NoDowngradeRedirects(urllib.request.HTTPRedirectHandler):
         if target not in ("http", "https") or (scheme == "https" and target != "https"):
             raise urllib.error.HTTPError(req.full_url, code, "redirect refused", headers, fp)
         return super().redirect_request(req, fp, code, msg, headers, newurl)
-
-
-_OPENER = urllib.request.build_opener(_NoDowngradeRedirects)
 
 
 def public_url(source: str) -> str:

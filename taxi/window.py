@@ -1,7 +1,7 @@
 """The moving training window: which months a training run as of a date tests and trains on.
 
-Pure: it is given the months the bucket holds (see taxi.ingest.months_present) and reads
-nothing itself.
+Pure: it is given the months the bucket holds (see taxi.ingest.bucket_months, which leaves
+out months after the current one) and reads nothing itself.
 
 The test month is the newest month in the bucket that starts before `as_of`'s month (a month
 still under way is never used: the TLC publishes a month about two months after it ends).
@@ -124,8 +124,10 @@ def plan_window(
     train_months: int,
     source: Callable[[Month], str],
 ) -> WindowPlan:
-    """The plan of a window run as of `as_of`, with each month's source given by `source`."""
-    present = set(months_present)
+    """The plan of a window run as of `as_of`, with each month's source given by `source`.
+    Months after `today`'s are left out: the TLC cannot have published them, so even a run
+    as of a later date never tests on one."""
+    present = {m for m in months_present if m <= month_of(today)}
     window = training_window(as_of, present, train_months)
     earlier_than_today = [m for m in present if m < month_of(today)]
     return WindowPlan(

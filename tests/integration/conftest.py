@@ -1,4 +1,4 @@
-"""Fixtures for the flow tests: a bucket with a published model."""
+"""Fixtures for the flow tests: a bucket with a published model, a CA for local HTTPS servers."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import pytest
 
 from taxi import TrainingResult, run_training
 from tests.paths import YELLOW_FEB, YELLOW_JAN
+from tests.tls import LocalCA, make_local_ca
 
 
 @pytest.fixture(scope="session")
@@ -21,3 +22,16 @@ def published(prefect_api, bucket_env, registry, small_model):
     model = small_model
     manifest = registry.save_model(model.model, model.vectorizer, metrics=model.metrics, details={})
     return bucket_env, manifest["version"]
+
+
+@pytest.fixture(scope="session")
+def local_ca(tmp_path_factory) -> LocalCA:
+    return make_local_ca(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+def trusted_ca(local_ca, monkeypatch) -> LocalCA:
+    """`local_ca`, trusted for this test by this process and its subprocesses as any CA bundle
+    is: through OpenSSL's SSL_CERT_FILE (instead of the system's certificates)."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(local_ca.ca_file))
+    return local_ca

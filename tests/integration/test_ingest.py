@@ -1,20 +1,23 @@
 """Ingesting TLC months into the bucket, against the real S3 and Prefect servers and a local
-HTTP server standing in for the TLC site."""
+HTTPS server standing in for the TLC site (its certificate from a test CA: tests/tls.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import secrets
 import shutil
+import ssl
 import threading
 import time
+from collections.abc import Iterator
 
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from taxi import DataError
+from taxi import DataError, sources
 from taxi.errors import DownloadError
 from taxi.ingest import ingest_month, months_present
 from taxi.layout import data_key, data_manifest_key
@@ -81,25 +84,48 @@ class TlcHandler(http.server.BaseHTTPRequestHandler):
 
 
 class TlcStandIn(http.server.ThreadingHTTPServer):
+    """Over TLS when given a server context, else plain HTTP."""
+
     daemon_threads = True
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         super().__init__(("127.0.0.1", 0), TlcHandler)
+        if tls is not None:
+            # The handshake happens in the request's thread, on its first read.
+            self.socket = tls.wrap_socket(
+                self.socket, server_side=True, do_handshake_on_connect=False
+            )
         self.requests: list[str] = []
         self.behaviour: dict[str, str] = {}
         self.stopping = threading.Event()
-        self.base_url = f"http://127.0.0.1:{self.server_address[1]}{PREFIX.rstrip('/')}"
+        scheme = "https" if tls is not None else "http"
+        self.base_url = f"{scheme}://127.0.0.1:{self.server_address[1]}{PREFIX.rstrip('/')}"
+
+
+@contextlib.contextmanager
+def _serving(server: TlcStandIn) -> Iterator[TlcStandIn]:
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server
+    finally:
+        server.stopping.set()
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.fixture
-def tlc(monkeypatch):
-    server = TlcStandIn()
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setenv("TAXI_TLC_BASE_URL", server.base_url)
-    yield server
-    server.stopping.set()
-    server.shutdown()
-    server.server_close()
+def tlc(monkeypatch, trusted_ca):
+    """The stand-in over HTTPS (a mirror must be https://), and TAXI_TLC_BASE_URL naming it."""
+    with _serving(TlcStandIn(trusted_ca.server_context())) as server:
+        monkeypatch.setenv("TAXI_TLC_BASE_URL", server.base_url)
+        yield server
+
+
+@pytest.fixture
+def plain_tlc():
+    """The stand-in over plain HTTP: what a run may be pointed at by hand, never a mirror."""
+    with _serving(TlcStandIn()) as server:
+        yield server
 
 
 def _run(color: str = "green", start: str | None = None, end: str | None = None):
@@ -222,23 +248,25 @@ def test_a_truncated_file_is_refused_and_nothing_of_it_lands(prefect_api, bucket
 
 
 @pytest.mark.parametrize(
-    ("behaviour", "deadline", "expected"),
+    ("behaviour", "deadline", "read_timeout", "expected"),
     [
-        ("cut", 60, "connection closed after|download interrupted"),
-        ("stall", 2, "download interrupted"),
-        ("trickle", 2, "not downloaded within the deadline"),
+        ("cut", 60, 30, "connection closed after|download interrupted"),
+        ("stall", 60, 1, r"download interrupted \(.*timed out\)"),
+        ("stall", 2, 30, "not downloaded within the deadline of 2 s"),
+        ("trickle", 2, 30, "not downloaded within the deadline of 2 s"),
     ],
 )
 def test_a_broken_transfer_leaves_nothing_under_data(
-    bucket_env, tlc, behaviour, deadline, expected
+    bucket_env, tlc, monkeypatch, behaviour, deadline, read_timeout, expected
 ):
     store = bucket_env
     tlc.behaviour[_file("2021-01")] = behaviour
+    monkeypatch.setattr(sources, "READ_TIMEOUT_SECONDS", read_timeout)
     started = time.monotonic()
     with pytest.raises(DownloadError, match=expected):
         ingest_month(store, "green", (2021, 1), tlc.base_url, deadline_seconds=deadline)
     # The stand-in would keep the connection open for a minute (stall) or 7 s (trickle).
-    assert time.monotonic() - started < 2 * deadline + 3
+    assert time.monotonic() - started < min(deadline, read_timeout) + 3
     assert _data_keys(store) == []
 
 
@@ -291,6 +319,39 @@ def test_a_local_directory_source_and_a_file_without_its_manifest(
     )
 
 
+def test_a_month_after_the_current_one_does_not_stop_ingestion(
+    prefect_api, bucket_env, tmp_path, monkeypatch
+):
+    store = bucket_env
+    for month in ("2021-01", "2021-02"):
+        shutil.copy(DATA / _file(month), tmp_path / _file(month))
+    monkeypatch.setenv("TAXI_TLC_BASE_URL", str(tmp_path))
+    ingest_month(store, "green", (2021, 1), str(tmp_path))
+    # A complete-looking month that cannot exist yet, as anyone who can write the bucket could
+    # put there: taken for the newest month, it would leave nothing to continue with.
+    future = "data/green/green_tripdata_2999-12.parquet"
+    store.put(future, store.get(data_key("green", (2021, 1))))
+    store.put(f"{future}.manifest.json", store.get(data_manifest_key("green", (2021, 1))))
+    assert months_present(store, "green") == [(2021, 1)]
+
+    state, summary = _run("green")
+    assert state.is_completed()
+    assert _months(summary["ingested"]) == ["2021-02"]
+    assert _months(summary["not_available"])[0] == "2021-03"
+    reason = "after the current month, no TLC file"
+    assert summary["ignored"] == [
+        {"month": "2999-12", "reason": f"{future}: {reason}"},
+        {"month": "2999-12", "reason": f"{future}.manifest.json: {reason}"},
+    ]
+    run_id = state.state_details.flow_run_id
+    logs = api.logs(run_id)
+    assert any(f"Ignoring {future}: its month is after the current one" in line for line in logs)
+    report = api.artifacts(run_id, "taxi-ingest-report")[0].data
+    assert f"| 2999-12 | **ignored** | {future}: {reason} |" in report
+    # Ignored, not deleted: what to do with it is the bucket owner's call.
+    assert store.exists(future) and months_present(store, "green") == [(2021, 1), (2021, 2)]
+
+
 @pytest.mark.parametrize(
     ("color", "start", "end", "expected"),
     [
@@ -311,6 +372,30 @@ def test_bad_parameters_fail_the_run_clearly_without_repeating_them(
     assert expected in message
     assert "<script>" not in message and "passwd" not in message and "2021-13" not in message
     assert tlc.requests == [] and _data_keys(bucket_env) == []
+
+
+def test_a_plain_http_mirror_is_refused_before_any_work(
+    prefect_api, bucket_env, plain_tlc, monkeypatch
+):
+    refused = (
+        "TAXI_TLC_BASE_URL must be an https:// URL with a host or a local directory "
+        "(a mirror over plain http:// is refused)"
+    )
+    mirror = plain_tlc.base_url.replace("http://", "http://user:mirror-secret@")
+    monkeypatch.setenv("TAXI_TLC_BASE_URL", mirror)
+    state, _ = _run("green", "2021-01", "2021-01")
+    assert state.is_failed()
+    assert str(state.result(raise_on_failure=False)) == refused
+    assert "mirror-secret" not in state.message and "127.0.0.1" not in state.message
+    # A setting, not a passing fault: refused before the first task, so nothing is retried.
+    run_id = state.state_details.flow_run_id
+    assert api.task_runs(run_id, "list-data-months", until=lambda runs: True) == []
+    assert api.task_runs(run_id, "ingest-month", until=lambda runs: True) == []
+    # Copying one month directly refuses it too.
+    with pytest.raises(ValueError) as raised:
+        ingest_month(bucket_env, "green", (2021, 1), plain_tlc.base_url)
+    assert str(raised.value) == refused
+    assert plain_tlc.requests == [] and _data_keys(bucket_env) == []
 
 
 def test_a_month_stored_wrong_is_removed_and_gets_no_manifest(bucket_env, monkeypatch):

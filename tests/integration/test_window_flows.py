@@ -105,6 +105,26 @@ def test_window_with_missing_months_fails_naming_them(green_months):
     assert half.is_failed() and "both train_path and test_path" in (half.message or "")
 
 
+def test_a_month_after_the_current_one_is_never_the_test_month(green_months):
+    from flows.training import training_flow
+
+    store = green_months
+    # Whoever can write the bucket puts a complete-looking month there that cannot exist yet.
+    future = "data/green/green_tripdata_2999-12.parquet"
+    march = "data/green/green_tripdata_2021-03.parquet"
+    store.put(future, store.get(march))
+    store.put(f"{future}.manifest.json", store.get(f"{march}.manifest.json"))
+    # As of a later date still, the newest month it may test on is the newest one up to now.
+    state = training_flow(color="green", as_of="3000-01-15", return_state=True)
+    assert state.is_completed(), state.message
+    result = state.result()
+    assert (result["train_months"], result["test_month"]) == (["2021-02"], "2021-03")
+    logs = api.logs(state.state_details.flow_run_id)
+    for key in (future, f"{future}.manifest.json"):
+        assert any(f"Ignoring {key}: its month is after the current one" in line for line in logs)
+    assert any("green months in the bucket: 2021-01, 2021-02, 2021-03" in line for line in logs)
+
+
 def test_backfill_publishes_a_version_per_date_and_never_promotes(green_months):
     from flows.backfill import backfill_flow
     from flows.training import training_flow

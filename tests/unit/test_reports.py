@@ -184,6 +184,9 @@ def test_no_markdown_table_cell_is_a_bare_dash(template):
                 "not_available": [],
                 "failed": [],
                 "not_attempted": ["2021-02"],
+                "ignored": [
+                    {"month": "2999-12", "reason": "data/green/x: after the current month"}
+                ],
             }
         ),
     }.items():

@@ -6,8 +6,8 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from taxi.months import month_range, parse_month, shift_month
-from taxi.window import TrainingWindow, WindowError, training_window
+from taxi.months import month_name, month_range, parse_month, shift_month
+from taxi.window import TrainingWindow, WindowError, plan_window, training_window
 
 SHIPPED = [(2021, 1), (2021, 2), (2021, 3)]  # the green months in ./data
 
@@ -78,3 +78,10 @@ def test_bad_month_text_is_refused_without_repeating_it(text):
     with pytest.raises(ValueError) as error:
         parse_month(text, "start")
     assert str(error.value) == "start must be a month written YYYY-MM, e.g. 2021-03"
+
+
+def test_a_plan_never_tests_on_a_month_after_today():
+    months = [*SHIPPED, (2999, 12)]
+    plan = plan_window(date(3000, 1, 15), date(2021, 5, 1), "green", months, 1, month_name)
+    assert (plan.train_months, plan.test_month) == (((2021, 2),), (2021, 3))
+    assert plan.test_source == "2021-03" and plan.current_test_month == (2021, 3)

@@ -377,7 +377,8 @@ def test_the_retry_condition_retries_only_transient_errors():
 
     from flows.policy import is_transient
     from taxi import DataError
-    from taxi.errors import DownloadError
+    from taxi.errors import DeadlineError, DownloadError
+    from taxi.ingest import check_base_url
     from taxi.storage.errors import IntegrityError
     from taxi.storage.manifests import InvalidVersionError
     from taxi.storage.registry import ModelNotFoundError
@@ -385,6 +386,7 @@ def test_the_retry_condition_retries_only_transient_errors():
     transient = [
         TransientStorageError("503"),
         DownloadError("cut short"),
+        DeadlineError("not downloaded within the deadline"),  # the next attempt has its own
         urllib.error.URLError(ConnectionRefusedError()),
         urllib.error.HTTPError("https://x", 503, "busy", {}, None),  # type: ignore[arg-type]
         urllib.error.HTTPError("https://x", 429, "slow down", {}, None),  # type: ignore[arg-type]
@@ -404,5 +406,8 @@ def test_the_retry_condition_retries_only_transient_errors():
         TypeError("a bug"),
         KeyError("a bug"),
     ]
+    with pytest.raises(ValueError) as refused:
+        check_base_url("http://mirror.example/trip-data")
+    permanent.append(refused.value)
     assert [is_transient(error) for error in transient] == [True] * len(transient)
     assert [is_transient(error) for error in permanent] == [False] * len(permanent)
