@@ -34,10 +34,10 @@ DEFAULT_IO_RETRY_DELAYS: tuple[int, ...] = (2, 10, 30)
 # this is not a month. The deadline bounds a whole transfer, however slowly a server sends.
 DEFAULT_DOWNLOAD_MAX_BYTES = 512 * 1024 * 1024
 DEFAULT_DOWNLOAD_DEADLINE_SECONDS = 15 * 60
-# Rows one trip file may hold: a month of the TLC's trips is well under this, and a file of
-# this many trips trains and predicts within the flow containers' default memory limit
-# (docs/performance.md has the measurement; raise the limit with this).
-DEFAULT_MAX_ROWS = 8_000_000
+# Rows one trip file may hold: a file of this many trips, parquet or CSV, trains and predicts
+# within the flow containers' default memory limit (docs/performance.md has the measurement).
+# Some of the TLC's older yellow months hold more: to read them, raise this and the limit.
+DEFAULT_MAX_ROWS = 5_000_000
 ALL_STATISTICS = "default"  # the name in TAXI_DRIFT_THRESHOLDS that sets every threshold
 
 # The variables other modules name in their messages.

@@ -14,7 +14,7 @@ from tests.hostile_files import gzip_bomb, row_bomb
 from tests.integration import prefect_api as api
 from tests.paths import YELLOW_FEB, YELLOW_JAN
 
-ROWS_REFUSED = "declares 100,000,000 rows, more than the 8,000,000-row limit (TAXI_MAX_ROWS)"
+ROWS_REFUSED = "declares 100,000,000 rows, more than the 5,000,000-row limit (TAXI_MAX_ROWS)"
 # The byte cap the tests set: far above the sample files, far below what the .csv.gz unpacks to.
 BYTE_CAP = 10_000_000
 BYTES_REFUSED = "is more than the 10,000,000-byte limit (TAXI_DOWNLOAD_MAX_BYTES) decompressed"

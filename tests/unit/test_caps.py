@@ -66,8 +66,8 @@ def _load_in_a_child(path: str, **environ: str) -> dict:
     return json.loads(done.stdout.splitlines()[-1])
 
 
-def test_the_row_cap_is_a_setting_of_8_million_rows_named_in_its_errors():
-    assert Settings.from_env({}).max_rows == DEFAULT_MAX_ROWS == 8_000_000
+def test_the_row_cap_is_a_setting_of_5_million_rows_named_in_its_errors():
+    assert Settings.from_env({}).max_rows == DEFAULT_MAX_ROWS == 5_000_000
     assert Settings.from_env({"TAXI_MAX_ROWS": " 1000 "}).max_rows == 1000
     for bad in ("0", "-1", "1e6", "8M", "1.5"):
         with pytest.raises(
@@ -81,7 +81,7 @@ def test_a_small_parquet_declaring_100_million_rows_is_refused_from_its_footer(
 ):
     size = os.path.getsize(hundred_million_rows)
     assert size < 5 * 1024 * 1024 and pq.read_metadata(hundred_million_rows).num_rows == 100_000_000
-    expected = "declares 100,000,000 rows, more than the 8,000,000-row limit (TAXI_MAX_ROWS)"
+    expected = "declares 100,000,000 rows, more than the 5,000,000-row limit (TAXI_MAX_ROWS)"
     with pytest.raises(DataError) as raised:
         load_data(hundred_million_rows)
     assert str(raised.value) == f"{hundred_million_rows}: {expected}"
@@ -101,7 +101,7 @@ def test_a_small_parquet_declaring_100_million_rows_is_refused_from_its_footer(
 def test_refusing_the_100_million_rows_takes_no_more_memory_than_a_small_file(hundred_million_rows):
     """Measured in child processes: read whole, those rows would take GBs."""
     refused = _load_in_a_child(hundred_million_rows)
-    assert refused["ended"].endswith("more than the 8,000,000-row limit (TAXI_MAX_ROWS)")
+    assert refused["ended"].endswith("more than the 5,000,000-row limit (TAXI_MAX_ROWS)")
     small = _load_in_a_child(str(GREEN_JAN))
     assert small["ended"] == f"{GREEN_JAN_ROWS} trips"
     assert refused["peak_kb"] < small["peak_kb"] + 50 * 1024, (refused, small)
