@@ -12,8 +12,8 @@ Where a file comes from is not this module's business: it is given an opener tha
 source a local file (taxi.sources.open_source for a local path, s3:// or https://, with the
 size cap and deadline of the settings; `taxi.load_data` strings the two together).
 
-What a file may hold is: `Caps`, rows and bytes once decompressed (TAXI_MAX_ROWS and
-TAXI_DOWNLOAD_MAX_BYTES: the caller passes them). A few MB of parquet or gzip can decompress
+What one file may hold is capped (`Caps`: rows, and bytes once decompressed; taxi.sources
+passes TAXI_MAX_ROWS and TAXI_DOWNLOAD_MAX_BYTES). A few MB of parquet or gzip can decompress
 to far more than fits in memory (one repeated value, dictionary- or run-length-encoded, costs
 next to nothing per row on disk and 8 bytes per row read), so the size on disk says little:
 a parquet file is refused on what its footer declares, before any of its data is read; a CSV
@@ -214,7 +214,7 @@ class _Counted(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+    def readinto(self, buffer: bytearray | memoryview) -> int:
         data = self._stream.read(len(buffer))
         self.count += len(data)
         if self.count > self._cap:
