@@ -35,6 +35,10 @@ DEFAULT_IO_RETRY_DELAYS: tuple[int, ...] = (2, 10, 30)
 # body), however slowly a server sends.
 DEFAULT_DOWNLOAD_MAX_BYTES = 512 * 1024 * 1024
 DEFAULT_DOWNLOAD_DEADLINE_SECONDS = 15 * 60
+# Rows one trip file may hold: a file of this many trips, parquet or CSV, trains and predicts
+# within the flow containers' default memory limit (docs/performance.md has the measurement).
+# Some of the TLC's older yellow months hold more: to read them, raise this and the limit.
+DEFAULT_MAX_ROWS = 5_000_000
 ALL_STATISTICS = "default"  # the name in TAXI_DRIFT_THRESHOLDS that sets every threshold
 
 # The variables other modules name in their messages.
@@ -53,6 +57,8 @@ STACK_ENV = "TAXI_STACK"
 ALLOW_LOCAL_SOURCES_ENV = "TAXI_ALLOW_LOCAL_SOURCES"
 SOURCE_BUCKETS_ENV = "TAXI_SOURCE_BUCKETS"
 OBJECT_URL_TEMPLATE_ENV = "TAXI_OBJECT_URL_TEMPLATE"
+DOWNLOAD_MAX_BYTES_ENV = "TAXI_DOWNLOAD_MAX_BYTES"
+MAX_ROWS_ENV = "TAXI_MAX_ROWS"
 
 _FLAGS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
 
@@ -117,7 +123,8 @@ ACCEPTS = {
     "TAXI_IO_RETRY_DELAYS": "comma-separated whole seconds, none negative",
     "TAXI_DRIFT_THRESHOLDS": "comma-separated NAME=VALUE pairs or one VALUE, each in (0, 1]",
     "TAXI_SET_ASIDE_AFTER_FAILURES": "a whole number of failed runs, at least 1",
-    "TAXI_DOWNLOAD_MAX_BYTES": "a whole number of bytes, at least 1",
+    DOWNLOAD_MAX_BYTES_ENV: "a whole number of bytes, at least 1",
+    MAX_ROWS_ENV: "a whole number of rows, at least 1",
     DOWNLOAD_DEADLINE_ENV: "a whole number of seconds, at least 1",
     "TAXI_KEEP_FAILED_CONTAINERS_HOURS": "a number greater than 0",
     "TAXI_CONTAINER_SWEEP_SECONDS": "a number greater than 0",
@@ -157,10 +164,12 @@ class Settings(BaseSettings):
     drift_thresholds: Thresholds = Field(default_factory=dict, alias="TAXI_DRIFT_THRESHOLDS")
     set_aside_after_failures: WholeNumber = Field(3, alias="TAXI_SET_ASIDE_AFTER_FAILURES")
     object_url_template: UrlTemplate | None = Field(None, alias=OBJECT_URL_TEMPLATE_ENV)
+    # Of each remote input as transferred, and of each file once decompressed (taxi.tlc).
     download_max_bytes: WholeNumber = Field(
         DEFAULT_DOWNLOAD_MAX_BYTES,
-        alias="TAXI_DOWNLOAD_MAX_BYTES",
+        alias=DOWNLOAD_MAX_BYTES_ENV,
     )
+    max_rows: WholeNumber = Field(DEFAULT_MAX_ROWS, alias=MAX_ROWS_ENV)
     download_deadline_seconds: WholeNumber = Field(
         DEFAULT_DOWNLOAD_DEADLINE_SECONDS,
         alias=DOWNLOAD_DEADLINE_ENV,

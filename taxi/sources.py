@@ -52,7 +52,7 @@ from taxi.settings import (
     SOURCE_BUCKETS_ENV,
     Settings,
 )
-from taxi.tlc import read_trips
+from taxi.tlc import Caps, read_trips
 
 READ_TIMEOUT_SECONDS = 30
 CHUNK_BYTES = 1024 * 1024
@@ -102,8 +102,11 @@ def load_data(source: str) -> pd.DataFrame:
     """Read one TLC trip file (parquet, CSV or gzipped CSV) from a local path, an s3:// URI or
     an https:// URL and return its trips in file order, checked against the input contract
     (taxi.tlc.read_trips has the columns). Remote sources are bounded by the size cap and
-    deadline of the settings; `s3://` ones are read with the S3 settings of the environment."""
-    return read_trips(source, open_source)
+    deadline of the settings; `s3://` ones are read with the S3 settings of the environment.
+    Every file, local ones too, is bounded by the settings' caps on its rows and its bytes
+    once decompressed (TAXI_MAX_ROWS, TAXI_DOWNLOAD_MAX_BYTES)."""
+    settings = Settings.from_env()
+    return read_trips(source, open_source, Caps(settings.max_rows, settings.download_max_bytes))
 
 
 @contextmanager

@@ -11,13 +11,22 @@ the Prefect UI).
 Where a file comes from is not this module's business: it is given an opener that makes the
 source a local file (taxi.sources.open_source for a local path, s3:// or https://, with the
 size cap and deadline of the settings; `taxi.load_data` strings the two together).
+
+What one file may hold is capped (`Caps`: rows, and bytes once decompressed; taxi.sources
+passes TAXI_MAX_ROWS and TAXI_DOWNLOAD_MAX_BYTES). A few MB of parquet or gzip can decompress
+to far more than fits in memory (one repeated value, dictionary- or run-length-encoded, costs
+next to nothing per row on disk and 8 bytes per row read), so the size on disk says little:
+a parquet file is refused on what its footer declares, before any of its data is read; a CSV
+as soon as its decompressed bytes or its rows pass a cap, reading no further.
 """
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -27,6 +36,12 @@ import pyarrow.parquet as pq
 
 from taxi.errors import DataError
 from taxi.layout import CSV_SUFFIXES, PARQUET_SUFFIXES
+from taxi.settings import (
+    DEFAULT_DOWNLOAD_MAX_BYTES,
+    DEFAULT_MAX_ROWS,
+    DOWNLOAD_MAX_BYTES_ENV,
+    MAX_ROWS_ENV,
+)
 
 # Makes a source readable as a local file: entered, it gives the path of a file holding the
 # source's bytes (a local source's own path, or a copy removed on exit); raises DataError
@@ -51,21 +66,36 @@ _ARROW_FACTS = re.compile(
 )
 
 
-def read_trips(source: str, opener: Opener) -> pd.DataFrame:
+@dataclass(frozen=True)
+class Caps:
+    """How much one file may hold: rows, and bytes once decompressed (for parquet, the
+    uncompressed size its footer declares)."""
+
+    rows: int = DEFAULT_MAX_ROWS
+    bytes: int = DEFAULT_DOWNLOAD_MAX_BYTES
+
+
+def read_trips(source: str, opener: Opener, caps: Caps = Caps()) -> pd.DataFrame:
     """Read one TLC trip file, opened with `opener`, and return its trips in file order.
 
     Columns: pickup_datetime, dropoff_datetime (datetime64), PULocationID, DOLocationID,
     passenger_count, trip_distance (float64, NaN where missing). `attrs` records the source
-    and the TLC schema ("yellow" or "green").
+    and the TLC schema ("yellow" or "green"). A file holding more than `caps` raises
+    DataError naming the cap.
     """
     with opener(source) as path:
         is_parquet = _is_parquet(source, path)
-        names = _parquet_columns(source, path) if is_parquet else _csv_columns(source, path)
+        if is_parquet:
+            names = _parquet_columns(source, path, caps)
+        else:
+            names = _csv_columns(source, path)
         schema, pickup, dropoff = _detect_schema(source, names)
         optional = [c for c in OPTIONAL_COLUMNS if c in names]
         columns = [pickup, dropoff, *REQUIRED_COLUMNS, *optional]
-        read = _read_parquet if is_parquet else _read_csv
-        table = read(source, path, columns)
+        if is_parquet:
+            table = _read_parquet(source, path, columns)
+        else:
+            table = _read_csv(source, path, columns, caps)
     table = table.rename_columns([_neutral_name(c, pickup, dropoff) for c in table.column_names])
     # One array per column (no 2-D block consolidation) and the Arrow buffers released as
     # they are converted: a month then costs about one copy of its columns, not three.
@@ -92,12 +122,27 @@ def _is_parquet(source: str, path: str) -> bool:
         return file.read(4) == b"PAR1"
 
 
-def _parquet_columns(source: str, path: str) -> list[str]:
+def _parquet_columns(source: str, path: str, caps: Caps) -> list[str]:
+    """The column names in the file's footer, once the rows and uncompressed bytes the footer
+    declares are within `caps`: only the footer has been read when a file is refused."""
     try:
-        return list(pq.read_schema(path).names)
+        footer = pq.read_metadata(path)
+        names = list(footer.schema.to_arrow_schema().names)
     except (pa.ArrowException, OSError) as error:
         problem = f"not a readable parquet file{_arrow_facts(error)}"
         raise DataError(source, problem) from None
+    # Each row group's count, which the reader goes by, rather than the file's total.
+    rows = size = 0
+    for index in range(footer.num_row_groups):
+        group = footer.row_group(index)
+        rows, size = rows + group.num_rows, size + group.total_byte_size
+    if rows > caps.rows:
+        limit = f"the {caps.rows:,}-row limit ({MAX_ROWS_ENV})"
+        raise DataError(source, f"declares {rows:,} rows, more than {limit}")
+    if size > caps.bytes:
+        limit = f"the {caps.bytes:,}-byte limit ({DOWNLOAD_MAX_BYTES_ENV})"
+        raise DataError(source, f"declares {size:,} bytes uncompressed, more than {limit}")
+    return names
 
 
 def _read_parquet(source: str, path: str, columns: list[str]) -> pa.Table:
@@ -124,14 +169,59 @@ def _csv_columns(source: str, path: str) -> list[str]:
         raise DataError(source, f"not a readable CSV file{_arrow_facts(error)}") from None
 
 
-def _read_csv(source: str, path: str, columns: list[str]) -> pa.Table:
+def _read_csv(source: str, path: str, columns: list[str], caps: Caps) -> pa.Table:
+    """The file's `columns`, read batch by batch through a stream that stops past the byte
+    cap, and no further than the row cap."""
     # Everything as text first: type problems are reported per column in _coerce_types.
     as_text = {c: pa.string() for c in columns}
     options = pacsv.ConvertOptions(include_columns=columns, column_types=as_text)
-    try:
-        return pacsv.read_csv(_csv_stream(source, path), convert_options=options)
-    except (pa.ArrowException, OSError) as error:
-        raise DataError(source, f"not a readable CSV file{_arrow_facts(error)}") from None
+    compression = "gzip" if _suffix(source).endswith(".gz") else None
+    batches, rows = [], 0
+    with pa.input_stream(path, compression=compression) as stream:
+        counted = _Counted(stream, caps.bytes)
+        try:
+            reader = pacsv.open_csv(pa.PythonFile(counted, mode="r"), convert_options=options)
+            with reader:
+                for batch in reader:
+                    rows += batch.num_rows
+                    if rows > caps.rows:
+                        limit = f"the {caps.rows:,}-row limit ({MAX_ROWS_ENV})"
+                        raise DataError(source, f"has more than {limit}")
+                    batches.append(batch)
+                schema = reader.schema
+        except (_ByteCapError, pa.ArrowException, OSError) as error:
+            if counted.over:  # whether Arrow passed the stream's exception on or its own
+                limit = f"the {caps.bytes:,}-byte limit ({DOWNLOAD_MAX_BYTES_ENV})"
+                decompressed = " decompressed" if compression else ""
+                raise DataError(source, f"is more than {limit}{decompressed}") from None
+            raise DataError(source, f"not a readable CSV file{_arrow_facts(error)}") from None
+    return pa.Table.from_batches(batches, schema)
+
+
+class _ByteCapError(Exception):
+    """A CSV stream went past its byte cap (raised through Arrow's reader)."""
+
+
+class _Counted(io.RawIOBase):
+    """A read-only stream of `stream`'s bytes that raises _ByteCapError rather than give more
+    than `cap` bytes: the reader stops there, however far a small .gz would decompress."""
+
+    def __init__(self, stream: pa.NativeFile, cap: int) -> None:
+        super().__init__()
+        self._stream, self._cap = stream, cap
+        self.count, self.over = 0, False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        data = self._stream.read(len(buffer))
+        self.count += len(data)
+        if self.count > self._cap:
+            self.over = True
+            raise _ByteCapError
+        buffer[: len(data)] = data
+        return len(data)
 
 
 def _arrow_facts(error: BaseException) -> str:

@@ -23,8 +23,8 @@ from .dockerutil import REPO
 
 # {{ $VAR }}s that may be unset: optional build args, the optional fixed tag of a laptop
 # build, the signing key's block or the unsigned opt-out (one of the two is required: checked
-# by their own test below), the ingestion source (unset: the TLC's site) and the drift
-# thresholds (unset: the defaults).
+# by their own test below), the ingestion source (unset: the TLC's site), the drift
+# thresholds and the row cap (unset: the defaults).
 OPTIONAL = {
     "PYTHON_IMAGE",
     "TAXI_PIP_NO_INDEX",
@@ -33,6 +33,7 @@ OPTIONAL = {
     "TAXI_ALLOW_UNSIGNED",
     "TAXI_TLC_BASE_URL",
     "TAXI_DRIFT_THRESHOLDS",
+    "TAXI_MAX_ROWS",
 }
 
 
