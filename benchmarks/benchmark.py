@@ -61,6 +61,15 @@ def build_month(samples: list[Path], rows: int, seed: int, path: Path) -> None:
 
 
 def peak_rss_mb() -> float:
+    """This process's peak resident set size. Linux's VmHWM is the address space's, which exec
+    starts anew; ru_maxrss outlives exec, so a process started by a larger one (the benchmarks'
+    parent, which built the months) would report its parent's size."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 

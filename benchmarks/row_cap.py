@@ -17,7 +17,7 @@ flow container does:
 - predicting: the hourly job, `incoming_inference_flow`, over the file alone under a prefix,
   with the gbm model that training published as `latest`.
 
-Peak memory is each process's peak resident set size (`ru_maxrss`: interpreter, Prefect
+Peak memory is each process's peak resident set size (`VmHWM`: interpreter, Prefect
 engine and libraries included), compared with the flow containers' default `mem_limit`
 (deploy/work_pool.py). The last line is a machine-readable summary.
 """
@@ -49,7 +49,7 @@ LIMIT_GIB = 4  # deploy.work_pool.DEFAULT_MEM_LIMIT, "4g"
 
 # Run in a fresh process per measurement; prints its own peak RSS last.
 RUN_ONE = """
-import json, resource, sys, time
+import json, sys, time
 start = time.perf_counter()
 kind, *args = sys.argv[1:]
 if kind == "train":
@@ -60,7 +60,9 @@ else:
     from flows.inference import incoming_inference_flow
     summary = incoming_inference_flow(args[0])
     detail = {"predicted": len(summary["predicted"]), "failed": [f["error"] for f in summary["failed"]]}
-peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM, not ru_maxrss: that outlives exec and would be the parent's (which built the files).
+with open("/proc/self/status") as status:
+    peak_mb = next(int(l.split()[1]) for l in status if l.startswith("VmHWM:")) / 1024
 print(json.dumps({"seconds": time.perf_counter() - start, "peak_mb": peak_mb, **detail}))
 """
 
