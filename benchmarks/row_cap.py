@@ -185,7 +185,7 @@ def main() -> None:
                 )
             results["train gbm, csv.gz"] = measure("train", store.uri(CSV_KEY), "gbm")
             for name, key in (("parquet", PARQUET_KEY), ("csv.gz", CSV_KEY)):
-                prefix = f"incoming-{name.replace('.', '-')}/"
+                prefix = f"incoming/{name.replace('.', '-')}/"
                 path = parquet if name == "parquet" else csv
                 store.put_file_verified(f"{prefix}{Path(key).name}", path, sha256_file(path))
                 results[f"hourly predict, {name}"] = measure("predict", prefix)
