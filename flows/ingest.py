@@ -35,15 +35,22 @@ class IngestError(RuntimeError):
         )
 
 
+def months_in_bucket(store: ObjectStore, color: str) -> ingest.BucketMonths:
+    """The bucket's months of `color` (ingest.bucket_months), each key of a month after the
+    current one logged as ignored. Called inside a task (ingestion's, training's)."""
+    listed = ingest.bucket_months(store, color)
+    logger = get_run_logger()
+    for _, key in listed.future:
+        logger.warning(ingest.FUTURE_MONTH_WARNING, key)
+    return listed
+
+
 @task(name="list-data-months", tags=["taxi", "io", "s3"], **io_task)
 def list_data_months(color: str) -> ingest.BucketMonths:
     store = ObjectStore()
     # Ingestion is what first fills a new bucket (the quickstart's, a fresh stack's).
     store.ensure_bucket()
-    listed = ingest.bucket_months(store, color)
-    for _, key in listed.future:
-        get_run_logger().warning(ingest.FUTURE_MONTH_WARNING, key)
-    return listed
+    return months_in_bucket(store, color)
 
 
 @task(name="ingest-month", tags=["taxi", "io", "s3", "tlc"], **io_task)

@@ -16,10 +16,10 @@ from prefect import Task, get_run_logger, task
 
 import taxi
 import taxi.storage.predictions
+from flows.ingest import months_in_bucket
 from flows.policy import io_retries, io_task, model_registry, pure_task
 from taxi import monitoring
 from taxi.features import FeatureMatrix, Vectorizer
-from taxi.ingest import FUTURE_MONTH_WARNING, bucket_months
 from taxi.layout import (
     LATEST_KEY,
     data_key,
@@ -143,13 +143,9 @@ def step_runner(settings: Settings) -> StepRunner:
 def plan_training_window(color: str, as_of: date, train_months: int) -> WindowPlan:
     """The months a window run as of `as_of` trains and tests on, from the months in the bucket."""
     objects = ObjectStore(Settings.from_env().bucket)
-    in_bucket = bucket_months(objects, color)
-    logger = get_run_logger()
-    for _, key in in_bucket.future:
-        logger.warning(FUTURE_MONTH_WARNING, key)
-    present = in_bucket.months
+    present = months_in_bucket(objects, color).months
     listed = ", ".join(month_name(m) for m in sorted(present)) or "none"
-    logger.info("%s months in the bucket: %s", color, listed)
+    get_run_logger().info("%s months in the bucket: %s", color, listed)
     today = datetime.now(UTC).date()
     return plan_window(
         as_of, today, color, present, train_months, lambda m: objects.uri(data_key(color, m))
