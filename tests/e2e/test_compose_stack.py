@@ -39,6 +39,8 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 
+from tests.env_files import read_env_file
+
 from .dockerutil import (
     BIN,
     REPO,
@@ -69,16 +71,6 @@ RUNS = 3  # per deployment, for the medians
 COMPOSE_IMAGE = "taxi-duration-compose-e2e"
 
 
-def _env_file(path) -> dict[str, str]:
-    values = {}
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            key, _, value = line.partition("=")
-            values[key.strip()] = value.strip()
-    return values
-
-
 @pytest.fixture(scope="module")
 def compose_stack(docker_client, tmp_path_factory):
     busy = [port for port in (4200, 9000, 9001) if not port_free(port)]
@@ -87,8 +79,8 @@ def compose_stack(docker_client, tmp_path_factory):
     env_path = tmp / "stack.env"
     made = run(["bash", "scripts/make-env.sh", str(env_path)], clean_env(), 60)
     assert "wrote" in made.stdout
-    values = _env_file(env_path)
-    example = _env_file(REPO / ".env.example")
+    values = read_env_file(env_path)
+    example = read_env_file(REPO / ".env.example")
     # The stack's image under a name of its own (the pool then runs only tags of it), apart from
     # the images test_docker_deployment builds on the same engine.
     env = {
@@ -207,7 +199,7 @@ def _stored_in_s3_links(api_url: str, run_id: str, auth: tuple[str, str]) -> lis
 
 
 def test_make_env_writes_generated_secrets_and_the_socket_group(compose_stack):
-    values, example = _env_file(compose_stack["env_path"]), compose_stack["example"]
+    values, example = read_env_file(compose_stack["env_path"]), compose_stack["example"]
     assert stat.S_IMODE(compose_stack["env_path"].stat().st_mode) == 0o600
     for name in ("TAXI_S3_ROOT_PASSWORD", "AWS_SECRET_ACCESS_KEY"):
         assert len(values[name]) == 40 and values[name] != example[name], name
@@ -237,7 +229,7 @@ def test_make_env_writes_generated_secrets_and_the_socket_group(compose_stack):
         check=False,
     )
     assert again.returncode != 0 and "exists" in again.stderr
-    assert _env_file(compose_stack["env_path"]) == values
+    assert read_env_file(compose_stack["env_path"]) == values
 
 
 def test_stack_prints_where_to_look_and_serves_it(compose_stack):

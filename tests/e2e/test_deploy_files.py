@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from taxi.settings import Settings
+from tests.env_files import read_env_file
 
 from .dockerutil import REPO
 
@@ -212,11 +213,7 @@ def test_the_stack_links_reports_to_its_own_s3_ui():
         seaweedfs["TAXI_OBJECT_URL_TEMPLATE"]
         == "http://localhost:9001/api/files/download?path=/buckets/{bucket}/{key}"
     )
-    example = dict(
-        line.split("=", 1)
-        for line in (REPO / ".env.example").read_text().splitlines()
-        if "=" in line and not line.startswith("#")
-    )
+    example = read_env_file(REPO / ".env.example")
     assert example["TAXI_OBJECT_URL_TEMPLATE"] == minio["TAXI_OBJECT_URL_TEMPLATE"]
     assert seaweedfs["TAXI_OBJECT_URL_TEMPLATE"] in (REPO / ".env.example").read_text()
     for value in (minio, seaweedfs):  # valid as deploy.work_pool reads it

@@ -10,20 +10,12 @@ import pytest
 
 from deploy.check_env import problems
 from taxi.settings import Settings
+from tests.env_files import env_file_values
 from tests.paths import ROOT
 
 
-def _env_file(text: str) -> dict[str, str]:
-    pairs = (
-        line.partition("=")
-        for line in text.splitlines()
-        if line.strip() and not line.startswith("#")
-    )
-    return {key.strip(): value.strip() for key, _, value in pairs}
-
-
 def test_the_example_file_is_refused_for_each_of_its_secrets():
-    found = problems(Settings.from_env(_env_file((ROOT / ".env.example").read_text())))
+    found = problems(Settings.from_env(env_file_values((ROOT / ".env.example").read_text())))
     assert found == [
         "the password in PREFECT_API_AUTH_STRING is still the placeholder of .env.example",
         "TAXI_S3_ROOT_PASSWORD is still the placeholder of .env.example",
@@ -38,9 +30,9 @@ def test_the_generated_env_file_passes(tmp_path):
         check=True,
         capture_output=True,
     )
-    values = _env_file((tmp_path / "env").read_text())
+    values = env_file_values((tmp_path / "env").read_text())
     assert problems(Settings.from_env(values)) == []
-    example = _env_file((ROOT / ".env.example").read_text())
+    example = env_file_values((ROOT / ".env.example").read_text())
     for name in ("PREFECT_API_AUTH_STRING", "TAXI_S3_ROOT_PASSWORD", "AWS_SECRET_ACCESS_KEY"):
         assert values[name] != example[name] and len(values[name]) >= 40, name
     assert values["AWS_ACCESS_KEY_ID"] != values["TAXI_S3_ROOT_USER"]
@@ -92,7 +84,7 @@ def test_each_bad_secret_is_named_and_its_value_never_is(changed, problem):
 
 
 def test_check_env_exits_with_a_configuration_error_naming_the_fix(tmp_path):
-    example = _env_file((ROOT / ".env.example").read_text())
+    example = env_file_values((ROOT / ".env.example").read_text())
     result = subprocess.run(
         [str(ROOT / ".venv" / "bin" / "python"), "-m", "deploy.check_env"],
         cwd=ROOT,

@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from deploy.work_pool import base_job_template
+from tests.env_files import read_env_file
 
 REPO = Path(__file__).resolve().parents[2]
 NOTICE = "Prefect collects anonymous usage data"
@@ -46,18 +47,13 @@ def _import_prefect_in_a_terminal(tmp_path: Path, extra: dict[str, str]) -> str:
     return output.decode(errors="replace")
 
 
-def _env_example() -> dict[str, str]:
-    lines = (REPO / ".env.example").read_text().splitlines()
-    return dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
-
-
 def test_without_the_setting_a_new_user_sees_the_notice(tmp_path):
     # The check's control: the notice is what the settings below turn off.
     assert NOTICE in _import_prefect_in_a_terminal(tmp_path, {})
 
 
 def test_a_shell_that_sourced_the_env_file_has_no_telemetry(tmp_path):
-    value = _env_example()["DO_NOT_TRACK"]
+    value = read_env_file(REPO / ".env.example")["DO_NOT_TRACK"]
     assert NOTICE not in _import_prefect_in_a_terminal(tmp_path, {"DO_NOT_TRACK": value})
 
 
