@@ -25,7 +25,7 @@ from pathlib import Path
 
 MAX_LINE = 200
 # A ceiling, not a target: later features may raise it by what their pages need.
-MAX_DOCS_LINES = 1225
+MAX_DOCS_LINES = 1345
 # Modules the docs may run with `python -m` that are not part of this repository.
 THIRD_PARTY_MODULES = frozenset({"pip", "pytest", "prefect", "venv", "http.server", "ruff"})
 

@@ -96,9 +96,9 @@ def test_long_lines_in_code_blocks_and_in_the_readme_are_allowed(tmp_path):
 
 
 def test_docs_over_the_line_budget_fail(tmp_path):
-    result = _run(_repo(tmp_path, "# T\n" + "text\n" * 1225))
+    result = _run(_repo(tmp_path, "# T\n" + "text\n" * 1345))
     assert result.returncode == 1
-    assert "docs/: 1231 lines in all (at most 1225)" in result.stdout
+    assert "docs/: 1351 lines in all (at most 1345)" in result.stdout
 
 
 def test_the_repository_docs_pass():
