@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -40,6 +40,10 @@ S3_CONNECT_TIMEOUT = 5
 S3_READ_TIMEOUT = 30
 # Objects are read back for checking in pieces of this size, never whole.
 READ_BACK_CHUNK_BYTES = 1024 * 1024
+
+
+# The content type of objects written without one of their own.
+BINARY = "application/octet-stream"
 
 
 class ObjectInfo(TypedDict):
@@ -96,36 +100,26 @@ class ObjectStore:
         return s3_uri(self.bucket, key)
 
     def ensure_bucket(self) -> None:
-        """Create the bucket unless it exists (idempotent)."""
-        target = f"bucket {self.bucket!r}"
-        try:
-            with self._errors("access", target):
-                self.client.head_bucket(Bucket=self.bucket)
-            return
-        except NotFoundError:
-            pass
-        try:
-            with self._errors("create", target):
+        """Create the bucket unless it exists (idempotent; created meanwhile by someone else
+        is fine too)."""
+        if not self._bucket_exists():
+            with suppress(AlreadyExistsError), self._errors("create", f"bucket {self.bucket!r}"):
                 self.client.create_bucket(Bucket=self.bucket)
-        except AlreadyExistsError:  # created meanwhile by someone else: fine
-            pass
 
-    def put(self, key: str, body: bytes, content_type: str = "application/octet-stream") -> str:
+    def put(self, key: str, body: bytes, content_type: str = BINARY) -> str:
         """Write one object and return its sha256."""
         with self._errors("write", self.uri(key)):
             self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
         return sha256_hex(body)
 
-    def put_verified(
-        self, key: str, body: bytes, content_type: str = "application/octet-stream"
-    ) -> str:
+    def put_verified(self, key: str, body: bytes, content_type: str = BINARY) -> str:
         """Write an object, read it back, and fail unless the bytes stored are the bytes sent."""
         expected = self.put(key, body, content_type)
         self._check_stored(key, expected)
         return expected
 
     def put_file_verified(
-        self, key: str, path: Path, sha256: str, content_type: str = "application/octet-stream"
+        self, key: str, path: Path, sha256: str, content_type: str = BINARY
     ) -> None:
         """put_verified for a file too large to hold in memory twice: the upload streams from
         the file, and the read-back is hashed in chunks. `sha256` is the file's, computed by
@@ -263,13 +257,16 @@ class ObjectStore:
 
     def _check_bucket_exists(self, action: str) -> None:
         """BucketNotFoundError naming the bucket unless it exists."""
+        if not self._bucket_exists():
+            raise BucketNotFoundError(f"bucket {self.bucket!r} does not exist (cannot {action})")
+
+    def _bucket_exists(self) -> bool:
         try:
             with self._errors("access", f"bucket {self.bucket!r}"):
                 self.client.head_bucket(Bucket=self.bucket)
-        except NotFoundError as error:
-            raise BucketNotFoundError(
-                f"bucket {self.bucket!r} does not exist (cannot {action})"
-            ) from error
+        except NotFoundError:
+            return False
+        return True
 
     def list_objects(self, prefix: str) -> list[ObjectInfo]:
         """Every object under `prefix` as S3 reports it (Key, Size, ETag, LastModified)."""
