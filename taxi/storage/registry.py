@@ -1,8 +1,8 @@
 """Model versions on top of the object store: publishing, loading and `latest`.
 
 A version is published in this order: every object written and read back with a matching
-sha256, then the manifest (listing each object's sha256), its signature if a signing key is
-configured, then the `latest` marker. A run that dies midway therefore never moves `latest`,
+sha256, then the manifest's signature if a signing key is configured, then the manifest
+(listing each object's sha256), then the `latest` marker. A run that dies midway therefore never moves `latest`,
 and readers verify the manifest's signature (with a key) and every object against the
 manifest before unpickling it. What a manifest, a signature and the marker hold, and how each
 is checked: taxi.storage.manifests. Keys: taxi/layout.py.
@@ -135,13 +135,14 @@ class ModelRegistry:
 
         manifest = new_manifest(version, details, metrics, promote, objects)
         manifest_body = json_body(manifest)
-        manifest_key = model_key(version, MANIFEST_OBJECT)
-        manifest_sha = self.objects.put_verified(manifest_key, manifest_body, JSON)
         if self.signing_key is not None:
-            # Signed before `latest` moves, so a reader with the key never finds latest
-            # pointing at a manifest without its signature.
+            # The signature before the manifest: a version whose signature could not be
+            # written has no manifest either, so it is incomplete and cleaned up like any
+            # other, and a reader with the key never finds a manifest without its signature.
             signature = signature_body(self.signing_key, manifest_body)
             self.objects.put_verified(model_key(version, SIGNATURE_OBJECT), signature, JSON)
+        manifest_key = model_key(version, MANIFEST_OBJECT)
+        manifest_sha = self.objects.put_verified(manifest_key, manifest_body, JSON)
         promoted = promote and self.promote(version, manifest_sha, champion)
         return {**manifest, "promoted": promoted}
 

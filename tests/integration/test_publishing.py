@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -96,20 +97,16 @@ def test_a_run_that_dies_midway_leaves_latest_alone(store, trained, fail_on):
         }
         assert signed.load_model(broken).version == broken
         return
-    assert "model.pkl" in written
-    if fail_on != "/manifest.json.sig":
-        assert "manifest.json" not in written
-        with pytest.raises(ModelNotFoundError, match="never completed"):
-            signed.load_model(broken)
-        assert signed.incomplete_versions(older_than=timedelta(0)) == [broken]
-        assert signed.incomplete_versions() == []  # too recent: could be a training still writing
-        assert signed.delete_incomplete_versions(older_than=timedelta(0)) == [broken]
-        assert store.list_keys(f"models/{broken}/") == []
-        assert signed.load_model().version == good  # cleanup leaves complete versions alone
-    else:
-        # Manifest written but not its signature: a reader with the key refuses the version.
-        with pytest.raises(IntegrityError, match="is not signed"):
-            signed.load_model(broken)
+    # Whatever failed, the signature included, the version has no manifest: it never loads and
+    # the cleanup removes it.
+    assert "model.pkl" in written and "manifest.json" not in written
+    with pytest.raises(ModelNotFoundError, match="never completed"):
+        signed.load_model(broken)
+    assert signed.incomplete_versions(older_than=timedelta(0)) == [broken]
+    assert signed.incomplete_versions() == []  # too recent: could be a training still writing
+    assert signed.delete_incomplete_versions(older_than=timedelta(0)) == [broken]
+    assert store.list_keys(f"models/{broken}/") == []
+    assert signed.load_model().version == good  # cleanup leaves complete versions alone
 
 
 def test_concurrent_publishing_never_points_latest_at_an_incomplete_version(store, trained):
@@ -119,13 +116,16 @@ def test_concurrent_publishing_never_points_latest_at_an_incomplete_version(stor
     versions: list[str] = []
     errors: list[BaseException] = []
     seen: set[str] = set()
+    spans: list[tuple[float, float]] = []  # each save's (start, end), monotonic
 
     def save() -> None:
         try:
             start.wait()
+            began = time.monotonic()
             versions.append(
                 _save(ModelRegistry(ObjectStore(bucket=store.bucket)), trained)["version"]
             )
+            spans.append((began, time.monotonic()))
         except BaseException as error:  # noqa: BLE001 (reported by the assertion below)
             errors.append(error)
 
@@ -143,6 +143,9 @@ def test_concurrent_publishing_never_points_latest_at_an_incomplete_version(stor
         writer.join()
 
     assert errors == [] and len(set(versions)) == 2
+    # The two saves ran at the same time, and the reader saw a version while they ran.
+    assert max(began for began, _ in spans) < min(end for _, end in spans), spans
+    assert seen and seen <= set(versions), seen
     assert reader.latest_marker()["version"] in versions
     for version in versions:
         assert reader.load_model(version).version == version
