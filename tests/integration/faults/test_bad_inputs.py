@@ -45,11 +45,22 @@ def _unparseable_time() -> bytes:
     return "\n".join([*lines[:5], ",".join(row), *lines[6:]]).encode() + b"\n"
 
 
+def _no_rows() -> bytes:
+    buffer = io.BytesIO()
+    pq.write_table(pq.read_table(GREEN_JAN).slice(0, 0), buffer)
+    return buffer.getvalue()
+
+
 # name in the bucket -> (content, or None for no object; what the error must say)
 BAD_INPUTS = {
     "missing.parquet": (None, "file not found in S3"),
     "truncated.parquet": (lambda: GREEN_JAN.read_bytes()[:600_000], "not a readable parquet file"),
     "empty.csv": (lambda: b"", "file is empty"),
+    "header-only.csv": (
+        lambda: YELLOW_FEB.read_bytes().split(b"\n")[0] + b"\n",
+        "contains no trips",
+    ),
+    "no-rows.parquet": (_no_rows, "contains no trips"),
     "zones.csv": (
         lambda: (DATA / "taxi_zone_lookup.csv").read_bytes(),
         "not a TLC yellow or green trip file",

@@ -17,6 +17,7 @@ import secrets
 import socket
 import struct
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +28,7 @@ import pytest
 import devstack
 from taxi.layout import LATEST_KEY
 from taxi.settings import Settings
+from taxi.storage import objects
 from taxi.storage.errors import BucketNotFoundError, StorageError, TransientStorageError
 from taxi.storage.manifests import UnsupportedModelError
 from taxi.storage.objects import S3_ATTEMPTS, ObjectStore, s3_client
@@ -411,3 +413,90 @@ def test_the_retry_condition_retries_only_transient_errors():
     permanent.append(refused.value)
     assert [is_transient(error) for error in transient] == [True] * len(transient)
     assert [is_transient(error) for error in permanent] == [False] * len(permanent)
+
+
+# --- hangs: each try bounded by its timeout ------------------------------------------------
+
+
+def test_the_client_bounds_what_the_reliability_page_says():
+    config = s3_client().meta.config
+    assert (config.connect_timeout, config.read_timeout) == (5, 30)
+    assert config.retries == {"total_max_attempts": 4, "mode": "standard"}
+
+
+@contextmanager
+def silent_endpoint() -> Iterator[tuple[str, list[int]]]:
+    """A local endpoint that accepts connections, reads the request and never answers (a hung
+    server); yields its URL and a one-item list counting the connections accepted."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    listener.settimeout(0.2)
+    accepted, held, stop = [0], [], threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            accepted[0] += 1
+            held.append(connection)  # open, unanswered, until the block ends
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}", accepted
+    finally:
+        stop.set()
+        thread.join(10)
+        for connection in held:
+            connection.close()
+        listener.close()
+
+
+@contextmanager
+def unanswered_connects() -> Iterator[str]:
+    """An endpoint whose connections time out: a listener that never accepts, its queue full,
+    so the kernel drops every further SYN (packets lost on the way)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    address = listener.getsockname()
+    fillers = []
+    for _ in range(2):  # fill the accept queue (its length is the backlog + 1)
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(address)
+        fillers.append(filler)
+    time.sleep(0.2)
+    try:
+        yield f"http://127.0.0.1:{address[1]}"
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
+
+
+def test_a_hung_server_costs_each_try_its_read_timeout_and_no_more(monkeypatch):
+    monkeypatch.setattr(objects, "S3_READ_TIMEOUT", 1)
+    with silent_endpoint() as (endpoint, accepted):
+        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+        started = time.monotonic()
+        with pytest.raises(TransientStorageError, match="unreachable"):
+            ObjectStore(bucket="any").get(LATEST_KEY)
+        took = time.monotonic() - started
+    assert accepted[0] == S3_ATTEMPTS
+    # 4 tries of 1 s each, plus the backoff between them (at most 0.35 s in all) and slack
+    assert S3_ATTEMPTS * 1 <= took < S3_ATTEMPTS * 1 + 3, took
+
+
+def test_a_dropped_connection_costs_each_try_its_connect_timeout_and_no_more(monkeypatch):
+    monkeypatch.setattr(objects, "S3_CONNECT_TIMEOUT", 1)
+    with unanswered_connects() as endpoint:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+        started = time.monotonic()
+        with pytest.raises(TransientStorageError, match="unreachable"):
+            ObjectStore(bucket="any").get(LATEST_KEY)
+        took = time.monotonic() - started
+    assert S3_ATTEMPTS * 1 <= took < S3_ATTEMPTS * 1 + 3, took
