@@ -19,8 +19,9 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 from prefect.deployments import run_deployment
 
-from flows import policy, reports
+from flows import policy
 from flows.parameters import backfill_dates, backfill_parameters
+from flows.reports.training import backfill_row
 from flows.training import Color, ModelType, training_flow
 from taxi.config import DEFAULT_MAX_TRAIN_ROWS
 
@@ -65,7 +66,7 @@ def backfill_flow(
             max_train_rows=max_train_rows,
             promote=promote,
         )
-        row = reports.backfill_row(as_of, result)
+        row = backfill_row(as_of, result)
         logger.info(
             "Backfill as of %s: version %s, test RMSE %.4f",
             row["as_of"],

@@ -14,8 +14,9 @@ from prefect import Task, get_run_logger
 from prefect.artifacts import create_link_artifact
 from prefect.states import State
 
-from flows import incoming_tasks, reports
+from flows import incoming_tasks
 from flows.policy import Retrying
+from flows.reports.inference import monitoring_plot_description
 from taxi import monitoring
 from taxi.failed_files import new_set_aside_id
 from taxi.incoming import Claim, ClaimResult, IncomingFile, MalformedClaimError
@@ -205,7 +206,7 @@ def refresh_monitoring_plot(
         key="taxi-monitoring-plot",
         link=browser_url(plot["uri"], object_url_template),
         link_text=plot["uri"],
-        description=reports.monitoring_plot_description(plot),
+        description=monitoring_plot_description(plot),
     )
     return plot
 

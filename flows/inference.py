@@ -20,10 +20,18 @@ from prefect.events import emit_event
 from prefect.runtime import flow_run
 from prefect.states import State
 
-from flows import hourly, incoming_tasks, policy, reports, tasks
+from flows import hourly, incoming_tasks, policy, tasks
 from flows.parameters import incoming_parameters
 from flows.policy import Retrying
 from flows.processing import process_inference_data_flow
+from flows.reports.inference import incoming_report, inference_report
+from flows.reports.monitoring import (
+    drift_event,
+    hourly_drift_event,
+    monitoring_description,
+    monitoring_table,
+    monitoring_verdict,
+)
 from taxi import monitoring
 from taxi.incoming import IncomingFile
 from taxi.layout import INCOMING_PREFIX, browser_url, incoming_name, s3_uri
@@ -39,6 +47,11 @@ DEFAULT_INCOMING_PREFIX = INCOMING_PREFIX
 # again. A context variable rather than a flow parameter (parameters go to the Prefect API) or
 # a global (overlapping runs in one process each keep their own).
 _run_model: ContextVar[LoadedModel | None] = ContextVar("taxi_run_model", default=None)
+# The batches with drift of the hourly run's files, (record, record URI) each: the hourly run
+# announces them in one drift event (one alert per run, not one per file).
+_run_drift: ContextVar[list[tuple[MonitoringRecord, str]] | None] = ContextVar(
+    "taxi_run_drift", default=None
+)
 
 
 @flow(name="taxi-inference", version=policy.VERSION, log_prints=True)
@@ -90,7 +103,7 @@ def inference_flow(
     model_type = loaded.manifest.get("model_type", "linear")
     create_markdown_artifact(
         key="taxi-inference-report",
-        markdown=reports.inference_report(
+        markdown=inference_report(
             input_path, uri, version, model_type, rows, unknown, template, signed
         ),
         description=f"{rows:,} trips predicted with model {version}",
@@ -100,7 +113,7 @@ def inference_flow(
 
 
 def _model(model_version: str, retrying: Retrying) -> LoadedModel:
-    """The model to predict with: the one the calling hourly run lent (`_lending`) when it is
+    """The model to predict with: the one the calling hourly run lent (`_hourly_file`) when it is
     this version, else loaded and verified now."""
     lent = _run_model.get()
     if lent is not None and lent.version == model_version:
@@ -112,20 +125,25 @@ def _model(model_version: str, retrying: Retrying) -> LoadedModel:
 
 
 @contextmanager
-def _lending(loaded: LoadedModel) -> Iterator[None]:
-    """Within the block, an inference_flow run of `loaded.version` predicts with `loaded`."""
-    token = _run_model.set(loaded)
+def _hourly_file(
+    loaded: LoadedModel, drifted: list[tuple[MonitoringRecord, str]]
+) -> Iterator[None]:
+    """Within the block, an inference_flow run of `loaded.version` predicts with `loaded`, and
+    adds its batch to `drifted` if it drifted instead of announcing it."""
+    model, drift = _run_model.set(loaded), _run_drift.set(drifted)
     try:
         yield
     finally:
-        _run_model.reset(token)
+        _run_model.reset(model)
+        _run_drift.reset(drift)
 
 
 def publish_monitoring_record(
     record: MonitoringRecord, predictions_uri: str, retrying: Retrying
 ) -> str:
     """Store the batch's monitoring record next to its predictions, show it as a table
-    artifact, and emit taxi.drift.detected when a statistic is over its threshold."""
+    artifact, and when a statistic is over its threshold announce it: with taxi.drift.detected,
+    or through the calling hourly run, which announces all its files' drift at once."""
     logger = get_run_logger()
     record_uri = retrying(tasks.write_monitoring_record)(record, predictions_uri)
     if record["drift_statistics"] != "computed":
@@ -136,8 +154,8 @@ def publish_monitoring_record(
         )
     create_table_artifact(
         key="taxi-monitoring",
-        table=reports.monitoring_table(record),
-        description=reports.monitoring_description(record, record_uri),
+        table=monitoring_table(record),
+        description=monitoring_description(record, record_uri),
     )
     if record["drift_detected"]:
         logger.warning(
@@ -145,8 +163,12 @@ def publish_monitoring_record(
             record["input"],
             ", ".join(monitoring.drifted_statistics(record)),
         )
-        emit_event(**reports.drift_event(record, record_uri))
-    verdict = reports.monitoring_verdict(record)
+        hourly_drift = _run_drift.get()
+        if hourly_drift is None:
+            emit_event(**drift_event(record, record_uri))
+        else:
+            hourly_drift.append((record, record_uri))
+    verdict = monitoring_verdict(record)
     logger.info(
         "Monitoring record %s: %s, realized RMSE %s", record_uri, verdict, record["realized_rmse"]
     )
@@ -196,8 +218,10 @@ def incoming_inference_flow(
         run, loaded.version, done, settings.set_aside_after_failures, retrying
     )
 
+    drifted: list[tuple[MonitoringRecord, str]] = []
+
     def predict(file: IncomingFile) -> State[str]:
-        with _lending(loaded):
+        with _hourly_file(loaded, drifted):
             source = s3_uri(settings.bucket, file.key)
             return inference_flow(
                 source, loaded.version, incoming_name(file.key), return_state=True
@@ -205,6 +229,9 @@ def incoming_inference_flow(
 
     outcomes = [hourly.predict_incoming_file(file, job, predict) for file in files]
     summary = hourly.hourly_summary(outcomes, loaded.version, signed)
+    where = s3_uri(settings.bucket, prefix)
+    if drifted:
+        emit_event(**hourly_drift_event(where, run, loaded.version, drifted))
     for entry in summary["failed"]:
         logger.error("Could not predict %s: %s", entry["input"], entry["error"])
     if summary[
@@ -213,7 +240,6 @@ def incoming_inference_flow(
         summary["monitoring_plot"] = hourly.refresh_monitoring_plot(
             retrying, settings.object_url_template
         )
-    where = s3_uri(settings.bucket, prefix)
     counts = (len(summary["predicted"]), len(summary["skipped"]), len(summary["failed"]))
     logger.info(
         "Incoming files under %s: %d predicted, %d skipped, %d failed (model %s)",
@@ -223,7 +249,7 @@ def incoming_inference_flow(
     )
     create_markdown_artifact(
         key="taxi-incoming-inference",
-        markdown=reports.incoming_report(where, summary, settings.object_url_template),
+        markdown=incoming_report(where, summary, settings.object_url_template),
         description=f"Model {loaded.version}",
     )
     hourly.end_run(summary, settings.set_aside_after_failures)

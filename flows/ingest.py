@@ -12,9 +12,10 @@ from typing import Literal
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
-from flows import policy, reports
+from flows import policy
 from flows.parameters import ingest_parameters
 from flows.policy import io_task
+from flows.reports.ingest import ingest_report
 from taxi import ingest
 from taxi.layout import s3_uri
 from taxi.months import Month, month_name, parse_month
@@ -157,7 +158,7 @@ def ingest_flow(
     )
     create_markdown_artifact(
         key="taxi-ingest-report",
-        markdown=reports.ingest_report(summary),
+        markdown=ingest_report(summary),
         description=f"{color} months {_span(months)}",
     )
     if summary["failed"]:

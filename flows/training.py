@@ -10,8 +10,9 @@ import prefect.runtime.flow_run
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from flows import policy, reports, tasks
+from flows import policy, tasks
 from flows.parameters import training_parameters
+from flows.reports.training import metrics_table, training_report
 from taxi.config import DEFAULT_MAX_TRAIN_ROWS
 from taxi.evaluation import PromotionDecision, decide_promotion
 from taxi.layout import MANIFEST_OBJECT, PLOT_OBJECT, model_key, s3_uri
@@ -144,12 +145,12 @@ def training_flow(
     version = result["model_version"]
     create_markdown_artifact(
         key="taxi-training-report",
-        markdown=reports.training_report(result, outputs.details, settings.object_url_template),
+        markdown=training_report(result, outputs.details, settings.object_url_template),
         description=f"Model version {version}",
     )
     create_table_artifact(
         key="taxi-training-metrics",
-        table=reports.metrics_table(result),
+        table=metrics_table(result),
         description=f"RMSE of model version {version}",
     )
     logger.info(

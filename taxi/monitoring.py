@@ -2,7 +2,7 @@
 
 Pure functions: pandas and numpy in, plain JSON-serialisable dicts out. Storage, Prefect
 artifacts and events are the callers' business; taxi.monitoring_plot draws the records, the
-flows' reports (flows/reports.py) show them as a table and announce drift.
+flows' reports (flows/reports/) show them as a table and announce drift.
 
 - `reference_statistics`: a compact summary of the training trips (category counts and
   fixed-edge histograms of the model's inputs, of the target and of the model's predictions),

@@ -1,5 +1,5 @@
 """The monitoring plot over batches (taxi.monitoring records in, PNG bytes out). The table
-and the drift event that present one record are the flows' (flows/reports.py)."""
+and the drift event that present one record are the flows' (flows/reports/)."""
 
 from __future__ import annotations
 

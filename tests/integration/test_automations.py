@@ -31,7 +31,7 @@ from deploy.automations import (
     load_automations_file,
     setup_automations,
 )
-from flows.reports import drift_event
+from flows.reports.monitoring import drift_event
 from taxi import load_data, predict, process_inference_data
 from taxi.monitoring import batch_record, reference_statistics
 from tests.paths import GREEN_FEB

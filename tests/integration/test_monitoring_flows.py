@@ -172,3 +172,51 @@ def test_a_file_that_keeps_failing_is_set_aside_once_and_the_plot_is_refreshed(
         [first_copy, parse_s3_uri(second["moved_to"])[1]]
     )
     assert store.get(first_copy) == bad
+
+
+def test_an_hourly_run_announces_its_drifted_files_in_one_event(prefect_api, bucket_env):
+    from markdown_it import MarkdownIt
+
+    from flows.inference import incoming_inference_flow
+    from flows.training import training_flow
+
+    store = bucket_env
+    training_flow(str(GREEN_JAN), str(GREEN_FEB))  # the bucket's first version: latest
+    shifted = pd.read_parquet(GREEN_FEB)
+    for column in ("lpep_pickup_datetime", "lpep_dropoff_datetime"):
+        shifted[column] = shifted[column] + pd.Timedelta(hours=3)
+    buffer = io.BytesIO()
+    shifted.to_parquet(buffer)
+    # Keys with markup in them: a backtick and a pipe, then brackets.
+    drifted = ["incoming/shifted `a` | b.parquet", "incoming/shifted [c](d).parquet"]
+    for key in drifted:
+        store.put(key, buffer.getvalue())
+    store.put("incoming/unchanged.parquet", GREEN_FEB.read_bytes())
+
+    state = incoming_inference_flow("incoming/", return_state=True)
+    summary = state.result()
+    assert state.is_completed() and len(summary["predicted"]) == 3, summary
+    run = state.state_details.flow_run_id
+    [event] = api.events("taxi.drift.detected", f"taxi.hourly-run.{run}", until=bool)
+    batches = event["payload"]["batches"]
+    assert sorted(b["input"] for b in batches) == sorted(store.uri(k) for k in drifted)
+    assert all("pickup_hour" in b["drifted"] for b in batches) and event["payload"]["more"] == 0
+    for key in drifted:  # the files' own runs announced nothing of their own
+        assert api.events("taxi.drift.detected", f"taxi.batch.{store.uri(key)}", timeout=3) == []
+
+    # The report's table keeps one row of three cells per file, each key shown as written.
+    [report] = api.artifacts(run, "taxi-incoming-inference")
+    tokens = MarkdownIt("commonmark").enable("table").parse(report.data)
+    rows, row = [], None
+    for token in tokens:
+        if token.type == "tr_open":
+            row = []
+        elif token.type == "inline" and row is not None:
+            row.append("".join(child.content for child in token.children or []))
+        elif token.type == "tr_close":
+            rows.append(row)
+            row = None
+    assert all(len(cells) == 3 for cells in rows), rows
+    assert sorted(cells[0] for cells in rows[1:]) == sorted(
+        [*drifted, "incoming/unchanged.parquet"]
+    )

@@ -20,6 +20,7 @@ from prefect.server.utilities.user_templates import (
 from prefect.settings import PREFECT_UI_URL, temporary_settings
 
 from deploy.automations import load_automations_file
+from flows.reports.monitoring import MAX_EVENT_BATCHES, hourly_drift_event
 
 UI = "http://localhost:4200"
 
@@ -94,3 +95,44 @@ def test_a_drift_alert_without_a_run_durations_or_record_says_so():
     assert "Realized RMSE: not known (the batch has no durations)." in body
     assert "Monitoring record: not stored" in body
     assert "None" not in body
+
+
+def _drifted(input_: str, realized_rmse: float | None) -> dict:
+    statistic = {"statistic": "psi", "value": 0.5, "threshold": 0.2, "drift": True}
+    return {
+        "input": input_,
+        "model_version": "v7",
+        "rows": 10,
+        "drift_statistics": "computed",
+        "features": {"pickup_zone": statistic},
+        "prediction_drift": None,
+        "target_drift": None,
+        "drift_detected": True,
+        "realized_rmse": realized_rmse,
+    }
+
+
+def test_an_hourly_run_has_one_drift_alert_that_lists_its_batches():
+    many = MAX_EVENT_BATCHES + 2
+    drifted = [
+        (_drifted(f"s3://taxi/incoming/{i}.csv", None if i else 6.5), f"s3://taxi/m{i}.json")
+        for i in range(many)
+    ]
+    drifted[1] = (_drifted("s3://taxi/incoming/two\nFAKE: line `|`.csv", 7.0), "s3://taxi/m1.json")
+    kwargs = hourly_drift_event("s3://taxi/incoming/", "run-1", "v7", drifted)
+    event = ReceivedEvent(occurred=datetime(2026, 12, 4, tzinfo=UTC), id=uuid.uuid4(), **kwargs)
+    run = _flow_run("hourly")
+    subject, body = _render(_action("taxi-drift-detected"), {"event": event, "flow_run": run})
+    assert subject == f"Taxi: drift detected in s3://taxi/incoming/ ({many} files with drift)"
+    lines = body.splitlines()
+    batches = [line for line in lines if line.startswith("- s3://")]
+    assert len(batches) == MAX_EVENT_BATCHES
+    assert batches[0] == (
+        "- s3://taxi/incoming/0.csv: pickup_zone; realized RMSE 6.5; record s3://taxi/m0.json"
+    )
+    assert batches[1].startswith("- s3://taxi/incoming/two FAKE: line `|`.csv: pickup_zone;")
+    assert "realized RMSE not known" in batches[2]
+    assert "- and 2 more batches (their records are under monitoring/)" in lines
+    assert not [line for line in lines if line.startswith("FAKE")]
+    assert "None" not in body and "Realized RMSE:" not in body
+    assert f"The inference run in the Prefect UI: {UI}/runs/flow-run/{run.id}" in body

@@ -1,4 +1,4 @@
-"""The run reports as the Prefect UI renders them (flows/reports.py): links named by the plain
+"""The run reports as the Prefect UI renders them (flows/reports/): links named by the plain
 URI that open the object where the template says, no bare "-" in a table, and table-artifact
 cells that render as text. Parsed with markdown-it (CommonMark with GFM tables), which reads
 these the way the UI's renderer does: a markdown table's cells inline, a table artifact's
@@ -12,7 +12,11 @@ import pytest
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-from flows import reports
+from flows.reports import inference as inference_reports
+from flows.reports import ingest as ingest_reports
+from flows.reports import monitoring as monitoring_reports
+from flows.reports import training as training_reports
+from flows.reports.markdown import code
 from taxi.layout import browser_url
 from taxi.monitoring import NO_REFERENCE
 
@@ -120,9 +124,13 @@ def _table_cells(markdown: str) -> list[str]:
 
 def _reports(template: str | None) -> dict[str, str]:
     return {
-        "training, no champion": reports.training_report(_summary(None), _details(), template),
-        "training, champion": reports.training_report(_summary(CHAMPION), _details(), template),
-        "inference": reports.inference_report(
+        "training, no champion": training_reports.training_report(
+            _summary(None), _details(), template
+        ),
+        "training, champion": training_reports.training_report(
+            _summary(CHAMPION), _details(), template
+        ),
+        "inference": inference_reports.inference_report(
             "s3://taxi/incoming/a.parquet",
             "s3://taxi/predictions/a.parquet",
             VERSION,
@@ -131,8 +139,12 @@ def _reports(template: str | None) -> dict[str, str]:
             {"pickup_zone": 2},
             template,
         ),
-        "hourly, redrawn": reports.incoming_report("s3://taxi/incoming/", _hourly(True), template),
-        "hourly, kept": reports.incoming_report("s3://taxi/incoming/", _hourly(False), template),
+        "hourly, redrawn": inference_reports.incoming_report(
+            "s3://taxi/incoming/", _hourly(True), template
+        ),
+        "hourly, kept": inference_reports.incoming_report(
+            "s3://taxi/incoming/", _hourly(False), template
+        ),
     }
 
 
@@ -175,7 +187,7 @@ def test_without_a_template_objects_are_code_and_nothing_links_to_s3():
 def test_no_markdown_table_cell_is_a_bare_dash(template):
     for name, markdown in {
         **_reports(template),
-        "ingest": reports.ingest_report(
+        "ingest": ingest_reports.ingest_report(
             {
                 "color": "green",
                 "source": "/opt/taxi/data",
@@ -251,11 +263,13 @@ def _monitoring_record(drift_statistics: str) -> dict:
 
 def test_every_table_artifact_cell_renders_as_text():
     tables = {
-        "metrics, no champion": reports.metrics_table(_summary(None)),
-        "metrics, champion": reports.metrics_table(_summary(CHAMPION)),
-        "monitoring": reports.monitoring_table(_monitoring_record("computed")),
-        "monitoring, no reference": reports.monitoring_table(_monitoring_record(NO_REFERENCE)),
-        "backfill": [reports.backfill_row(date(2021, 4, 2), _summary(CHAMPION))],
+        "metrics, no champion": training_reports.metrics_table(_summary(None)),
+        "metrics, champion": training_reports.metrics_table(_summary(CHAMPION)),
+        "monitoring": monitoring_reports.monitoring_table(_monitoring_record("computed")),
+        "monitoring, no reference": monitoring_reports.monitoring_table(
+            _monitoring_record(NO_REFERENCE)
+        ),
+        "backfill": [training_reports.backfill_row(date(2021, 4, 2), _summary(CHAMPION))],
     }
     for name, rows in tables.items():
         bad = [(row, cell) for row in rows for cell in row.values() if not _renders_as_text(cell)]
@@ -269,3 +283,108 @@ def test_every_table_artifact_cell_renders_as_text():
         10.4475,
     )
     assert tables["metrics, champion"][1]["version"] == CHAMPION
+
+
+# Keys as an uploader may name them: markup of every kind, a line break, a tab.
+HOSTILE_KEYS = [
+    "incoming/a`b`.parquet",
+    "incoming/``x | y``.csv",
+    "incoming/[click](http://example.com) *now*.parquet",
+    "incoming/two\nlines\tand a \\| pipe.parquet",
+    "incoming/<b>x</b> & #1 _y_ ~z~ !.csv",
+    "incoming/`",
+]
+
+
+def _rows(markdown: str) -> list[list[str]]:
+    """Each table row of `markdown` as the texts its cells show (code spans included)."""
+    rows, row = [], None
+    for token in MARKDOWN.parse(markdown):
+        if token.type == "tr_open":
+            row = []
+        elif token.type == "inline" and row is not None:
+            row.append("".join(child.content for child in token.children or []))
+        elif token.type == "tr_close":
+            rows.append(row)
+            row = None
+    return rows
+
+
+def _as_shown(key: str) -> str:
+    return " ".join(key.split())  # a line break or tab shows as one space
+
+
+@pytest.mark.parametrize("template", [None, SEAWEEDFS])
+def test_keys_with_markup_stay_in_their_cell_and_show_as_written(template):
+    summary = _hourly(True) | {
+        "predicted": [{"input": k, "predictions": f"s3://taxi/{k}"} for k in HOSTILE_KEYS],
+        "failed": [{"input": k, "error": f"cannot read {k}", "failures": 1} for k in HOSTILE_KEYS],
+        "skipped": [{"input": k, "reason": f"[{k}](x)"} for k in HOSTILE_KEYS],
+    }
+    rows = _rows(inference_reports.incoming_report("s3://taxi/incoming/", summary, template))
+    assert all(len(row) == 3 for row in rows), rows
+    body = rows[1:]
+    shown = [_as_shown(k) for k in HOSTILE_KEYS]
+    assert [row[0] for row in body] == shown * 3
+    assert [row[2] for row in body[: len(shown)]] == [f"s3://taxi/{k}" for k in shown]
+    assert [row[2] for row in body[len(shown) : 2 * len(shown)]] == [
+        f"cannot read {k}" for k in shown
+    ]
+    assert [row[2] for row in body[2 * len(shown) :]] == [f"[{k}](x)" for k in shown]
+    markdown = inference_reports.incoming_report("s3://taxi/incoming/", summary, template)
+    hrefs = [href for href, _ in _links(markdown)]
+    assert not [h for h in hrefs if h.startswith("http://example.com")]  # no link made by a key
+
+
+@pytest.mark.parametrize("key", HOSTILE_KEYS)
+def test_a_code_span_holds_any_key(key):
+    [inline] = _inline(code(key))
+    [child] = inline.children
+    assert child.type == "code_inline" and child.content == _as_shown(key)
+
+
+def test_the_ingest_report_keeps_its_table_whatever_the_error_says():
+    error = "HTTP 500 | <html>\n`oops`"
+    summary = {
+        "color": "green",
+        "source": "https://example.com/`x`",
+        "ingested": [{"month": "2021-01", "rows": 1, "bytes": 2, "uri": "s3://taxi/data/a|b"}],
+        "skipped": [],
+        "not_available": [],
+        "failed": [{"month": "2021-02", "error": error}],
+        "not_attempted": [],
+        "ignored": [],
+    }
+    rows = _rows(ingest_reports.ingest_report(summary))
+    assert all(len(row) == 3 for row in rows), rows
+    assert rows[1][2].endswith("s3://taxi/data/a|b") and rows[2][2] == _as_shown(error)
+
+
+def _drifted(input_: str) -> dict:
+    record = _monitoring_record("computed")
+    feature = record["features"]["pickup_zone"] | {"value": 0.5, "drift": True}
+    return record | {"input": input_, "drift_detected": True, "features": {"pickup_zone": feature}}
+
+
+def test_one_hourly_drift_event_lists_its_batches_up_to_a_cap():
+    many = monitoring_reports.MAX_EVENT_BATCHES + 3
+    drifted = [
+        (_drifted(f"s3://taxi/incoming/{i}.parquet"), f"s3://m/{i}.json") for i in range(many)
+    ]
+    event = monitoring_reports.hourly_drift_event("s3://taxi/incoming/", "run-1", VERSION, drifted)
+    assert event["resource"]["prefect.resource.id"] == "taxi.hourly-run.run-1"
+    assert event["resource"]["taxi.input"] == f"s3://taxi/incoming/ ({many} files with drift)"
+    payload = event["payload"]
+    assert payload["drifted"] == ["pickup_zone"] and payload["rows"] == 10 * many
+    assert len(payload["batches"]) == monitoring_reports.MAX_EVENT_BATCHES and payload["more"] == 3
+    assert payload["batches"][0] == {
+        "input": "s3://taxi/incoming/0.parquet",
+        "drifted": ["pickup_zone"],
+        "realized_rmse": 6.1,
+        "record": "s3://m/0.json",
+    }
+
+
+def test_a_drift_event_names_its_input_on_one_line():
+    event = monitoring_reports.drift_event(_drifted("s3://taxi/incoming/a\nFAKE: line.csv"))
+    assert event["resource"]["taxi.input"] == "s3://taxi/incoming/a FAKE: line.csv"
