@@ -8,7 +8,9 @@
 # The model signing key is not written here: the setup one-shot generates it
 # straight into the Secret block taxi-signing-key (TAXI_SETUP_SIGNING_KEY stays
 # empty unless you set a key of your own).
-# The file is created readable by you only. Everything else is .env.example's.
+# The file is created readable by you only, and the secrets are made inside the
+# program that writes it (never on a command line, which `ps` shows to every user).
+# Everything else is .env.example's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,8 +19,6 @@ if [ -e "$out" ]; then
     echo "error: $out exists; not overwriting it (delete it first to start over)" >&2
     exit 1
 fi
-secret() { python3 -c "import secrets, sys; print(secrets.token_hex(int(sys.argv[1])))" "$1"; }
-
 socket=/var/run/docker.sock
 case "${DOCKER_HOST:-}" in unix://*) socket=${DOCKER_HOST#unix://} ;; esac
 if [ -S "$socket" ]; then
@@ -33,15 +33,16 @@ umask 077
 tmp=$(mktemp "$out.XXXXXX")
 trap 'rm -f "$tmp"' EXIT
 # Replace the values of these keys, keep every other line (and the comments).
-python3 - .env.example "$tmp" "$(secret 20)" "$(secret 20)" "$(secret 20)" "$docker_gid" <<'PY'
+python3 - .env.example "$tmp" "$docker_gid" <<'PY'
 import sys
 from pathlib import Path
+from secrets import token_hex
 
-example, target, api_password, root_password, flows_secret, docker_gid = sys.argv[1:]
+example, target, docker_gid = sys.argv[1:]
 values = {
-    "PREFECT_API_AUTH_STRING": f"taxi:{api_password}",
-    "TAXI_S3_ROOT_PASSWORD": root_password,
-    "AWS_SECRET_ACCESS_KEY": flows_secret,
+    "PREFECT_API_AUTH_STRING": f"taxi:{token_hex(20)}",
+    "TAXI_S3_ROOT_PASSWORD": token_hex(20),
+    "AWS_SECRET_ACCESS_KEY": token_hex(20),
     "DOCKER_GID": docker_gid,
 }
 lines, seen = [], set()
