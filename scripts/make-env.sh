@@ -4,6 +4,7 @@
 # - PREFECT_API_AUTH_STRING: taxi:<40 random hex characters> (the Prefect API's basic auth);
 # - TAXI_S3_ROOT_PASSWORD: 40 random hex characters (the S3 server's root password);
 # - AWS_SECRET_ACCESS_KEY: 40 other random hex characters (the flows' own S3 user);
+# - TAXI_S3_UPLOADER_PASSWORD: 40 more (the uploader, who may only write under incoming/);
 # - DOCKER_GID: the group of the Docker socket (DOCKER_HOST's, else /var/run/docker.sock).
 # The model signing key is not written here: the setup one-shot generates it
 # straight into the Secret block taxi-signing-key (TAXI_SETUP_SIGNING_KEY stays
@@ -43,6 +44,7 @@ values = {
     "PREFECT_API_AUTH_STRING": f"taxi:{token_hex(20)}",
     "TAXI_S3_ROOT_PASSWORD": token_hex(20),
     "AWS_SECRET_ACCESS_KEY": token_hex(20),
+    "TAXI_S3_UPLOADER_PASSWORD": token_hex(20),
     "DOCKER_GID": docker_gid,
 }
 lines, seen = [], set()

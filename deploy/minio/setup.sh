@@ -1,7 +1,9 @@
 #!/bin/sh
 # MinIO: the project's bucket and the flows' own S3 user, allowed to read, write
-# and list that bucket only (the s3-setup one-shot of docker-compose.yml, run
-# in MinIO's image, which ships `mc`). The root user (TAXI_S3_ROOT_USER / TAXI_S3_ROOT_PASSWORD)
+# and list that bucket only, and the uploader (TAXI_S3_UPLOADER_USER /
+# TAXI_S3_UPLOADER_PASSWORD, optional), allowed to put objects under incoming/
+# only (the s3-setup one-shot of docker-compose.yml, run in MinIO's image,
+# which ships `mc`). The root user (TAXI_S3_ROOT_USER / TAXI_S3_ROOT_PASSWORD)
 # stays with MinIO and this script; the flows get AWS_ACCESS_KEY_ID /
 # AWS_SECRET_ACCESS_KEY. Safe to re-run (a changed secret in .env replaces the
 # user's). No secret is ever an argument of a command (`ps` would show it).
@@ -47,3 +49,17 @@ add_user "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" "taxi-flows-$bucket" "{
 }"
 echo "bucket $bucket ready; MinIO user $AWS_ACCESS_KEY_ID may read, write and list it, nothing else"
 
+# The uploader: new objects under incoming/ (single or multipart uploads), no
+# reading, listing or deleting anything.
+if [ -n "${TAXI_S3_UPLOADER_USER:-}${TAXI_S3_UPLOADER_PASSWORD:-}" ]; then
+    : "${TAXI_S3_UPLOADER_USER:?set both TAXI_S3_UPLOADER_USER and TAXI_S3_UPLOADER_PASSWORD, or neither}"
+    : "${TAXI_S3_UPLOADER_PASSWORD:?set both TAXI_S3_UPLOADER_USER and TAXI_S3_UPLOADER_PASSWORD, or neither}"
+    add_user "$TAXI_S3_UPLOADER_USER" "$TAXI_S3_UPLOADER_PASSWORD" "taxi-uploader-$bucket" "{
+  \"Version\": \"2012-10-17\",
+  \"Statement\": [
+    {\"Effect\": \"Allow\", \"Action\": [\"s3:PutObject\", \"s3:AbortMultipartUpload\", \"s3:ListMultipartUploadParts\"],
+     \"Resource\": [\"arn:aws:s3:::$bucket/incoming/*\"]}
+  ]
+}"
+    echo "MinIO user $TAXI_S3_UPLOADER_USER may put objects under $bucket/incoming/, nothing else"
+fi

@@ -24,6 +24,7 @@ SECRETS = (
     "PREFECT_API_AUTH_STRING",
     "TAXI_S3_ROOT_PASSWORD",
     "AWS_SECRET_ACCESS_KEY",
+    "TAXI_S3_UPLOADER_PASSWORD",
 )
 
 
@@ -76,6 +77,8 @@ def test_the_minio_setup_gives_mc_the_secrets_on_stdin(tmp_path):
         "TAXI_S3_ROOT_PASSWORD": "r0" * 20,
         "AWS_ACCESS_KEY_ID": "taxi-flows",
         "AWS_SECRET_ACCESS_KEY": "f1" * 20,
+        "TAXI_S3_UPLOADER_USER": "taxi-uploader",
+        "TAXI_S3_UPLOADER_PASSWORD": "u2" * 20,
     }
     done = subprocess.run(
         ["sh", "deploy/minio/setup.sh"],
@@ -88,10 +91,14 @@ def test_the_minio_setup_gives_mc_the_secrets_on_stdin(tmp_path):
     assert done.returncode == 0, done.stderr
     ran = log.read_text()
     assert "mc admin user add root taxi-flows\n" in ran
-    assert "mc admin policy attach root taxi-flows-taxi --user taxi-flows" in ran
-    for name in ("TAXI_S3_ROOT_PASSWORD", "AWS_SECRET_ACCESS_KEY"):
+    assert "mc admin user add root taxi-uploader\n" in ran
+    assert "mc admin policy attach root taxi-uploader-taxi --user taxi-uploader" in ran
+    for name in ("TAXI_S3_ROOT_PASSWORD", "AWS_SECRET_ACCESS_KEY", "TAXI_S3_UPLOADER_PASSWORD"):
         assert secrets[name] not in ran + done.stdout + done.stderr, name
-    assert stdin_log.read_text().split() == [secrets["AWS_SECRET_ACCESS_KEY"]]
+    assert stdin_log.read_text().split() == [
+        secrets["AWS_SECRET_ACCESS_KEY"],
+        secrets["TAXI_S3_UPLOADER_PASSWORD"],
+    ]
 
 
 @pytest.fixture
