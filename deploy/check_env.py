@@ -6,7 +6,8 @@ secret left empty) would have a Prefect API and an S3 server anyone can log in t
 service wait for it to succeed. It names the variable at fault, never a value.
 
 Usage: python -m deploy.check_env   (reads PREFECT_API_AUTH_STRING, TAXI_S3_ROOT_USER,
-TAXI_S3_ROOT_PASSWORD, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)
+TAXI_S3_ROOT_PASSWORD, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and, if set,
+TAXI_S3_UPLOADER_USER, TAXI_S3_UPLOADER_PASSWORD)
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from taxi.settings import (
     PREFECT_API_AUTH_STRING_ENV,
     S3_ROOT_PASSWORD_ENV,
     S3_ROOT_USER_ENV,
+    S3_UPLOADER_PASSWORD_ENV,
+    S3_UPLOADER_USER_ENV,
     Settings,
     secret_value,
 )
@@ -63,7 +66,30 @@ def problems(settings: Settings) -> list[str]:
         )
     if secret_key and secret_key == root_password:
         found.append(f"AWS_SECRET_ACCESS_KEY must differ from {S3_ROOT_PASSWORD_ENV}")
+    found.extend(_uploader_problems(settings))
     return [problem for problem in found if problem]
+
+
+def _uploader_problems(settings: Settings) -> list[str | None]:
+    """The optional uploader's keys: both or neither, a real secret, a user of its own."""
+    user, password = settings.s3_uploader_user, secret_value(settings.s3_uploader_password)
+    if not (user or password):
+        return []
+    both = f"(set both {S3_UPLOADER_USER_ENV} and {S3_UPLOADER_PASSWORD_ENV}, or neither)"
+    found = [
+        None if user else f"{S3_UPLOADER_USER_ENV} is not set {both}",
+        _secret_problem(S3_UPLOADER_PASSWORD_ENV, password),
+    ]
+    if user and user in (settings.s3_root_user, settings.aws_access_key_id):
+        found.append(
+            f"{S3_UPLOADER_USER_ENV} must differ from {S3_ROOT_USER_ENV} and AWS_ACCESS_KEY_ID"
+        )
+    others = (secret_value(settings.s3_root_password), secret_value(settings.aws_secret_access_key))
+    if password and password in others:
+        found.append(
+            f"{S3_UPLOADER_PASSWORD_ENV} must differ from {S3_ROOT_PASSWORD_ENV} and AWS_SECRET_ACCESS_KEY"
+        )
+    return found
 
 
 def main() -> None:

@@ -259,9 +259,22 @@ def _credentials(state: Path) -> dict[str, str]:
         }
     if "signing_key" not in credentials:
         credentials["signing_key"] = secrets.token_urlsafe(32)
-        path.write_text(json.dumps(credentials))
-        path.chmod(0o600)
+        write_private(path, json.dumps(credentials))
     return credentials
+
+
+def write_private(path: Path, text: str) -> None:
+    """Replace `path` by a file holding `text`, readable by this user only from its creation
+    (a chmod afterwards leaves a moment when others may open it) and never half-written."""
+    part = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    descriptor = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "w") as out:
+            out.write(text)
+        os.replace(part, path)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
 
 
 def start(state: Path = STATE_DIR) -> None:
@@ -298,8 +311,7 @@ def start(state: Path = STATE_DIR) -> None:
         # TAXI_ALLOW_UNSIGNED=1), with a key of its own kept in .local/credentials.json.
         "TAXI_SIGNING_KEY": credentials["signing_key"],
     }
-    (state / "env.sh").write_text("".join(f"export {k}='{v}'\n" for k, v in env.items()))
-    (state / "env.sh").chmod(0o600)
+    write_private(state / "env.sh", "".join(f"export {k}='{v}'\n" for k, v in env.items()))
     print(f"Prefect UI:  http://127.0.0.1:{PREFECT_PORT}")
     print(
         f"S3 endpoint: http://127.0.0.1:{S3_PORT}  (file browser: http://127.0.0.1:{S3_CONSOLE_PORT})"

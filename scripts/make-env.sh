@@ -4,11 +4,14 @@
 # - PREFECT_API_AUTH_STRING: taxi:<40 random hex characters> (the Prefect API's basic auth);
 # - TAXI_S3_ROOT_PASSWORD: 40 random hex characters (the S3 server's root password);
 # - AWS_SECRET_ACCESS_KEY: 40 other random hex characters (the flows' own S3 user);
+# - TAXI_S3_UPLOADER_PASSWORD: 40 more (the uploader, who may only write under incoming/);
 # - DOCKER_GID: the group of the Docker socket (DOCKER_HOST's, else /var/run/docker.sock).
 # The model signing key is not written here: the setup one-shot generates it
 # straight into the Secret block taxi-signing-key (TAXI_SETUP_SIGNING_KEY stays
 # empty unless you set a key of your own).
-# The file is created readable by you only. Everything else is .env.example's.
+# The file is created readable by you only, and the secrets are made inside the
+# program that writes it (never on a command line, which `ps` shows to every user).
+# Everything else is .env.example's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,8 +20,6 @@ if [ -e "$out" ]; then
     echo "error: $out exists; not overwriting it (delete it first to start over)" >&2
     exit 1
 fi
-secret() { python3 -c "import secrets, sys; print(secrets.token_hex(int(sys.argv[1])))" "$1"; }
-
 socket=/var/run/docker.sock
 case "${DOCKER_HOST:-}" in unix://*) socket=${DOCKER_HOST#unix://} ;; esac
 if [ -S "$socket" ]; then
@@ -33,15 +34,17 @@ umask 077
 tmp=$(mktemp "$out.XXXXXX")
 trap 'rm -f "$tmp"' EXIT
 # Replace the values of these keys, keep every other line (and the comments).
-python3 - .env.example "$tmp" "$(secret 20)" "$(secret 20)" "$(secret 20)" "$docker_gid" <<'PY'
+python3 - .env.example "$tmp" "$docker_gid" <<'PY'
 import sys
 from pathlib import Path
+from secrets import token_hex
 
-example, target, api_password, root_password, flows_secret, docker_gid = sys.argv[1:]
+example, target, docker_gid = sys.argv[1:]
 values = {
-    "PREFECT_API_AUTH_STRING": f"taxi:{api_password}",
-    "TAXI_S3_ROOT_PASSWORD": root_password,
-    "AWS_SECRET_ACCESS_KEY": flows_secret,
+    "PREFECT_API_AUTH_STRING": f"taxi:{token_hex(20)}",
+    "TAXI_S3_ROOT_PASSWORD": token_hex(20),
+    "AWS_SECRET_ACCESS_KEY": token_hex(20),
+    "TAXI_S3_UPLOADER_PASSWORD": token_hex(20),
     "DOCKER_GID": docker_gid,
 }
 lines, seen = [], set()

@@ -47,6 +47,8 @@ SIGNING_KEY_BLOCK_ENV = "TAXI_SIGNING_KEY_BLOCK"
 ALLOW_UNSIGNED_ENV = "TAXI_ALLOW_UNSIGNED"
 S3_ROOT_USER_ENV = "TAXI_S3_ROOT_USER"
 S3_ROOT_PASSWORD_ENV = "TAXI_S3_ROOT_PASSWORD"
+S3_UPLOADER_USER_ENV = "TAXI_S3_UPLOADER_USER"
+S3_UPLOADER_PASSWORD_ENV = "TAXI_S3_UPLOADER_PASSWORD"
 PREFECT_API_AUTH_STRING_ENV = "PREFECT_API_AUTH_STRING"
 TLC_BASE_URL_ENV = "TAXI_TLC_BASE_URL"
 DOWNLOAD_DEADLINE_ENV = "TAXI_DOWNLOAD_DEADLINE_SECONDS"
@@ -156,6 +158,8 @@ class Settings(BaseSettings):
     aws_secret_access_key: SecretStr | None = Field(None, alias="AWS_SECRET_ACCESS_KEY")
     s3_root_user: str | None = Field(None, alias=S3_ROOT_USER_ENV, repr=False)
     s3_root_password: SecretStr | None = Field(None, alias=S3_ROOT_PASSWORD_ENV)
+    s3_uploader_user: str | None = Field(None, alias=S3_UPLOADER_USER_ENV, repr=False)
+    s3_uploader_password: SecretStr | None = Field(None, alias=S3_UPLOADER_PASSWORD_ENV)
     prefect_api_auth_string: SecretStr | None = Field(None, alias=PREFECT_API_AUTH_STRING_ENV)
     prefect_api_url: str | None = Field(None, alias="PREFECT_API_URL")
     # Secret: webhook URLs often carry a token.

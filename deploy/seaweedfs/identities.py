@@ -1,4 +1,4 @@
-"""SeaweedFS's S3 users for the stack: the root user and the flows' own, bucket-scoped user.
+"""SeaweedFS's S3 users for the stack: the root user, the flows' bucket-scoped user, the uploader.
 
 Why this exists: the flows must not hold the S3 server's root credentials (with them, any flow
 container could read or delete every bucket). SeaweedFS takes its users from an identities
@@ -9,7 +9,10 @@ and then starts the server:
 
 - TAXI_S3_ROOT_USER / TAXI_S3_ROOT_PASSWORD: the admin (creates the bucket at setup);
 - AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY: the flows' user, allowed to read, write and list
-  the bucket TAXI_BUCKET (default taxi) and nothing else: no other bucket, no bucket creation.
+  the bucket TAXI_BUCKET (default taxi) and nothing else: no other bucket, no bucket creation;
+- TAXI_S3_UPLOADER_USER / TAXI_S3_UPLOADER_PASSWORD (optional, both or neither): whoever drops
+  trip files for the hourly job, allowed to write under incoming/ of that bucket only (no read,
+  no list; SeaweedFS's Write also deletes there).
 
 The file is written readable by the server's user only, and the keys are removed from the
 environment before the server starts. Standard library only: it runs in the SeaweedFS image
@@ -27,21 +30,44 @@ import sys
 # includes deleting objects and multipart uploads).
 FLOW_ACTIONS = ("Read", "Write", "List")
 ROOT_ACTIONS = ("Admin", "Read", "Write", "List", "Tagging")
+# taxi.layout.INCOMING_PREFIX (this script cannot import the project).
+UPLOAD_PREFIX = "incoming/"
 VARIABLES = (
     "TAXI_S3_ROOT_USER",
     "TAXI_S3_ROOT_PASSWORD",
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
 )
+UPLOADER_VARIABLES = ("TAXI_S3_UPLOADER_USER", "TAXI_S3_UPLOADER_PASSWORD")
 
 
 def identities(
-    root_user: str, root_password: str, flows_key: str, flows_secret: str, bucket: str
+    root_user: str,
+    root_password: str,
+    flows_key: str,
+    flows_secret: str,
+    bucket: str,
+    uploader: tuple[str, str] | None = None,
 ) -> dict:
-    """The `-s3.config` document: the root user (admin) and the flows' user (one bucket)."""
+    """The `-s3.config` document: the root user (admin), the flows' user (one bucket) and, if
+    given as (user, password), the uploader (writes under incoming/ of that bucket only)."""
     if flows_key == root_user:
         raise ValueError(
             "the flows' S3 key (AWS_ACCESS_KEY_ID) must differ from the root user (TAXI_S3_ROOT_USER)"
+        )
+    if uploader and uploader[0] in (root_user, flows_key):
+        raise ValueError(
+            "the uploader (TAXI_S3_UPLOADER_USER) must differ from the root and the flows' users"
+        )
+    uploaders = []
+    if uploader:
+        user, password = uploader
+        uploaders.append(
+            {
+                "name": "taxi-uploader",
+                "credentials": [{"accessKey": user, "secretKey": password}],
+                "actions": [f"Write:{bucket}/{UPLOAD_PREFIX}*"],
+            }
         )
     return {
         "identities": [
@@ -55,6 +81,7 @@ def identities(
                 "credentials": [{"accessKey": flows_key, "secretKey": flows_secret}],
                 "actions": [f"{action}:{bucket}" for action in FLOW_ACTIONS],
             },
+            *uploaders,
         ]
     }
 
@@ -74,14 +101,21 @@ def main(argv: list[str]) -> None:
     if missing:
         sys.exit(f"error: set {', '.join(missing)} (.env: bash scripts/make-env.sh)")
     values = [os.environ.pop(name) for name in VARIABLES]
+    uploader = tuple(os.environ.pop(name, "") for name in UPLOADER_VARIABLES)
+    if any(uploader) and not all(uploader):
+        sys.exit(f"error: set both {' and '.join(UPLOADER_VARIABLES)}, or neither")
     bucket = os.environ.get("TAXI_BUCKET") or "taxi"
     try:
-        config = identities(*values, bucket=bucket)
+        config = identities(*values, bucket=bucket, uploader=uploader if all(uploader) else None)
     except ValueError as error:
         sys.exit(f"error: {error}")
     write_config(path, config)
+    uploads = (
+        f"uploader: Write on {bucket}/{UPLOAD_PREFIX} only" if all(uploader) else "no uploader"
+    )
     print(
-        f"S3 users: root (admin) and the flows' user ({', '.join(FLOW_ACTIONS)} on bucket {bucket!r} only)",
+        f"S3 users: root (admin), the flows' user ({', '.join(FLOW_ACTIONS)} on bucket"
+        f" {bucket!r} only), {uploads}",
         flush=True,
     )
     os.execvp(command[0], command)

@@ -14,7 +14,8 @@ Security of the stack: the Prefect API refuses unauthenticated calls (401) and t
 (worker, one-shots, flow containers, the host) authenticate; the stack refuses placeholder
 secrets; the flow containers hold the flows' bucket-scoped S3 user, not the root user; the
 setup generated the model signing key into its Secret block and no log, deployment or
-container shows it.
+container shows it; of the S3 server's ports only S3 and its UI answer on the stack's network,
+and the uploader's keys write under incoming/ only (stack_ports.py).
 
 Links that open: a training report's "Stored in S3" link, read from the Prefect API, opens
 the object in the stack's S3 UI on :9001 once logged in as the root user (SeaweedFS's admin
@@ -62,6 +63,7 @@ from .dockerutil import (
 )
 from .stack_alerts import check_alert_reaches_the_webhook
 from .stack_lifecycle import check_stack_down, check_worker_restart_and_late_runs
+from .stack_ports import check_only_s3_answers_on_the_network
 
 pytestmark = pytest.mark.docker
 
@@ -356,6 +358,11 @@ def test_the_prefect_api_refuses_unauthenticated_calls_and_answers_the_clients(c
         120,
     )
     assert env["TAXI_WORK_POOL"] in pools.stdout, pools.stdout[-2000:]
+
+
+def test_only_s3_and_its_ui_answer_on_the_stack_network(compose_stack, docker_client):
+    seaweedfs = compose_stack["override"] == SEAWEEDFS_OVERRIDE
+    check_only_s3_answers_on_the_network(compose_stack, docker_client, PROJECT, seaweedfs)
 
 
 def test_the_stack_refuses_placeholder_and_missing_secrets(compose_stack):

@@ -20,6 +20,7 @@ def test_the_example_file_is_refused_for_each_of_its_secrets():
         "the password in PREFECT_API_AUTH_STRING is still the placeholder of .env.example",
         "TAXI_S3_ROOT_PASSWORD is still the placeholder of .env.example",
         "AWS_SECRET_ACCESS_KEY is still the placeholder of .env.example",
+        "TAXI_S3_UPLOADER_PASSWORD is still the placeholder of .env.example",
     ]
 
 
@@ -33,7 +34,12 @@ def test_the_generated_env_file_passes(tmp_path):
     values = env_file_values((tmp_path / "env").read_text())
     assert problems(Settings.from_env(values)) == []
     example = env_file_values((ROOT / ".env.example").read_text())
-    for name in ("PREFECT_API_AUTH_STRING", "TAXI_S3_ROOT_PASSWORD", "AWS_SECRET_ACCESS_KEY"):
+    for name in (
+        "PREFECT_API_AUTH_STRING",
+        "TAXI_S3_ROOT_PASSWORD",
+        "AWS_SECRET_ACCESS_KEY",
+        "TAXI_S3_UPLOADER_PASSWORD",
+    ):
         assert values[name] != example[name] and len(values[name]) >= 40, name
     assert values["AWS_ACCESS_KEY_ID"] != values["TAXI_S3_ROOT_USER"]
 
@@ -72,6 +78,22 @@ GOOD = {
         (
             {"AWS_SECRET_ACCESS_KEY": "r" * 20},
             "AWS_SECRET_ACCESS_KEY must differ from TAXI_S3_ROOT_PASSWORD",
+        ),
+        # The uploader: optional, but both keys and a secret of its own.
+        (
+            {"TAXI_S3_UPLOADER_PASSWORD": "u" * 20},
+            "TAXI_S3_UPLOADER_USER is not set (set both TAXI_S3_UPLOADER_USER and"
+            " TAXI_S3_UPLOADER_PASSWORD, or neither)",
+        ),
+        ({"TAXI_S3_UPLOADER_USER": "uploader"}, "TAXI_S3_UPLOADER_PASSWORD is not set"),
+        (
+            {"TAXI_S3_UPLOADER_USER": "flows", "TAXI_S3_UPLOADER_PASSWORD": "u" * 20},
+            "TAXI_S3_UPLOADER_USER must differ from TAXI_S3_ROOT_USER and AWS_ACCESS_KEY_ID",
+        ),
+        (
+            {"TAXI_S3_UPLOADER_USER": "uploader", "TAXI_S3_UPLOADER_PASSWORD": "f" * 20},
+            "TAXI_S3_UPLOADER_PASSWORD must differ from TAXI_S3_ROOT_PASSWORD and"
+            " AWS_SECRET_ACCESS_KEY",
         ),
     ],
 )
