@@ -13,8 +13,9 @@ Needs PREFECT_API_URL; the notification target comes from TAXI_ALERT_WEBHOOK_URL
   of the same name are deleted), a missing one is created. Re-running the setup leaves
   exactly the automations of the file.
 - With TAXI_ALERT_WEBHOOK_URL unset, an existing block is kept as it is (it may have been
-  set up in the UI); with no block either, there is nothing to notify and the automations
-  are not created (the setup says so).
+  set up in the UI); with no block either, there is nothing to notify and only the
+  automations that notify nobody are created, such as the zombie detection that marks a run
+  Crashed once its heartbeats stop (the setup says so).
 """
 
 from __future__ import annotations
@@ -112,6 +113,10 @@ async def apply_automations(block_id: Any, declared: list[dict[str, Any]]) -> li
     return applied
 
 
+def _notifies(spec: dict[str, Any]) -> bool:
+    return any(action.get("type") == "send-notification" for action in spec.get("actions", []))
+
+
 def _with_block(spec: dict[str, Any], block_id: Any) -> Automation:
     actions = []
     for action in spec.get("actions", []):
@@ -130,8 +135,8 @@ async def setup_automations(
     webhook_url: str | None = None, path: Path = AUTOMATIONS_FILE
 ) -> list[Automation]:
     """Save the notification block (when a webhook URL is given, else from the environment)
-    and create or update the automations of `path`. Returns them ([] when no notification
-    target is configured at all)."""
+    and create or update the automations of `path`. Returns them (only those that notify
+    nobody when no notification target is configured at all)."""
     block_name, declared = load_automations_file(path)
     if webhook_url is None:
         webhook_url = secret_value(Settings.from_env().alert_webhook_url)
@@ -143,10 +148,15 @@ async def setup_automations(
             print(
                 f"alerts not set up: set {WEBHOOK_URL_ENV} (see docs/monitoring.md) and re-run the setup"
             )
-            return []
+            silent = await apply_automations(None, [a for a in declared if not _notifies(a)])
+            if silent:
+                print(
+                    f"automations {', '.join(a.name for a in silent)} set up (they notify nobody)"
+                )
+            return silent
     applied = await apply_automations(block_id, declared)
     print(
-        f"automations {', '.join(a.name for a in applied)} notify through the block {block_name!r}"
+        f"automations {', '.join(a.name for a in applied)} set up; alerts go through the block {block_name!r}"
     )
     return applied
 

@@ -77,6 +77,10 @@ NETWORK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 # month read and processed at a time, 0.96 GB: docs/performance.md), which leaves room for the
 # Prefect engine and for larger months.
 DEFAULT_MEM_LIMIT = "4g"
+# Every flow run sends a heartbeat this often (Prefect's minimum; its default is 180 s): the
+# zombie automation (deploy/automations.yaml) marks a run Crashed after 90 s without one.
+HEARTBEAT_ENV = "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"
+HEARTBEAT_SECONDS = "30"
 # The job variables a deployment or a flow run may set; everything else about the container
 # is fixed in job_configuration below. Left out on purpose: privileged, volumes,
 # container_create_kwargs (cap_add, devices, pid/ipc modes, ...), networks, network_mode,
@@ -152,6 +156,7 @@ def base_job_template(
     # No client telemetry from the flows (Prefect sends none from a non-interactive process
     # anyway; this says so where an operator looks).
     properties["env"]["default"]["DO_NOT_TRACK"] = "1"
+    properties["env"]["default"][HEARTBEAT_ENV] = HEARTBEAT_SECONDS
     if template_env.object_url_template:
         properties["env"]["default"][OBJECT_URL_TEMPLATE_ENV] = template_env.object_url_template
     properties["mem_limit"]["default"] = DEFAULT_MEM_LIMIT

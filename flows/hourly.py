@@ -18,7 +18,7 @@ from flows import incoming_tasks
 from flows.policy import Retrying
 from flows.reports.inference import monitoring_plot_description
 from taxi import monitoring
-from taxi.failed_files import new_set_aside_id
+from taxi.failed_files import UNFINISHED, Attempt, new_set_aside_id
 from taxi.incoming import Claim, ClaimResult, IncomingFile, MalformedClaimError
 from taxi.layout import SET_ASIDE_PREFIX, browser_url, incoming_name
 from taxi.records import DoneRecord, FileFailed, HourlySummary, MonitoringPlot
@@ -60,6 +60,7 @@ class HourlyRun:
     done: set[str]  # incoming names with a done-record
     set_aside_after: int
     claim_file: Task[[IncomingFile, str], ClaimResult]
+    record_attempt: Task[[IncomingFile, str, int], Attempt]
     record_done: Task[[IncomingFile, str, str, str], DoneRecord]
     release_claim: Task[[IncomingFile, str], bool]
     record_failure: Task[[IncomingFile, str, str], int]
@@ -75,6 +76,7 @@ class HourlyRun:
             done,
             set_aside_after,
             claim_file=retrying(incoming_tasks.claim_file),
+            record_attempt=retrying(incoming_tasks.record_attempt),
             record_done=retrying(incoming_tasks.record_done),
             release_claim=retrying(incoming_tasks.release_claim),
             record_failure=retrying(incoming_tasks.record_failure),
@@ -111,7 +113,17 @@ def predict_incoming_file(
 def _predict_claimed(
     file: IncomingFile, job: HourlyRun, predict: Callable[[IncomingFile], State[str]]
 ) -> FileOutcome:
-    """Predict a file this run holds the claim on and record it done; or count its failure."""
+    """Predict a file this run holds the claim on and record it done; or count its failure. The
+    attempt is counted first, so that a run that dies on the file has counted it too; a file
+    whose earlier runs died on it `set_aside_after` times is set aside without a try."""
+    try:
+        attempt = job.record_attempt(file, job.run, job.set_aside_after)
+    except Exception as exception:  # noqa: BLE001 (uncounted, a crash on it would go unnoticed)
+        return _failed(
+            file, f"could not count the attempt: {type(exception).__name__}: {exception}", job
+        )
+    if attempt.unfinished and attempt.failures >= job.set_aside_after:
+        return _set_aside_after_crashes(file, job, attempt.failures)
     try:
         state = predict(file)
         if state.is_completed():
@@ -139,6 +151,16 @@ def _failed(file: IncomingFile, error: str, job: HourlyRun, may_set_aside: bool 
             "Could not count or set aside the failure of %s: %s", file.key, bookkeeping
         )
     return Failed(file.key, error, failures, moved_to)
+
+
+def _set_aside_after_crashes(file: IncomingFile, job: HourlyRun, failures: int) -> Failed:
+    """Set aside a file whose last run died on it, its `failures`-th failure."""
+    moved_to: str | None = None
+    try:
+        moved_to = job.set_aside(file, new_set_aside_id())
+    except Exception as error:  # noqa: BLE001 (the file stays; the next run sets it aside)
+        get_run_logger().warning("Could not set %s aside: %s", file.key, error)
+    return Failed(file.key, UNFINISHED, failures, moved_to)
 
 
 def _forget_failures(file: IncomingFile) -> None:

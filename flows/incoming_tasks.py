@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from uuid import UUID
 
 from prefect import get_run_logger, task
+from prefect.client.orchestration import get_client
+from prefect.exceptions import ObjectNotFound
 
 from flows.policy import io_task
 from taxi import failed_files, incoming, monitoring, monitoring_plot
@@ -42,7 +45,31 @@ def check_conditional_writes() -> None:
 
 @task(name="claim-file", tags=["taxi", "io", "s3"], **io_task)
 def claim_file(file: IncomingFile, owner: str) -> ClaimResult:
-    return incoming.claim(ObjectStore(), file, owner)
+    return incoming.claim(ObjectStore(), file, owner, owner_ended=run_ended)
+
+
+def run_ended(owner: str) -> bool:
+    """Whether the Prefect API has the flow run `owner` (a claim's owner, as the bucket holds
+    it) in a final state: Completed, Failed, Cancelled or Crashed (the zombie automation of
+    deploy/automations.yaml marks a run whose process died). False when that cannot be told:
+    not a run id, no such run, the API failing; the claim then waits out its time."""
+    try:
+        run_id = UUID(owner)
+    except ValueError:
+        return False
+    try:
+        with get_client(sync_client=True) as client:
+            state = client.read_flow_run(run_id).state
+    except ObjectNotFound:
+        return False
+    except Exception as error:  # noqa: BLE001 (the claim stays: the file waits, nothing is lost)
+        get_run_logger().warning(
+            "Could not read the state of the run holding a claim (%s): %s",
+            type(error).__name__,
+            error,
+        )
+        return False
+    return state is not None and state.is_final()
 
 
 @task(name="release-claim", tags=["taxi", "io", "s3"], **io_task)
@@ -62,6 +89,11 @@ def record_done(
     file: IncomingFile, predictions_uri: str, model_version: str, run: str
 ) -> DoneRecord:
     return incoming.record_done(ObjectStore(), file, predictions_uri, model_version, run)
+
+
+@task(name="record-attempt", tags=["taxi", "io", "s3"], **io_task)
+def record_attempt(file: IncomingFile, run: str, limit: int) -> failed_files.Attempt:
+    return failed_files.record_attempt(ObjectStore(), file, run, limit)
 
 
 @task(name="record-failure", tags=["taxi", "io", "s3"], **io_task)

@@ -2,8 +2,9 @@
 that keep failing (taxi/incoming.py has the rest of its bookkeeping).
 
     failures/<name>.json                   how many runs failed on this content of the file
-                                           (its ETag) so far, and the last error; deleted once
-                                           the file succeeds or is set aside
+                                           (its ETag) so far, the last error, and the run
+                                           trying it now; deleted once the file succeeds or is
+                                           set aside
     failed/<id>/incoming/<path>            a file set aside after `set_aside_after` failed
                                            runs (Settings.set_aside_after_failures, default
                                            3): never listed again until a person moves it
@@ -15,6 +16,11 @@ into this process, multipart above 5 GiB) of the very object that failed (its ET
 no earlier set-aside used, then a delete of the original only while it is still that object
 (ObjectStore.delete_if_still). A corrected upload made meanwhile, under the same key, stays
 under incoming/ and is tried by the next run with a count of its own.
+
+A run that dies while it holds the file (killed, out of memory, its host lost) raises nothing
+and records nothing: so each attempt is counted when the file is claimed (record_attempt), as a
+failure that success clears, and the next run to claim the file finds the dead run's attempt
+still open and sets the file aside when the count has reached `set_aside_after`.
 
 Plain Python on an ObjectStore, no Prefect.
 """
@@ -35,7 +41,28 @@ from taxi.storage.objects import ObjectStore
 # The error kept in a failure record: enough to say what went wrong, not a whole traceback.
 MAX_ERROR_CHARS = 500
 
-__all__ = ["SetAside", "clear_failures", "new_set_aside_id", "record_failure", "set_aside"]
+# The failure recorded for an attempt whose run never said how it ended.
+UNFINISHED = (
+    "a run ended without finishing it (its process died: killed, out of memory or its host lost)"
+)
+
+__all__ = [
+    "Attempt",
+    "SetAside",
+    "clear_failures",
+    "new_set_aside_id",
+    "record_attempt",
+    "record_failure",
+    "set_aside",
+]
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What a run found when it began an attempt on a file."""
+
+    failures: int  # failed runs on this content of the file before this attempt
+    unfinished: bool  # the last attempt's run died before recording how it ended
 
 
 @dataclass(frozen=True)
@@ -46,34 +73,92 @@ class SetAside:
     original_kept: bool  # a new upload replaced it meanwhile, and stays under incoming/
 
 
+def record_attempt(
+    store: ObjectStore, file: IncomingFile, run: str, limit: int, now: datetime | None = None
+) -> Attempt:
+    """Count the attempt `run` begins on `file` as a failure until it ends (record_failure or
+    clear_failures), so that a run that dies meanwhile has counted it. Call only while holding
+    the file's claim: an attempt still open in the record is then of a run that died, counted
+    already. When that dead run's was the `limit`-th failure, nothing is written: the caller
+    sets the file aside instead of trying it, since a file that kills its runs kills them all."""
+    failures, previous = _count(store, file)
+    dead_run = _attempt_run(previous)
+    if dead_run is not None and failures >= limit:
+        return Attempt(failures, unfinished=True)
+    record = _failure(store, file, failures + 1, UNFINISHED, run, now)
+    if dead_run is None:  # the last failure's details stay until this attempt ends
+        for field in ("last_error", "last_run", "last_failed_at"):
+            record[field] = previous.get(field)
+    else:
+        record["last_run"] = dead_run
+    _write(store, file, {**record, "attempt_run": run})
+    return Attempt(failures, unfinished=dead_run is not None)
+
+
 def record_failure(
     store: ObjectStore, file: IncomingFile, error: str, run: str, now: datetime | None = None
 ) -> int:
-    """Count one more failed run on `file` (its failure record) and return the count so far.
+    """Count one more failed run on `file` (its failure record) and return the count so far:
+    `run`'s attempt if it recorded one (record_attempt), which counted it already.
 
     The count is of this content of the file: a record of another ETag (a new upload under the
     same key) starts it again, so a corrected file is not set aside for its predecessor's
     failures. Called by the run holding the file's claim, or by a run whose claim on it failed
     with an error: two such runs at once may count one failure instead of two (read-then-write),
     which only delays setting the file aside."""
-    key = failure_count_key(file.key)
+    failures, previous = _count(store, file)
+    open_attempt = _attempt_run(previous)
+    own_attempt = open_attempt == run
+    count = failures if own_attempt and failures else failures + 1
+    record = _failure(store, file, count, error, run, now)
+    if not own_attempt:
+        record["attempt_run"] = open_attempt  # the claim holder's, if one is open
+    _write(store, file, record)
+    return count
+
+
+def _count(store: ObjectStore, file: IncomingFile) -> tuple[int, dict]:
+    """The failures counted on this content of `file`, and its record (empty: none, or of
+    another content)."""
     try:
-        previous = json.loads(store.get(key))
-        failures = int(previous["failures"]) if previous["input_etag"] == file.etag else 0
+        previous = json.loads(store.get(failure_count_key(file.key)))
+        if previous["input_etag"] == file.etag:
+            return int(previous["failures"]), previous
     except NotFoundError:
-        failures = 0
+        pass
     except (ValueError, KeyError, TypeError):
-        failures = 0  # an unreadable record (edited by hand?) starts the count again
-    record = {
+        pass  # an unreadable record (edited by hand?) starts the count again
+    return 0, {}
+
+
+def _attempt_run(record: dict) -> str | None:
+    """The run whose attempt is open in `record` (anything but a string: none)."""
+    run = record.get("attempt_run")
+    return run if isinstance(run, str) else None
+
+
+def _failure(
+    store: ObjectStore,
+    file: IncomingFile,
+    failures: int,
+    error: str,
+    run: str,
+    now: datetime | None,
+) -> dict:
+    return {
         "input": store.uri(file.key),
         "input_etag": file.etag,
-        "failures": failures + 1,
+        "failures": failures,
         "last_error": str(error)[:MAX_ERROR_CHARS],
         "last_run": run,
         "last_failed_at": (now or datetime.now(UTC)).isoformat(timespec="seconds"),
+        "attempt_run": None,
     }
-    store.put_verified(key, json.dumps(record, indent=2).encode(), "application/json")
-    return failures + 1
+
+
+def _write(store: ObjectStore, file: IncomingFile, record: dict) -> None:
+    body = json.dumps(record, indent=2).encode()
+    store.put_verified(failure_count_key(file.key), body, "application/json")
 
 
 def clear_failures(store: ObjectStore, file: IncomingFile) -> None:

@@ -24,8 +24,9 @@ claimed. A file that fails gets no done-record and its claim is released, so the
 tries it again, until it has failed in `set_aside_after` runs: then it is moved under failed/,
 so that a file that can never be predicted is reported once instead of failing every hourly
 run. A claim left behind by a run that was
-killed expires after CLAIM_TTL: another run replaces it, only if it is still that claim
-(If-Match). Only a missing claim is free: a claim that cannot be read (timeout, 403, 503)
+killed expires after CLAIM_TTL, or at once once its run is known to have ended (the caller's
+`owner_ended`, which asks the Prefect API): another run replaces it, only if it is still that
+claim (If-Match). Only a missing claim is free: a claim that cannot be read (timeout, 403, 503)
 is left alone, and the error is that file's failure in this run. A claim that can be read but
 that no run wrote (not JSON, no claimed_at, a time without zone or in the future) is removed
 (if unchanged), and is that file's failure in this run too; the next run claims it as usual.
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -189,12 +191,17 @@ def processed_names(store: ObjectStore, prefix: str) -> set[str]:
 
 
 def claim(
-    store: ObjectStore, file: IncomingFile, owner: str, now: datetime | None = None
+    store: ObjectStore,
+    file: IncomingFile,
+    owner: str,
+    now: datetime | None = None,
+    owner_ended: Callable[[str], bool] | None = None,
 ) -> ClaimResult:
-    """Try to take `file` for this run (`owner` names the run in the claim, for people reading
-    the bucket). A storage error (a claim that cannot be read or written) is raised: the
-    caller counts it as this file's failure, and no claim of another run is touched. So is a
-    malformed claim (MalformedClaimError), which is removed first."""
+    """Try to take `file` for this run (`owner` names the run in the claim). A live claim of a
+    run that `owner_ended` (given the claim's owner) says has ended is taken over at once, not
+    only after CLAIM_TTL. A storage error (a claim that cannot be read or written) is raised:
+    the caller counts it as this file's failure, and no claim of another run is touched. So is
+    a malformed claim (MalformedClaimError), which is removed first."""
     now = now or datetime.now(UTC)
     key = claim_key(file.key)
     body = json.dumps(
@@ -202,7 +209,7 @@ def claim(
     ).encode()
     etag = store.put_if_absent(key, body)
     if etag is None:
-        etag = _take_over_if_expired(store, key, body, now)
+        etag = _take_over_if_expired(store, key, body, now, owner_ended)
         if etag is None:
             return ClaimResult(Claim.BUSY)
     # Another run may have finished the file and released its claim between our listing of
@@ -213,17 +220,23 @@ def claim(
     return ClaimResult(Claim.CLAIMED, etag)
 
 
-def _take_over_if_expired(store: ObjectStore, key: str, body: bytes, now: datetime) -> str | None:
-    """Replace the claim at `key` with ours if it has expired (its run died); returns our
-    claim's ETag, or None while the claim is live or someone else changed it first. A claim
-    this code never writes (_claimed_at) is removed and raised as MalformedClaimError."""
+def _take_over_if_expired(
+    store: ObjectStore,
+    key: str,
+    body: bytes,
+    now: datetime,
+    owner_ended: Callable[[str], bool] | None,
+) -> str | None:
+    """Replace the claim at `key` with ours if it has expired or its run has ended (`owner_ended`);
+    returns our claim's ETag, or None while the claim is live or someone else changed it first.
+    A claim this code never writes (_claimed_at) is removed and raised as MalformedClaimError."""
     # Any error but a missing claim (timeout, 403, 503) is raised: the claim may well be live.
     found = store.get_with_etag(key)
     if found is None:
         return store.put_if_absent(key, body)  # released since our write: free to take (once)
     current, current_etag = found
     try:
-        claimed_at = _claimed_at(current, now)
+        claimed_at, claim_owner = _claimed_at(current, now)
     except MalformedClaimError as malformed:
         # Left in place it would hide the file from every run; taken over at once, a live
         # claim of a run that wrote it some other way could lose its file to a second run.
@@ -231,15 +244,19 @@ def _take_over_if_expired(store: ObjectStore, key: str, body: bytes, now: dateti
         removed = store.delete_if_still(key, current_etag)
         outcome = "removed: the next run claims the file" if removed else "changed meanwhile"
         raise MalformedClaimError(f"its claim {store.uri(key)} {malformed}, {outcome}") from None
-    if now - claimed_at <= CLAIM_TTL:
+    # A run that died (Crashed) never releases its claim; waiting out CLAIM_TTL would hold the
+    # file back for hours. An owner that cannot be looked up (`owner_ended` False) waits.
+    ended = claim_owner is not None and owner_ended is not None and owner_ended(claim_owner)
+    if now - claimed_at <= CLAIM_TTL and not ended:
         return None
     # Only if it is still the expired claim we read: of two runs taking it over, one wins.
     return store.replace_if_unchanged(key, body, current_etag)
 
 
-def _claimed_at(claim_body: bytes, now: datetime) -> datetime:
-    """When a claim was written, or MalformedClaimError saying what is wrong with it (never
-    what it holds: anyone who may write to the bucket may have written it)."""
+def _claimed_at(claim_body: bytes, now: datetime) -> tuple[datetime, str | None]:
+    """When a claim was written and its owner (None unless a string), or MalformedClaimError
+    saying what is wrong with it (never what it holds: anyone who may write to the bucket may
+    have written it)."""
     try:
         record = json.loads(claim_body)
     except ValueError:  # UnicodeDecodeError included
@@ -255,7 +272,8 @@ def _claimed_at(claim_body: bytes, now: datetime) -> datetime:
         raise MalformedClaimError("has a claimed_at without a time zone")
     if claimed_at - now > MAX_CLOCK_SKEW:
         raise MalformedClaimError("has a claimed_at in the future")
-    return claimed_at
+    owner = record.get("owner")
+    return claimed_at, owner if isinstance(owner, str) else None
 
 
 def release(store: ObjectStore, file: IncomingFile, etag: str) -> bool:

@@ -63,6 +63,9 @@ class SessionServers:
             "PREFECT_API_URL": self.prefect_api_url,
             "PREFECT_HOME": str(Path(self.work) / f"prefect-client-{process}"),
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            # As the flow containers (deploy/work_pool.py): flows of the tests that set up the
+            # zombie automation keep their runs alive.
+            "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30",
         }
 
     def s3(self) -> str:

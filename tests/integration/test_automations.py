@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -34,7 +38,9 @@ from deploy.automations import (
 from flows.reports.monitoring import drift_event
 from taxi import load_data, predict, process_inference_data
 from taxi.monitoring import batch_record, reference_statistics
-from tests.paths import GREEN_FEB
+from tests.integration import prefect_api as api
+from tests.integration.dying_flow import dying_flow
+from tests.paths import GREEN_FEB, ROOT
 
 WAIT_SECONDS = 90  # the server's trigger and action services work in the background
 
@@ -123,22 +129,28 @@ def failing_flow() -> None:
     raise RuntimeError("injected failure for the alert test")
 
 
-async def _run_of_deployment(deployment_name: str):
+async def _run_of_deployment(deployment_name: str, of_flow=failing_flow):
     async with get_client() as client:
-        flow_id = await client.create_flow(failing_flow)
+        flow_id = await client.create_flow(of_flow)
         deployment_id = await client.create_deployment(
             flow_id,
             deployment_name,
-            entrypoint="tests/integration/test_automations.py:failing_flow",
+            entrypoint=f"{of_flow.fn.__module__.replace('.', '/')}.py:{of_flow.fn.__name__}",
         )
         return await client.create_flow_run_from_deployment(deployment_id)
 
 
 def test_setup_leaves_exactly_the_declared_automations_and_keeps_the_url_secret(alerts, receiver):
     automations = asyncio.run(_automations_named("taxi-"))
-    assert sorted(a.name for a in automations) == ["taxi-drift-detected", "taxi-flow-run-failed"]
-    assert all(
-        len(a.actions) == 1 and a.actions[0].type == "send-notification" for a in automations
+    assert sorted(a.name for a in automations) == [
+        "taxi-drift-detected",
+        "taxi-flow-run-failed",
+        "taxi-zombie-flow-runs",
+    ]
+    actions = {a.name: [action.type for action in a.actions] for a in automations}
+    assert actions["taxi-zombie-flow-runs"] == ["change-flow-run-state"]
+    assert (
+        actions["taxi-flow-run-failed"] == actions["taxi-drift-detected"] == ["send-notification"]
     )
     assert {str(a.id) for a in automations} == {str(a.id) for a in alerts}
 
@@ -272,12 +284,78 @@ def test_bad_settings_are_reported_without_echoing_the_url(tmp_path):
         load_automations_file(broken)
 
 
-def test_no_webhook_and_no_block_sets_up_nothing(prefect_api, monkeypatch, tmp_path, capsys):
+def test_no_webhook_and_no_block_sets_up_only_what_notifies_nobody(
+    prefect_api, monkeypatch, tmp_path, capsys
+):
+    """The zombie detection is applied whether or not alerts are: it is what ends a dead run."""
     declared = tmp_path / "automations.yaml"
     declared.write_text(
-        "notification_block: taxi-alerts-unset\nautomations:\n  - name: taxi-never-created\n    trigger: {expect: [x]}\n"
+        "notification_block: taxi-alerts-unset\nautomations:\n"
+        "  - name: taxi-never-created\n    trigger: {expect: [x]}\n"
+        "    actions: [{type: send-notification, subject: s, body: b}]\n"
+        "  - name: taxi-silent-test\n    trigger: {expect: [x]}\n"
+        "    actions: [{type: change-flow-run-state, state: CRASHED}]\n"
     )
     monkeypatch.delenv("TAXI_ALERT_WEBHOOK_URL", raising=False)
-    assert asyncio.run(setup_automations(path=declared)) == []
-    assert "TAXI_ALERT_WEBHOOK_URL" in capsys.readouterr().out
-    assert asyncio.run(_automations_named("taxi-never-created")) == []
+    try:
+        applied = asyncio.run(setup_automations(path=declared))
+        assert [a.name for a in applied] == ["taxi-silent-test"]
+        assert "TAXI_ALERT_WEBHOOK_URL" in capsys.readouterr().out
+        assert asyncio.run(_automations_named("taxi-never-created")) == []
+        assert [a.name for a in asyncio.run(_automations_named("taxi-silent-test"))] == [
+            "taxi-silent-test"
+        ]
+    finally:
+        asyncio.run(_delete_automations(["taxi-silent-test"]))
+    # The project's zombie detection is such an automation.
+    _, project = load_automations_file()
+    [zombie] = [a for a in project if a["name"] == "taxi-zombie-flow-runs"]
+    assert [action["type"] for action in zombie["actions"]] == ["change-flow-run-state"]
+
+
+def _states(run_ids) -> dict:
+    async def read() -> dict:
+        async with get_client() as client:
+            return {run_id: (await client.read_flow_run(run_id)).state for run_id in run_ids}
+
+    return asyncio.run(read())
+
+
+def test_a_run_whose_process_dies_ends_crashed_with_its_subflow_and_alerts(
+    alerts, receiver, prefect_api
+):
+    """A real flow process (heartbeats every 30 s, as the pool sets) killed with SIGKILL, as the
+    kernel's OOM killer does, while its subflow runs: nothing reports the run's end, yet both runs
+    end Crashed through taxi-zombie-flow-runs, and the run of the taxi deployment alerts."""
+    run = asyncio.run(_run_of_deployment(f"taxi-zombie-{secrets.token_hex(3)}", dying_flow))
+    assert os.environ["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == "30"  # tests/servers.py
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.integration.dying_flow", str(run.id)],
+        cwd=ROOT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(family := api.run_family(run.id)) < 2:
+            assert process.poll() is None, "the flow process exited by itself"
+            time.sleep(0.5)
+        assert len(family) == 2, "the subflow run never started"
+        while time.monotonic() < deadline and not all(
+            s and s.is_running() for s in _states(family).values()
+        ):
+            time.sleep(0.5)
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+    killed = time.monotonic()
+    states = _states(family)
+    while time.monotonic() - killed < 240 and not all(s.is_crashed() for s in states.values()):
+        time.sleep(1)
+        states = _states(family)
+    took = time.monotonic() - killed
+    assert all(s.is_crashed() for s in states.values()), states
+    assert all("No heartbeat for 90 s" in s.message for s in states.values()), states
+    assert took < 150, took  # the last heartbeat at most 30 s before the kill, then 90 s
+    alert = receiver.wait_for(run.name)
+    assert "Crashed" in alert["subject"] and "No heartbeat for 90 s" in alert["body"]
+    print(f"\n  killed flow run and subflow run Crashed {took:.0f} s after the kill")

@@ -20,6 +20,7 @@ def test_the_link_template_is_a_default_of_every_flow_containers_environment():
         "AWS_ACCESS_KEY_ID": "{{ prefect.blocks.secret.taxi-aws-access-key-id }}",
         "AWS_SECRET_ACCESS_KEY": "{{ prefect.blocks.secret.taxi-aws-secret-access-key }}",
         "DO_NOT_TRACK": "1",
+        "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30",
         "TAXI_OBJECT_URL_TEMPLATE": SEAWEEDFS,
     }
     # None or blank: no links (plain s3:// URIs), only the secrets' references and no telemetry.
@@ -27,6 +28,7 @@ def test_the_link_template_is_a_default_of_every_flow_containers_environment():
         assert set(_env_default(base_job_template("taxi-duration", "taxi-net", unset))) == {
             *SECRET_BLOCKS,
             "DO_NOT_TRACK",
+            "PREFECT_FLOWS_HEARTBEAT_FREQUENCY",
         }
 
 
