@@ -1,5 +1,6 @@
 """A flow run with a subflow run that sleeps until its process is killed, run here from a flow
-run id: `python -m tests.integration.dying_flow <flow run id>` (tests/integration/test_automations.py)."""
+run id: `python -m tests.integration.dying_flow <flow run id> [other]`
+(tests/integration/test_automations.py); `other`: a flow of another project, named so."""
 
 from __future__ import annotations
 
@@ -22,7 +23,13 @@ def dying_flow() -> None:
     dying_subflow()
 
 
+@flow(name="another-project-dying-flow")
+def other_dying_flow() -> None:
+    time.sleep(3600)
+
+
 if __name__ == "__main__":
+    chosen = other_dying_flow if sys.argv[2:] == ["other"] else dying_flow
     with get_client(sync_client=True) as client:
         flow_run = client.read_flow_run(UUID(sys.argv[1]))
-    run_flow(dying_flow, flow_run=flow_run)
+    run_flow(chosen, flow_run=flow_run)

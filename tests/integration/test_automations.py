@@ -39,7 +39,7 @@ from flows.reports.monitoring import drift_event
 from taxi import load_data, predict, process_inference_data
 from taxi.monitoring import batch_record, reference_statistics
 from tests.integration import prefect_api as api
-from tests.integration.dying_flow import dying_flow
+from tests.integration.dying_flow import dying_flow, other_dying_flow
 from tests.paths import GREEN_FEB, ROOT
 
 WAIT_SECONDS = 90  # the server's trigger and action services work in the background
@@ -326,14 +326,14 @@ def test_a_run_whose_process_dies_ends_crashed_with_its_subflow_and_alerts(
 ):
     """A real flow process (heartbeats every 30 s, as the pool sets) killed with SIGKILL, as the
     kernel's OOM killer does, while its subflow runs: nothing reports the run's end, yet both runs
-    end Crashed through taxi-zombie-flow-runs, and the run of the taxi deployment alerts."""
+    end Crashed through taxi-zombie-flow-runs, and the run of the taxi deployment alerts. A run
+    of another project's flow on the same server, killed too, is left to its project."""
     run = asyncio.run(_run_of_deployment(f"taxi-zombie-{secrets.token_hex(3)}", dying_flow))
+    other = asyncio.run(_run_of_deployment(f"other-{secrets.token_hex(3)}", other_dying_flow))
     assert os.environ["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == "30"  # tests/servers.py
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.integration.dying_flow", str(run.id)],
-        cwd=ROOT,
-        start_new_session=True,
-    )
+    module = [sys.executable, "-m", "tests.integration.dying_flow"]
+    other_process = subprocess.Popen([*module, str(other.id), "other"], cwd=ROOT)
+    process = subprocess.Popen([*module, str(run.id)], cwd=ROOT, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and len(family := api.run_family(run.id)) < 2:
@@ -344,9 +344,14 @@ def test_a_run_whose_process_dies_ends_crashed_with_its_subflow_and_alerts(
             s and s.is_running() for s in _states(family).values()
         ):
             time.sleep(0.5)
+        while time.monotonic() < deadline and not (
+            (state := _states([other.id])[other.id]) and state.is_running()
+        ):
+            time.sleep(0.5)
     finally:
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait()
+        for dying in (process, other_process):
+            os.kill(dying.pid, signal.SIGKILL)
+            dying.wait()
     killed = time.monotonic()
     states = _states(family)
     while time.monotonic() - killed < 240 and not all(s.is_crashed() for s in states.values()):
@@ -356,6 +361,8 @@ def test_a_run_whose_process_dies_ends_crashed_with_its_subflow_and_alerts(
     assert all(s.is_crashed() for s in states.values()), states
     assert all("No heartbeat for 90 s" in s.message for s in states.values()), states
     assert took < 150, took  # the last heartbeat at most 30 s before the kill, then 90 s
+    time.sleep(max(0, 150 - took))  # past any bound the other run would have been marked by
+    assert _states([other.id])[other.id].is_running()
     alert = receiver.wait_for(run.name)
     assert "Crashed" in alert["subject"] and "No heartbeat for 90 s" in alert["body"]
     print(f"\n  killed flow run and subflow run Crashed {took:.0f} s after the kill")
