@@ -29,6 +29,7 @@ FILES = (
     "requirements.lock",
     "requirements-test.txt",
     "scripts/ci/requirements-tools.txt",
+    ".ci/requirements-compose.txt",
 )
 PLATFORMS = ("x86_64", "aarch64")
 PYTHONS = (11, 12, 13, 14)  # CPython 3.x minor versions
