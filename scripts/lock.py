@@ -119,7 +119,14 @@ def check(root: Path = ROOT) -> list[str]:
         if not path.is_file():
             problems.append(f"{name}: missing")
             continue
-        problems += parse(path, name)[1]
+        requirements, found = parse(path, name)
+        text = path.read_text()
+        hashes = {f"{canonical(r.name)}=={r.version}": r.hashes for r in requirements}
+        # The scripts that take one pin out of a file (sed, up to the first line without a
+        # trailing backslash) rely on this layout.
+        if not found and render(text, hashes) != text:
+            found.append(f"{name}: not in the layout lock.py writes (run python scripts/lock.py)")
+        problems += found
     return problems
 
 

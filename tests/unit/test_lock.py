@@ -67,6 +67,15 @@ def test_a_requirement_unpinned_or_without_hash_fails_the_check_naming_file_and_
     assert "s3cret" not in problems[0]
 
 
+def test_a_pin_hashed_on_one_line_fails_the_check_the_scripts_need_one_hash_per_line(tmp_path):
+    # The scripts take a pin out of a file with sed, up to the first line without a backslash.
+    text = f"ruff==0.17.6 --hash=sha256:{HASH_A}\npip==26.3 \\\n    --hash=sha256:{HASH_B}\n"
+    root = _root(tmp_path, **{"requirements-test.txt": text})
+    assert lock.check(root) == [
+        "requirements-test.txt: not in the layout lock.py writes (run python scripts/lock.py)"
+    ]
+
+
 def test_the_check_command_exits_non_zero_on_a_finding(tmp_path, monkeypatch):
     monkeypatch.setattr(lock, "ROOT", _root(tmp_path, **{"requirements.lock": "newdep==2.0\n"}))
     assert lock.main(["--check"]) == 1
