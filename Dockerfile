@@ -1,8 +1,9 @@
 # Image for the taxi-duration flows, the Prefect worker and the Prefect server.
 #
 # Base image: any Debian-like image with python3 (3.11) and the venv module.
-# Default is the official slim image; a machine without a registry can pass its
-# own base (`--build-arg PYTHON_IMAGE=...`).
+# Default is the official slim image by tag; pin it by digest with
+# `--build-arg PYTHON_IMAGE=python:3.11-slim@sha256:<digest>` (docs/ci-and-images.md),
+# and a machine without a registry can pass its own base the same way.
 ARG PYTHON_IMAGE=python:3.11-slim
 
 # `:-` defaults too: prefect.yaml passes an unset variable as an empty build
@@ -13,9 +14,10 @@ FROM ${PYTHON_IMAGE:-python:3.11-slim} AS deps
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends binutils \
  && rm -rf /var/lib/apt/lists/*
-# Offline builds: put wheels in ./wheelhouse/ (e.g. `pip download -r
-# requirements.lock -d wheelhouse`) and pass --build-arg PIP_NO_INDEX=1.
-# Without a wheelhouse, pip installs the same pins from the package index.
+# Offline builds: put wheels in ./wheelhouse/ (e.g. `pip download --require-hashes
+# -r requirements.lock -d wheelhouse`) and pass --build-arg PIP_NO_INDEX=1.
+# Without a wheelhouse, pip installs the same pins from the package index. Either
+# way pip installs only files whose sha256 the lock lists.
 ARG PIP_NO_INDEX=0
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -26,7 +28,8 @@ RUN python3 -m venv /opt/venv
 COPY requirements.lock wheelhouse* /tmp/deps/
 # --no-compile: the bytecode is compiled below, once the venv holds only what a
 # run can import.
-RUN /opt/venv/bin/pip install --no-compile --find-links /tmp/deps -r /tmp/deps/requirements.lock \
+RUN /opt/venv/bin/pip install --require-hashes --no-compile --find-links /tmp/deps \
+        -r /tmp/deps/requirements.lock \
  && /opt/venv/bin/pip check
 # Leave out what no flow run, worker or server ever loads (docs/ci-and-images.md
 # lists what takes the space):

@@ -20,6 +20,7 @@ test:
 	bash scripts/test.sh $(ARGS)
 
 lint: setup
+	python3 scripts/lock.py --check
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 

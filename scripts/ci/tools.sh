@@ -7,10 +7,12 @@ cd "$(dirname "$0")/../.."
 
 PYTHON=${PYTHON:-python3}
 TOOLS=.venv-tools
-ruff_pin=$(grep -E '^ruff==' requirements-test.txt)
+# Ruff's pin with its hash lines (the layout scripts/lock.py writes).
+ruff_pin=$(sed -n '/^ruff==/,/[^\\]$/p' requirements-test.txt)
 want=$( (cat scripts/ci/requirements-tools.txt; echo "$ruff_pin") | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$TOOLS/.installed" 2>/dev/null)" != "$want" ]; then
     [ -x "$TOOLS/bin/python" ] || "$PYTHON" -m venv "$TOOLS"
-    "$TOOLS/bin/python" -m pip install --quiet --disable-pip-version-check -r scripts/ci/requirements-tools.txt "$ruff_pin"
+    "$TOOLS/bin/python" -m pip install --quiet --disable-pip-version-check --require-hashes \
+        -r scripts/ci/requirements-tools.txt -r <(echo "$ruff_pin")
     echo "$want" > "$TOOLS/.installed"
 fi
