@@ -190,6 +190,13 @@ def signature_problem(signature_file: bytes, body: bytes, key: bytes) -> str | N
     return None
 
 
+# Both ways out of a model that the configured key does not verify; the same for every run.
+KEY_RECOVERIES = (
+    "retrain (the training flow publishes a version signed with the configured key) or "
+    "restore the signing key it was signed with (the Secret block, or TAXI_SIGNING_KEY)"
+)
+
+
 def check_signature(
     signature_file: bytes,
     manifest_body: bytes,
@@ -203,7 +210,8 @@ def check_signature(
     if problem == SIGNATURE_MISMATCH:
         raise IntegrityError(
             f"the signature of model version {version!r} ({uri}) {SIGNATURE_MISMATCH}: the "
-            "manifest was altered or signed with another key; refusing to load it"
+            "manifest was altered or signed with another key (was the key replaced?); refusing "
+            f"to load it. To recover: {KEY_RECOVERIES}"
         )
     if problem is not None:
         raise IntegrityError(f"{uri} {problem}: refusing to load model version {version!r}")
