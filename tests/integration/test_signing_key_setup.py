@@ -77,6 +77,12 @@ def test_setup_warns_when_the_blocks_key_does_not_verify_latest(bucket_env, smal
     assert latest_warning(NEW, settings) is None  # nothing published yet: nothing to verify
     missing = settings.model_copy(update={"bucket": f"missing-{secrets.token_hex(4)}"})
     assert latest_warning(NEW, missing) is None  # a fresh stack's bucket, not made yet
+    ModelRegistry(bucket_env).save_model(  # published before signing was turned on
+        small_model.model, small_model.vectorizer, metrics={}, details={}
+    )
+    unsigned = latest_warning(NEW, settings)
+    assert unsigned is not None and "is not signed" in unsigned
+    assert "To recover: retrain (the training flow publishes a version signed" in unsigned
     ModelRegistry(bucket_env, signing_key=OLD.encode()).save_model(
         small_model.model, small_model.vectorizer, metrics={}, details={}
     )
