@@ -144,8 +144,9 @@ def ingest_flow(
     listed = retrying(list_data_months)(color)
     present = listed.months
     months = ingest.months_to_ingest(color, parameters.first, parameters.last, present)
-    if signed:  # months ingested unsigned (an earlier release) are copied again, then signed
-        again = retrying(untrusted_months)(color, [month_name(m) for m in months if m in present])
+    there = [month_name(m) for m in months if m in present]
+    if signed and there:  # months ingested unsigned (an earlier release) are copied again
+        again = retrying(untrusted_months)(color, there)
         present = [m for m in present if month_name(m) not in again]
     summary: IngestSummary = {
         "color": color,
