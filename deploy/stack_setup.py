@@ -6,20 +6,24 @@ TAXI_ALLOW_UNSIGNED=1), and a key typed by hand is easy to forget. So when none 
 taxi-signing-key, the block the deployments name (TAXI_SIGNING_KEY_BLOCK): it is never
 printed, never in a deployment's parameters or job variables, the image or the repository. A
 block that exists already is kept, so restarting the stack never orphans the models signed
-with it. A key that is given is saved in the block by deploy.work_pool (and replaces it).
+with it. A key that is given is saved in the block by deploy.work_pool, which refuses to
+replace another key unless --rotate-signing-key (deploy.signing_key). Last, setup warns when
+the block's key does not verify the model `latest` names.
 
 Usage (the prefect-setup one-shot of docker-compose.yml; needs what deploy.work_pool needs):
-    python -m deploy.stack_setup [--pool NAME]
+    python -m deploy.stack_setup [--pool NAME] [--rotate-signing-key]
 """
 
 from __future__ import annotations
 
 import asyncio
 import secrets
+import sys
 
 from prefect.blocks.system import Secret
 
 from deploy import work_pool
+from deploy.signing_key import block_key, latest_warning
 from taxi.settings import Settings
 
 # 32 random bytes, URL-safe base64 (43 characters): well above the registry's 16-byte minimum.
@@ -45,8 +49,13 @@ async def ensure_signing_key(
 
 
 def main() -> None:
-    print(asyncio.run(ensure_signing_key(Settings.from_env())), flush=True)
+    settings = Settings.from_env()
+    print(asyncio.run(ensure_signing_key(settings)), flush=True)
     work_pool.main()
+    key = asyncio.run(block_key(work_pool.SIGNING_KEY_BLOCK))
+    warning = latest_warning(key, settings) if key is not None else None
+    if warning is not None:
+        print(warning, file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -25,8 +25,9 @@ container's environment, which deployments do not set (prefect.yaml).
 
 Usage (needs PREFECT_API_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, TAXI_IMAGE,
 TAXI_FLOW_NETWORK; reads TAXI_OBJECT_URL_TEMPLATE):
-    python -m deploy.work_pool [--pool NAME]
-The pool name defaults to $TAXI_WORK_POOL or "taxi-docker". Safe to re-run.
+    python -m deploy.work_pool [--pool NAME] [--rotate-signing-key]
+The pool name defaults to $TAXI_WORK_POOL or "taxi-docker". Safe to re-run: a signing key
+that differs from the block's is refused unless --rotate-signing-key (deploy.signing_key).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from prefect.client.schemas.actions import WorkPoolCreate
 from prefect_docker.worker import DockerWorker
 
 from deploy.automations import setup_automations
+from deploy.signing_key import ROTATE_FLAG, save_signing_key
 from taxi.settings import (
     DEFAULT_STACK,
     DEFAULT_WORK_POOL,
@@ -175,7 +177,7 @@ def base_job_template(
     return template
 
 
-async def setup(pool_name: str, settings: Settings) -> None:
+async def setup(pool_name: str, settings: Settings, rotate_signing_key: bool = False) -> None:
     secrets = {
         "AWS_ACCESS_KEY_ID": settings.aws_access_key_id,
         "AWS_SECRET_ACCESS_KEY": secret_value(settings.aws_secret_access_key),
@@ -196,11 +198,9 @@ async def setup(pool_name: str, settings: Settings) -> None:
         sys.exit(f"error: {error}")
     for env_name, block_name in SECRET_BLOCKS.items():
         await Secret(value=secrets[env_name]).save(block_name, overwrite=True)
-    if settings.signing_key is not None:
-        await Secret(value=settings.signing_key.get_secret_value()).save(
-            SIGNING_KEY_BLOCK, overwrite=True
-        )
-        print(f"model signing key saved in the Secret block {SIGNING_KEY_BLOCK!r}")
+    if settings.signing_key is not None:  # never replacing another key unless asked
+        key = settings.signing_key.get_secret_value()
+        print(await save_signing_key(key, rotate_signing_key, SIGNING_KEY_BLOCK))
     async with get_client() as client:
         pool = await client.create_work_pool(
             WorkPoolCreate(name=pool_name, type="docker", base_job_template=template),
@@ -219,8 +219,9 @@ def main() -> None:
     settings = Settings.from_env()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pool", default=settings.work_pool)
+    parser.add_argument(ROTATE_FLAG, action="store_true", help="replace the block's signing key")
     args = parser.parse_args()
-    asyncio.run(setup(args.pool, settings))
+    asyncio.run(setup(args.pool, settings, args.rotate_signing_key))
     # Alerts: deploy/automations.yaml, notifying the webhook of TAXI_ALERT_WEBHOOK_URL.
     asyncio.run(setup_automations(secret_value(settings.alert_webhook_url)))
 

@@ -17,12 +17,18 @@ from flows.parameters import ingest_parameters
 from flows.policy import io_task
 from flows.reports.ingest import ingest_report
 from taxi import ingest
+from taxi.data_manifests import is_trusted
 from taxi.layout import s3_uri
 from taxi.months import Month, month_name, parse_month
 from taxi.records import IngestSummary
 from taxi.settings import Settings
 from taxi.sources import public_url
 from taxi.storage.objects import ObjectStore
+
+DATA_UNSIGNED_WARNING = (
+    "Data manifests are NOT signed (TAXI_ALLOW_UNSIGNED=1): training checks each month against "
+    "its manifest's sha256, which anyone who can write to the bucket can rewrite"
+)
 
 
 class IngestError(RuntimeError):
@@ -54,10 +60,27 @@ def list_data_months(color: str) -> ingest.BucketMonths:
     return months_in_bucket(store, color)
 
 
+@task(name="check-data-manifests", tags=["taxi", "io", "s3"], **io_task)
+def untrusted_months(color: str, months: list[str]) -> list[str]:
+    """Those of `months` (in the bucket) whose data manifest a training run would refuse: not
+    signed with the configured key (an earlier release's, or altered). They are copied again."""
+    settings = Settings.from_env()
+    store, key = ObjectStore(bucket=settings.bucket), policy.signing_key(settings)
+    untrusted = [m for m in months if not is_trusted(store, color, parse_month(m), key)]
+    for month in untrusted:
+        get_run_logger().warning(
+            "%s %s is in the bucket, but its data manifest is not signed with the configured "
+            "signing key: copying it again from the source",
+            color,
+            month,
+        )
+    return untrusted
+
+
 @task(name="ingest-month", tags=["taxi", "io", "s3", "tlc"], **io_task)
 def ingest_month(color: str, month: str) -> ingest.MonthResult:
-    # The source is read here rather than passed in, so that a mirror URL with credentials
-    # in it never becomes a task parameter. Data files are not signed: no signing key needed.
+    # The source and the signing key are read here rather than passed in, so that neither a
+    # mirror URL with credentials in it nor the key ever becomes a task parameter.
     settings = Settings.from_env()
     store = ObjectStore(bucket=settings.bucket)
     result = ingest.ingest_month(
@@ -67,6 +90,7 @@ def ingest_month(color: str, month: str) -> ingest.MonthResult:
         settings.tlc_base_url.get_secret_value(),
         max_bytes=settings.download_max_bytes,
         deadline_seconds=settings.download_deadline_seconds,
+        signing_key=policy.signing_key(settings),
     )
     logger = get_run_logger()
     if result.manifest is not None:
@@ -95,7 +119,8 @@ def ingest_flow(
     and listed in the report).
 
     Creates the bucket if it does not exist. Months already in the bucket are skipped (a
-    rerun downloads nothing). Months go oldest
+    rerun downloads nothing), except months whose data manifest is not signed with the
+    signing key (ingested by an earlier release): those are copied again. Months go oldest
     first, and the first one that is not published yet (HTTP 403/404, or no file in a local
     source) ends the run, Completed: later months are not published either, and the next run
     continues from there. A month that fails (bad or truncated data, a download that keeps
@@ -112,10 +137,18 @@ def ingest_flow(
     logger = get_run_logger()
     settings = Settings.from_env()
     ingest.check_base_url(settings.tlc_base_url.get_secret_value())  # before any work
+    # Data manifests are signed with the models' key: no key (and no opt-out), no ingestion.
+    signed = policy.signing_key(settings) is not None
+    if not signed:
+        logger.warning(DATA_UNSIGNED_WARNING)
     retrying = policy.io_retries(settings)
     listed = retrying(list_data_months)(color)
     present = listed.months
     months = ingest.months_to_ingest(color, parameters.first, parameters.last, present)
+    there = [month_name(m) for m in months if m in present]
+    if signed and there:  # months ingested unsigned (an earlier release) are copied again
+        again = retrying(untrusted_months)(color, there)
+        present = [m for m in present if month_name(m) not in again]
     summary: IngestSummary = {
         "color": color,
         "source": public_url(settings.tlc_base_url.get_secret_value()),

@@ -17,8 +17,9 @@ from prefect import Task, get_run_logger, task
 import taxi
 import taxi.storage.predictions
 from flows.ingest import months_in_bucket
-from flows.policy import io_retries, io_task, model_registry, pure_task
+from flows.policy import io_retries, io_task, model_registry, pure_task, signing_key
 from taxi import monitoring
+from taxi.data_manifests import load_data_manifest
 from taxi.features import FeatureMatrix, Vectorizer
 from taxi.layout import (
     LATEST_KEY,
@@ -28,7 +29,7 @@ from taxi.layout import (
     parse_s3_uri,
 )
 from taxi.model import Model
-from taxi.months import month_name
+from taxi.months import Month, month_name
 from taxi.records import (
     Manifest,
     ManifestDetails,
@@ -141,15 +142,24 @@ def step_runner(settings: Settings) -> StepRunner:
 
 @task(name="plan-training-window", tags=["taxi", "io", "s3"], **io_task)
 def plan_training_window(color: str, as_of: date, train_months: int) -> WindowPlan:
-    """The months a window run as of `as_of` trains and tests on, from the months in the bucket."""
-    objects = ObjectStore(Settings.from_env().bucket)
-    present = months_in_bucket(objects, color).months
+    """The months a window run as of `as_of` trains and tests on, from the months in the bucket,
+    each with the sha256 its verified data manifest records. A month whose file is there
+    without its manifest counts, so that a window reaching it fails naming it."""
+    settings = Settings.from_env()
+    objects = ObjectStore(settings.bucket)
+    present = months_in_bucket(objects, color).with_files
     listed = ", ".join(month_name(m) for m in sorted(present)) or "none"
     get_run_logger().info("%s months in the bucket: %s", color, listed)
     today = datetime.now(UTC).date()
-    return plan_window(
-        as_of, today, color, present, train_months, lambda m: objects.uri(data_key(color, m))
-    )
+    key = signing_key(settings)
+
+    def manifest_sha256(month: Month) -> str:
+        return load_data_manifest(objects, color, month, key)["sha256"]
+
+    def source(month: Month) -> str:
+        return objects.uri(data_key(color, month))
+
+    return plan_window(as_of, today, color, present, train_months, source, manifest_sha256)
 
 
 @task(name="evaluate-champion", tags=["taxi", "ml", "s3"], **io_task)

@@ -101,6 +101,7 @@ def training_flow(
         params.use_trip_distance,
         params.max_train_rows,
         run=runner,
+        check_read=plan.check_read,
     )
     metrics = trained.metrics
     logger.info(

@@ -20,6 +20,12 @@ class DataError(ValueError):
         super().__init__(f"{source}: {problem}")
 
 
+class DataIntegrityError(ValueError):
+    """A month in the bucket that is not what ingestion stored and vouched for: its file or
+    data manifest altered, the manifest missing or not signed with the signing key. The
+    message names the month and how to recover. Not worth retrying."""
+
+
 class NotPublishedError(Exception):
     """The source has no such file (yet)."""
 

@@ -1,7 +1,7 @@
 """Copying the TLC's monthly trip files into the bucket, and knowing which months are there.
 
 Bucket keys (taxi.layout): data/<color>/<the TLC's file name> and, written last, its data
-manifest next to it (<file name>.manifest.json).
+manifest next to it (<file name>.manifest.json), signed with a signing key (taxi.data_manifests).
 
 A month is in the bucket when both exist: the manifest is written only after the file is
 stored and read back intact, so a half-done ingestion never counts. Nor does a month after the
@@ -19,21 +19,20 @@ published yet.
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import taxi
+from taxi.data_manifests import delete_data_manifest, write_data_manifest
 from taxi.errors import DataError, NotPublishedError
 from taxi.layout import (
     DATA_MANIFEST_SUFFIX,
     data_color_prefix,
     data_key,
-    data_manifest_key,
     parse_tlc_file_name,
     tlc_file_name,
 )
@@ -97,6 +96,14 @@ class BucketMonths:
     # future: whoever can write the bucket could otherwise end ingestion ("continue after the
     # newest month") and choose the window's test month with one object.
     future: list[tuple[Month, str]]
+    # Months with a data file but no manifest (an ingestion that died midway, or a file put
+    # there by hand or swapped in with its manifest removed): not in the bucket for ingestion,
+    # but a training window that reaches one fails naming it rather than skipping over it.
+    without_manifest: list[Month] = field(default_factory=list)
+
+    @property
+    def with_files(self) -> list[Month]:
+        return sorted(set(self.months) | set(self.without_manifest))
 
 
 def bucket_months(store: ObjectStore, color: str, today: date | None = None) -> BucketMonths:
@@ -117,7 +124,7 @@ def bucket_months(store: ObjectStore, color: str, today: date | None = None) -> 
             future.append((parsed[1], key))
             continue
         (manifests if is_manifest else files).add(parsed[1])
-    return BucketMonths(sorted(files & manifests), sorted(future))
+    return BucketMonths(sorted(files & manifests), sorted(future), sorted(files - manifests))
 
 
 def months_present(store: ObjectStore, color: str, today: date | None = None) -> list[Month]:
@@ -182,16 +189,18 @@ def ingest_month(
     *,
     max_bytes: int = DEFAULT_DOWNLOAD_MAX_BYTES,
     deadline_seconds: float = DEFAULT_DOWNLOAD_DEADLINE_SECONDS,
+    signing_key: bytes | None = None,
 ) -> MonthResult:
     """Copy one month from `base_url` into the bucket: download to a temporary file, check it
-    against the input contract, store it, read it back, then write its manifest.
+    against the input contract, store it, read it back, then write its manifest (signed with
+    `signing_key`, if given: taxi.data_manifests).
 
     A month the source does not have yet gives status "not available" and writes nothing.
     Bad data raises DataError, a failed transfer DownloadError; either way nothing new is
     left under data/ for this month."""
     source = month_source(base_url, color, month)
     shown = public_url(source)
-    key, manifest_at = data_key(color, month), data_manifest_key(color, month)
+    key = data_key(color, month)
     with tempfile.TemporaryDirectory(prefix="taxi-ingest-") as scratch:
         # The TLC's file name keeps the suffix load_data reads the format from.
         try:
@@ -205,7 +214,7 @@ def ingest_month(
             return MonthResult(month_name(month), "not available", str(error))
         rows, schema = _check_contract(fetched.path, shown, color)
         # A manifest left from an earlier copy must not vouch for the file being replaced.
-        store.delete(manifest_at)
+        delete_data_manifest(store, color, month)
         try:
             store.put_file_verified(key, fetched.path, fetched.sha256, PARQUET_CONTENT_TYPE)
         except IntegrityError:
@@ -223,7 +232,7 @@ def ingest_month(
         "ingested_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "package_version": taxi.__version__,
     }
-    store.put_verified(manifest_at, json.dumps(manifest, indent=2).encode(), "application/json")
+    write_data_manifest(store, manifest, month, signing_key)
     return MonthResult(
         month_name(month), "ingested", f"{rows:,} trips, {fetched.bytes:,} bytes", manifest
     )

@@ -5,6 +5,8 @@
     data/<color>/<color>_tripdata_YYYY-MM.parquet.manifest.json
                                             its data manifest, written last: a month
                                             without it is not in the bucket
+    data/<color>/<color>_tripdata_YYYY-MM.parquet.manifest.json.sig
+                                            HMAC-SHA256 of the data manifest (with a key)
     incoming/<path>                         files for the hourly inference job to predict
     claims/<name>.json                      "a run is predicting this file now" (taxi.incoming)
     processed/<name>.json                   "this file is done", names its predictions
@@ -69,6 +71,7 @@ CSV_SUFFIXES: tuple[str, ...] = (".csv.gz", ".csv")
 DATA_SUFFIXES: tuple[str, ...] = PARQUET_SUFFIXES + CSV_SUFFIXES
 RECORD_SUFFIX = ".json"  # claims and done-records
 DATA_MANIFEST_SUFFIX = ".manifest.json"
+DATA_SIGNATURE_SUFFIX = DATA_MANIFEST_SUFFIX + ".sig"
 
 # S3's limit on a key (AWS and SeaweedFS: KeyTooLongError past it); SeaweedFS also refuses a
 # `/`-separated part longer than 255 bytes.
@@ -149,6 +152,10 @@ def data_key(color: str, month: tuple[int, int]) -> str:
 
 def data_manifest_key(color: str, month: tuple[int, int]) -> str:
     return data_key(color, month) + DATA_MANIFEST_SUFFIX
+
+
+def data_signature_key(color: str, month: tuple[int, int]) -> str:
+    return data_key(color, month) + DATA_SIGNATURE_SUFFIX
 
 
 # --- incoming files ------------------------------------------------------------------------

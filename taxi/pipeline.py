@@ -11,6 +11,7 @@ trip months (taxi.memory).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -96,6 +97,7 @@ class MonthUsage:
     source: str
     rows_read: int
     rows_kept: int
+    sha256: str | None  # of the bytes read
 
 
 @dataclass
@@ -144,6 +146,7 @@ def run_window_training(
     max_train_rows: int = DEFAULT_MAX_TRAIN_ROWS,
     seed: int = SAMPLE_SEED,
     run: StepRunner = call_directly,
+    check_read: Callable[[str, str | None], None] = lambda source, sha256: None,
 ) -> WindowTrainingResult:
     """Train on every month of `train_sources`, one month in memory at a time, and evaluate on
     `test_source`.
@@ -151,7 +154,8 @@ def run_window_training(
     The linear model folds each month into its normal equations, which gives the same fit as
     all months together. The gradient-boosting model trains on a uniform sample of at most
     `max_train_rows` kept trips across the months (all of them when there are fewer). `run` calls
-    each processing step (the flows pass one that runs it as a Prefect task)."""
+    each processing step (the flows pass one that runs it as a Prefect task), `check_read` each
+    month's source and sha256 as read, before its trips are used (WindowPlan.check_read)."""
     return_freed_memory_to_the_os()
     check_model_type(model_type, use_trip_distance)
     if not train_sources:
@@ -163,12 +167,13 @@ def run_window_training(
     reference = UniformRowSample(REFERENCE_ROWS, seed)
     months = []
     for source in train_sources:
-        trips, rows_read = apply_steps(source, TRAIN_STEPS, run)
+        trips, rows_read, sha256 = apply_steps(source, TRAIN_STEPS, run)
+        check_read(source, sha256)
         linear.add(trips, trips[TARGET_COLUMN].to_numpy(dtype=np.float64))
         if sample is not None:
             sample.add(trips)
         reference.add(trips)
-        months.append(MonthUsage(source, rows_read, len(trips)))
+        months.append(MonthUsage(source, rows_read, len(trips), sha256))
         del trips
     baseline, baseline_vectorizer = linear.fit()
     if sample is None:
@@ -188,6 +193,7 @@ def run_window_training(
         rows_trained, rmse_train = y.size, training_rmse(model, X, y)
         del X, y
     test = process(test_source, vectorizer, TRAIN_STEPS, run)
+    check_read(test_source, test.sha256)
     return WindowTrainingResult(
         model=model,
         vectorizer=vectorizer,
@@ -278,11 +284,13 @@ def manifest_details(
             "uri": train_uri,
             "rows_read": trained.rows_read,
             "rows_used": trained.rows_kept,
+            "sha256": [month.sha256 for month in trained.months],
         },
         "test_data": {
             "uri": plan.test_source,
             "rows_read": test.rows_read,
             "rows_used": test.rows_kept,
+            "sha256": test.sha256,
         },
         "window": plan.as_dict(),
         "training_sample": {

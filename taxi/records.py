@@ -24,6 +24,9 @@ class DataUsage(TypedDict):
     uri: str | list[str]
     rows_read: int
     rows_used: int
+    # Of the bytes read: training's a list, one per month; test's one (window months: the sha256
+    # their data manifests record).
+    sha256: NotRequired[str | list[str | None] | None]
 
 
 class MonthUsageRecord(TypedDict):
@@ -32,6 +35,7 @@ class MonthUsageRecord(TypedDict):
     source: str
     rows_read: int
     rows_kept: int
+    sha256: NotRequired[str | None]
 
 
 class TrainingSample(TypedDict):

@@ -4,7 +4,8 @@ drop a first file into incoming/ for the hourly inference job to find.
     python -m taxi.seed --data-dir data [--incoming green_tripdata_2021-03.parquet]
 
 The months go in exactly as the taxi-ingest flow copies them (taxi.ingest, with the
-directory as the source): data/<color>/<TLC file name> with its data manifest. Only files
+directory as the source): data/<color>/<TLC file name> with its data manifest, signed with
+TAXI_SIGNING_KEY when it is set (a Secret block is read only by the flows). Only files
 named as the TLC names them (<color>_tripdata_YYYY-MM.parquet) are months; other files
 (the yellow CSV excerpts) are not uploaded.
 
@@ -19,17 +20,22 @@ from pathlib import Path
 
 from taxi.ingest import ingest_month, months_present
 from taxi.layout import INCOMING_PREFIX, data_key, incoming_key, parse_tlc_file_name
+from taxi.settings import Settings
 from taxi.storage.objects import ObjectStore, sha256_hex
 
 DEFAULT_INCOMING = ("green_tripdata_2021-03.parquet",)
 
 
 def seed_bucket(
-    data_dir: Path, store: ObjectStore | None = None, incoming: tuple[str, ...] = DEFAULT_INCOMING
+    data_dir: Path,
+    store: ObjectStore | None = None,
+    incoming: tuple[str, ...] = DEFAULT_INCOMING,
+    signing_key: bytes | None = None,
 ) -> list[str]:
-    """Ingest every TLC monthly file of `data_dir` into data/<color>/, and put the files named
-    in `incoming` under incoming/ as well; returns the s3:// URIs of the files now in the
-    bucket. The bucket defaults to TAXI_BUCKET."""
+    """Ingest every TLC monthly file of `data_dir` into data/<color>/ (data manifests signed
+    with `signing_key`, if given), and put the files named in `incoming` under incoming/ as
+    well; returns the s3:// URIs of the files now in the bucket. The bucket defaults to
+    TAXI_BUCKET."""
     store = store or ObjectStore()
     names = sorted(p.name for p in Path(data_dir).iterdir() if p.is_file())
     months = sorted(parsed for name in names if (parsed := parse_tlc_file_name(name)) is not None)
@@ -47,7 +53,7 @@ def seed_bucket(
     uris = []
     for color, month in months:
         if month not in present[color]:
-            result = ingest_month(store, color, month, str(data_dir))
+            result = ingest_month(store, color, month, str(data_dir), signing_key=signing_key)
             if result.manifest is None:  # the file went away since it was listed
                 raise FileNotFoundError(result.detail)
         uris.append(store.uri(data_key(color, month)))
@@ -76,7 +82,10 @@ def main() -> None:
         help=f"a file of --data-dir to also put under {INCOMING_PREFIX} (repeatable; default {DEFAULT_INCOMING[0]})",
     )
     args = parser.parse_args()
-    for uri in seed_bucket(args.data_dir, incoming=tuple(args.incoming or DEFAULT_INCOMING)):
+    key = Settings.from_env().signing_key
+    signing_key = None if key is None else key.get_secret_value().encode()
+    incoming = tuple(args.incoming or DEFAULT_INCOMING)
+    for uri in seed_bucket(args.data_dir, incoming=incoming, signing_key=signing_key):
         print(uri)
 
 

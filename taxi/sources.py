@@ -31,13 +31,14 @@ import http.client
 import io
 import os
 import re
+import sys
 import tempfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Collection, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,28 +105,48 @@ def load_data(source: str) -> pd.DataFrame:
     (taxi.tlc.read_trips has the columns). Remote sources are bounded by the size cap and
     deadline of the settings; `s3://` ones are read with the S3 settings of the environment.
     Every file, local ones too, is bounded by the settings' caps on its rows and its bytes
-    once decompressed (TAXI_MAX_ROWS, TAXI_DOWNLOAD_MAX_BYTES)."""
+    once decompressed (TAXI_MAX_ROWS, TAXI_DOWNLOAD_MAX_BYTES). `attrs["sha256"]` is the
+    sha256 of the very bytes read: those of a private copy, hashed as it was made, so a
+    source replaced while it is read never passes for the one hashed."""
     settings = Settings.from_env()
-    return read_trips(source, open_source, Caps(settings.max_rows, settings.download_max_bytes))
+    digests: list[str] = []
+
+    def opener(name: str) -> AbstractContextManager[str]:
+        return open_source(name, digests.append)
+
+    trips = read_trips(source, opener, Caps(settings.max_rows, settings.download_max_bytes))
+    trips.attrs["sha256"] = digests[-1]
+    return trips
 
 
 @contextmanager
-def open_source(source: str) -> Iterator[str]:
+def open_source(source: str, on_copied: Callable[[str], None] | None = None) -> Iterator[str]:
     """`source` as a local file (taxi.tlc's Opener): a local path as it is; a remote source
     copied to a temporary file removed on exit (size cap, deadline, no redirect off http(s) or
-    off TLS). DataError when there is no such file."""
-    if not source.startswith(REMOTE_SCHEMES):
+    off TLS). With `on_copied`, a local path is copied too, and `on_copied` is given the
+    copy's sha256. DataError when there is no such file."""
+    is_local = not source.startswith(REMOTE_SCHEMES)
+    if is_local:
         if not os.path.isfile(source):
             problem = "file not found" if not os.path.exists(source) else "not a file"
             raise DataError(source, problem)
-        yield source
-        return
+        if on_copied is None:
+            yield source
+            return
     with tempfile.TemporaryDirectory(prefix="taxi-load-") as scratch:
         # The format comes from `source`'s name, not from this one.
-        yield str(_fetch(source, Path(scratch) / "source"))
+        destination = Path(scratch) / "source"
+        if is_local:
+            # Uncapped: taxi.tlc caps what a file unpacks to, local ones as before.
+            fetched = download(source, destination, max_bytes=sys.maxsize, deadline_seconds=1e9)
+        else:
+            fetched = _fetch(source, destination)
+        if on_copied is not None:
+            on_copied(fetched.sha256)
+        yield str(fetched.path)
 
 
-def _fetch(source: str, destination: Path) -> Path:
+def _fetch(source: str, destination: Path) -> Download:
     settings = Settings.from_env()
     is_s3 = source.startswith("s3://")
     try:
@@ -141,7 +162,7 @@ def _fetch(source: str, destination: Path) -> Path:
         answer = status[0] if status else "no file"
         problem = f"download failed with {answer} (no such file?)"
         raise DataError(source, "file not found in S3" if is_s3 else problem) from error
-    return fetched.path
+    return fetched
 
 
 def _environment_s3_opener() -> S3Opener:

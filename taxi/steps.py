@@ -109,6 +109,7 @@ class ProcessedData:
     trips: pd.DataFrame  # the rows behind X, with encoded categories
     source: str
     rows_read: int
+    sha256: str | None = None  # of the file read (taxi.load_data); None for trips in memory
 
     @property
     def rows_kept(self) -> int:
@@ -141,15 +142,16 @@ def ensure_trips_left(kept: pd.DataFrame, rows_read: int, source: str) -> None:
 
 def apply_steps(
     source: str, steps: tuple[TripStep, ...], run: StepRunner = call_directly
-) -> tuple[pd.DataFrame, int]:
-    """Load `source` and apply `steps` in order, each through `run`: the trips and how many were read."""
+) -> tuple[pd.DataFrame, int, str | None]:
+    """Load `source` and apply `steps` in order, each through `run`: the trips, how many were
+    read and the sha256 of the bytes they were read from."""
     trips = run(load_data, source)
-    rows_read = len(trips)
+    rows_read, sha256 = len(trips), trips.attrs.get("sha256")
     # Rebinding one name lets each intermediate frame go as soon as the next exists.
     for step in steps:
         trips = run(step, trips)
     ensure_trips_left(trips, rows_read, source)  # only the outlier filter drops trips
-    return trips, rows_read
+    return trips, rows_read, sha256
 
 
 def process(
@@ -160,9 +162,9 @@ def process(
 ) -> ProcessedData:
     """Load `source`, apply `steps` in order, and extract features (fitting an unfitted
     vectorizer on these trips): each through `run`."""
-    trips, rows_read = apply_steps(source, steps, run)
+    trips, rows_read, sha256 = apply_steps(source, steps, run)
     X, y, vectorizer = run(extract_x_y, trips, vectorizer)
-    return ProcessedData(X, y, vectorizer, trips, source, rows_read)
+    return ProcessedData(X, y, vectorizer, trips, source, rows_read, sha256)
 
 
 def process_trips(

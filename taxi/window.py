@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 
+from taxi.errors import DataIntegrityError
+from taxi.layout import DATA_MANIFEST_SUFFIX
 from taxi.months import Month, month_name, month_of, shift_month
 
 
@@ -70,11 +72,28 @@ class WindowPlan:
     train_months: tuple[Month, ...] = ()
     test_month: Month | None = None
     current_test_month: Month | None = None  # the test month of a run as of today
+    # (source, sha256 of its data manifest) of each window month: what its bytes must hash to.
+    data_sha256: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def explicit(cls, train_path: str, test_path: str) -> WindowPlan:
         """Files given by the caller: no window, promotion as usual."""
         return cls((train_path,), test_path)
+
+    def check_read(self, source: str, sha256: str | None) -> None:
+        """Refuse a window month whose bytes, as read, are not those its data manifest vouches
+        for (files given by the caller are recorded, not checked: they have no manifest)."""
+        if self.test_month is None or (source, sha256) in self.data_sha256:
+            return
+        sources = (*self.train_sources, self.test_source)
+        month = dict(zip(sources, (*self.train_months, self.test_month), strict=True)).get(source)
+        name = f"{self.color} {month_name(month)}" if month is not None else "a window month"
+        raise DataIntegrityError(
+            f"{name} ({source}) does not match the sha256 of its data "
+            "manifest, written when it was ingested: the file was replaced in the bucket since; "
+            f"refusing to train on it: delete {source}{DATA_MANIFEST_SUFFIX} and ingest the "
+            "month again, which copies it from the TLC source"
+        )
 
     @property
     def is_backfill(self) -> bool:
@@ -123,16 +142,20 @@ def plan_window(
     months_present: Iterable[Month],
     train_months: int,
     source: Callable[[Month], str],
+    manifest_sha256: Callable[[Month], str],
 ) -> WindowPlan:
-    """The plan of a window run as of `as_of`, with each month's source given by `source`.
-    Months after `today`'s are left out: the TLC cannot have published them, so even a run
-    as of a later date never tests on one."""
+    """The plan of a window run as of `as_of`, with each month's source given by `source` and
+    the sha256 its bytes must have by `manifest_sha256` (which raises for a month it cannot
+    vouch for). Months after `today`'s are left out: the TLC cannot have published them, so
+    even a run as of a later date never tests on one."""
     present = {m for m in months_present if m <= month_of(today)}
     window = training_window(as_of, present, train_months)
     earlier_than_today = [m for m in present if m < month_of(today)]
+    months = (*window.train, window.test)
     return WindowPlan(
         train_sources=tuple(source(m) for m in window.train),
         test_source=source(window.test),
+        data_sha256=tuple((source(m), manifest_sha256(m)) for m in months),
         as_of=as_of,
         color=color,
         train_months=window.train,

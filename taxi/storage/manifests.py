@@ -169,6 +169,34 @@ def check_manifest_checksum(
         raise IntegrityError(f"{uri} does not match the checksum recorded in {marker_uri}")
 
 
+SIGNATURE_MISMATCH = "does not match the configured signing key"
+
+
+def signature_problem(signature_file: bytes, body: bytes, key: bytes) -> str | None:
+    """What is wrong with `signature_file` as the signature of `body` with `key` (None: it
+    signs those exact bytes). Whatever the file holds (not JSON, not UTF-8, other types,
+    non-ASCII text) is a problem, and its content is never echoed."""
+    try:
+        recorded = json.loads(signature_file)
+    except ValueError:
+        return "is not a signature file"
+    signature = recorded.get("signature") if isinstance(recorded, dict) else None
+    if not isinstance(signature, str) or _SIGNATURE_HEX.fullmatch(signature) is None:
+        return "is not a signature file"
+    if recorded.get("algorithm") != SIGNATURE_ALGORITHM:
+        return f"does not use {SIGNATURE_ALGORITHM}"
+    if not hmac.compare_digest(signature.encode(), manifest_signature(key, body).encode()):
+        return SIGNATURE_MISMATCH
+    return None
+
+
+# Both ways out of a model that the configured key does not verify; the same for every run.
+KEY_RECOVERIES = (
+    "retrain (the training flow publishes a version signed with the configured key) or "
+    "restore the signing key it was signed with (the Secret block, or TAXI_SIGNING_KEY)"
+)
+
+
 def check_signature(
     signature_file: bytes,
     manifest_body: bytes,
@@ -177,24 +205,16 @@ def check_signature(
     uri: str,
 ) -> None:
     """Refuse a manifest unless `signature_file` (read from `uri`) signs its exact bytes with
-    `key`. Whatever the file holds (not JSON, not UTF-8, other types, non-ASCII text) is an
-    integrity failure, and its content is never echoed."""
-    refusing = f"refusing to load model version {version!r}"
-    try:
-        recorded = json.loads(signature_file)
-    except ValueError as error:
-        raise IntegrityError(f"{uri} is not a signature file: {refusing}") from error
-    signature = recorded.get("signature") if isinstance(recorded, dict) else None
-    if not isinstance(signature, str) or _SIGNATURE_HEX.fullmatch(signature) is None:
-        raise IntegrityError(f"{uri} is not a signature file: {refusing}")
-    if recorded.get("algorithm") != SIGNATURE_ALGORITHM:
-        raise IntegrityError(f"{uri} does not use {SIGNATURE_ALGORITHM}: {refusing}")
-    expected = manifest_signature(key, manifest_body)
-    if not hmac.compare_digest(signature.encode(), expected.encode()):
+    `key` (signature_problem)."""
+    problem = signature_problem(signature_file, manifest_body, key)
+    if problem == SIGNATURE_MISMATCH:
         raise IntegrityError(
-            f"the signature of model version {version!r} ({uri}) does not match the configured "
-            "signing key: the manifest was altered or signed with another key; refusing to load it"
+            f"the signature of model version {version!r} ({uri}) {SIGNATURE_MISMATCH}: the "
+            "manifest was altered or signed with another key (was the key replaced?); refusing "
+            f"to load it. To recover: {KEY_RECOVERIES}"
         )
+    if problem is not None:
+        raise IntegrityError(f"{uri} {problem}: refusing to load model version {version!r}")
 
 
 def parse_manifest(body: bytes, version: str, uri: str) -> Manifest:

@@ -235,7 +235,8 @@ class ModelRegistry:
         except NotFoundError as error:
             raise IntegrityError(
                 f"model version {version!r} is not signed ({uri} does not exist) and a signing "
-                "key is configured: refusing to load it"
+                "key is configured: refusing to load it. To recover: retrain (the training flow "
+                "publishes a version signed with the configured key)"
             ) from error
         check_signature(body, manifest_body, self.signing_key, version, uri)
 

@@ -11,6 +11,7 @@ import pytest
 
 from taxi.gbm import GBM_FORMAT
 from taxi.seed import seed_bucket
+from taxi.storage.objects import sha256_hex
 from taxi.storage.registry import ModelRegistry
 from tests.paths import DATA
 
@@ -64,6 +65,7 @@ def test_training_then_inference(seeded):
         "uri": f"{data}/green_tripdata_2021-01.parquet",
         "rows_read": 76_518,
         "rows_used": 73_908,
+        "sha256": [sha256_hex((DATA / "green_tripdata_2021-01.parquet").read_bytes())],
     }
     assert manifest["test_data"]["rows_used"] == 61_921
     assert set(manifest["objects"]) == {

@@ -6,8 +6,9 @@ from datetime import UTC, date, datetime
 
 import pytest
 
+from taxi.errors import DataIntegrityError
 from taxi.months import month_name, month_range, parse_month, shift_month
-from taxi.window import TrainingWindow, WindowError, plan_window, training_window
+from taxi.window import TrainingWindow, WindowError, WindowPlan, plan_window, training_window
 
 SHIPPED = [(2021, 1), (2021, 2), (2021, 3)]  # the green months in ./data
 
@@ -82,6 +83,31 @@ def test_bad_month_text_is_refused_without_repeating_it(text):
 
 def test_a_plan_never_tests_on_a_month_after_today():
     months = [*SHIPPED, (2999, 12)]
-    plan = plan_window(date(3000, 1, 15), date(2021, 5, 1), "green", months, 1, month_name)
+    plan = plan_window(date(3000, 1, 15), date(2021, 5, 1), "green", months, 1, month_name, _sha)
     assert (plan.train_months, plan.test_month) == (((2021, 2),), (2021, 3))
     assert plan.test_source == "2021-03" and plan.current_test_month == (2021, 3)
+
+
+def _sha(month) -> str:
+    return f"sha256 of {month_name(month)}"
+
+
+def test_a_window_month_is_refused_unless_its_bytes_hash_to_its_data_manifest():
+    plan = plan_window(date(2021, 4, 2), date(2021, 5, 1), "green", SHIPPED, 2, month_name, _sha)
+    assert plan.data_sha256 == (
+        ("2021-01", _sha((2021, 1))),
+        ("2021-02", _sha((2021, 2))),
+        ("2021-03", _sha((2021, 3))),
+    )
+    for source in ("2021-01", "2021-02", "2021-03"):
+        plan.check_read(source, f"sha256 of {source}")
+    with pytest.raises(DataIntegrityError) as raised:
+        plan.check_read("2021-02", _sha((2021, 1)))  # another month's bytes
+    assert str(raised.value).startswith(
+        "green 2021-02 (2021-02) does not match the sha256 of its data manifest"
+    )
+    assert "delete 2021-02.manifest.json and ingest the month again" in str(raised.value)
+    with pytest.raises(DataIntegrityError, match="green 2021-03 .* does not match"):
+        plan.check_read("2021-03", None)  # read with no hash at all
+    # Files a caller names have no manifest: their hashes are recorded, not checked.
+    WindowPlan.explicit("a.parquet", "b.parquet").check_read("a.parquet", None)
