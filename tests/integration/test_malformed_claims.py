@@ -129,7 +129,7 @@ def test_the_hourly_job_reports_a_malformed_claim_and_predicts_the_file_next_run
     run = state.state_details.flow_run_id
     [report] = api.artifacts(run, "taxi-incoming-inference")
     assert "`incoming/x.csv` | **failed** (retried next run; failed runs so far: 1)" in report.data
-    assert "has a claimed_at in the future" in report.data and SECRET not in report.data
+    assert "has a claimed\\_at in the future" in report.data and SECRET not in report.data
     assert any("Could not predict incoming/y.csv" in line for line in api.logs(run))
 
     state = incoming_inference_flow("incoming/", return_state=True)

@@ -135,7 +135,7 @@ def test_unknown_zones_are_predicted_and_counted(published, small_model):
     assert len(predictions) == 999 and predictions["predicted_duration"].notna().all()
     run = state.state_details.flow_run_id
     [report] = api.artifacts(run, "taxi-inference-report")
-    assert f"| PULocationID | {expected['PULocationID']:,} |" in report.data
+    assert f"| `PULocationID` | {expected['PULocationID']:,} |" in report.data
     assert (
         f"Values not seen in training (predicted with the model's fallback for unknowns): {expected}"
         in api.logs(run)
