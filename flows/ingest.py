@@ -110,6 +110,7 @@ def ingest_flow(
     parameters = ingest_parameters(color, start, end)
     logger = get_run_logger()
     settings = Settings.from_env()
+    policy.s3_keys_from_blocks(settings)
     ingest.check_base_url(settings.tlc_base_url.get_secret_value())  # before any work
     retrying = policy.io_retries(settings)
     listed = retrying(list_data_months)(color)
