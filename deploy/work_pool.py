@@ -18,6 +18,8 @@ The pool's template also decides what a deployment may ask of its containers: on
 of TAXI_IMAGE, only the network TAXI_FLOW_NETWORK, never privileged, host mounts or extra
 capabilities, and a memory limit (see base_job_template). It labels every flow container with
 the stack's name, TAXI_STACK (taxi.stack=NAME; compose's prefect-setup passes the project name).
+The template is data in the API, which whoever holds its credential may change: the worker of
+deploy.worker checks every container against the same rules again itself (deploy.container_policy).
 
 Like the network, the link template of the run reports (TAXI_OBJECT_URL_TEMPLATE, optional)
 belongs to the stack, whose S3 UI it opens: set here, it is a default of every flow
