@@ -92,13 +92,13 @@ def main() -> None:
     pool = pool_argument(arguments)
     if pool is None:
         sys.exit("error: name the work pool: python -m deploy.worker --pool NAME [...]")
-    settings = Settings.from_env()
     path = socket_path()
-    problem = (socket_problem(path) if path else None) or engine_problem()
     try:
+        settings = Settings.from_env()
         TaxiDockerWorker.policy = policy_from_settings(settings)
+        problem = (socket_problem(path) if path else None) or engine_problem()
     except ValueError as error:
-        problem = problem or str(error)
+        problem = str(error)
     # Prefect's CLI finds the worker class by its type: it must be this one, not prefect-docker's.
     load_prefect_collections()
     if lookup_type(BaseWorker, "docker") is not TaxiDockerWorker:
