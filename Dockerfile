@@ -87,7 +87,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONPATH=/opt/taxi \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    PREFECT_HOME=/home/app/.prefect
+    PREFECT_HOME=/home/app/.prefect \
+    MPLCONFIGDIR=/home/app/.config/matplotlib
 COPY --from=deps /opt/venv /opt/venv
 WORKDIR /opt/taxi
 # PYTHONPATH makes `taxi` importable from the flows whatever the working
@@ -101,5 +102,5 @@ COPY data/ data/
 # The project's own bytecode (checked-hash: still right if the code is changed).
 RUN python -m compileall -q --invalidation-mode checked-hash taxi flows deploy
 USER app
-RUN mkdir -p "$PREFECT_HOME"
+RUN mkdir -p "$PREFECT_HOME" "$MPLCONFIGDIR"
 CMD ["python", "-c", "import taxi, flows; print('taxi-duration image: run a flow through a Prefect worker')"]

@@ -4,9 +4,9 @@ Why this exists: `prefect deploy` resolves `{{ $VAR }}` and block references in
 prefect.yaml at deploy time and stores the resulting values in the deployment's
 job variables, in plain text (visible in the API, the UI and `docker inspect`).
 So the S3 secret keys are kept out of prefect.yaml entirely: they are saved as
-Prefect Secret blocks, and the work pool's base job template refers to those
-blocks. The worker resolves the references only when it starts a flow
-container, so deployments carry nothing but non-secret settings.
+Prefect Secret blocks, and the work pool's base job template gives flow containers only the
+blocks' names; the flows load the keys when they start, so neither deployments nor the
+containers' configuration (`docker inspect`) carry them.
 
 The model signing key, if TAXI_SIGNING_KEY is set here, is saved the same way
 as the Secret block "taxi-signing-key"; deployments then only name it
@@ -18,6 +18,8 @@ The pool's template also decides what a deployment may ask of its containers: on
 of TAXI_IMAGE, only the network TAXI_FLOW_NETWORK, never privileged, host mounts or extra
 capabilities, and a memory limit (see base_job_template). It labels every flow container with
 the stack's name, TAXI_STACK (taxi.stack=NAME; compose's prefect-setup passes the project name).
+The template is data in the API, which whoever holds its credential may change: the worker of
+deploy.worker checks every container against the same rules again itself (deploy.container_policy).
 
 Like the network, the link template of the run reports (TAXI_OBJECT_URL_TEMPLATE, optional)
 belongs to the stack, whose S3 UI it opens: set here, it is a default of every flow
@@ -50,6 +52,7 @@ from taxi.settings import (
     FLOW_NETWORK_ENV,
     IMAGE_ENV,
     OBJECT_URL_TEMPLATE_ENV,
+    S3_KEY_BLOCK_ENVS,
     Settings,
     secret_value,
 )
@@ -62,6 +65,19 @@ SECRET_BLOCKS = {
     "AWS_SECRET_ACCESS_KEY": "taxi-aws-secret-access-key",
 }
 SIGNING_KEY_BLOCK = "taxi-signing-key"
+# The default env of every flow container: the *names* of the S3 keys' blocks, which the flows
+# load at start (flows.policy.s3_keys_from_blocks), so the keys never show in `docker inspect`;
+# and no client telemetry from the flows (Prefect sends none from a non-interactive process
+# anyway; this says so where an operator looks).
+# Every flow run sends a heartbeat this often (Prefect's minimum; its default is 180 s): the
+# zombie automation (deploy/automations.yaml) marks a run Crashed after 90 s without one.
+HEARTBEAT_ENV = "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"
+HEARTBEAT_SECONDS = "30"
+POOL_ENV = {
+    **{S3_KEY_BLOCK_ENVS[env_name]: block for env_name, block in SECRET_BLOCKS.items()},
+    "DO_NOT_TRACK": "1",
+    HEARTBEAT_ENV: HEARTBEAT_SECONDS,
+}
 # The label naming the stack (TAXI_STACK) on every flow container: what scripts/stack-down.sh
 # finds them by, since they are not part of the compose project.
 STACK_LABEL = "taxi.stack"
@@ -79,20 +95,15 @@ NETWORK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 # month read and processed at a time, 0.96 GB: docs/performance.md), which leaves room for the
 # Prefect engine and for larger months.
 DEFAULT_MEM_LIMIT = "4g"
-# Every flow run sends a heartbeat this often (Prefect's minimum; its default is 180 s): the
-# zombie automation (deploy/automations.yaml) marks a run Crashed after 90 s without one.
-HEARTBEAT_ENV = "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"
-HEARTBEAT_SECONDS = "30"
 # The job variables a deployment or a flow run may set; everything else about the container
 # is fixed in job_configuration below. Left out on purpose: privileged, volumes,
 # container_create_kwargs (cap_add, devices, pid/ipc modes, ...), networks, network_mode,
 # labels (the worker's pool label decides which containers deploy.worker removes, the stack's
 # label which ones scripts/stack-down.sh removes), auto_remove and
-# memswap_limit (swap is off: memswap_limit equals mem_limit).
+# memswap_limit (swap is off: memswap_limit equals mem_limit), command (Prefect's flow-run
+# command only) and name (the worker names containers after their run).
 ALLOWED_VARIABLES = (
-    "command",
     "env",
-    "name",
     "image",
     "registry_credentials",
     "image_pull_policy",
@@ -107,13 +118,29 @@ def image_pattern(repository: str) -> str:
     return "^" + repository.replace(".", r"\.") + f"({IMAGE_TAG}({IMAGE_DIGEST})?|{IMAGE_DIGEST})$"
 
 
+def check_image_and_network(image_repository: str, network: str) -> None:
+    """ValueError naming TAXI_IMAGE or TAXI_FLOW_NETWORK if it is not an image name without
+    tag, or a Docker network's name."""
+    if (
+        not IMAGE_REPOSITORY.fullmatch(image_repository)
+        or ":" in image_repository.rsplit("/", 1)[-1]
+    ):
+        raise ValueError(
+            f"{IMAGE_ENV} must be an image name without tag, e.g. taxi-duration or ghcr.io/owner/repo"
+        )
+    if not NETWORK_NAME.fullmatch(network):
+        raise ValueError(
+            f"{FLOW_NETWORK_ENV} must be the name of a Docker network (e.g. taxi-net or host)"
+        )
+
+
 def base_job_template(
     image_repository: str,
     network: str,
     object_url_template: str | None = None,
     stack: str = DEFAULT_STACK,
 ) -> dict:
-    """prefect-docker's default template, locked down: the secret env vars and DO_NOT_TRACK as
+    """prefect-docker's default template, locked down: POOL_ENV (the S3 keys' block names, DO_NOT_TRACK, the heartbeat) as
     defaults (and TAXI_OBJECT_URL_TEMPLATE when `object_url_template` is given), the label naming the stack,
     and only the variables of ALLOWED_VARIABLES open to deployments and flow runs.
 
@@ -129,17 +156,7 @@ def base_job_template(
     without dropping these; a deployment that sets one of them replaces it. (The server only
     accepts placeholders of declared variables in job_configuration itself.)
     """
-    if (
-        not IMAGE_REPOSITORY.fullmatch(image_repository)
-        or ":" in image_repository.rsplit("/", 1)[-1]
-    ):
-        raise ValueError(
-            f"{IMAGE_ENV} must be an image name without tag, e.g. taxi-duration or ghcr.io/owner/repo"
-        )
-    if not NETWORK_NAME.fullmatch(network):
-        raise ValueError(
-            f"{FLOW_NETWORK_ENV} must be the name of a Docker network (e.g. taxi-net or host)"
-        )
+    check_image_and_network(image_repository, network)
     # The flows' own validation (ValueError naming the variable, not the value); blank: none.
     template_env = Settings.from_env({OBJECT_URL_TEMPLATE_ENV: object_url_template or ""})
     template = DockerWorker.get_default_base_job_template()
@@ -151,14 +168,7 @@ def base_job_template(
     properties = variables["properties"]
     properties["image"]["pattern"] = image_pattern(image_repository)
     properties["image"]["description"] = f"An image of {image_repository}, with a tag or a digest."
-    properties["env"]["default"] = {
-        env_name: "{{ prefect.blocks.secret.%s }}" % block_name  # noqa: UP031 (an f-string doubles each brace)
-        for env_name, block_name in SECRET_BLOCKS.items()
-    }
-    # No client telemetry from the flows (Prefect sends none from a non-interactive process
-    # anyway; this says so where an operator looks).
-    properties["env"]["default"]["DO_NOT_TRACK"] = "1"
-    properties["env"]["default"][HEARTBEAT_ENV] = HEARTBEAT_SECONDS
+    properties["env"]["default"] = dict(POOL_ENV)
     if template_env.object_url_template:
         properties["env"]["default"][OBJECT_URL_TEMPLATE_ENV] = template_env.object_url_template
     properties["mem_limit"]["default"] = DEFAULT_MEM_LIMIT
@@ -173,6 +183,8 @@ def base_job_template(
         labels={STACK_LABEL: stack},
         auto_remove=False,
         memswap_limit="{{ mem_limit }}",
+        command=None,
+        name=None,
     )
     return template
 

@@ -7,6 +7,10 @@ compose stack the worker runs as the image's non-root user, which can use the
 socket only through the socket's group (DOCKER_GID in .env), so a wrong group id
 is the usual first-day failure. This names the group id to set instead.
 
+The worker is deploy.docker_worker's, which refuses any flow container outside the policy of
+deploy.container_policy (TAXI_IMAGE, TAXI_FLOW_NETWORK, TAXI_MEM_LIMIT_MAX from this process's
+environment), whatever the work pool's template in the API says.
+
 The sweeper runs in a thread of the worker's own process, so it lives and dies with the
 worker: succeeded containers go within about TAXI_CONTAINER_SWEEP_SECONDS (default 60) of
 their end, failed ones after TAXI_KEEP_FAILED_CONTAINERS_HOURS (default 72).
@@ -22,8 +26,12 @@ from pathlib import Path
 
 import docker
 from prefect.cli import app as prefect_cli
+from prefect.plugins import load_prefect_collections
+from prefect.utilities.dispatch import lookup_type
+from prefect.workers.base import BaseWorker
 
 from deploy.containers import start_sweeper
+from deploy.docker_worker import TaxiDockerWorker, policy_from_settings
 from taxi.settings import Settings
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
@@ -84,16 +92,25 @@ def main() -> None:
     pool = pool_argument(arguments)
     if pool is None:
         sys.exit("error: name the work pool: python -m deploy.worker --pool NAME [...]")
-    settings = Settings.from_env()
     path = socket_path()
-    problem = (socket_problem(path) if path else None) or engine_problem()
+    try:
+        settings = Settings.from_env()
+        TaxiDockerWorker.policy = policy_from_settings(settings)
+        problem = (socket_problem(path) if path else None) or engine_problem()
+    except ValueError as error:
+        problem = str(error)
+    # Prefect's CLI finds the worker class by its type: it must be this one, not prefect-docker's.
+    load_prefect_collections()
+    if lookup_type(BaseWorker, "docker") is not TaxiDockerWorker:
+        problem = problem or "the docker worker type is not the project's (deploy.docker_worker)"
     if problem:
         print(f"error: cannot start the docker worker: {problem}", file=sys.stderr, flush=True)
         # 78: EX_CONFIG, a configuration error (retrying will not help).
         sys.exit(78)
     start_sweeper(pool, settings.keep_failed_containers_hours, settings.container_sweep_seconds)
     print(
-        f"Docker engine reachable; starting the Prefect worker. Finished flow containers of pool {pool!r}: "
+        f"Docker engine reachable; starting the Prefect worker. Flow containers: images of {settings.image}, "
+        f"network {settings.flow_network}, memory at most {settings.mem_limit_max}. Finished ones of pool {pool!r}: "
         f"removed on success, failed ones kept {settings.keep_failed_containers_hours:g} h",
         flush=True,
     )

@@ -70,6 +70,7 @@ def inference_flow(
     Returns the predictions' s3:// URI."""
     logger = get_run_logger()
     settings = Settings.from_env()
+    policy.s3_keys_from_blocks(settings)
     policy.check_sources(settings, input_path)
     signed = policy.model_signing(settings)  # no signing key (and no opt-out): fail before any work
     thresholds = monitoring.drift_thresholds(
@@ -204,6 +205,7 @@ def incoming_inference_flow(
     prefix, model_version = parameters.prefix, parameters.model_version
     logger = get_run_logger()
     settings = Settings.from_env()
+    policy.s3_keys_from_blocks(settings)
     signed = policy.model_signing(settings)  # no signing key (and no opt-out): fail before any work
     retrying = policy.io_retries(settings)
     retrying(incoming_tasks.check_conditional_writes)()

@@ -136,6 +136,7 @@ def ingest_flow(
     parameters = ingest_parameters(color, start, end)
     logger = get_run_logger()
     settings = Settings.from_env()
+    policy.s3_keys_from_blocks(settings)
     ingest.check_base_url(settings.tlc_base_url.get_secret_value())  # before any work
     # Data manifests are signed with the models' key: no key (and no opt-out), no ingestion.
     signed = policy.signing_key(settings) is not None

@@ -11,7 +11,8 @@ the run's (TAXI_IO_RETRY_DELAYS, read when a flow starts): flows call I/O tasks 
 The model signing key is read when a task needs it, from a Prefect Secret block (named by
 TAXI_SIGNING_KEY_BLOCK) or the TAXI_SIGNING_KEY variable, and handed to taxi.storage's
 ModelRegistry. It is never a task or flow parameter, so it never reaches the Prefect API, and
-never logged. Without a key, training and inference refuse to start unless
+never logged. The S3 keys come the same way in the work pool's containers
+(`s3_keys_from_blocks`). Without a key, training and inference refuse to start unless
 TAXI_ALLOW_UNSIGNED=1 says to run unsigned (`model_signing`, called first thing by those
 flows; their log and report then say so).
 """
@@ -36,6 +37,7 @@ from taxi.settings import (
     SIGNING_KEY_BLOCK_ENV,
     SIGNING_KEY_ENV,
     Settings,
+    export_environment,
 )
 from taxi.sources import check_source
 from taxi.storage.errors import TransientStorageError
@@ -130,14 +132,32 @@ def signing_key(settings: Settings | None = None) -> bytes | None:
     if settings.signing_key is not None:
         # Two sources could disagree between training and inference; make the choice explicit.
         raise ValueError(f"set {SIGNING_KEY_BLOCK_ENV} or {SIGNING_KEY_ENV}, not both")
+    return _secret_text(settings.signing_key_block, "the signing key").encode()
+
+
+def _secret_text(block: str, holding: str) -> str:
+    """The text in the Secret block `block`, which must hold `holding`."""
     from prefect.blocks.system import Secret
 
-    value = Secret.load(settings.signing_key_block).get()
+    value = Secret.load(block).get()
     if not isinstance(value, str) or not value:
-        raise ValueError(
-            f"the Secret block {settings.signing_key_block!r} must hold a non-empty string (the signing key)"
-        )
-    return value.encode()
+        raise ValueError(f"the Secret block {block!r} must hold a non-empty string ({holding})")
+    return value
+
+
+def s3_keys_from_blocks(settings: Settings) -> None:
+    """Called first by every flow: puts the S3 keys into this process's environment, where boto3
+    reads them, from the Secret blocks that TAXI_AWS_ACCESS_KEY_ID_BLOCK and
+    TAXI_AWS_SECRET_ACCESS_KEY_BLOCK name. The work pool's flow containers get only these names,
+    so the keys are not in their configuration (`docker inspect`). A block named replaces the
+    variable; without names (the quickstart, tests), boto3's own sources as they are."""
+    named = {
+        "AWS_ACCESS_KEY_ID": settings.aws_access_key_id_block,
+        "AWS_SECRET_ACCESS_KEY": settings.aws_secret_access_key_block,
+    }
+    export_environment(
+        {variable: _secret_text(block, variable) for variable, block in named.items() if block}
+    )
 
 
 def model_signing(settings: Settings) -> bool:

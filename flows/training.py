@@ -82,6 +82,7 @@ def training_flow(
     )
     logger = get_run_logger()
     settings = Settings.from_env()
+    policy.s3_keys_from_blocks(settings)
     policy.check_sources(settings, params.train_path, params.test_path)
     signed = policy.model_signing(settings)  # no signing key (and no opt-out): fail before any work
     retrying = policy.io_retries(settings)

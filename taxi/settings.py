@@ -3,12 +3,14 @@
 `Settings.from_env()` reads the environment each time it is called: the flows call it when a
 run (or a task) starts, the command-line entrypoints when they start, so a changed environment
 takes effect on the next run; nothing reads it at import time. This is the only module of
-`taxi/` and `flows/` that touches `os.environ` (boto3 reads the AWS_* variables itself).
+`taxi/` and `flows/` that touches `os.environ` (boto3 reads the AWS_* variables itself; the flows
+put the S3 keys there from their Secret blocks through `export_environment`).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import Annotated
 
@@ -61,6 +63,19 @@ SOURCE_BUCKETS_ENV = "TAXI_SOURCE_BUCKETS"
 OBJECT_URL_TEMPLATE_ENV = "TAXI_OBJECT_URL_TEMPLATE"
 DOWNLOAD_MAX_BYTES_ENV = "TAXI_DOWNLOAD_MAX_BYTES"
 MAX_ROWS_ENV = "TAXI_MAX_ROWS"
+MEM_LIMIT_MAX_ENV = "TAXI_MEM_LIMIT_MAX"
+# The flows' S3 key variables -> the variable naming the Secret block that holds each (what flow
+# containers get instead of the keys: flows.policy loads them at start).
+S3_KEY_BLOCK_ENVS = {
+    "AWS_ACCESS_KEY_ID": "TAXI_AWS_ACCESS_KEY_ID_BLOCK",
+    "AWS_SECRET_ACCESS_KEY": "TAXI_AWS_SECRET_ACCESS_KEY_BLOCK",
+}
+# The highest memory limit the worker gives a flow container, whatever a deployment asks: twice
+# the default limit (deploy.work_pool), for the larger months of TAXI_MAX_ROWS.
+DEFAULT_MEM_LIMIT_MAX = "8g"
+# Docker's memory sizes: a whole number of bytes, or of KiB, MiB, GiB with k, m, g.
+MEMORY_SIZE = r"^[1-9][0-9]*[bkmg]?$"
+_MEMORY_UNITS = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
 _FLAGS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
 
@@ -89,6 +104,19 @@ def _named_thresholds(value: object) -> object:
     return {name.strip(): text for name, _, text in parts}
 
 
+def memory_bytes(size: str) -> int:
+    """Bytes of a Docker memory size ("4g", "512m", "1000000"); ValueError if it is not one."""
+    if not re.fullmatch(MEMORY_SIZE, size):
+        raise ValueError("not a memory size such as 4g, 512m or 1000000")
+    unit = size[-1] if size[-1] in _MEMORY_UNITS else "b"
+    return int(size.rstrip("bkmg")) * _MEMORY_UNITS[unit]
+
+
+def _memory_size(size: str) -> str:
+    memory_bytes(size)
+    return size
+
+
 def _url_template(template: str) -> str:
     try:
         template.format(bucket="b", key="k")
@@ -114,6 +142,7 @@ Thresholds = Annotated[
     BeforeValidator(_named_thresholds),
 ]
 UrlTemplate = Annotated[str, AfterValidator(_url_template)]
+MemorySize = Annotated[str, AfterValidator(_memory_size)]
 # Docker Compose's rule for a project name, which the stack's name is.
 StackName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
 
@@ -131,6 +160,7 @@ ACCEPTS = {
     "TAXI_KEEP_FAILED_CONTAINERS_HOURS": "a number greater than 0",
     "TAXI_CONTAINER_SWEEP_SECONDS": "a number greater than 0",
     OBJECT_URL_TEMPLATE_ENV: "an http(s) URL with placeholders {key} and optionally {bucket}",
+    MEM_LIMIT_MAX_ENV: "a Docker memory size: a whole number with an optional unit b, k, m or g",
     STACK_ENV: "a compose project name: lowercase letters, digits, '-' and '_', starting with a letter or digit",
 }
 
@@ -156,6 +186,9 @@ class Settings(BaseSettings):
     aws_default_region: str | None = Field(None, alias="AWS_DEFAULT_REGION")
     aws_access_key_id: str | None = Field(None, alias="AWS_ACCESS_KEY_ID", repr=False)
     aws_secret_access_key: SecretStr | None = Field(None, alias="AWS_SECRET_ACCESS_KEY")
+    # The Secret blocks of those keys (flow containers of the work pool get these names).
+    aws_access_key_id_block: str | None = Field(None, alias="TAXI_AWS_ACCESS_KEY_ID_BLOCK")
+    aws_secret_access_key_block: str | None = Field(None, alias="TAXI_AWS_SECRET_ACCESS_KEY_BLOCK")
     s3_root_user: str | None = Field(None, alias=S3_ROOT_USER_ENV, repr=False)
     s3_root_password: SecretStr | None = Field(None, alias=S3_ROOT_PASSWORD_ENV)
     s3_uploader_user: str | None = Field(None, alias=S3_UPLOADER_USER_ENV, repr=False)
@@ -183,6 +216,7 @@ class Settings(BaseSettings):
     image: str | None = Field(None, alias=IMAGE_ENV)
     flow_network: str | None = Field(None, alias=FLOW_NETWORK_ENV)
     stack: StackName = Field(DEFAULT_STACK, alias=STACK_ENV)
+    mem_limit_max: MemorySize = Field(DEFAULT_MEM_LIMIT_MAX, alias=MEM_LIMIT_MAX_ENV)
     keep_failed_containers_hours: Positive = Field(72.0, alias="TAXI_KEEP_FAILED_CONTAINERS_HOURS")
     container_sweep_seconds: Positive = Field(60.0, alias="TAXI_CONTAINER_SWEEP_SECONDS")
 
@@ -214,6 +248,12 @@ class Settings(BaseSettings):
         """The buckets a deployment's run parameters may name as sources: TAXI_BUCKET and
         TAXI_SOURCE_BUCKETS."""
         return (self.bucket, *self.source_buckets)
+
+
+def export_environment(values: Mapping[str, str]) -> None:
+    """Set `values` in this process's environment, where libraries that read their own settings
+    (boto3) find them."""
+    os.environ.update(values)
 
 
 def secret_value(secret: SecretStr | None) -> str | None:

@@ -174,6 +174,10 @@ def _stack_down(args: list[str], env: dict) -> subprocess.CompletedProcess:
     return result
 
 
+# Refuses connections: a transient failure, retried (flows.policy.is_transient).
+UNREACHABLE = "https://127.0.0.1:9/green_tripdata_2021-01.parquet"
+
+
 def _left(client: docker.DockerClient, project: str) -> list[str]:
     return [
         c.name
@@ -191,13 +195,18 @@ def check_stack_down(stack: dict, client: docker.DockerClient, project: str, sta
     failing = api(
         "POST",
         f"{api_url}/deployments/{deployment(api_url, 'taxi-inference', auth)['id']}/create_flow_run",
-        json={"job_variables": {"command": "python -c 'raise SystemExit(3)'"}},
+        # Killed at a memory limit its imports alone exceed (a run's command is the worker's).
+        json={"job_variables": {"mem_limit": "64m"}},
         auth=auth,
     )["id"]
     running = api(
         "POST",
         f"{api_url}/deployments/{deployment(api_url, 'taxi-training', auth)['id']}/create_flow_run",
-        json={"job_variables": {"command": "python -c 'import time; time.sleep(600)'"}},
+        # Its download fails as an unreachable source does, and waits 10 min for its retry.
+        json={
+            "parameters": {"train_path": UNREACHABLE, "test_path": UNREACHABLE},
+            "job_variables": {"env": {"TAXI_IO_RETRY_DELAYS": "600"}},
+        },
         auth=auth,
     )["id"]
     # Another stack's container on the same engine (a name that starts like this one's).

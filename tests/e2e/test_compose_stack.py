@@ -12,10 +12,11 @@ sourced the env file, must reach the same S3 server and Prefect API.
 
 Security of the stack: the Prefect API refuses unauthenticated calls (401) and the clients
 (worker, one-shots, flow containers, the host) authenticate; the stack refuses placeholder
-secrets; the flow containers hold the flows' bucket-scoped S3 user, not the root user; the
-setup generated the model signing key into its Secret block and no log, deployment or
-container shows it; of the S3 server's ports only S3 and its UI answer on the stack's network,
-and the uploader's keys write under incoming/ only (stack_ports.py).
+secrets; the flow containers name the Secret blocks of the flows' bucket-scoped S3 user (neither
+its keys nor the root user's are in their configuration); the setup generated the model signing
+key into its Secret block and no log, deployment or container shows it; of the S3 server's ports
+only S3 and its UI answer on the stack's network, and the uploader's keys write under incoming/
+only (stack_ports.py).
 
 Links that open: a training report's "Stored in S3" link, read from the Prefect API, opens
 the object in the stack's S3 UI on :9001 once logged in as the root user (SeaweedFS's admin
@@ -525,14 +526,12 @@ def test_ci_scripts_deploy_to_the_stack_and_its_worker_runs_them(compose_stack, 
             breakdowns[label].append(run_breakdown(api_url, docker_client, flow_run, auth))
             [container] = flow_containers(docker_client, flow_run["id"])
             flow_env = dict(item.partition("=")[::2] for item in container.attrs["Config"]["Env"])
-            # The flows' scoped S3 user (from the Secret blocks), never the root user; the
-            # worker forwarded the API's auth string, with which the run reported Completed.
-            assert (
-                flow_env["AWS_ACCESS_KEY_ID"]
-                == env["AWS_ACCESS_KEY_ID"]
-                != env["TAXI_S3_ROOT_USER"]
-            )
-            assert env["TAXI_S3_ROOT_PASSWORD"] not in " ".join(container.attrs["Config"]["Env"])
+            # The flows' scoped S3 user reached them through its Secret blocks' names: neither
+            # its keys nor the root user's are in the container's configuration. The worker
+            # forwarded the API's auth string, with which the run reported Completed.
+            assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} & flow_env.keys(), flow_env
+            for secret in (env["AWS_SECRET_ACCESS_KEY"], env["TAXI_S3_ROOT_PASSWORD"]):
+                assert secret not in " ".join(container.attrs["Config"]["Env"])
             assert flow_env["PREFECT_API_AUTH_STRING"] == env["PREFECT_API_AUTH_STRING"]
             # The stack's S3 UI, from the pool (prefect-setup), not the deploying shell.
             assert flow_env["TAXI_OBJECT_URL_TEMPLATE"] == links

@@ -10,6 +10,12 @@ which starts flow containers on the real Docker engine and sweeps the finished o
   another network and another pool's label, gets none of them once the pool is locked again:
   checked with `docker inspect` on its container. The same requests are now refused
   (every unsafe variable: tests/integration/test_work_pool.py).
+- The worker enforces the policy itself (deploy/container_policy.py): a run asking for
+  TAXI_ALLOW_UNSIGNED=1 or a memory limit over TAXI_MEM_LIMIT_MAX, and a run of a pool whose
+  template was changed through the API to privileged and a mount of `/`, end Failed naming the
+  refused setting, with no container made. The containers it does make are hardened (all
+  capabilities dropped, no-new-privileges, pids and log limits, read-only root with tmpfs) and
+  hold neither the S3 keys nor the signing key in their environment.
 - Retention: the container of a Completed run is removed; that of a Failed run is kept until
   its bound (90 s here, TAXI_KEEP_FAILED_CONTAINERS_HOURS) and removed then.
 - Memory: every container has the pool's default limit (4 GiB) and no swap on top; a run
@@ -28,8 +34,9 @@ import httpx
 import pytest
 from prefect_docker.worker import DockerWorker
 
+from deploy.container_policy import PIDS_LIMIT
 from deploy.containers import SUCCESS_GRACE, stopped_at
-from deploy.work_pool import DEFAULT_MEM_LIMIT
+from deploy.work_pool import DEFAULT_MEM_LIMIT, base_job_template
 
 from .dockerutil import (
     BIN,
@@ -106,6 +113,42 @@ def _final_containers(
     return found
 
 
+def _refused(client: docker.DockerClient, api_url: str, run_id: str, *settings: str) -> None:
+    """The run ends Failed, its message naming each of `settings`, and has no container."""
+    deadline = time.monotonic() + FLOW_RUN_TIMEOUT
+    while (flow_run := api("GET", f"{api_url}/flow_runs/{run_id}"))["state_type"] not in FINAL:
+        assert time.monotonic() < deadline, f"run {run_id} not final after {FLOW_RUN_TIMEOUT} s"
+        time.sleep(0.5)
+    message = flow_run["state"]["message"] or ""
+    assert flow_run["state_type"] == "FAILED" and "refused" in message, flow_run["state"]
+    for setting in settings:
+        assert setting in message, message
+    assert flow_containers(client, run_id) == [], "a container was created for a refused run"
+
+
+def _start_worker(env: dict, log: Path):
+    return start(
+        [
+            "env",
+            "--default-signal=INT",
+            str(BIN / "python"),
+            "-m",
+            "deploy.worker",
+            "--pool",
+            POOL,
+            "--type",
+            "docker",
+        ],
+        {
+            **env,
+            "PREFECT_WORKER_QUERY_SECONDS": "2",
+            "TAXI_KEEP_FAILED_CONTAINERS_HOURS": str(KEEP_FAILED_SECONDS / 3600),
+            "TAXI_CONTAINER_SWEEP_SECONDS": str(SWEEP_SECONDS),
+        },
+        log,
+    )
+
+
 def test_locked_pool_containers_are_unprivileged_limited_and_swept(stack, docker_client):
     env, api_url, tmp = {**stack["env"], "TAXI_IMAGE_TAG": TAG}, stack["api"], stack["tmp"]
     image = f"{IMAGE}:{TAG}"
@@ -175,26 +218,7 @@ def test_locked_pool_containers_are_unprivileged_limited_and_swept(stack, docker
 
     pool = api("GET", f"{api_url}/work_pools/{POOL}")
     worker_log = tmp / "worker.log"
-    worker = start(
-        [
-            "env",
-            "--default-signal=INT",
-            str(BIN / "python"),
-            "-m",
-            "deploy.worker",
-            "--pool",
-            POOL,
-            "--type",
-            "docker",
-        ],
-        {
-            **env,
-            "PREFECT_WORKER_QUERY_SECONDS": "2",
-            "TAXI_KEEP_FAILED_CONTAINERS_HOURS": str(KEEP_FAILED_SECONDS / 3600),
-            "TAXI_CONTAINER_SWEEP_SECONDS": str(SWEEP_SECONDS),
-        },
-        worker_log,
-    )
+    worker = _start_worker(env, worker_log)
     try:
         body = {"parameters": {"start": "2021-01", "end": "2021-01"}}
         ingest_run = api("POST", f"{api_url}/deployments/{ingest['id']}/create_flow_run", json=body)
@@ -202,6 +226,14 @@ def test_locked_pool_containers_are_unprivileged_limited_and_swept(stack, docker
         small = {"parameters": body["parameters"], "job_variables": {"mem_limit": "64m"}}
         starved_run = api(
             "POST", f"{api_url}/deployments/{ingest['id']}/create_flow_run", json=small
+        )
+        # Asking for more than the worker's policy allows: refused by the worker itself (the
+        # API accepts both: env is open to runs, and the pool's pattern has no ceiling).
+        unsigned = {**body, "job_variables": {"env": {"TAXI_ALLOW_UNSIGNED": "1"}}}
+        greedy = {**body, "job_variables": {"mem_limit": "9g"}}
+        unsigned_run, greedy_run = (
+            api("POST", f"{api_url}/deployments/{ingest['id']}/create_flow_run", json=asked)
+            for asked in (unsigned, greedy)
         )
         # Before any model is published, the hourly job fails ("no model has been published").
         expected = {
@@ -211,6 +243,8 @@ def test_locked_pool_containers_are_unprivileged_limited_and_swept(stack, docker
         }
         containers = _final_containers(docker_client, api_url, expected, worker_log)
         failed, succeeded, starved = (containers[run_id] for run_id in expected)
+        _refused(docker_client, api_url, unsigned_run["id"], "env TAXI_ALLOW_UNSIGNED")
+        _refused(docker_client, api_url, greedy_run["id"], "mem_limit", "8g")
         assert (
             starved["HostConfig"]["Memory"] == 64 * 1024**2
             and starved["State"]["OOMKilled"] is True
@@ -233,6 +267,26 @@ def test_locked_pool_containers_are_unprivileged_limited_and_swept(stack, docker
                 and host["Memory"] == 4 * GIB
                 and host["MemorySwap"] == 4 * GIB
             )
+            # Hardened by the worker, whatever the template says.
+            assert host["CapDrop"] == ["ALL"] and host["SecurityOpt"] == ["no-new-privileges"]
+            assert PIDS_LIMIT == 512 and host["PidsLimit"] == 512
+            assert host["LogConfig"] == {
+                "Type": "json-file",
+                "Config": {"max-file": "3", "max-size": "10m"},
+            }
+            assert host["ReadonlyRootfs"] is True
+            assert set(host["Tmpfs"]) == {
+                "/tmp",
+                "/home/app/.prefect",
+                "/home/app/.config/matplotlib",
+            }
+            run_id = labels["io.prefect.flow-run-id"]
+            assert attrs["Name"] == f"/taxi-flow-run-{run_id}"
+            # The S3 keys and the signing key stay in their blocks; only the names are here.
+            flow_env = " ".join(attrs["Config"]["Env"])
+            assert not [secret for secret in stack["secrets"] if secret in flow_env]
+            assert "AWS_SECRET_ACCESS_KEY=" not in flow_env, flow_env
+            assert "TAXI_AWS_SECRET_ACCESS_KEY_BLOCK=taxi-aws-secret-access-key" in flow_env
 
         # The Completed run's container goes once its grace has passed.
         deadline = time.monotonic() + SUCCESS_GRACE.total_seconds() + 60
@@ -273,3 +327,17 @@ def test_locked_pool_containers_are_unprivileged_limited_and_swept(stack, docker
         == "COMPLETED"
     )
     print(f"\n  failed run's container kept {kept:.1f} s (bound {KEEP_FAILED_SECONDS} s)")
+
+    # Whoever holds the API's credential changes the pool's template back to root on the host,
+    # bypassing the API's checks; a fresh worker (reading that template) refuses the run.
+    rooted = base_job_template(IMAGE, "host")
+    rooted["job_configuration"].update(privileged=True, volumes=["/:/host"])
+    httpx.patch(
+        f"{api_url}/work_pools/{POOL}", json={"base_job_template": rooted}, timeout=30
+    ).raise_for_status()
+    rooted_run = api("POST", f"{api_url}/deployments/{ingest['id']}/create_flow_run", json=body)
+    worker = _start_worker(env, tmp / "worker-rooted.log")
+    try:
+        _refused(docker_client, api_url, rooted_run["id"], "privileged", "volumes")
+    finally:
+        stop(worker)

@@ -38,6 +38,8 @@ REFUSED = [
     ({"labels": {"prefect.io/work-pool-name": "another-pool"}}, "'labels' was unexpected"),
     ({"auto_remove": True}, "'auto_remove' was unexpected"),
     ({"memswap_limit": "-1"}, "'memswap_limit' was unexpected"),
+    ({"command": "sh -c id"}, "'command' was unexpected"),
+    ({"name": "taxi-duration-worker-1"}, "'name' was unexpected"),
     ({"mem_limit": "0"}, "Validation failed for field 'mem_limit'"),
     ({"image": "docker.io/library/alpine:3.20"}, "Validation failed for field 'image'"),
     ({"image": f"{REPOSITORY}-evil:1"}, "Validation failed for field 'image'"),
@@ -155,8 +157,10 @@ def test_flow_containers_get_the_pools_link_template_since_deployments_set_none(
             {**variables, "image": IMAGE, "env": {key: "value" for key in variables["env"]}}
         )
         assert env["TAXI_OBJECT_URL_TEMPLATE"] == LINKS, name
-        assert env["PREFECT_HOME"] == "value" and env["AWS_ACCESS_KEY_ID"]
-        assert not env["AWS_SECRET_ACCESS_KEY"].startswith("{{"), "block reference not resolved"
+        assert env["PREFECT_HOME"] == "value"
+        # The S3 keys' blocks by name only: nothing for the worker to resolve into the container.
+        assert env["TAXI_AWS_SECRET_ACCESS_KEY_BLOCK"] == "taxi-aws-secret-access-key"
+        assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} & env.keys(), name
     overridden = container_env({"image": IMAGE, "env": {"TAXI_OBJECT_URL_TEMPLATE": ""}})
     assert overridden["TAXI_OBJECT_URL_TEMPLATE"] == ""
 

@@ -12,7 +12,7 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from flows import policy
-from taxi.settings import Settings, secret_value
+from taxi.settings import Settings, memory_bytes, secret_value
 
 
 def test_io_retry_delays(monkeypatch):
@@ -167,6 +167,20 @@ def test_worker_and_pool_settings():
             ValueError, match="TAXI_KEEP_FAILED_CONTAINERS_HOURS must be a number greater than 0"
         ):
             Settings.from_env({"TAXI_KEEP_FAILED_CONTAINERS_HOURS": bad})
+
+    # The worker's memory ceiling, in Docker's units.
+    assert memory_bytes(Settings.from_env({}).mem_limit_max) == 8 * 1024**3
+    sizes = {"512m": 512 * 1024**2, "16g": 16 * 1024**3, "1000": 1000, "64k": 65536}
+    for size, size_bytes in sizes.items():
+        assert memory_bytes(Settings.from_env({"TAXI_MEM_LIMIT_MAX": size}).mem_limit_max) == (
+            size_bytes
+        )
+    for bad in ("0", "8G", "8gb", "-1g", "8 g", "lots"):
+        with pytest.raises(
+            ValueError, match="TAXI_MEM_LIMIT_MAX must be a Docker memory size"
+        ) as e:
+            Settings.from_env({"TAXI_MEM_LIMIT_MAX": bad})
+        assert bad not in str(e.value)
 
 
 def test_the_stack_name_is_a_compose_project_name():

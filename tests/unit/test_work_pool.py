@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from deploy.work_pool import SECRET_BLOCKS, base_job_template
+from deploy.work_pool import base_job_template
 
 SEAWEEDFS = "http://localhost:9001/api/files/download?path=/buckets/{bucket}/{key}"
 
@@ -16,17 +16,20 @@ def _env_default(template: dict) -> dict[str, str]:
 
 def test_the_link_template_is_a_default_of_every_flow_containers_environment():
     env = _env_default(base_job_template("taxi-duration", "taxi-net", SEAWEEDFS))
+    # The S3 keys' block names, not the keys (nor references the worker would resolve into the
+    # container's configuration): the flows load them at start.
     assert env == {
-        "AWS_ACCESS_KEY_ID": "{{ prefect.blocks.secret.taxi-aws-access-key-id }}",
-        "AWS_SECRET_ACCESS_KEY": "{{ prefect.blocks.secret.taxi-aws-secret-access-key }}",
+        "TAXI_AWS_ACCESS_KEY_ID_BLOCK": "taxi-aws-access-key-id",
+        "TAXI_AWS_SECRET_ACCESS_KEY_BLOCK": "taxi-aws-secret-access-key",
         "DO_NOT_TRACK": "1",
         "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30",
         "TAXI_OBJECT_URL_TEMPLATE": SEAWEEDFS,
     }
-    # None or blank: no links (plain s3:// URIs), only the secrets' references and no telemetry.
+    # None or blank: no links (plain s3:// URIs), only the blocks' names and no telemetry.
     for unset in (None, "", "  "):
         assert set(_env_default(base_job_template("taxi-duration", "taxi-net", unset))) == {
-            *SECRET_BLOCKS,
+            "TAXI_AWS_ACCESS_KEY_ID_BLOCK",
+            "TAXI_AWS_SECRET_ACCESS_KEY_BLOCK",
             "DO_NOT_TRACK",
             "PREFECT_FLOWS_HEARTBEAT_FREQUENCY",
         }
